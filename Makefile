@@ -1,0 +1,45 @@
+# podstamp — build, test and measure.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/podstamp
+
+.PHONY: all build test test-unit lint e2e demo bench chart-test fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/podstamp
+
+## test: everything CI runs — lint, unit tests with -race, chart tests, the end-to-end suite.
+test: lint test-unit chart-test e2e
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root).
+e2e:
+	$(GO) test -tags e2e -race -count=1 -timeout 30m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true; \
+	grep -qE '^(ok|PASS)' e2e.log && ! grep -qE '^(--- FAIL|FAIL)' e2e.log
+
+## demo: a local API server, a few pods on loopback addresses, podstamp and a sink, side by side.
+demo:
+	$(GO) run ./e2e/demo
+
+## bench: podstamp vs. a raw proxy vs. a Collector with k8sattributes, in one run.
+bench:
+	$(GO) run ./bench/cmd/runner
+
+chart-test:
+	cd charts/test && $(GO) test -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzHTTPHandler -fuzztime 30s ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzStamp -fuzztime 30s ./enrich/
+
+clean:
+	rm -rf bin e2e.log
