@@ -1,0 +1,351 @@
+package enrich
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Attribute keys podstamp reads or writes.
+const (
+	AttrNamespaceName  = "k8s.namespace.name"
+	AttrPodName        = "k8s.pod.name"
+	AttrPodUID         = "k8s.pod.uid"
+	AttrPodStartTime   = "k8s.pod.start_time"
+	AttrPodIP          = "k8s.pod.ip"
+	AttrNodeName       = "k8s.node.name"
+	AttrNodeUID        = "k8s.node.uid"
+	AttrContainerName  = "k8s.container.name"
+	AttrImageName      = "container.image.name"
+	AttrImageTag       = "container.image.tag"
+	AttrContainerID    = "container.id"
+	AttrClusterName    = "k8s.cluster.name"
+	AttrServiceName    = "service.name"
+	AttrServiceNS      = "service.namespace"
+	AttrServiceVersion = "service.version"
+	AttrServiceInst    = "service.instance.id"
+
+	// AssociationConnection is the association source "the connection's peer".
+	AssociationConnection = "connection"
+
+	// OtelAnnotationPrefix is the pod annotation prefix whose suffix becomes
+	// an attribute key when otel_annotations is on.
+	OtelAnnotationPrefix = "resource.opentelemetry.io/"
+)
+
+// workloadOrder is the order workload attributes are emitted in.
+var workloadOrder = [...]WorkloadKind{Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob}
+
+// defaultMetadata is the default value of Config.Metadata.
+var defaultMetadata = []string{
+	AttrNamespaceName, AttrPodName, AttrPodUID, AttrPodStartTime, AttrNodeName, AttrPodIP,
+	"k8s.deployment.name", "k8s.replicaset.name", "k8s.statefulset.name", "k8s.daemonset.name",
+	"k8s.job.name", "k8s.cronjob.name", AttrContainerName, AttrImageName,
+	AttrImageTag, AttrContainerID,
+}
+
+// allowedMetadata is every key Config.Metadata may list.
+var allowedMetadata = func() map[string]bool {
+	m := map[string]bool{AttrNodeUID: true}
+	for _, k := range defaultMetadata {
+		m[k] = true
+	}
+	for _, w := range workloadOrder {
+		m["k8s."+string(w)+".uid"] = true
+	}
+	return m
+}()
+
+// defaultAssociation is the default value of Config.Association.
+var defaultAssociation = []string{AttrPodUID, AttrPodIP, AttrPodName, AttrContainerID, AssociationConnection}
+
+// Config is the rule set: what podstamp stamps, how it finds the pod of a
+// resource, and when it may replace what the client sent. Its YAML form is
+// the --config file (and the Helm chart's config value).
+type Config struct {
+	// ClusterName, when set, is stamped as k8s.cluster.name.
+	ClusterName string `json:"cluster_name,omitempty"`
+	// Metadata lists the pod, workload, node and container attributes to stamp.
+	Metadata []string `json:"metadata"`
+	// OtelAnnotations turns pod annotations resource.opentelemetry.io/<key>
+	// into attribute <key>.
+	OtelAnnotations bool `json:"otel_annotations"`
+	// Labels and Annotations extract label / annotation values of the pod,
+	// its namespace or its node.
+	Labels      []FieldRule `json:"labels,omitempty"`
+	Annotations []FieldRule `json:"annotations,omitempty"`
+	// Service derives service.* attributes.
+	Service ServiceConfig `json:"service"`
+	// Association lists, in order, how a resource finds its pod: by its
+	// k8s.pod.uid, k8s.pod.ip, k8s.pod.name (+k8s.namespace.name) or
+	// container.id attribute, or by the connection's peer address.
+	Association []string `json:"association"`
+	// Overwrite says when a client's non-empty value may be replaced.
+	Overwrite OverwriteConfig `json:"overwrite"`
+}
+
+// FieldRule extracts labels or annotations into attributes, in the spirit of
+// the k8sattributes processor's extract.labels / extract.annotations.
+type FieldRule struct {
+	// From is pod (default), namespace or node.
+	From string `json:"from,omitempty"`
+	// Key is an exact label/annotation key. KeyRegex is an anchored regular
+	// expression matched against every key. Exactly one of them is set.
+	Key      string `json:"key,omitempty"`
+	KeyRegex string `json:"key_regex,omitempty"`
+	// TagName is the attribute key; with KeyRegex it may use $1 etc.
+	// Default: k8s.<from>.label.<key> (annotation: k8s.<from>.annotation.<key>).
+	TagName string `json:"tag_name,omitempty"`
+}
+
+// ServiceConfig controls service.* derivation.
+type ServiceConfig struct {
+	// Derive stamps service.name, service.namespace, service.version and
+	// service.instance.id in the order of the semantic conventions.
+	Derive bool `json:"derive"`
+	// WellKnownLabels also uses app.kubernetes.io/{instance,name,version}.
+	WellKnownLabels bool `json:"well_known_labels"`
+}
+
+// OverwriteConfig lists when a client's value is replaced.
+type OverwriteConfig struct {
+	// Keys are attribute keys whose client value podstamp replaces.
+	Keys []string `json:"keys,omitempty"`
+	// UnknownService replaces a service.name that starts with "unknown_service"
+	// (the SDK default).
+	UnknownService bool `json:"unknown_service"`
+}
+
+// Needs tells the pod cache what it must fetch besides the pod itself.
+type Needs struct {
+	NamespaceMetadata bool // labels/annotations of the pod's namespace
+	NodeMetadata      bool // labels/annotations/UID of the pod's node
+	WorkloadUIDs      bool // UIDs of the owning workloads
+}
+
+// DefaultConfig returns the defaults: the pod, workload and container
+// attributes of the default metadata list, otel_annotations on, no
+// label/annotation rules, no service derivation, association by
+// k8s.pod.uid, k8s.pod.ip, k8s.pod.name, container.id, then connection,
+// and no overwriting.
+func DefaultConfig() Config {
+	return Config{
+		Metadata:        append([]string(nil), defaultMetadata...),
+		OtelAnnotations: true,
+		Association:     append([]string(nil), defaultAssociation...),
+	}
+}
+
+// LoadConfig reads a YAML rule file. Fields it omits keep their defaults;
+// unknown fields are an error. An empty path returns DefaultConfig.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("enrich config: %w", err)
+	}
+	cfg, err = ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("enrich config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses and validates a YAML rule set, starting from the defaults.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate checks every rule; the error names each bad rule by its path
+// (e.g. "labels[2].key_regex: ...").
+func (c Config) Validate() error {
+	_, err := compile(c)
+	return err
+}
+
+// Needs reports what the pod cache must fetch for these rules.
+func (c Config) Needs() Needs {
+	var n Needs
+	for _, m := range c.Metadata {
+		switch {
+		case m == AttrNodeUID:
+			n.NodeMetadata = true
+		case strings.HasSuffix(m, ".uid") && m != AttrPodUID:
+			n.WorkloadUIDs = true
+		}
+	}
+	for _, rules := range [][]FieldRule{c.Labels, c.Annotations} {
+		for _, r := range rules {
+			switch r.From {
+			case "namespace":
+				n.NamespaceMetadata = true
+			case "node":
+				n.NodeMetadata = true
+			}
+		}
+	}
+	return n
+}
+
+// source is where a FieldRule reads from.
+type source uint8
+
+const (
+	fromPod source = iota
+	fromNamespace
+	fromNode
+)
+
+// fieldRule is a compiled FieldRule.
+type fieldRule struct {
+	from       source
+	fromName   string
+	annotation bool
+	key        string
+	re         *regexp.Regexp
+	tagName    string
+}
+
+// assocKind is one compiled association source.
+type assocKind uint8
+
+const (
+	assocUID assocKind = iota
+	assocIP
+	assocName
+	assocContainerID
+	assocConnection
+)
+
+// rules is a compiled Config.
+type rules struct {
+	metadata        map[string]bool
+	clusterName     string
+	otelAnnotations bool
+	labels          []fieldRule
+	annotations     []fieldRule
+	derive          bool
+	wellKnown       bool
+	association     []assocKind
+	overwrite       map[string]bool
+	unknownService  bool
+}
+
+func compile(c Config) (*rules, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	r := &rules{
+		metadata:        map[string]bool{},
+		clusterName:     c.ClusterName,
+		otelAnnotations: c.OtelAnnotations,
+		derive:          c.Service.Derive,
+		wellKnown:       c.Service.WellKnownLabels,
+		overwrite:       map[string]bool{},
+		unknownService:  c.Overwrite.UnknownService,
+	}
+	if c.Service.WellKnownLabels && !c.Service.Derive {
+		bad("service.well_known_labels: needs service.derive: true")
+	}
+	for i, m := range c.Metadata {
+		if !allowedMetadata[m] {
+			bad("metadata[%d]: unknown attribute %q", i, m)
+			continue
+		}
+		if r.metadata[m] {
+			bad("metadata[%d]: %q listed twice", i, m)
+		}
+		r.metadata[m] = true
+	}
+	compileRules := func(name string, in []FieldRule, annotation bool) []fieldRule {
+		var out []fieldRule
+		for i, fr := range in {
+			path := fmt.Sprintf("%s[%d]", name, i)
+			cr := fieldRule{annotation: annotation, key: fr.Key, tagName: fr.TagName}
+			switch fr.From {
+			case "", "pod":
+				cr.from, cr.fromName = fromPod, "pod"
+			case "namespace":
+				cr.from, cr.fromName = fromNamespace, "namespace"
+			case "node":
+				cr.from, cr.fromName = fromNode, "node"
+			default:
+				bad("%s.from: unknown source %q (want pod, namespace or node)", path, fr.From)
+				continue
+			}
+			switch {
+			case fr.Key != "" && fr.KeyRegex != "":
+				bad("%s: set key or key_regex, not both", path)
+				continue
+			case fr.Key == "" && fr.KeyRegex == "":
+				bad("%s: set key or key_regex", path)
+				continue
+			case fr.KeyRegex != "":
+				re, err := regexp.Compile("^(?:" + fr.KeyRegex + ")$")
+				if err != nil {
+					bad("%s.key_regex: %v", path, err)
+					continue
+				}
+				cr.re = re
+			default:
+				if strings.Contains(fr.TagName, "$") {
+					bad("%s.tag_name: $-references need key_regex", path)
+					continue
+				}
+			}
+			out = append(out, cr)
+		}
+		return out
+	}
+	r.labels = compileRules("labels", c.Labels, false)
+	r.annotations = compileRules("annotations", c.Annotations, true)
+	seen := map[assocKind]bool{}
+	for i, a := range c.Association {
+		var k assocKind
+		switch a {
+		case AttrPodUID:
+			k = assocUID
+		case AttrPodIP:
+			k = assocIP
+		case AttrPodName:
+			k = assocName
+		case AttrContainerID:
+			k = assocContainerID
+		case AssociationConnection:
+			k = assocConnection
+		default:
+			bad("association[%d]: unknown source %q (want k8s.pod.uid, k8s.pod.ip, k8s.pod.name, container.id or connection)", i, a)
+			continue
+		}
+		if seen[k] {
+			bad("association[%d]: %q listed twice", i, a)
+			continue
+		}
+		seen[k] = true
+		r.association = append(r.association, k)
+	}
+	for i, k := range c.Overwrite.Keys {
+		if k == "" {
+			bad("overwrite.keys[%d]: empty key", i)
+			continue
+		}
+		r.overwrite[k] = true
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}

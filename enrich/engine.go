@@ -1,0 +1,108 @@
+package enrich
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+)
+
+// engine is the rule set and the pod lookup shared by both encoders.
+type engine struct {
+	r   *rules
+	res Resolver // nil: no pod is ever found
+}
+
+// resKeys are the client's non-empty string values of the keys association
+// and container selection read. The strings may alias request bytes: they
+// are cloned before they leave the engine.
+type resKeys struct {
+	uid, ip, name, namespace, containerID, containerName string
+}
+
+// peerState resolves the connection's peer at most once per request.
+type peerState struct {
+	peer   netip.Addr
+	size   int
+	needed bool
+	done   bool
+	pod    *Pod
+	res    Result
+}
+
+func (p *peerState) resolve(ctx context.Context, r Resolver) (*Pod, error) {
+	p.needed = true
+	if p.done {
+		return p.pod, nil
+	}
+	p.done = true
+	if r == nil || !p.peer.IsValid() {
+		p.res = ResultUnknown
+		return nil, nil
+	}
+	pod, res, err := r.ResolvePeer(ctx, p.peer.Unmap(), p.size)
+	if err != nil {
+		return nil, err
+	}
+	p.pod, p.res = pod, res
+	return pod, nil
+}
+
+// result is the Result of a whole request.
+func (p *peerState) result() Result {
+	if !p.needed {
+		return ResultResourceAttribute
+	}
+	return p.res
+}
+
+// associate finds the pod of one resource: the first association source the
+// resource can use decides. A resource attribute that is present but names no
+// known pod does not fall through to later sources (its data is another
+// pod's; stamping the sender's identity would be wrong).
+func (e *engine) associate(ctx context.Context, k *resKeys, ps *peerState) (*Pod, family, error) {
+	for _, a := range e.r.association {
+		switch a {
+		case assocUID:
+			if k.uid != "" {
+				return e.byUID(k.uid), famAny, nil
+			}
+		case assocIP:
+			if k.ip == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(k.ip)
+			if err != nil {
+				continue
+			}
+			if e.res == nil {
+				return nil, famAny, nil
+			}
+			return e.res.ByIP(ip.Unmap()), famAny, nil
+		case assocName:
+			if k.name != "" && k.namespace != "" {
+				if e.res == nil {
+					return nil, famAny, nil
+				}
+				return e.res.ByName(strings.Clone(k.namespace), strings.Clone(k.name)), famAny, nil
+			}
+		case assocContainerID:
+			if k.containerID != "" {
+				if e.res == nil {
+					return nil, famAny, nil
+				}
+				return e.res.ByContainerID(strings.Clone(k.containerID)), famAny, nil
+			}
+		case assocConnection:
+			pod, err := ps.resolve(ctx, e.res)
+			return pod, peerFamily(ps.peer), err
+		}
+	}
+	return nil, famAny, nil
+}
+
+func (e *engine) byUID(uid string) *Pod {
+	if e.res == nil {
+		return nil
+	}
+	return e.res.ByUID(strings.Clone(uid))
+}

@@ -1,0 +1,483 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ErrMalformed is wrapped by every error about a request whose envelope or
+// resource level is not valid protobuf.
+var ErrMalformed = errors.New("malformed OTLP protobuf")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// Stamper adds pod attributes to protobuf-encoded OTLP export requests
+// without decoding them: only each resource's attribute keys (and the string
+// values association reads) are parsed; everything else is copied as bytes.
+// It is safe for concurrent use.
+type Stamper struct {
+	e     engine
+	cache [cacheSlots]atomic.Pointer[podEntry]
+	pool  sync.Pool
+}
+
+// cacheSlots is the size of the direct-mapped cache of encoded attributes.
+const cacheSlots = 1024
+
+// podEntry is the encoded attributes of one (pod, container, IP family).
+type podEntry struct {
+	pod   *Pod
+	c     int
+	fam   family
+	attrs []encAttr
+}
+
+// encAttr is one attribute, encoded as a whole Resource.attributes field.
+type encAttr struct {
+	key, value string
+	enc        []byte
+}
+
+// NewStamper compiles cfg. r may be nil: no pod is ever found, every request
+// passes through unchanged.
+func NewStamper(cfg Config, r Resolver) (*Stamper, error) {
+	rs, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stamper{e: engine{r: rs, res: r}}
+	s.pool.New = func() any { return new(scratch) }
+	return s, nil
+}
+
+// scratch is the per-request working memory, pooled.
+type scratch struct {
+	plans []rsPlan
+	res   []span   // Resource field occurrences
+	dels  []span   // KeyValue fields to drop
+	adds  [][]byte // encoded KeyValue fields to append
+	kvs   []kvRef  // the current resource's attributes
+}
+
+type span struct{ tag, start, end int } // field tag offset, content start, content end
+
+type rsPlan struct {
+	span                   // the Resource<Signal> field
+	resLo, resHi           int
+	delLo, delHi           int
+	addLo, addHi, addBytes int
+}
+
+func (p *rsPlan) changed() bool { return p.delHi > p.delLo || p.addHi > p.addLo }
+
+type kvRef struct {
+	span
+	key  []byte
+	cv   clientValue // cv.str aliases the request
+	drop bool
+}
+
+// bstr views b as a string without copying; the result must not outlive b
+// and must not be retained.
+func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// Enrich stamps one protobuf-encoded Export<Signal>ServiceRequest; see the
+// package documentation. The output is appended to dst[:0].
+func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
+	_ = sig // every signal has the same envelope and resource shape
+	sc := s.pool.Get().(*scratch)
+	defer s.pool.Put(sc)
+	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
+	ps := peerState{peer: peer, size: len(body)}
+
+	for off := 0; off < len(body); {
+		num, typ, n := protowire.ConsumeTag(body[off:])
+		if n < 0 {
+			return nil, "", malformed("request: bad field tag at offset %d", off)
+		}
+		if num != 1 {
+			m := protowire.ConsumeFieldValue(num, typ, body[off+n:])
+			if m < 0 {
+				return nil, "", malformed("request: bad field %d at offset %d", num, off)
+			}
+			off += n + m
+			continue
+		}
+		if typ != protowire.BytesType {
+			return nil, "", malformed("request: field 1 (resource %s) has wire type %d, want length-delimited", sig, typ)
+		}
+		v, m := protowire.ConsumeBytes(body[off+n:])
+		if m < 0 {
+			return nil, "", malformed("request: resource %s at offset %d: bad length", sig, off)
+		}
+		end := off + n + m
+		p := rsPlan{span: span{tag: off, start: end - len(v), end: end}}
+		if err := s.planResource(ctx, body, &p, sc, &ps); err != nil {
+			return nil, "", err
+		}
+		sc.plans = append(sc.plans, p)
+		off = end
+	}
+
+	// Output size, then one append pass.
+	size := len(body)
+	changed := false
+	for i := range sc.plans {
+		p := &sc.plans[i]
+		if !p.changed() {
+			continue
+		}
+		changed = true
+		oldLen := p.end - p.start
+		size += sizeVarint(newRSLen(body, p, sc)) - sizeVarint(oldLen) + newRSLen(body, p, sc) - oldLen
+	}
+	out := dst[:0]
+	if !changed {
+		return append(out, body...), ps.result(), nil
+	}
+	out = slices.Grow(out, size)
+	last := 0
+	for i := range sc.plans {
+		p := &sc.plans[i]
+		if !p.changed() {
+			continue
+		}
+		out = append(out, body[last:p.start-lenOfLenPrefix(body, p.span)]...) // up to and including the tag
+		out = protowire.AppendVarint(out, uint64(newRSLen(body, p, sc)))
+		out = s.writeRS(out, body, p, sc)
+		last = p.end
+	}
+	out = append(out, body[last:]...)
+	return out, ps.result(), nil
+}
+
+// lenOfLenPrefix is the size of the length varint of field sp.
+func lenOfLenPrefix(body []byte, sp span) int {
+	_, _, n := protowire.ConsumeTag(body[sp.tag:])
+	return sp.start - sp.tag - n
+}
+
+func sizeVarint(n int) int { return protowire.SizeVarint(uint64(n)) }
+
+// newResLen is the new content length of Resource occurrence i of plan p.
+func newResLen(p *rsPlan, sc *scratch, i int) int {
+	r := sc.res[i]
+	l := r.end - r.start
+	for _, d := range sc.dels[p.delLo:p.delHi] {
+		if d.tag >= r.start && d.end <= r.end {
+			l -= d.end - d.tag
+		}
+	}
+	if i == p.resHi-1 {
+		l += p.addBytes
+	}
+	return l
+}
+
+// newRSLen is the new content length of the Resource<Signal> of plan p.
+func newRSLen(body []byte, p *rsPlan, sc *scratch) int {
+	l := p.end - p.start
+	if p.resHi == p.resLo {
+		return l + 1 + sizeVarint(p.addBytes) + p.addBytes
+	}
+	for i := p.resLo; i < p.resHi; i++ {
+		r := sc.res[i]
+		nl := newResLen(p, sc, i)
+		l += sizeVarint(nl) + nl - sizeVarint(r.end-r.start) - (r.end - r.start)
+	}
+	return l
+}
+
+func (s *Stamper) writeRS(out, body []byte, p *rsPlan, sc *scratch) []byte {
+	if p.resHi == p.resLo { // no Resource: create one, first
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		out = protowire.AppendVarint(out, uint64(p.addBytes))
+		for _, a := range sc.adds[p.addLo:p.addHi] {
+			out = append(out, a...)
+		}
+		return append(out, body[p.start:p.end]...)
+	}
+	last := p.start
+	dels := sc.dels[p.delLo:p.delHi]
+	for i := p.resLo; i < p.resHi; i++ {
+		r := sc.res[i]
+		isLast := i == p.resHi-1
+		hasDel := len(dels) > 0 && dels[0].tag < r.end
+		if !isLast && !hasDel {
+			continue
+		}
+		out = append(out, body[last:r.start-lenOfLenPrefix(body, r)]...)
+		out = protowire.AppendVarint(out, uint64(newResLen(p, sc, i)))
+		from := r.start
+		for len(dels) > 0 && dels[0].tag < r.end {
+			out = append(out, body[from:dels[0].tag]...)
+			from = dels[0].end
+			dels = dels[1:]
+		}
+		out = append(out, body[from:r.end]...)
+		if isLast {
+			for _, a := range sc.adds[p.addLo:p.addHi] {
+				out = append(out, a...)
+			}
+		}
+		last = r.end
+	}
+	return append(out, body[last:p.end]...)
+}
+
+// planResource parses one Resource<Signal> (its Resource only), finds the
+// pod and records what to drop and add.
+func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *scratch, ps *peerState) error {
+	p.resLo = len(sc.res)
+	sc.kvs = sc.kvs[:0]
+	for off := p.start; off < p.end; {
+		num, typ, n := protowire.ConsumeTag(body[off:p.end])
+		if n < 0 {
+			return malformed("resource #%d: bad field tag at offset %d", len(sc.plans), off)
+		}
+		if num != 1 {
+			m := protowire.ConsumeFieldValue(num, typ, body[off+n:p.end])
+			if m < 0 {
+				return malformed("resource #%d: bad field %d at offset %d", len(sc.plans), num, off)
+			}
+			off += n + m
+			continue
+		}
+		if typ != protowire.BytesType {
+			return malformed("resource #%d: field 1 (Resource) has wire type %d, want length-delimited", len(sc.plans), typ)
+		}
+		v, m := protowire.ConsumeBytes(body[off+n : p.end])
+		if m < 0 {
+			return malformed("resource #%d: Resource at offset %d: bad length", len(sc.plans), off)
+		}
+		end := off + n + m
+		r := span{tag: off, start: end - len(v), end: end}
+		if err := s.parseResource(body, r, sc); err != nil {
+			return err
+		}
+		sc.res = append(sc.res, r)
+		off = end
+	}
+	p.resHi = len(sc.res)
+	p.delLo, p.delHi = len(sc.dels), len(sc.dels)
+	p.addLo, p.addHi = len(sc.adds), len(sc.adds)
+
+	var k resKeys
+	for i := len(sc.kvs) - 1; i >= 0; i-- { // first occurrence wins: walk backwards
+		kv := &sc.kvs[i]
+		if !kv.cv.isStr || kv.cv.str == "" {
+			continue
+		}
+		switch bstr(kv.key) {
+		case AttrPodUID:
+			k.uid = kv.cv.str
+		case AttrPodIP:
+			k.ip = kv.cv.str
+		case AttrPodName:
+			k.name = kv.cv.str
+		case AttrNamespaceName:
+			k.namespace = kv.cv.str
+		case AttrContainerID:
+			k.containerID = kv.cv.str
+		case AttrContainerName:
+			k.containerName = kv.cv.str
+		}
+	}
+	pod, fam, err := s.e.associate(ctx, &k, ps)
+	if err != nil {
+		return err
+	}
+	if pod == nil {
+		return nil
+	}
+	ent := s.entry(pod, selectContainer(pod, k.containerID, k.containerName), fam)
+	anyDrop := false
+	for i := range ent.attrs {
+		a := &ent.attrs[i]
+		var cv clientValue
+		found := false
+		for j := range sc.kvs {
+			if bstr(sc.kvs[j].key) == a.key {
+				if !found {
+					cv, found = sc.kvs[j].cv, true
+				}
+			}
+		}
+		if !s.e.r.replaces(a.key, a.value, cv) {
+			continue
+		}
+		if found {
+			for j := range sc.kvs {
+				if bstr(sc.kvs[j].key) == a.key {
+					sc.kvs[j].drop, anyDrop = true, true
+				}
+			}
+		}
+		sc.adds = append(sc.adds, a.enc)
+		p.addBytes += len(a.enc)
+	}
+	p.addHi = len(sc.adds)
+	if anyDrop {
+		for j := range sc.kvs {
+			if sc.kvs[j].drop {
+				sc.dels = append(sc.dels, sc.kvs[j].span)
+			}
+		}
+		p.delHi = len(sc.dels)
+	}
+	return nil
+}
+
+// parseResource records the attributes of one Resource message in sc.kvs.
+func (s *Stamper) parseResource(body []byte, r span, sc *scratch) error {
+	for off := r.start; off < r.end; {
+		num, typ, n := protowire.ConsumeTag(body[off:r.end])
+		if n < 0 {
+			return malformed("Resource: bad field tag at offset %d", off)
+		}
+		if num != 1 {
+			m := protowire.ConsumeFieldValue(num, typ, body[off+n:r.end])
+			if m < 0 {
+				return malformed("Resource: bad field %d at offset %d", num, off)
+			}
+			off += n + m
+			continue
+		}
+		if typ != protowire.BytesType {
+			return malformed("Resource: attribute at offset %d has wire type %d, want length-delimited", off, typ)
+		}
+		v, m := protowire.ConsumeBytes(body[off+n : r.end])
+		if m < 0 {
+			return malformed("Resource: attribute at offset %d: bad length", off)
+		}
+		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}}
+		if err := parseKeyValue(v, &kv); err != nil {
+			return malformed("Resource: attribute at offset %d: %v", off, err)
+		}
+		sc.kvs = append(sc.kvs, kv)
+		off += n + m
+	}
+	return nil
+}
+
+var errBadKV = errors.New("bad KeyValue")
+
+// parseKeyValue reads a KeyValue's key and, for a string value, the string.
+// Repeated scalar fields: the last one wins, as in every protobuf decoder.
+func parseKeyValue(b []byte, kv *kvRef) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errBadKV
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return errBadKV
+			}
+			kv.key = v
+			b = b[m:]
+		case num == 2 && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return errBadKV
+			}
+			if err := parseAnyValue(v, &kv.cv); err != nil {
+				return err
+			}
+			b = b[m:]
+		case num == 1 || num == 2:
+			return fmt.Errorf("KeyValue field %d has wire type %d", num, typ)
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return errBadKV
+			}
+			b = b[m:]
+		}
+	}
+	return nil
+}
+
+// parseAnyValue classifies an AnyValue. Like the generated decoders, a
+// repeated value field merges into the previous one: the last oneof member
+// wins.
+func parseAnyValue(b []byte, cv *clientValue) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return errBadKV
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return errBadKV
+		}
+		if num >= 1 && num <= 7 {
+			want := protowire.BytesType
+			switch num {
+			case 2, 3:
+				want = protowire.VarintType
+			case 4:
+				want = protowire.Fixed64Type
+			}
+			if typ != want {
+				return fmt.Errorf("AnyValue field %d has wire type %d", num, typ)
+			}
+			if num == 1 {
+				v, _ := protowire.ConsumeBytes(b[n:])
+				*cv = clientValue{present: len(v) > 0, isStr: true, str: bstr(v)}
+			} else {
+				*cv = clientValue{present: true}
+			}
+		}
+		b = b[n+m:]
+	}
+	return nil
+}
+
+// entry returns the encoded attributes for (pod, container, family), from
+// the cache when possible.
+func (s *Stamper) entry(pod *Pod, c int, fam family) *podEntry {
+	h := uint64(uintptr(unsafe.Pointer(pod)))
+	h ^= uint64(c+1)<<32 ^ uint64(fam)<<48
+	h *= 0x9E3779B97F4A7C15
+	slot := &s.cache[h>>(64-10)]
+	if e := slot.Load(); e != nil && e.pod == pod && e.c == c && e.fam == fam {
+		return e
+	}
+	attrs := s.e.r.podAttrs(pod, c, fam)
+	e := &podEntry{pod: pod, c: c, fam: fam, attrs: make([]encAttr, len(attrs))}
+	for i, a := range attrs {
+		e.attrs[i] = encAttr{key: a.key, value: a.value, enc: encodeAttr(a.key, a.value)}
+	}
+	slot.Store(e)
+	return e
+}
+
+// encodeAttr encodes Resource.attributes field: KeyValue{key, AnyValue{string_value}}.
+func encodeAttr(k, v string) []byte {
+	anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(v))
+	kvLen := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(anyLen)
+	b := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(kvLen))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(kvLen))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, k)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(anyLen))
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, v)
+	return b
+}
