@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -160,6 +161,13 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig parses and validates a YAML rule set, starting from the defaults.
 func ParseConfig(b []byte) (Config, error) {
+	var raw any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return Config{}, err
+	}
+	if err := checkFields("", raw, configSchema); err != nil {
+		return Config{}, err
+	}
 	cfg := DefaultConfig()
 	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
 		return Config{}, err
@@ -168,6 +176,60 @@ func ParseConfig(b []byte) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// schema lists the keys of each YAML object, to name an unknown field by its path.
+type schema map[string]schema
+
+var ruleSchema = schema{"from": nil, "key": nil, "key_regex": nil, "tag_name": nil}
+
+var configSchema = schema{
+	"cluster_name": nil, "metadata": nil, "otel_annotations": nil,
+	"labels": ruleSchema, "annotations": ruleSchema,
+	"service":     {"derive": nil, "well_known_labels": nil},
+	"association": nil,
+	"overwrite":   {"keys": nil, "unknown_service": nil},
+}
+
+// checkFields rejects keys the schema does not know, naming their path.
+func checkFields(path string, v any, s schema) error {
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		if s == nil {
+			return nil // a scalar field given a map: the typed decoder reports it
+		}
+		for _, k := range sortedKeysAny(v) {
+			sub, ok := s[k]
+			if !ok {
+				return fmt.Errorf("%s: unknown field %q", join(k), k)
+			}
+			if err := checkFields(join(k), v[k], sub); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if err := checkFields(fmt.Sprintf("%s[%d]", path, i), e, s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeysAny(m map[string]any) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
 }
 
 // Validate checks every rule; the error names each bad rule by its path

@@ -67,6 +67,12 @@ type scratch struct {
 	dels  []span   // KeyValue fields to drop
 	adds  [][]byte // encoded KeyValue fields to append
 	kvs   []kvRef  // the current resource's attributes
+
+	// Profiles only: resource attribute keys and string values may be
+	// references into the dictionary's string table (loaded lazily).
+	profiles   bool
+	strsLoaded bool
+	strs       [][]byte
 }
 
 type span struct{ tag, start, end int } // field tag offset, content start, content end
@@ -98,6 +104,8 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 	sc := s.pool.Get().(*scratch)
 	defer s.pool.Put(sc)
 	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
+	sc.profiles, sc.strsLoaded, sc.strs = sig == Profiles, false, sc.strs[:0]
+	defer clear(sc.strs[:cap(sc.strs)]) // drop references to the request
 	ps := peerState{peer: peer, size: len(body)}
 
 	for off := 0; off < len(body); {
@@ -361,7 +369,7 @@ func (s *Stamper) parseResource(body []byte, r span, sc *scratch) error {
 			return malformed("Resource: attribute at offset %d: bad length", off)
 		}
 		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}}
-		if err := parseKeyValue(v, &kv); err != nil {
+		if err := parseKeyValue(body, v, &kv, sc); err != nil {
 			return malformed("Resource: attribute at offset %d: %v", off, err)
 		}
 		sc.kvs = append(sc.kvs, kv)
@@ -374,7 +382,8 @@ var errBadKV = errors.New("bad KeyValue")
 
 // parseKeyValue reads a KeyValue's key and, for a string value, the string.
 // Repeated scalar fields: the last one wins, as in every protobuf decoder.
-func parseKeyValue(b []byte, kv *kvRef) error {
+func parseKeyValue(body, b []byte, kv *kvRef, sc *scratch) error {
+	var keyIdx uint64
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -394,11 +403,18 @@ func parseKeyValue(b []byte, kv *kvRef) error {
 			if m < 0 {
 				return errBadKV
 			}
-			if err := parseAnyValue(v, &kv.cv); err != nil {
+			if err := parseAnyValue(body, v, &kv.cv, sc); err != nil {
 				return err
 			}
 			b = b[m:]
-		case num == 1 || num == 2:
+		case num == 3 && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return errBadKV
+			}
+			keyIdx = v
+			b = b[m:]
+		case num <= 3:
 			return fmt.Errorf("KeyValue field %d has wire type %d", num, typ)
 		default:
 			m := protowire.ConsumeFieldValue(num, typ, b)
@@ -408,13 +424,23 @@ func parseKeyValue(b []byte, kv *kvRef) error {
 			b = b[m:]
 		}
 	}
+	if sc.profiles && int32(keyIdx) != 0 {
+		if len(kv.key) > 0 {
+			return errors.New("KeyValue has both key and key_strindex")
+		}
+		k, err := sc.str(body, keyIdx)
+		if err != nil {
+			return fmt.Errorf("key_strindex: %w", err)
+		}
+		kv.key = k
+	}
 	return nil
 }
 
 // parseAnyValue classifies an AnyValue. Like the generated decoders, a
 // repeated value field merges into the previous one: the last oneof member
 // wins.
-func parseAnyValue(b []byte, cv *clientValue) error {
+func parseAnyValue(body, b []byte, cv *clientValue, sc *scratch) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -424,10 +450,10 @@ func parseAnyValue(b []byte, cv *clientValue) error {
 		if m < 0 {
 			return errBadKV
 		}
-		if num >= 1 && num <= 7 {
+		if num >= 1 && num <= 8 {
 			want := protowire.BytesType
 			switch num {
-			case 2, 3:
+			case 2, 3, 8:
 				want = protowire.VarintType
 			case 4:
 				want = protowire.Fixed64Type
@@ -435,14 +461,76 @@ func parseAnyValue(b []byte, cv *clientValue) error {
 			if typ != want {
 				return fmt.Errorf("AnyValue field %d has wire type %d", num, typ)
 			}
-			if num == 1 {
+			switch {
+			case num == 1:
 				v, _ := protowire.ConsumeBytes(b[n:])
 				*cv = clientValue{present: len(v) > 0, isStr: true, str: bstr(v)}
-			} else {
+			case num == 8 && sc.profiles:
+				idx, _ := protowire.ConsumeVarint(b[n:])
+				v, err := sc.str(body, idx)
+				if err != nil {
+					return fmt.Errorf("string_value_strindex: %w", err)
+				}
+				*cv = clientValue{present: len(v) > 0, isStr: true, str: bstr(v)}
+			default:
 				*cv = clientValue{present: true}
 			}
 		}
 		b = b[n+m:]
+	}
+	return nil
+}
+
+// str returns entry idx (an int32 on the wire) of the profiles dictionary's
+// string table, loading the table on first use.
+func (sc *scratch) str(body []byte, idx uint64) ([]byte, error) {
+	if !sc.strsLoaded {
+		sc.strsLoaded = true
+		if err := sc.loadStrings(body); err != nil {
+			return nil, err
+		}
+	}
+	i := int32(idx)
+	if i < 0 || int(i) >= len(sc.strs) {
+		return nil, fmt.Errorf("index %d outside the string table (%d entries)", i, len(sc.strs))
+	}
+	return sc.strs[i], nil
+}
+
+// loadStrings collects the string_table (field 5) of every dictionary
+// (field 2) of a profiles request; repeated dictionaries merge.
+func (sc *scratch) loadStrings(body []byte) error {
+	for off := 0; off < len(body); {
+		num, typ, n := protowire.ConsumeTag(body[off:])
+		if n < 0 {
+			return errors.New("bad field tag in the request")
+		}
+		m := protowire.ConsumeFieldValue(num, typ, body[off+n:])
+		if m < 0 {
+			return errors.New("bad field in the request")
+		}
+		if num == 2 && typ == protowire.BytesType {
+			d, _ := protowire.ConsumeBytes(body[off+n:])
+			for len(d) > 0 {
+				dn, dt, k := protowire.ConsumeTag(d)
+				if k < 0 {
+					return errors.New("bad field tag in the dictionary")
+				}
+				l := protowire.ConsumeFieldValue(dn, dt, d[k:])
+				if l < 0 {
+					return errors.New("bad field in the dictionary")
+				}
+				if dn == 5 {
+					if dt != protowire.BytesType {
+						return errors.New("dictionary string_table has the wrong wire type")
+					}
+					v, _ := protowire.ConsumeBytes(d[k:])
+					sc.strs = append(sc.strs, v)
+				}
+				d = d[k+l:]
+			}
+		}
+		off += n + m
 	}
 	return nil
 }

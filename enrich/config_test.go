@@ -1,0 +1,152 @@
+package enrich_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	c := enrich.DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+	if !c.OtelAnnotations || c.Service.Derive || c.Service.WellKnownLabels || c.Overwrite.UnknownService {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if len(c.Metadata) != 16 {
+		t.Fatalf("default metadata has %d keys, want 16: %v", len(c.Metadata), c.Metadata)
+	}
+	want := []string{"k8s.pod.uid", "k8s.pod.ip", "k8s.pod.name", "container.id", "connection"}
+	if !reflect.DeepEqual(c.Association, want) {
+		t.Fatalf("association = %v, want %v", c.Association, want)
+	}
+	if (c.Needs() != enrich.Needs{}) {
+		t.Fatalf("default needs = %+v, want none", c.Needs())
+	}
+}
+
+func TestLoadConfigEmptyPathIsDefault(t *testing.T) {
+	c, err := enrich.LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, enrich.DefaultConfig()) {
+		t.Fatalf("LoadConfig(\"\") = %+v, want defaults", c)
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	yaml := `
+cluster_name: prod-eu
+labels:
+  - key: team
+  - from: namespace
+    key_regex: "tier|env"
+    tag_name: "ns.$0"
+annotations:
+  - key_regex: "note\\.example\\.com/(.*)"
+    tag_name: "note.$1"
+service:
+  derive: true
+  well_known_labels: true
+overwrite:
+  keys: [k8s.pod.ip]
+  unknown_service: true
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := enrich.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClusterName != "prod-eu" || len(c.Labels) != 2 || c.Labels[1].From != "namespace" ||
+		!c.Service.Derive || !c.Service.WellKnownLabels || !c.Overwrite.UnknownService {
+		t.Fatalf("parsed config wrong: %+v", c)
+	}
+	// Omitted fields keep their defaults.
+	if !c.OtelAnnotations || len(c.Metadata) != 16 || len(c.Association) != 5 {
+		t.Fatalf("omitted fields lost their defaults: %+v", c)
+	}
+	if got := c.Needs(); got != (enrich.Needs{NamespaceMetadata: true}) {
+		t.Fatalf("Needs = %+v", got)
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	if _, err := enrich.LoadConfig(filepath.Join(t.TempDir(), "nope.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestConfigErrorsNameTheRule(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"labels:\n- key: a\n- key: b\n- key_regex: '(['\n", "labels[2].key_regex: "},
+		{"annotations:\n- key: a\n  key_regex: b\n", "annotations[0]: set key or key_regex, not both"},
+		{"annotations:\n- tag_name: x\n", "annotations[0]: set key or key_regex"},
+		{"labels:\n- from: deployment\n  key: a\n", `labels[0].from: unknown source "deployment"`},
+		{"labels:\n- key: a\n  tag_name: x.$1\n", "labels[0].tag_name: $-references need key_regex"},
+		{"metadata: [k8s.pod.name, k8s.pod.colour]\n", `metadata[1]: unknown attribute "k8s.pod.colour"`},
+		{"metadata: [k8s.pod.name, k8s.pod.name]\n", `metadata[1]: "k8s.pod.name" listed twice`},
+		{"association: [k8s.pod.uid, host.name]\n", `association[1]: unknown source "host.name"`},
+		{"association: [connection, connection]\n", `association[1]: "connection" listed twice`},
+		{"overwrite:\n  keys: ['']\n", "overwrite.keys[0]: empty key"},
+		{"service:\n  well_known_labels: true\n", "service.well_known_labels: needs service.derive: true"},
+		{"metadata: k8s.pod.name\n", "cannot unmarshal"},
+		{"colour: red\n", `colour: unknown field "colour"`},
+		{"service:\n  derive: true\n  extra: 1\n", `service.extra: unknown field "extra"`},
+		{"labels:\n- key: a\n  regex: b\n", `labels[0].regex: unknown field "regex"`},
+	}
+	for _, tc := range cases {
+		_, err := enrich.ParseConfig([]byte(tc.yaml))
+		if err == nil {
+			t.Errorf("%q: accepted, want error containing %q", tc.yaml, tc.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %q, want it to contain %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestConfigReportsEveryBadRule(t *testing.T) {
+	_, err := enrich.ParseConfig([]byte("metadata: [nope]\nassociation: [nope]\n"))
+	if err == nil || !strings.Contains(err.Error(), "metadata[0]") || !strings.Contains(err.Error(), "association[0]") {
+		t.Fatalf("error %v, want both rules named", err)
+	}
+}
+
+func TestNeeds(t *testing.T) {
+	c := enrich.DefaultConfig()
+	c.Metadata = append(c.Metadata, "k8s.deployment.uid")
+	if got := c.Needs(); got != (enrich.Needs{WorkloadUIDs: true}) {
+		t.Fatalf("workload uid: Needs = %+v", got)
+	}
+	c = enrich.DefaultConfig()
+	c.Metadata = append(c.Metadata, "k8s.node.uid")
+	if got := c.Needs(); got != (enrich.Needs{NodeMetadata: true}) {
+		t.Fatalf("node uid: Needs = %+v", got)
+	}
+	c = enrich.DefaultConfig()
+	c.Annotations = []enrich.FieldRule{{From: "node", Key: "a"}}
+	if got := c.Needs(); got != (enrich.Needs{NodeMetadata: true}) {
+		t.Fatalf("node annotation: Needs = %+v", got)
+	}
+}
+
+func TestNewStamperRejectsBadConfig(t *testing.T) {
+	c := enrich.DefaultConfig()
+	c.Labels = []enrich.FieldRule{{KeyRegex: "("}}
+	if _, err := enrich.NewStamper(c, nil); err == nil || !strings.Contains(err.Error(), "labels[0].key_regex") {
+		t.Fatalf("NewStamper error = %v", err)
+	}
+	if _, err := enrich.NewPdataStamper(c, nil); err == nil {
+		t.Fatal("NewPdataStamper accepted a bad regex")
+	}
+}
