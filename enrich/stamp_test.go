@@ -93,8 +93,8 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "client values win, empty strings count as absent", peer: peerCart,
-			in: []map[string]any{{"k8s.namespace.name": "theirs", "k8s.pod.name": "", "service.name": "checkout", "k8s.node.name": int64(7)}},
-			want: []map[string]any{with(cartAttrs(), "k8s.namespace.name", "theirs", "service.name", "checkout", "k8s.node.name", int64(7))},
+			in:     []map[string]any{{"k8s.namespace.name": "theirs", "k8s.pod.name": "", "service.name": "checkout", "k8s.node.name": int64(7)}},
+			want:   []map[string]any{with(cartAttrs(), "k8s.namespace.name", "theirs", "service.name", "checkout", "k8s.node.name", int64(7))},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
@@ -105,24 +105,24 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "unknown_service kept without the overwrite", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Service.Derive = true },
-			in:   []map[string]any{{"service.name": "unknown_service:java"}},
+			cfg: func(c *enrich.Config) { c.Service.Derive = true },
+			in:  []map[string]any{{"service.name": "unknown_service:java"}},
 			want: []map[string]any{with(cartAttrs(), "service.name", "unknown_service:java", "service.namespace", "shop",
 				"service.version", "1.2.3", "service.instance.id", "shop.cart-7d9f8-abcde.cart")},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
 			name: "unknown_service replaced with the overwrite, workload name", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Service.Derive = true; c.Overwrite.UnknownService = true },
-			in:   []map[string]any{{"service.name": "unknown_service:java"}},
+			cfg: func(c *enrich.Config) { c.Service.Derive = true; c.Overwrite.UnknownService = true },
+			in:  []map[string]any{{"service.name": "unknown_service:java"}},
 			want: []map[string]any{with(cartAttrs(), "service.name", "cart", "service.namespace", "shop",
 				"service.version", "1.2.3", "service.instance.id", "shop.cart-7d9f8-abcde.cart")},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
 			name: "unknown_service overwrite leaves real names alone", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Service.Derive = true; c.Overwrite.UnknownService = true },
-			in:   []map[string]any{{"service.name": "checkout", "service.version": ""}},
+			cfg: func(c *enrich.Config) { c.Service.Derive = true; c.Overwrite.UnknownService = true },
+			in:  []map[string]any{{"service.name": "checkout", "service.version": ""}},
 			want: []map[string]any{with(cartAttrs(), "service.name", "checkout", "service.namespace", "shop",
 				"service.version", "1.2.3", "service.instance.id", "shop.cart-7d9f8-abcde.cart")},
 			result: enrich.ResultHit, resolve: 1,
@@ -139,9 +139,9 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "two containers, none named: no container attributes", peer: peerWorker,
-			cfg:  func(c *enrich.Config) { c.Service.Derive = true },
-			in:   []map[string]any{{}},
-			want: []map[string]any{with(workerAttrs(), "service.name", "report", "service.namespace", "batch")},
+			cfg:    func(c *enrich.Config) { c.Service.Derive = true },
+			in:     []map[string]any{{}},
+			want:   []map[string]any{with(workerAttrs(), "service.name", "report", "service.namespace", "batch")},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
@@ -172,7 +172,7 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "unknown uid does not fall through to the connection", peer: peerCart,
-			in:   []map[string]any{{"k8s.pod.uid": "uid-gone"}}, want: []map[string]any{{"k8s.pod.uid": "uid-gone"}},
+			in: []map[string]any{{"k8s.pod.uid": "uid-gone"}}, want: []map[string]any{{"k8s.pod.uid": "uid-gone"}},
 			result: enrich.ResultResourceAttribute,
 		},
 		{
@@ -203,8 +203,8 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "no connection association", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Association = []string{"k8s.pod.uid"} },
-			in:   []map[string]any{{}}, want: []map[string]any{{}}, result: enrich.ResultResourceAttribute,
+			cfg: func(c *enrich.Config) { c.Association = []string{"k8s.pod.uid"} },
+			in:  []map[string]any{{}}, want: []map[string]any{{}}, result: enrich.ResultResourceAttribute,
 		},
 		{
 			name: "no resources", peer: peerCart, in: nil, want: nil, result: enrich.ResultResourceAttribute,
@@ -259,8 +259,8 @@ func TestStampRules(t *testing.T) {
 		},
 		{
 			name: "otel annotation sets service.name before derivation", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Service.Derive = true; c.Metadata = []string{"k8s.pod.name"} },
-			in:   []map[string]any{{}},
+			cfg: func(c *enrich.Config) { c.Service.Derive = true; c.Metadata = []string{"k8s.pod.name"} },
+			in:  []map[string]any{{}},
 			want: []map[string]any{{"k8s.pod.name": "cart-7d9f8-abcde", "deployment.environment.name": "prod",
 				"service.name": "cart-svc", "service.namespace": "shop", "service.version": "1.2.3",
 				"service.instance.id": "shop.cart-7d9f8-abcde.cart"}},

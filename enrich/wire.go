@@ -147,7 +147,8 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 		}
 		changed = true
 		oldLen := p.end - p.start
-		size += sizeVarint(newRSLen(body, p, sc)) - sizeVarint(oldLen) + newRSLen(body, p, sc) - oldLen
+		nl := newRSLen(body, p, sc)
+		size += sizeVarint(nl) - lenOfLenPrefix(body, p.span) + nl - oldLen
 	}
 	out := dst[:0]
 	if !changed {
@@ -201,7 +202,7 @@ func newRSLen(body []byte, p *rsPlan, sc *scratch) int {
 	for i := p.resLo; i < p.resHi; i++ {
 		r := sc.res[i]
 		nl := newResLen(p, sc, i)
-		l += sizeVarint(nl) + nl - sizeVarint(r.end-r.start) - (r.end - r.start)
+		l += sizeVarint(nl) + nl - lenOfLenPrefix(body, r) - (r.end - r.start)
 	}
 	return l
 }
@@ -270,7 +271,7 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 		}
 		end := off + n + m
 		r := span{tag: off, start: end - len(v), end: end}
-		if err := s.parseResource(body, r, sc); err != nil {
+		if err := s.parseResource(body, r, sc, len(sc.plans)); err != nil {
 			return err
 		}
 		sc.res = append(sc.res, r)
@@ -347,30 +348,30 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 }
 
 // parseResource records the attributes of one Resource message in sc.kvs.
-func (s *Stamper) parseResource(body []byte, r span, sc *scratch) error {
+func (s *Stamper) parseResource(body []byte, r span, sc *scratch, idx int) error {
 	for off := r.start; off < r.end; {
 		num, typ, n := protowire.ConsumeTag(body[off:r.end])
 		if n < 0 {
-			return malformed("Resource: bad field tag at offset %d", off)
+			return malformed("resource #%d: Resource: bad field tag at offset %d", idx, off)
 		}
 		if num != 1 {
 			m := protowire.ConsumeFieldValue(num, typ, body[off+n:r.end])
 			if m < 0 {
-				return malformed("Resource: bad field %d at offset %d", num, off)
+				return malformed("resource #%d: Resource: bad field %d at offset %d", idx, num, off)
 			}
 			off += n + m
 			continue
 		}
 		if typ != protowire.BytesType {
-			return malformed("Resource: attribute at offset %d has wire type %d, want length-delimited", off, typ)
+			return malformed("resource #%d: Resource: attribute at offset %d has wire type %d, want length-delimited", idx, off, typ)
 		}
 		v, m := protowire.ConsumeBytes(body[off+n : r.end])
 		if m < 0 {
-			return malformed("Resource: attribute at offset %d: bad length", off)
+			return malformed("resource #%d: Resource: attribute at offset %d: bad length", idx, off)
 		}
 		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}}
 		if err := parseKeyValue(body, v, &kv, sc); err != nil {
-			return malformed("Resource: attribute at offset %d: %v", off, err)
+			return malformed("resource #%d: Resource: attribute at offset %d: %v", idx, off, err)
 		}
 		sc.kvs = append(sc.kvs, kv)
 		off += n + m
