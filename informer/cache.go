@@ -1,0 +1,374 @@
+package informer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// Cache is a node-scoped pod cache. It implements enrich.Resolver.
+type Cache struct {
+	cfg    Config
+	log    *slog.Logger
+	client kubernetes.Interface
+	clock  clock.WithTicker
+	m      *metrics
+
+	inf     cache.SharedIndexInformer
+	handler cache.ResourceEventHandlerRegistration
+	started atomic.Bool
+	synced  atomic.Bool
+
+	mu       sync.RWMutex
+	byUID    map[string]*entry
+	byIP     index[netip.Addr]
+	byName   index[string]
+	byCID    index[string]
+	hostNet  map[netip.Addr]int // addresses of live hostNetwork pods
+	seq      uint64
+	waiters  map[netip.Addr]*waiter
+	negative map[netip.Addr]time.Time // address -> not held again until
+	nodeIPs  map[netip.Addr]bool      // Config.NodeIPs and the node's status.addresses
+	gateways map[netip.Addr]bool      // first address of each spec.podCIDRs
+
+	held     atomic.Int64 // bytes of held requests
+	heldReqs atomic.Int64
+
+	meta *metaCache
+
+	warnNAT   rateLimit
+	warnWatch rateLimit
+}
+
+var _ enrich.Resolver = (*Cache)(nil)
+
+// New builds a Cache for the pods of cfg.NodeName. Nothing is contacted until
+// Run. reg may be nil (no metrics registered).
+func New(client kubernetes.Interface, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
+	if client == nil {
+		return nil, errors.New("informer: nil clientset")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	c := &Cache{
+		cfg:      cfg,
+		log:      log,
+		client:   client,
+		clock:    clock.RealClock{},
+		byUID:    map[string]*entry{},
+		byIP:     newIndex[netip.Addr](),
+		byName:   newIndex[string](),
+		byCID:    newIndex[string](),
+		hostNet:  map[netip.Addr]int{},
+		waiters:  map[netip.Addr]*waiter{},
+		negative: map[netip.Addr]time.Time{},
+		nodeIPs:  map[netip.Addr]bool{},
+		gateways: map[netip.Addr]bool{},
+	}
+	for _, ip := range cfg.NodeIPs {
+		c.nodeIPs[ip.Unmap()] = true
+	}
+	c.meta = newMetaCache(cfg.MetadataTTL)
+	m, err := newMetrics(reg, c)
+	if err != nil {
+		return nil, err
+	}
+	c.m = m
+
+	sel := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}
+	c.inf = cache.NewSharedIndexInformerWithOptions(
+		cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{ResyncPeriod: 0, ObjectDescription: "pods of node " + cfg.NodeName})
+	if err := c.inf.SetTransform(transform); err != nil {
+		return nil, fmt.Errorf("informer: %w", err)
+	}
+	if err := c.inf.SetWatchErrorHandlerWithContext(c.onWatchError); err != nil {
+		return nil, fmt.Errorf("informer: %w", err)
+	}
+	c.handler, err = c.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.onUpsert(obj) },
+		UpdateFunc: func(_, obj any) { c.onUpsert(obj) },
+		DeleteFunc: c.onDelete,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("informer: %w", err)
+	}
+	return c, nil
+}
+
+// Run starts the watch and the background refreshes and blocks until ctx is
+// done. The watch reconnects by itself; while the API server is away the cache
+// keeps serving what it has, and a relist catches up on what was missed.
+func (c *Cache) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("informer: Run called twice")
+	}
+	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.inf.RunWithContext(ctx) })
+	wg.Go(func() {
+		select {
+		case <-c.handler.HasSyncedChecker().Done():
+			c.synced.Store(true)
+			c.m.synced.Set(1)
+			c.log.Info("pod cache synced", "node", c.cfg.NodeName, "pods", c.podCount())
+		case <-ctx.Done():
+		}
+	})
+	wg.Go(func() { c.metaLoop(ctx) })
+	wg.Go(func() { c.sweepLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// Ready returns nil once the first list of pods has been delivered to the cache.
+func (c *Cache) Ready() error {
+	if c.synced.Load() {
+		return nil
+	}
+	if !c.started.Load() {
+		return errors.New("pod cache not started")
+	}
+	return errors.New("pod cache has not synced yet")
+}
+
+func (c *Cache) onWatchError(_ context.Context, _ *cache.Reflector, err error) {
+	c.m.watchErrors.Inc()
+	if c.warnWatch.allow(c.clock.Now(), 30*time.Second) {
+		c.log.Warn("pod watch failed; serving the cached pods and reconnecting", "node", c.cfg.NodeName, "err", err)
+	}
+}
+
+func (c *Cache) podCount() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byUID)
+}
+
+func (c *Cache) onUpsert(obj any) {
+	o := podFromEvent(obj)
+	if o == nil {
+		return
+	}
+	pub := c.publish(context.Background(), o)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name}
+	if o.finished() {
+		e.cls = classFinished
+	}
+	if old := c.byUID[string(o.UID)]; old != nil {
+		e.seq = old.seq
+		c.unindexLocked(old)
+	} else {
+		c.seq++
+		e.seq = c.seq
+	}
+	c.indexLocked(e)
+}
+
+func (c *Cache) onDelete(obj any) {
+	o := podFromEvent(obj)
+	if o == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &entry{obj: o, pod: o.pod, cls: classDeleted, deletedAt: c.clock.Now(), key: o.Namespace + "/" + o.Name}
+	// Deletes go by UID: only this pod's entry changes, never that of a
+	// newer pod that reuses its name or address.
+	if old := c.byUID[string(o.UID)]; old != nil {
+		e.obj, e.pod, e.seq = old.obj, old.pod, old.seq
+		c.unindexLocked(old)
+	} else {
+		c.seq++
+		e.seq = c.seq
+	}
+	c.indexLocked(e)
+}
+
+func (c *Cache) indexLocked(e *entry) {
+	p := e.obj.pod
+	c.byUID[p.UID] = e
+	c.byName.add(e.key, e)
+	e.ips = nil
+	if p.HostNetwork {
+		if e.cls != classDeleted {
+			for _, ip := range p.IPs {
+				c.hostNet[ip]++
+			}
+		}
+	} else {
+		e.ips = p.IPs
+		for _, ip := range e.ips {
+			c.byIP.add(ip, e)
+			delete(c.negative, ip)
+			if w := c.waiters[ip]; w != nil {
+				close(w.ch)
+				delete(c.waiters, ip)
+			}
+		}
+	}
+	e.cids = e.cids[:0]
+	for _, ct := range p.Containers {
+		for _, id := range ct.IDs {
+			e.cids = append(e.cids, id)
+			c.byCID.add(id, e)
+		}
+	}
+	c.m.pods.Set(float64(len(c.byUID)))
+}
+
+func (c *Cache) unindexLocked(e *entry) {
+	p := e.obj.pod
+	if c.byUID[p.UID] == e {
+		delete(c.byUID, p.UID)
+	}
+	c.byName.remove(e.key, e)
+	for _, ip := range e.ips {
+		c.byIP.remove(ip, e)
+	}
+	if p.HostNetwork && e.cls != classDeleted {
+		for _, ip := range p.IPs {
+			if c.hostNet[ip]--; c.hostNet[ip] <= 0 {
+				delete(c.hostNet, ip)
+			}
+		}
+	}
+	for _, id := range e.cids {
+		c.byCID.remove(id, e)
+	}
+	c.m.pods.Set(float64(len(c.byUID)))
+}
+
+// alive reports whether e may still be returned: not deleted, or deleted
+// less than PodDeleteGrace ago.
+func (c *Cache) alive(now time.Time) func(*entry) bool {
+	return func(e *entry) bool {
+		return e.cls != classDeleted || now.Sub(e.deletedAt) < c.cfg.PodDeleteGrace
+	}
+}
+
+func (c *Cache) sweepLoop(ctx context.Context) {
+	period := min(c.cfg.PodDeleteGrace, c.cfg.HoldNegativeTTL) / 2
+	period = max(period, time.Second)
+	t := c.clock.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			c.sweep()
+		}
+	}
+}
+
+// sweep forgets deleted pods past their grace and expired negative entries.
+func (c *Cache) sweep() {
+	now := c.clock.Now()
+	alive := c.alive(now)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.byUID {
+		if !alive(e) {
+			c.unindexLocked(e)
+		}
+	}
+	for ip, until := range c.negative {
+		if !now.Before(until) {
+			delete(c.negative, ip)
+		}
+	}
+}
+
+// ByUID implements enrich.Lookup.
+func (c *Cache) ByUID(uid string) *enrich.Pod {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.byUID[uid]; e != nil && c.alive(c.clock.Now())(e) {
+		return e.pod
+	}
+	return nil
+}
+
+// ByIP implements enrich.Lookup. It never returns a hostNetwork pod.
+func (c *Cache) ByIP(ip netip.Addr) *enrich.Pod {
+	ip = ip.Unmap()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.byIP.get(ip, c.alive(c.clock.Now())); e != nil {
+		return e.pod
+	}
+	return nil
+}
+
+// ByName implements enrich.Lookup.
+func (c *Cache) ByName(namespace, name string) *enrich.Pod {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.byName.get(namespace+"/"+name, c.alive(c.clock.Now())); e != nil {
+		return e.pod
+	}
+	return nil
+}
+
+// ByContainerID implements enrich.Lookup. id may carry a runtime prefix.
+func (c *Cache) ByContainerID(id string) *enrich.Pod {
+	id = trimRuntime(id)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.byCID.get(id, c.alive(c.clock.Now())); e != nil {
+		return e.pod
+	}
+	return nil
+}
+
+// rateLimit lets one event through per period.
+type rateLimit struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (r *rateLimit) allow(now time.Time, every time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		return false
+	}
+	r.last = now
+	return true
+}

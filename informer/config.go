@@ -1,0 +1,92 @@
+package informer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Defaults of Config, applied by New to zero fields.
+const (
+	DefaultHoldTimeout     = 3 * time.Second
+	DefaultHoldMaxBytes    = 64 << 20
+	DefaultHoldNegativeTTL = 60 * time.Second
+	DefaultPodDeleteGrace  = 2 * time.Minute
+	DefaultMetadataTTL     = 5 * time.Minute
+)
+
+// Config configures a Cache. Zero durations and sizes take the defaults above.
+type Config struct {
+	// NodeName is the node whose pods are cached (field selector spec.nodeName).
+	NodeName string
+	// NodeIPs are known non-pod addresses of this node (--node-ip). A peer
+	// with one of them is never held. See the package documentation for how
+	// such peers are classified.
+	NodeIPs []netip.Addr
+
+	// HoldTimeout bounds how long a request whose peer is unknown is held.
+	HoldTimeout time.Duration
+	// HoldMaxBytes bounds the bytes of all requests held at once.
+	HoldMaxBytes int64
+	// HoldNegativeTTL is how long an address whose hold timed out is not held
+	// again, unless the informer sees it.
+	HoldNegativeTTL time.Duration
+	// PodDeleteGrace is how long a deleted pod stays resolvable.
+	PodDeleteGrace time.Duration
+	// MetadataTTL is how long namespace, node and workload lookups are cached.
+	MetadataTTL time.Duration
+
+	// What the stamping rules need beyond the pod itself. Each one costs
+	// on-demand GETs (namespaces, nodes, replicasets and jobs).
+	NamespaceMetadata bool // namespace labels and annotations
+	NodeMetadata      bool // node labels, annotations and UID
+	WorkloadUIDs      bool // k8s.<workload>.uid
+}
+
+func (c Config) withDefaults() Config {
+	if c.HoldTimeout == 0 {
+		c.HoldTimeout = DefaultHoldTimeout
+	}
+	if c.HoldMaxBytes == 0 {
+		c.HoldMaxBytes = DefaultHoldMaxBytes
+	}
+	if c.HoldNegativeTTL == 0 {
+		c.HoldNegativeTTL = DefaultHoldNegativeTTL
+	}
+	if c.PodDeleteGrace == 0 {
+		c.PodDeleteGrace = DefaultPodDeleteGrace
+	}
+	if c.MetadataTTL == 0 {
+		c.MetadataTTL = DefaultMetadataTTL
+	}
+	return c
+}
+
+// Validate reports every invalid field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("informer: node name is required"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"hold timeout", c.HoldTimeout}, {"hold negative TTL", c.HoldNegativeTTL},
+		{"pod delete grace", c.PodDeleteGrace}, {"metadata TTL", c.MetadataTTL},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("informer: %s must not be negative, got %s", d.name, d.v))
+		}
+	}
+	if c.HoldMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("informer: hold max bytes must not be negative, got %d", c.HoldMaxBytes))
+	}
+	for i, ip := range c.NodeIPs {
+		if !ip.IsValid() {
+			errs = append(errs, fmt.Errorf("informer: node IP #%d is not a valid address", i))
+		}
+	}
+	return errors.Join(errs...)
+}

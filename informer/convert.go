@@ -1,0 +1,232 @@
+package informer
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// podObj is what the informer's store keeps for one pod: the stripped
+// *enrich.Pod plus the few fields the cache reasons with. The transform
+// function builds it as soon as a pod is decoded, so the full v1.Pod is
+// garbage at once and memory grows only with what is stamped.
+type podObj struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta // Namespace, Name, UID, ResourceVersion only
+
+	pod      *enrich.Pod // without namespace/node metadata and workload UIDs
+	phase    corev1.PodPhase
+	start    time.Time // ordering time for IP ownership
+	deleting bool      // deletionTimestamp set
+
+	// owners as found in ownerReferences, for workload UID lookups.
+	rsName, rsUID   string
+	jobName, jobUID string
+	ownerUIDs       map[enrich.WorkloadKind]string
+}
+
+func (o *podObj) DeepCopyObject() runtime.Object {
+	c := *o
+	return &c
+}
+
+func (o *podObj) finished() bool {
+	return o.phase == corev1.PodSucceeded || o.phase == corev1.PodFailed
+}
+
+// transform is the informer's TransformFunc.
+func transform(obj any) (any, error) {
+	switch p := obj.(type) {
+	case *corev1.Pod:
+		return toPodObj(p), nil
+	default: // *podObj already, or a tombstone
+		return obj, nil
+	}
+}
+
+func toPodObj(p *corev1.Pod) *podObj {
+	o := &podObj{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       p.Namespace,
+			Name:            p.Name,
+			UID:             p.UID,
+			ResourceVersion: p.ResourceVersion,
+		},
+		phase:    p.Status.Phase,
+		deleting: p.DeletionTimestamp != nil,
+	}
+	ep := &enrich.Pod{
+		Namespace:   p.Namespace,
+		Name:        p.Name,
+		UID:         string(p.UID),
+		NodeName:    p.Spec.NodeName,
+		HostNetwork: p.Spec.HostNetwork,
+		Labels:      p.Labels,
+		Annotations: p.Annotations,
+	}
+	if p.Status.StartTime != nil {
+		ep.StartTime = p.Status.StartTime.Time
+	} else {
+		ep.StartTime = p.CreationTimestamp.Time
+	}
+	o.start = ep.StartTime
+	ep.IPs = podIPs(p)
+
+	// Workloads from owner references, without cluster-wide watches.
+	for _, ref := range p.OwnerReferences {
+		switch ref.Kind {
+		case "ReplicaSet":
+			o.rsName, o.rsUID = ref.Name, string(ref.UID)
+			ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.ReplicaSet, Name: ref.Name})
+			if d := deploymentName(ref.Name, p.Labels["pod-template-hash"]); d != "" {
+				ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.Deployment, Name: d})
+			}
+		case "Job":
+			o.jobName, o.jobUID = ref.Name, string(ref.UID)
+			ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.Job, Name: ref.Name})
+			if cj := cronJobName(ref.Name); cj != "" {
+				ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.CronJob, Name: cj})
+			}
+		case "StatefulSet":
+			ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.StatefulSet, Name: ref.Name})
+		case "DaemonSet":
+			ep.Workloads = append(ep.Workloads, enrich.Workload{Kind: enrich.DaemonSet, Name: ref.Name})
+		default:
+			continue
+		}
+		if o.ownerUIDs == nil {
+			o.ownerUIDs = map[enrich.WorkloadKind]string{}
+		}
+		o.ownerUIDs[enrich.WorkloadKind(strings.ToLower(ref.Kind))] = string(ref.UID)
+	}
+
+	ids := map[string][]string{}
+	addIDs := func(sts []corev1.ContainerStatus) {
+		for _, s := range sts {
+			for _, raw := range []string{s.ContainerID, lastID(s)} {
+				if id := trimRuntime(raw); id != "" {
+					ids[s.Name] = append(ids[s.Name], id)
+				}
+			}
+		}
+	}
+	addIDs(p.Status.InitContainerStatuses)
+	addIDs(p.Status.ContainerStatuses)
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range list {
+			name, tag := splitImage(c.Image)
+			ep.Containers = append(ep.Containers, enrich.Container{
+				Name: c.Name, ImageName: name, ImageTag: tag, IDs: ids[c.Name],
+			})
+		}
+	}
+	o.pod = ep
+	return o
+}
+
+func lastID(s corev1.ContainerStatus) string {
+	if t := s.LastTerminationState.Terminated; t != nil {
+		return t.ContainerID
+	}
+	return ""
+}
+
+// podIPs returns every entry of status.podIPs (status.podIP when the list is
+// empty), IPv4 addresses in their 4-byte form, without duplicates.
+func podIPs(p *corev1.Pod) []netip.Addr {
+	raw := make([]string, 0, len(p.Status.PodIPs)+1)
+	for _, ip := range p.Status.PodIPs {
+		raw = append(raw, ip.IP)
+	}
+	if len(raw) == 0 && p.Status.PodIP != "" {
+		raw = append(raw, p.Status.PodIP)
+	}
+	var out []netip.Addr
+	for _, s := range raw {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		a = a.Unmap().WithZone("")
+		dup := false
+		for _, b := range out {
+			dup = dup || a == b
+		}
+		if !dup {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// deploymentName derives the Deployment of a ReplicaSet: its name minus
+// "-<pod-template-hash>". "" when the ReplicaSet does not look like one a
+// Deployment made.
+func deploymentName(rs, hash string) string {
+	if hash == "" || !strings.HasSuffix(rs, "-"+hash) || len(rs) == len(hash)+1 {
+		return ""
+	}
+	return strings.TrimSuffix(rs, "-"+hash)
+}
+
+// cronJobName derives the CronJob of a Job named <cronjob>-<digits> (the
+// scheduled time in minutes). "" when the name has no such suffix.
+func cronJobName(job string) string {
+	i := strings.LastIndexByte(job, '-')
+	if i <= 0 || i == len(job)-1 {
+		return ""
+	}
+	for _, r := range job[i+1:] {
+		if r < '0' || r > '9' {
+			return ""
+		}
+	}
+	return job[:i]
+}
+
+// trimRuntime strips "containerd://" and the like from a container ID.
+func trimRuntime(id string) string {
+	if i := strings.Index(id, "://"); i >= 0 {
+		return id[i+3:]
+	}
+	return id
+}
+
+// splitImage splits registry/repo[:tag][@digest] into name and tag. The tag
+// is "latest" when the reference has neither tag nor digest.
+func splitImage(ref string) (name, tag string) {
+	digest := ""
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref, digest = ref[:i], ref[i+1:]
+	}
+	slash := strings.LastIndexByte(ref, '/')
+	if i := strings.LastIndexByte(ref, ':'); i > slash {
+		return ref[:i], ref[i+1:]
+	}
+	if digest != "" {
+		return ref, ""
+	}
+	return ref, "latest"
+}
+
+// podFromEvent unwraps an informer event object, tombstones included.
+func podFromEvent(obj any) *podObj {
+	switch o := obj.(type) {
+	case *podObj:
+		return o
+	case *corev1.Pod:
+		return toPodObj(o)
+	case cache.DeletedFinalStateUnknown:
+		return podFromEvent(o.Obj)
+	case *cache.DeletedFinalStateUnknown:
+		return podFromEvent(o.Obj)
+	}
+	return nil
+}

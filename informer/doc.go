@@ -1,0 +1,71 @@
+// Package informer is podstamp's node-scoped pod cache. It implements
+// enrich.Resolver: it finds the pod behind a connection's peer address and
+// answers lookups by pod UID, namespace/name, address and container ID.
+//
+// # What it watches
+//
+// One client-go informer on the pods of one node (field selector
+// spec.nodeName=<node>, no resync). A transform function turns every pod into
+// the few fields podstamp stamps as soon as it is decoded, so memory grows
+// with the pods of this node, not with the cluster. Workloads are derived
+// without cluster-wide watches: the Deployment is the ReplicaSet owner's name
+// minus "-<pod-template-hash>", the CronJob is the Job owner's name minus a
+// "-<digits>" suffix; StatefulSet, DaemonSet, Job and ReplicaSet come from
+// owner references. Namespace labels/annotations, node labels/annotations/UID
+// and workload UIDs are read only when Config asks for them, with on-demand
+// GETs cached for MetadataTTL; a failed GET never blocks stamping (the pod is
+// stamped without that metadata and the GET is retried later).
+//
+// The watch reconnects by itself. While the API server is away the cache keeps
+// serving what it has; the relist that follows catches up on missed events.
+//
+// # Addresses
+//
+// Every entry of status.podIPs is indexed (IPv4 and IPv6); IPv4-mapped IPv6
+// peers are unmapped. hostNetwork pods are never indexed by address. Loopback
+// pod addresses (127.0.0.x in tests) are ordinary addresses.
+//
+// When several cached pods list one address, the owner is: a live pod over a
+// finished (Succeeded/Failed) one over a deleted one; among equals, the newest
+// start time, then the pod seen last. So an address moves only to a pod that
+// started at the same time or later, or away from a holder that finished or
+// was deleted. Deletes are matched by UID. A deleted pod stays resolvable for
+// PodDeleteGrace, but never shadows a live pod with the same address. The
+// result does not depend on the order in which events arrive.
+//
+// # Non-pod peers and the NAT diagnosis
+//
+// Known non-pod addresses are never held. They are Config.NodeIPs, the node's
+// status.addresses and the first address of each spec.podCIDRs (the .1 a
+// bridge CNI gives the node side of the pod network); the node object is read
+// once per MetadataTTL when RBAC allows it, otherwise only Config.NodeIPs are
+// known. The rule:
+//
+//   - the pod-CIDR gateway: nat_suspected. No pod sends from it; it is what a
+//     hostPort (portmap) masquerade produces.
+//   - an address of a live hostNetwork pod on this node (usually the node's
+//     InternalIP): host_network. A hostNetwork sender and traffic masqueraded to
+//     that same address cannot be told apart; the legitimate case wins.
+//   - any other node address: nat_suspected (host_network until the first sync,
+//     while hostNetwork pods are not known yet).
+//
+// nat_suspected also logs a rate-limited warning naming the cause and both
+// fixes: run podstamp with hostNetwork, or send through a Service with
+// internalTrafficPolicy: Local.
+//
+// # Holding
+//
+// ResolvePeer holds a request whose peer is not in the cache — before the
+// first sync, every such request — until the informer indexes that address
+// (woken by the event handler, no polling), HoldTimeout passes, or the
+// caller's context ends. Held bytes are bounded by HoldMaxBytes; past it the
+// answer is no_budget at once. An address whose hold timed out is answered
+// unknown for HoldNegativeTTL unless a pod with it appears.
+//
+// # Not done here
+//
+// podstamp_enrich_total is counted by the caller from the Result. The cache
+// does not watch namespaces, nodes or workloads, does not filter pods, and
+// does not identify senders by anything but their address (no socket
+// credentials, no conntrack).
+package informer

@@ -1,0 +1,113 @@
+package informer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// class orders the pods claiming one key: a running (or pending) pod beats a
+// finished one, which beats a deleted one kept for the grace period.
+type class uint8
+
+const (
+	classLive class = iota
+	classFinished
+	classDeleted
+)
+
+func (c class) String() string {
+	switch c {
+	case classLive:
+		return "live"
+	case classFinished:
+		return "finished"
+	}
+	return "deleted"
+}
+
+// entry is one pod in the cache. Entries are replaced, never modified, except
+// for pod, which a metadata refresh may swap under the write lock.
+type entry struct {
+	obj       *podObj
+	pod       *enrich.Pod // published: base pod plus metadata
+	cls       class
+	deletedAt time.Time
+	seq       uint64 // order in which the UID was first seen: ties on start time
+	key       string // namespace/name
+	ips       []netip.Addr
+	cids      []string
+}
+
+// better reports whether a should own a key that b also claims. An address
+// moves only to a pod that started at the same time or later, or away from a
+// holder that finished or was deleted.
+func better(a, b *entry) bool {
+	if a.cls != b.cls {
+		return a.cls < b.cls
+	}
+	if !a.obj.start.Equal(b.obj.start) {
+		return a.obj.start.After(b.obj.start)
+	}
+	return a.seq > b.seq
+}
+
+// index maps a key to every entry claiming it and keeps the best one ready.
+type index[K comparable] struct {
+	cands map[K][]*entry
+	best  map[K]*entry
+}
+
+func newIndex[K comparable]() index[K] {
+	return index[K]{cands: map[K][]*entry{}, best: map[K]*entry{}}
+}
+
+func (ix *index[K]) add(k K, e *entry) {
+	ix.cands[k] = append(ix.cands[k], e)
+	if b := ix.best[k]; b == nil || better(e, b) {
+		ix.best[k] = e
+	}
+}
+
+func (ix *index[K]) remove(k K, e *entry) {
+	cs := ix.cands[k]
+	for i, c := range cs {
+		if c == e {
+			cs[i] = cs[len(cs)-1]
+			cs[len(cs)-1] = nil
+			cs = cs[:len(cs)-1]
+			break
+		}
+	}
+	if len(cs) == 0 {
+		delete(ix.cands, k)
+		delete(ix.best, k)
+		return
+	}
+	ix.cands[k] = cs
+	if ix.best[k] == e {
+		var b *entry
+		for _, c := range cs {
+			if b == nil || better(c, b) {
+				b = c
+			}
+		}
+		ix.best[k] = b
+	}
+}
+
+// get returns the owner of k, skipping deleted entries past their grace.
+func (ix *index[K]) get(k K, alive func(*entry) bool) *entry {
+	b := ix.best[k]
+	if b == nil || alive(b) {
+		return b
+	}
+	var r *entry
+	for _, c := range ix.cands[k] {
+		if alive(c) && (r == nil || better(c, r)) {
+			r = c
+		}
+	}
+	return r
+}

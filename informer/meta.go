@@ -1,0 +1,285 @@
+package informer
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// metaVal is the part of a namespace, node, ReplicaSet or Job podstamp uses.
+type metaVal struct {
+	labels, annotations map[string]string
+	uid                 string
+	// ownerName/ownerUID: the Deployment of a ReplicaSet, the CronJob of a Job.
+	ownerName, ownerUID string
+	// node only
+	addrs    []netip.Addr
+	gateways []netip.Addr
+}
+
+const (
+	metaGetTimeout = 2 * time.Second
+	metaRetryAfter = 10 * time.Second
+	metaCacheSize  = 4096
+)
+
+// metaCache holds the results of on-demand GETs for MetadataTTL.
+type metaCache struct {
+	lru *expirable.LRU[string, metaVal]
+
+	mu    sync.Mutex
+	fails map[string]time.Time // key -> do not GET again before
+}
+
+func newMetaCache(ttl time.Duration) *metaCache {
+	return &metaCache{lru: expirable.NewLRU[string, metaVal](metaCacheSize, nil, ttl), fails: map[string]time.Time{}}
+}
+
+// metaKind is a kind of object podstamp GETs on demand.
+type metaKind string
+
+const (
+	kindNamespace  metaKind = "namespace"
+	kindNode       metaKind = "node"
+	kindReplicaSet metaKind = "replicaset"
+	kindJob        metaKind = "job"
+)
+
+// lookup returns the cached object, or GETs it. ok is false when it could not
+// be read: callers stamp without it. Failed GETs are retried at most every
+// metaRetryAfter, so an unreachable API server costs little.
+func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (metaVal, bool) {
+	key := string(kind) + "/" + ns + "/" + name
+	if v, ok := c.meta.lru.Get(key); ok {
+		return v, true
+	}
+	now := c.clock.Now()
+	c.meta.mu.Lock()
+	if t, failed := c.meta.fails[key]; failed && now.Before(t) {
+		c.meta.mu.Unlock()
+		return metaVal{}, false
+	}
+	c.meta.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, metaGetTimeout)
+	defer cancel()
+	v, err := c.get(ctx, kind, ns, name)
+	if apierrors.IsNotFound(err) {
+		err = nil // cache the absence like a value
+	}
+	if err != nil {
+		c.m.metaErrors.WithLabelValues(string(kind)).Inc()
+		c.meta.mu.Lock()
+		c.meta.fails[key] = now.Add(metaRetryAfter)
+		c.meta.mu.Unlock()
+		c.log.Warn("metadata lookup failed; stamping without it", "kind", kind, "namespace", ns, "name", name, "err", err)
+		return metaVal{}, false
+	}
+	c.meta.mu.Lock()
+	delete(c.meta.fails, key)
+	c.meta.mu.Unlock()
+	c.meta.lru.Add(key, v)
+	return v, true
+}
+
+func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVal, error) {
+	opts := metav1.GetOptions{}
+	switch kind {
+	case kindNamespace:
+		o, err := c.client.CoreV1().Namespaces().Get(ctx, name, opts)
+		if err != nil {
+			return metaVal{}, err
+		}
+		return metaVal{labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}, nil
+	case kindNode:
+		o, err := c.client.CoreV1().Nodes().Get(ctx, name, opts)
+		if err != nil {
+			return metaVal{}, err
+		}
+		v := metaVal{labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}
+		for _, a := range o.Status.Addresses {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				v.addrs = append(v.addrs, ip.Unmap())
+			}
+		}
+		cidrs := o.Spec.PodCIDRs
+		if len(cidrs) == 0 && o.Spec.PodCIDR != "" {
+			cidrs = []string{o.Spec.PodCIDR}
+		}
+		for _, s := range cidrs {
+			if g, ok := gateway(s); ok {
+				v.gateways = append(v.gateways, g)
+			}
+		}
+		return v, nil
+	case kindReplicaSet:
+		o, err := c.client.AppsV1().ReplicaSets(ns).Get(ctx, name, opts)
+		if err != nil {
+			return metaVal{}, err
+		}
+		v := metaVal{uid: string(o.UID)}
+		for _, r := range o.OwnerReferences {
+			if r.Kind == "Deployment" {
+				v.ownerName, v.ownerUID = r.Name, string(r.UID)
+			}
+		}
+		return v, nil
+	case kindJob:
+		o, err := c.client.BatchV1().Jobs(ns).Get(ctx, name, opts)
+		if err != nil {
+			return metaVal{}, err
+		}
+		v := metaVal{uid: string(o.UID)}
+		for _, r := range o.OwnerReferences {
+			if r.Kind == "CronJob" {
+				v.ownerName, v.ownerUID = r.Name, string(r.UID)
+			}
+		}
+		return v, nil
+	}
+	return metaVal{}, nil
+}
+
+// gateway returns the first address of a pod CIDR (the .1 of an IPv4 /24),
+// which bridge CNIs give the node side of the pod network.
+func gateway(cidr string) (netip.Addr, bool) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	g := p.Masked().Addr().Next()
+	if !g.IsValid() || !p.Contains(g) {
+		return netip.Addr{}, false
+	}
+	return g.Unmap(), true
+}
+
+func (c *Cache) needsMeta() bool {
+	return c.cfg.NamespaceMetadata || c.cfg.NodeMetadata || c.cfg.WorkloadUIDs
+}
+
+// publish returns the pod to hand out: the stripped pod plus whatever
+// namespace, node and workload metadata the rules need and can be read.
+func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
+	if !c.needsMeta() {
+		return o.pod
+	}
+	p := *o.pod
+	if c.cfg.NamespaceMetadata {
+		if v, ok := c.lookup(ctx, kindNamespace, "", p.Namespace); ok {
+			p.NamespaceLabels, p.NamespaceAnnotations = v.labels, v.annotations
+		}
+	}
+	if c.cfg.NodeMetadata && p.NodeName != "" {
+		if v, ok := c.lookup(ctx, kindNode, "", p.NodeName); ok {
+			p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
+		}
+	}
+	if c.cfg.WorkloadUIDs && len(p.Workloads) > 0 {
+		ws := slices.Clone(p.Workloads)
+		var rs, job metaVal
+		var rsOK, jobOK bool
+		if o.rsName != "" {
+			rs, rsOK = c.lookup(ctx, kindReplicaSet, p.Namespace, o.rsName)
+		}
+		if o.jobName != "" {
+			job, jobOK = c.lookup(ctx, kindJob, p.Namespace, o.jobName)
+		}
+		for i := range ws {
+			w := &ws[i]
+			switch w.Kind {
+			case enrich.Deployment:
+				if rsOK && rs.ownerName == w.Name {
+					w.UID = rs.ownerUID
+				}
+			case enrich.CronJob:
+				if jobOK && job.ownerName == w.Name {
+					w.UID = job.ownerUID
+				}
+			default:
+				w.UID = o.ownerUIDs[w.Kind]
+			}
+		}
+		p.Workloads = ws
+	}
+	return &p
+}
+
+// metaLoop reads this node (addresses and pod-CIDR gateways for the NAT
+// diagnosis, when node read is allowed) and refreshes pod metadata every
+// MetadataTTL.
+func (c *Cache) metaLoop(ctx context.Context) {
+	c.refreshNode(ctx)
+	t := c.clock.NewTicker(c.cfg.MetadataTTL)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			c.refreshNode(ctx)
+			if c.needsMeta() {
+				c.republish(ctx)
+			}
+		}
+	}
+}
+
+func (c *Cache) refreshNode(ctx context.Context) {
+	v, ok := c.lookup(ctx, kindNode, "", c.cfg.NodeName)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodeIPs = map[netip.Addr]bool{}
+	for _, ip := range c.cfg.NodeIPs {
+		c.nodeIPs[ip.Unmap()] = true
+	}
+	for _, ip := range v.addrs {
+		c.nodeIPs[ip] = true
+	}
+	c.gateways = map[netip.Addr]bool{}
+	for _, g := range v.gateways {
+		c.gateways[g] = true
+	}
+}
+
+// republish rebuilds every pod's metadata (GETting what expired) and swaps
+// the published pod of entries that did not change meanwhile.
+func (c *Cache) republish(ctx context.Context) {
+	c.mu.RLock()
+	objs := make([]*podObj, 0, len(c.byUID))
+	for _, e := range c.byUID {
+		if e.cls != classDeleted {
+			objs = append(objs, e.obj)
+		}
+	}
+	c.mu.RUnlock()
+	for _, o := range objs {
+		if ctx.Err() != nil {
+			return
+		}
+		pub := c.publish(ctx, o)
+		c.mu.Lock()
+		if e := c.byUID[string(o.UID)]; e != nil && e.obj == o && !samePod(e.pod, pub) {
+			e.pod = pub
+		}
+		c.mu.Unlock()
+	}
+}
+
+func samePod(a, b *enrich.Pod) bool {
+	return maps.Equal(a.NamespaceLabels, b.NamespaceLabels) && maps.Equal(a.NamespaceAnnotations, b.NamespaceAnnotations) &&
+		maps.Equal(a.NodeLabels, b.NodeLabels) && maps.Equal(a.NodeAnnotations, b.NodeAnnotations) &&
+		a.NodeUID == b.NodeUID && slices.Equal(a.Workloads, b.Workloads)
+}
