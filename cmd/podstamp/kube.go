@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+// kube is the pod cache and what the rest of podstamp needs from it.
+type kube struct {
+	resolver enrich.Resolver
+	ready    func() error
+	run      func(context.Context) error
+	debug    http.Handler
+}
+
+// newKube builds the pod cache, or returns nil (pass-through) when there is
+// neither a node name nor any Kubernetes configuration.
+func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.Registerer) (*kube, error) {
+	var restCfg *rest.Config
+	var err error
+	switch {
+	case cfg.Kubeconfig != "":
+		restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("invalid configuration: --kubeconfig: %w", err)
+		}
+	default:
+		restCfg, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			if cfg.NodeName == "" {
+				return nil, nil
+			}
+			return nil, errors.New("invalid configuration: --kubeconfig: required outside a cluster when --node-name is set")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster Kubernetes configuration: %w", err)
+		}
+	}
+	if cfg.NodeName == "" {
+		return nil, errors.New("invalid configuration: --node-name: required to watch this node's pods (set K8S_NODE_NAME from spec.nodeName)")
+	}
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	restCfg.UserAgent = "podstamp/" + version
+	restCfg.QPS, restCfg.Burst = 20, 40
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	needs := rules.Needs()
+	cache, err := informer.New(client, informer.Config{
+		NodeName:          cfg.NodeName,
+		NodeIPs:           nodeIPs(cfg.NodeIPs),
+		HoldTimeout:       cfg.HoldTimeout,
+		HoldMaxBytes:      cfg.HoldMaxBytes,
+		HoldNegativeTTL:   cfg.HoldNegativeTTL,
+		PodDeleteGrace:    cfg.PodDeleteGrace,
+		MetadataTTL:       cfg.MetadataTTL,
+		NamespaceMetadata: needs.NamespaceMetadata,
+		NodeMetadata:      needs.NodeMetadata,
+		WorkloadUIDs:      needs.WorkloadUIDs,
+	}, log.With("component", "informer"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	k := &kube{resolver: cache, ready: cache.Ready, run: cache.Run}
+	if d, ok := any(cache).(interface{ DebugHandler() http.Handler }); ok {
+		k.debug = d.DebugHandler()
+	}
+	return k, nil
+}

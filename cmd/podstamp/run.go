@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/proxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// run is podstamp's whole life: configuration, wiring, serving, draining.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if cfg.Help {
+		Usage(stdout)
+		return nil
+	}
+	if cfg.Version {
+		fmt.Fprintf(stdout, "podstamp %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	targets, err := cfg.Upstreams(getenv)
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	rules, err := enrich.LoadConfig(cfg.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("invalid configuration: --config: %w", err)
+	}
+	if err := rules.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: --config: %w", err)
+	}
+
+	log := newLogger(cfg, stdout)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	opts := proxy.Options{
+		Logger:     log,
+		Registerer: reg,
+		Gatherer:   reg,
+		Version:    version,
+		Handlers:   map[string]http.Handler{},
+	}
+	kube, err := newKube(cfg, rules, log, reg)
+	if err != nil {
+		return err
+	}
+	if kube != nil {
+		stamper, err := enrich.NewStamper(rules, kube.resolver)
+		if err != nil {
+			return fmt.Errorf("invalid configuration: --config: %w", err)
+		}
+		opts.Enricher = stamper
+		opts.Checks = append(opts.Checks, proxy.Check{Name: "pod-cache", Check: kube.ready})
+		if kube.debug != nil {
+			opts.Handlers["/debug/pods"] = kube.debug
+		}
+	} else {
+		log.Info("no node name and no Kubernetes configuration: passing data through without pod attributes")
+	}
+
+	p, err := proxy.New(proxy.Config{
+		GRPCListen:      cfg.GRPCListen,
+		HTTPListen:      cfg.HTTPListen,
+		AdminListen:     cfg.AdminListen,
+		Upstream:        targets,
+		ForwardHeaders:  cfg.ForwardHeaders,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		DrainDelay:      cfg.DrainDelay,
+		EnablePprof:     cfg.EnablePprof,
+	}, opts)
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if err := p.Listen(); err != nil {
+		p.Close()
+		return err
+	}
+	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName)
+
+	// The pod cache outlives the ingress: requests in flight during the
+	// drain may still be held for a pod.
+	kubeCtx, stopKube := context.WithCancel(context.Background())
+	kubeDone := make(chan error, 1)
+	if kube != nil {
+		go func() { kubeDone <- kube.run(kubeCtx) }()
+	} else {
+		kubeDone <- nil
+	}
+
+	serveErr := p.Serve(ctx)
+	stopKube()
+	kubeErr := <-kubeDone
+	if kubeErr != nil && !errors.Is(kubeErr, context.Canceled) {
+		log.Error("pod cache stopped", "err", kubeErr)
+	}
+	if serveErr != nil {
+		return serveErr
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func describeUpstream(ts [4]proxy.Target) string {
+	seen := map[string]bool{}
+	var parts []string
+	for _, sig := range enrich.Signals {
+		s := ts[sig].Protocol + " " + ts[sig].Endpoint
+		if !seen[s] {
+			seen[s] = true
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel)
+	ho := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func nodeIPs(ss []string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ss))
+	for _, s := range ss {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/podstamp/podstamp/enrich"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// serviceDesc is the hand-written descriptor of one OTLP Export service. Its
+// handler receives the request as raw bytes (the raw codec) and returns the
+// upstream's response bytes untouched.
+func (p *Proxy) serviceDesc(sig enrich.Signal) *grpc.ServiceDesc {
+	info := &signals[sig]
+	return &grpc.ServiceDesc{
+		ServiceName: info.service,
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Export",
+			Handler: func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+				var req frame
+				if err := dec(&req); err != nil {
+					return nil, err
+				}
+				return p.exportGRPC(ctx, sig, &req)
+			},
+		}},
+		Metadata: "podstamp",
+	}
+}
+
+func (p *Proxy) exportGRPC(ctx context.Context, sig enrich.Signal, req *frame) (any, error) {
+	p.m.inflight.Inc()
+	defer p.m.inflight.Dec()
+
+	body := req.data.MaterializeToBuffer(mem.DefaultBufferPool())
+	req.data.Free()
+	req.data = nil
+
+	resp, err := p.forward(ctx, sig, protoGRPC, peerAddr(ctx), body, p.grpcHeaders(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &frame{data: resp}, nil
+}
+
+// grpcHeaders returns the allow-listed incoming metadata as key, value pairs.
+func (p *Proxy) grpcHeaders(ctx context.Context) []string {
+	if len(p.allow) == 0 {
+		return nil
+	}
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for k, vs := range md {
+		if !p.allow[k] {
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, k, v)
+		}
+	}
+	return out
+}
+
+// peerAddr returns the address of the connection's peer, IPv4 in 4-byte form.
+func peerAddr(ctx context.Context) netip.Addr {
+	pr, ok := peer.FromContext(ctx)
+	if !ok || pr.Addr == nil {
+		return netip.Addr{}
+	}
+	if ta, ok := pr.Addr.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(pr.Addr.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// normHeader lower-cases a header name and drops names that must never be
+// forwarded (HTTP/2 pseudo headers, gRPC's own, hop-by-hop and framing).
+func normHeader(h string) string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	switch {
+	case h == "", strings.HasPrefix(h, ":"), strings.HasPrefix(h, "grpc-"):
+		return ""
+	}
+	switch h {
+	case "content-type", "content-length", "content-encoding", "te", "connection",
+		"transfer-encoding", "host", "keep-alive", "upgrade", "user-agent":
+		return ""
+	}
+	return h
+}

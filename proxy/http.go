@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	contentTypeProtobuf = "application/x-protobuf"
+	contentTypeJSON     = "application/json"
+)
+
+// HTTPHandler returns the OTLP/HTTP ingress handler.
+func (p *Proxy) HTTPHandler() http.Handler { return http.HandlerFunc(p.serveHTTP) }
+
+var errTooLarge = errors.New("request body too large")
+
+func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	sig, ok := signalByPath(r.URL.Path)
+	if !ok {
+		http.Error(w, "404 page not found: OTLP/HTTP paths are /v1/traces, /v1/metrics, /v1/logs and /v1development/profiles", http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "405 method not allowed: use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	var isJSON bool
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case contentTypeProtobuf, "application/protobuf":
+	case contentTypeJSON:
+		isJSON = true
+	default:
+		http.Error(w, fmt.Sprintf("415 unsupported media type %q: use %s or %s", mt, contentTypeProtobuf, contentTypeJSON), http.StatusUnsupportedMediaType)
+		return
+	}
+	var gz bool
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		gz = true
+	default:
+		http.Error(w, fmt.Sprintf("415 unsupported Content-Encoding %q: use gzip or none", enc), http.StatusUnsupportedMediaType)
+		return
+	}
+
+	p.m.inflight.Inc()
+	defer p.m.inflight.Dec()
+
+	body, err := p.readBody(w, r, gz)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			p.count(sig, protoHTTP, outcomeTooLarge, 0)
+			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
+				fmt.Sprintf("request body over the %d byte limit (after decompression)", p.cfg.MaxRequestBytes)))
+			return
+		}
+		p.count(sig, protoHTTP, outcomeBadRequest, 0)
+		writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, "reading request body: "+err.Error()))
+		return
+	}
+	if isJSON {
+		pb, err := signals[sig].requestJSONToProto(body.ReadOnlyData())
+		body.Free()
+		if err != nil {
+			p.count(sig, protoHTTP, outcomeBadRequest, 0)
+			writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, fmt.Sprintf("malformed %s JSON: %v", sig, err)))
+			return
+		}
+		body = mem.SliceBuffer(pb)
+	}
+
+	resp, err := p.forward(r.Context(), sig, protoHTTP, remoteAddr(r), body, p.httpHeaders(r))
+	if err != nil {
+		p.writeError(w, isJSON, err)
+		return
+	}
+	defer resp.Free()
+	if isJSON {
+		js, err := signals[sig].responseProtoToJSON(resp.Materialize())
+		if err != nil {
+			writeStatus(w, isJSON, http.StatusBadGateway, "", status.New(codes.Unavailable, "upstream answer is not a valid export response: "+err.Error()))
+			return
+		}
+		w.Header().Set("Content-Type", contentTypeJSON)
+		w.Header().Set("Content-Length", strconv.Itoa(len(js)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(js)
+		return
+	}
+	w.Header().Set("Content-Type", contentTypeProtobuf)
+	w.Header().Set("Content-Length", strconv.Itoa(resp.Len()))
+	w.WriteHeader(http.StatusOK)
+	for _, b := range resp {
+		_, _ = w.Write(b.ReadOnlyData())
+	}
+}
+
+// httpHeaders returns the allow-listed request headers as key, value pairs.
+func (p *Proxy) httpHeaders(r *http.Request) []string {
+	if len(p.allow) == 0 {
+		return nil
+	}
+	var out []string
+	for k := range p.allow {
+		for _, v := range r.Header.Values(k) {
+			out = append(out, k, v)
+		}
+	}
+	return out
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+var gzipReaders sync.Pool
+
+// readBody reads the (decompressed) request body into a pooled buffer,
+// enforcing MaxRequestBytes after decompression.
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.Buffer, error) {
+	limit := p.cfg.MaxRequestBytes
+	pool := mem.DefaultBufferPool()
+	if !gz && r.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	src := http.MaxBytesReader(w, r.Body, limit)
+	if !gz && r.ContentLength >= 0 {
+		buf := pool.Get(int(r.ContentLength))
+		if _, err := io.ReadFull(src, *buf); err != nil {
+			pool.Put(buf)
+			return nil, readErr(err)
+		}
+		return mem.NewBuffer(buf, pool), nil
+	}
+	hint := 32 << 10
+	if gz {
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(src)
+		} else {
+			err = zr.Reset(src)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", readErr(err))
+		}
+		defer gzipReaders.Put(zr)
+		src = zr
+		if r.ContentLength > 0 {
+			hint = int(min(r.ContentLength*4, limit))
+		}
+	}
+	return readAllPooled(src, hint, limit, pool)
+}
+
+func readErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge
+	}
+	return err
+}
+
+// readAllPooled reads r to its end into a buffer from pool, failing with
+// errTooLarge past limit bytes.
+func readAllPooled(r io.Reader, hint int, limit int64, pool mem.BufferPool) (mem.Buffer, error) {
+	buf := pool.Get(max(hint, 512))
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			if int64(len(b)) > limit {
+				pool.Put(buf)
+				return nil, errTooLarge
+			}
+			nb := pool.Get(min(2*cap(b), int(limit)+1))
+			*nb = append((*nb)[:0], b...)
+			pool.Put(buf)
+			buf, b = nb, *nb
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			pool.Put(buf)
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			*buf = b
+			return mem.NewBuffer(buf, pool), nil
+		}
+		if err != nil {
+			pool.Put(buf)
+			return nil, readErr(err)
+		}
+	}
+}
+
+// writeError answers an OTLP/HTTP client with the status of err: an HTTP
+// upstream's own status and Retry-After, else the mapping of the gRPC status.
+func (p *Proxy) writeError(w http.ResponseWriter, isJSON bool, err error) {
+	var he *httpUpstreamError
+	if errors.As(err, &he) {
+		writeStatus(w, isJSON, he.httpStatus, he.retryAfter, he.st)
+		return
+	}
+	st := status.Convert(err)
+	code := httpStatusFromGRPC(st)
+	retryAfter := ""
+	if d := retryDelay(st); d >= 0 && retryableHTTP(code) {
+		retryAfter = retryAfterHeader(d)
+	}
+	writeStatus(w, isJSON, code, retryAfter, st)
+}
+
+// writeStatus writes an OTLP/HTTP error: a google.rpc.Status body in the
+// request's encoding.
+func writeStatus(w http.ResponseWriter, isJSON bool, code int, retryAfter string, st *status.Status) {
+	var body []byte
+	var err error
+	ct := contentTypeProtobuf
+	if isJSON {
+		ct = contentTypeJSON
+		body, err = protojson.Marshal(st.Proto())
+	} else {
+		body, err = proto.Marshal(st.Proto())
+	}
+	if err != nil {
+		body, ct = []byte(st.Message()), "text/plain; charset=utf-8"
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if retryAfter != "" {
+		h.Set("Retry-After", retryAfter)
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

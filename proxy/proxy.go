@@ -1,0 +1,463 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+)
+
+// Enricher stamps one protobuf-encoded Export<Signal>ServiceRequest; see
+// enrich.Stamper, which satisfies it. The output is appended to dst[:0].
+type Enricher interface {
+	Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
+}
+
+// Check is one readiness check: nil when ready.
+type Check struct {
+	Name  string
+	Check func() error
+}
+
+// Config is the proxy's configuration. Zero durations and sizes take the
+// defaults of DefaultConfig.
+type Config struct {
+	GRPCListen  string // "" disables the gRPC ingress
+	HTTPListen  string // "" disables the HTTP ingress
+	AdminListen string // "" disables the admin listener
+
+	// Upstream is where each signal goes, indexed by enrich.Signal.
+	Upstream [numSignals]Target
+
+	// ForwardHeaders is the allow-list of incoming gRPC metadata keys / HTTP
+	// header names (case-insensitive) copied to upstream requests.
+	ForwardHeaders []string
+
+	MaxRequestBytes int64 // after decompression
+
+	ShutdownTimeout   time.Duration // bound on draining in-flight requests
+	DrainDelay        time.Duration // readiness is false this long before listeners close
+	ReadHeaderTimeout time.Duration // HTTP ingress
+	ReadTimeout       time.Duration // HTTP ingress: whole request, body included
+	IdleTimeout       time.Duration // HTTP ingress keep-alive
+
+	EnablePprof bool // /debug/pprof on the admin listener
+}
+
+// DefaultConfig returns the defaults; listeners and upstream are left empty.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:   64 << 20,
+		ShutdownTimeout:   20 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// SameTarget returns an upstream array that sends every signal to t (for
+// http/protobuf, t.Endpoint is the base URL the signal paths are appended to).
+func SameTarget(t Target) [numSignals]Target {
+	var out [numSignals]Target
+	for _, sig := range enrich.Signals {
+		out[sig] = t
+		if t.Protocol == ProtocolHTTPProtobuf {
+			out[sig].Endpoint = JoinURLPath(t.Endpoint, HTTPPath(sig))
+		}
+	}
+	return out
+}
+
+// JoinURLPath appends an OTLP/HTTP signal path to a base endpoint URL.
+func JoinURLPath(base, path string) string {
+	for len(base) > 0 && base[len(base)-1] == '/' {
+		base = base[:len(base)-1]
+	}
+	return base + path
+}
+
+// Options are the proxy's collaborators.
+type Options struct {
+	Logger     *slog.Logger            // nil: discard
+	Registerer prometheus.Registerer   // nil: a private registry
+	Gatherer   prometheus.Gatherer     // served at /metrics; nil: none
+	Enricher   Enricher                // nil: pass-through
+	Version    string                  // podstamp_build_info and User-Agent
+	Checks     []Check                 // readiness checks for /readyz
+	Handlers   map[string]http.Handler // extra admin handlers, by path (e.g. /debug/pods)
+}
+
+// Proxy receives OTLP over gRPC and HTTP, stamps it with an Enricher and
+// forwards it synchronously upstream.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	enricher Enricher
+	m        *metrics
+	up       *upstreams
+	allow    map[string]bool // lower-case header names
+	draining atomic.Bool
+
+	grpcServer *grpc.Server
+	httpServer *http.Server
+	adminSrv   *http.Server
+	grpcLn     net.Listener
+	httpLn     net.Listener
+	adminLn    net.Listener
+
+	closeOnce sync.Once
+}
+
+// New builds a proxy and its upstream clients. It does not listen yet.
+func New(cfg Config, opts Options) (*Proxy, error) {
+	def := DefaultConfig()
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = def.MaxRequestBytes
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = def.ShutdownTimeout
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = def.ReadHeaderTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = def.ReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = def.IdleTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
+	m, err := newMetrics(reg, version)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	// Stamping adds attributes: leave room above the ingress limit.
+	maxSend := int(cfg.MaxRequestBytes) + 1<<20
+	up, err := newUpstreams(cfg.Upstream, maxSend, "podstamp/"+version)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      log,
+		enricher: opts.Enricher,
+		m:        m,
+		up:       up,
+		allow:    map[string]bool{},
+	}
+	for _, h := range cfg.ForwardHeaders {
+		if h = normHeader(h); h != "" {
+			p.allow[h] = true
+		}
+	}
+
+	p.grpcServer = grpc.NewServer(
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.MaxSendMsgSize(maxResponseBytes),
+		grpc.InitialWindowSize(grpcWindow),
+		grpc.InitialConnWindowSize(grpcConnWindow),
+		grpc.ReadBufferSize(grpcBufferSize),
+		grpc.WriteBufferSize(grpcBufferSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+		grpc.WaitForHandlers(true),
+	)
+	for _, sig := range enrich.Signals {
+		p.grpcServer.RegisterService(p.serviceDesc(sig), p)
+	}
+
+	p.httpServer = &http.Server{
+		Handler:           p.HTTPHandler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.ReadTimeout + maxUpstreamWait(cfg.Upstream),
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	p.httpServer.Protocols = protocols
+
+	p.adminSrv = &http.Server{
+		Handler: p.adminHandler(adminOptions{
+			gatherer: opts.Gatherer,
+			checks:   opts.Checks,
+			handlers: opts.Handlers,
+			pprof:    cfg.EnablePprof,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+func maxUpstreamWait(ts [numSignals]Target) time.Duration {
+	d := time.Duration(0)
+	for _, t := range ts {
+		d = max(d, t.Timeout)
+	}
+	if d == 0 {
+		d = time.Minute
+	}
+	return d
+}
+
+// Listen binds the configured listeners, so that errors such as an address in
+// use surface before serving, and addresses are known (":0" ports).
+func (p *Proxy) Listen() error {
+	var lc net.ListenConfig
+	bind := func(addr, what string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s listener: %w", what, err)
+		}
+		return ln, nil
+	}
+	var err error
+	if p.grpcLn, err = bind(p.cfg.GRPCListen, "gRPC"); err != nil {
+		p.closeListeners()
+		return err
+	}
+	if p.httpLn, err = bind(p.cfg.HTTPListen, "HTTP"); err != nil {
+		p.closeListeners()
+		return err
+	}
+	if p.adminLn, err = bind(p.cfg.AdminListen, "admin"); err != nil {
+		p.closeListeners()
+		return err
+	}
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, ln := range []net.Listener{p.grpcLn, p.httpLn, p.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// GRPCAddr, HTTPAddr and AdminAddr return the bound addresses (after Listen),
+// or nil for a disabled listener.
+func (p *Proxy) GRPCAddr() net.Addr  { return addrOf(p.grpcLn) }
+func (p *Proxy) HTTPAddr() net.Addr  { return addrOf(p.httpLn) }
+func (p *Proxy) AdminAddr() net.Addr { return addrOf(p.adminLn) }
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
+
+// Draining reports whether the proxy is shutting down.
+func (p *Proxy) Draining() bool { return p.draining.Load() }
+
+// Serve serves until ctx ends (calling Listen first if needed), then drains:
+// readiness turns false, after DrainDelay the listeners close, in-flight
+// requests finish (bounded by ShutdownTimeout), upstream connections close.
+// It returns nil after a drain, or the error that stopped a listener.
+func (p *Proxy) Serve(ctx context.Context) error {
+	if p.grpcLn == nil && p.httpLn == nil && p.adminLn == nil {
+		if err := p.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(what string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s server: %w", what, err)
+			}
+		}()
+	}
+	if p.grpcLn != nil {
+		serve("gRPC", func() error { return p.grpcServer.Serve(p.grpcLn) })
+		p.log.Info("serving OTLP/gRPC", "addr", p.grpcLn.Addr().String())
+	}
+	if p.httpLn != nil {
+		serve("HTTP", func() error { return p.httpServer.Serve(p.httpLn) })
+		p.log.Info("serving OTLP/HTTP", "addr", p.httpLn.Addr().String())
+	}
+	if p.adminLn != nil {
+		serve("admin", func() error { return p.adminSrv.Serve(p.adminLn) })
+		p.log.Info("serving admin", "addr", p.adminLn.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	p.drain()
+	wg.Wait()
+	return serveErr
+}
+
+// drain stops the ingress listeners gracefully, then the admin listener.
+func (p *Proxy) drain() {
+	p.draining.Store(true)
+	p.log.Info("draining", "delay", p.cfg.DrainDelay, "timeout", p.cfg.ShutdownTimeout)
+	if p.cfg.DrainDelay > 0 {
+		time.Sleep(p.cfg.DrainDelay)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		done := make(chan struct{})
+		go func() { p.grpcServer.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			p.grpcServer.Stop() // cancels what is left
+			<-done
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := p.httpServer.Shutdown(ctx); err != nil {
+			p.httpServer.Close()
+		}
+	}()
+	wg.Wait()
+	if ctx.Err() != nil {
+		p.log.Warn("shutdown timeout reached: in-flight requests were cancelled", "timeout", p.cfg.ShutdownTimeout)
+	} else {
+		p.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	if err := p.adminSrv.Shutdown(actx); err != nil {
+		p.adminSrv.Close()
+	}
+	p.Close()
+}
+
+// Close releases the upstream connections. Serve calls it after draining.
+func (p *Proxy) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.closeListeners()
+		err = p.up.close()
+	})
+	return err
+}
+
+// errorf builds the status podstamp itself answers with.
+func errorf(c codes.Code, format string, args ...any) error {
+	return status.Errorf(c, format, args...)
+}
+
+// forward is the path every request takes, whatever its ingress: check,
+// stamp, forward, count. It takes over body's reference. The returned
+// response must be freed by the caller.
+func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer netip.Addr, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+	data := body.ReadOnlyData()
+	p.m.receivedBytes[sig][proto].Add(float64(len(data)))
+	items, err := scanRequest(sig, data)
+	if err != nil {
+		body.Free()
+		p.count(sig, proto, outcomeBadRequest, items)
+		return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
+	}
+
+	out := body
+	if p.enricher != nil {
+		pool := mem.DefaultBufferPool()
+		dst := pool.Get(len(data) + 4096)
+		stamped, res, err := p.enricher.Enrich(ctx, sig, peer, data, (*dst)[:0])
+		if err != nil {
+			pool.Put(dst)
+			body.Free()
+			p.m.enrichErrors.Inc()
+			switch {
+			case errors.Is(err, enrich.ErrMalformed):
+				p.count(sig, proto, outcomeBadRequest, items)
+				return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
+			case ctx.Err() != nil:
+				p.count(sig, proto, outcomeCanceled, items)
+				return nil, status.FromContextError(ctx.Err()).Err()
+			default:
+				p.count(sig, proto, outcomeInternal, items)
+				return nil, errorf(codes.Internal, "stamping %s request: %v", sig, err)
+			}
+		}
+		p.m.countEnrich(res)
+		switch {
+		case len(stamped) > 0 && len(data) > 0 && &stamped[0] == &data[0]:
+			pool.Put(dst) // returned the input itself
+		case cap(stamped) > 0 && cap(*dst) > 0 && &stamped[:1][0] == &(*dst)[:1][0]:
+			*dst = stamped
+			body.Free()
+			out = mem.NewBuffer(dst, pool)
+		default:
+			pool.Put(dst)
+			body.Free()
+			out = mem.SliceBuffer(stamped)
+		}
+	}
+	p.m.sentBytes[sig].Add(float64(out.Len()))
+
+	start := time.Now()
+	resp, err := p.up.bySignal[sig].export(ctx, out, hdr)
+	code := codes.OK
+	if err != nil {
+		code = status.Code(err)
+	}
+	p.m.observeUpstream(sig, code, time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		p.count(sig, proto, outcomeOK, items)
+	case ctx.Err() != nil:
+		p.count(sig, proto, outcomeCanceled, items)
+	default:
+		p.count(sig, proto, outcomeUpstreamError, items)
+	}
+	return resp, err
+}
+
+func (p *Proxy) count(sig enrich.Signal, proto int, o outcome, items int) {
+	p.m.requests[sig][proto][o].Inc()
+	if items > 0 {
+		p.m.items[sig][proto][o].Add(float64(items))
+	}
+}

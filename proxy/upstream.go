@@ -1,0 +1,460 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/podstamp/podstamp/enrich"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor for ingress and egress
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Upstream protocols.
+const (
+	ProtocolGRPC         = "grpc"
+	ProtocolHTTPProtobuf = "http/protobuf"
+)
+
+// Target is where one signal is forwarded to, and how.
+type Target struct {
+	// Endpoint is, for gRPC, an OTLP exporter endpoint: "http://host:port"
+	// (plaintext), "https://host:port" (TLS), "dns:///host:port" or "host:port"
+	// (TLS unless Insecure). For http/protobuf it is the full URL requests
+	// are POSTed to (including the signal path, see HTTPPath).
+	Endpoint string
+	Protocol string // ProtocolGRPC (default) or ProtocolHTTPProtobuf
+	// Headers are added to every request (gRPC metadata or HTTP headers).
+	Headers     map[string]string
+	Compression string        // "gzip" or "" / "none"
+	Timeout     time.Duration // per request; 0 means none beyond the client's own deadline
+	Insecure    bool          // gRPC endpoints without http(s) scheme: plaintext
+	CAFile      string        // PEM roots to verify the upstream; system roots when empty
+	CertFile    string        // client certificate (PEM), with KeyFile
+	KeyFile     string
+}
+
+// HTTPPath returns the OTLP/HTTP path of a signal ("/v1/traces", ...).
+func HTTPPath(sig enrich.Signal) string { return signals[sig].path }
+
+// exporter sends one export request upstream.
+type exporter interface {
+	// export forwards body, whose reference it takes over, and returns the
+	// upstream's raw protobuf response, which the caller must free.
+	export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error)
+}
+
+// upstreams holds one exporter per signal and the connections they share.
+type upstreams struct {
+	bySignal [numSignals]exporter
+	closers  []func() error
+}
+
+func (u *upstreams) close() error {
+	var errs []error
+	for _, c := range u.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// tuning are the transport settings podstamp uses for throughput.
+const (
+	grpcWindow       = 4 << 20  // per stream
+	grpcConnWindow   = 16 << 20 // per connection
+	grpcBufferSize   = 256 << 10
+	httpIdlePerHost  = 512
+	maxResponseBytes = 16 << 20
+)
+
+func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*upstreams, error) {
+	u := &upstreams{}
+	grpcConns := map[string]*grpc.ClientConn{}
+	httpClients := map[string]*http.Client{}
+	for _, sig := range enrich.Signals {
+		t := targets[sig]
+		if t.Endpoint == "" {
+			u.close()
+			return nil, fmt.Errorf("upstream for %s: no endpoint", sig)
+		}
+		tlsKey := strings.Join([]string{t.CAFile, t.CertFile, t.KeyFile}, "\x00")
+		switch t.Protocol {
+		case "", ProtocolGRPC:
+			target, useTLS, err := grpcTarget(t.Endpoint, t.Insecure)
+			if err != nil {
+				u.close()
+				return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+			}
+			key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
+			cc := grpcConns[key]
+			if cc == nil {
+				var creds credentials.TransportCredentials = insecure.NewCredentials()
+				if useTLS {
+					tc, err := tlsConfig(t)
+					if err != nil {
+						u.close()
+						return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+					}
+					creds = credentials.NewTLS(tc)
+				}
+				cc, err = grpc.NewClient(target,
+					grpc.WithTransportCredentials(creds),
+					grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+					grpc.WithInitialWindowSize(grpcWindow),
+					grpc.WithInitialConnWindowSize(grpcConnWindow),
+					grpc.WithReadBufferSize(grpcBufferSize),
+					grpc.WithWriteBufferSize(grpcBufferSize),
+					grpc.WithUserAgent(userAgent),
+					grpc.WithDefaultCallOptions(
+						grpc.MaxCallRecvMsgSize(maxResponseBytes),
+						grpc.MaxCallSendMsgSize(maxSend),
+					),
+				)
+				if err != nil {
+					u.close()
+					return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+				}
+				grpcConns[key] = cc
+				u.closers = append(u.closers, cc.Close)
+			}
+			e := &grpcExporter{cc: cc, method: signals[sig].method, timeout: t.Timeout}
+			e.opts = []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
+			switch t.Compression {
+			case "gzip":
+				e.opts = append(e.opts, grpc.UseCompressor("gzip"))
+			case "", "none":
+			default:
+				u.close()
+				return nil, fmt.Errorf("upstream for %s: unsupported compression %q", sig, t.Compression)
+			}
+			for k, v := range t.Headers {
+				e.static = append(e.static, strings.ToLower(k), v)
+			}
+			u.bySignal[sig] = e
+		case ProtocolHTTPProtobuf:
+			pu, err := url.Parse(t.Endpoint)
+			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				u.close()
+				return nil, fmt.Errorf("upstream for %s: endpoint %q is not an http(s) URL", sig, t.Endpoint)
+			}
+			c := httpClients[tlsKey]
+			if c == nil {
+				tc, err := tlsConfig(t)
+				if err != nil {
+					u.close()
+					return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+				}
+				tr := &http.Transport{
+					Proxy:               http.ProxyFromEnvironment,
+					DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+					TLSClientConfig:     tc,
+					ForceAttemptHTTP2:   true,
+					MaxIdleConns:        httpIdlePerHost,
+					MaxIdleConnsPerHost: httpIdlePerHost,
+					IdleConnTimeout:     90 * time.Second,
+					TLSHandshakeTimeout: 10 * time.Second,
+					WriteBufferSize:     64 << 10,
+					ReadBufferSize:      16 << 10,
+				}
+				c = &http.Client{Transport: tr}
+				httpClients[tlsKey] = c
+				u.closers = append(u.closers, func() error { tr.CloseIdleConnections(); return nil })
+			}
+			e := &httpExporter{client: c, url: t.Endpoint, timeout: t.Timeout, userAgent: userAgent}
+			switch t.Compression {
+			case "gzip":
+				e.gzip = true
+			case "", "none":
+			default:
+				u.close()
+				return nil, fmt.Errorf("upstream for %s: unsupported compression %q", sig, t.Compression)
+			}
+			e.static = make(http.Header, len(t.Headers))
+			for k, v := range t.Headers {
+				e.static.Set(k, v)
+			}
+			u.bySignal[sig] = e
+		default:
+			u.close()
+			return nil, fmt.Errorf("upstream for %s: unsupported protocol %q (want grpc or http/protobuf)", sig, t.Protocol)
+		}
+	}
+	return u, nil
+}
+
+// grpcTarget turns an OTLP gRPC endpoint into a gRPC target and whether TLS is used.
+func grpcTarget(endpoint string, insecureFlag bool) (target string, useTLS bool, err error) {
+	switch {
+	case strings.HasPrefix(endpoint, "http://"), strings.HasPrefix(endpoint, "https://"):
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Host == "" {
+			return "", false, fmt.Errorf("endpoint %q is not a valid URL", endpoint)
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "4317")
+		}
+		return "dns:///" + host, u.Scheme == "https", nil
+	case strings.HasPrefix(endpoint, "dns:"), strings.HasPrefix(endpoint, "unix:"),
+		strings.HasPrefix(endpoint, "passthrough:"):
+		return endpoint, !insecureFlag, nil
+	case strings.Contains(endpoint, "://"):
+		return "", false, fmt.Errorf("endpoint %q: unsupported scheme (want http, https or dns)", endpoint)
+	default:
+		if _, _, err := net.SplitHostPort(endpoint); err != nil {
+			return "", false, fmt.Errorf("endpoint %q: want host:port: %v", endpoint, err)
+		}
+		return "dns:///" + endpoint, !insecureFlag, nil
+	}
+}
+
+func tlsConfig(t Target) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("client certificate and key must be given together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// grpcExporter forwards over OTLP/gRPC with the raw codec: the request bytes
+// go out as they are, the response bytes come back as they are.
+type grpcExporter struct {
+	cc      *grpc.ClientConn
+	method  string
+	static  []string // key, value pairs
+	opts    []grpc.CallOption
+	timeout time.Duration
+}
+
+func (e *grpcExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+	if len(hdr)+len(e.static) > 0 {
+		md := make(metadata.MD, (len(hdr)+len(e.static))/2)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			md[hdr[i]] = append(md[hdr[i]], hdr[i+1])
+		}
+		for i := 0; i+1 < len(e.static); i += 2 {
+			md[e.static[i]] = []string{e.static[i+1]}
+		}
+		ctx = metadata.NewOutgoingContext(ctx, md)
+	}
+	req := frame{data: mem.BufferSlice{body}}
+	var resp frame
+	err := e.cc.Invoke(ctx, e.method, &req, &resp, e.opts...)
+	if req.data != nil { // never handed to the transport
+		req.data.Free()
+	}
+	if err != nil {
+		resp.data.Free()
+		return nil, err
+	}
+	return resp.data, nil
+}
+
+// httpExporter forwards over OTLP/HTTP with protobuf bodies.
+type httpExporter struct {
+	client    *http.Client
+	url       string
+	static    http.Header
+	gzip      bool
+	timeout   time.Duration
+	userAgent string
+}
+
+var gzipWriters = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
+
+// bufferBody is a request body over a reference-counted buffer: every reader
+// holds its own reference, released on Close, so the buffer goes back to its
+// pool only when the transport is done with it.
+type bufferBody struct {
+	r      bytes.Reader
+	buf    mem.Buffer
+	closed atomic.Bool
+}
+
+func newBufferBody(buf mem.Buffer) *bufferBody {
+	buf.Ref()
+	b := &bufferBody{buf: buf}
+	b.r.Reset(buf.ReadOnlyData())
+	return b
+}
+
+func (b *bufferBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *bufferBody) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.buf.Free()
+	}
+	return nil
+}
+
+func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+	defer func() { body.Free() }() // body may be replaced by its compressed form
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+	if e.gzip {
+		pool := mem.DefaultBufferPool()
+		zb := pool.Get(body.Len()/2 + 64)
+		out := bytes.NewBuffer((*zb)[:0])
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(out)
+		_, _ = zw.Write(body.ReadOnlyData())
+		_ = zw.Close()
+		zw.Reset(nil)
+		gzipWriters.Put(zw)
+		b := out.Bytes()
+		body.Free()
+		if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
+			*zb = b
+			body = mem.NewBuffer(zb, pool)
+		} else {
+			pool.Put(zb)
+			body = mem.SliceBuffer(b)
+		}
+	}
+	rb := newBufferBody(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, rb)
+	if err != nil {
+		rb.Close()
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	req.ContentLength = int64(body.Len())
+	req.GetBody = func() (io.ReadCloser, error) { return newBufferBody(body), nil }
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	for k, v := range e.static {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", contentTypeProtobuf)
+	if e.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	req.Header.Set("User-Agent", e.userAgent)
+
+	resp, err := e.client.Do(req)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, status.FromContextError(cerr).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "upstream unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := readLimited(resp.Body, resp.ContentLength, maxResponseBytes)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, status.FromContextError(cerr).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "reading upstream answer: %v", err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return mem.BufferSlice{mem.SliceBuffer(data)}, nil
+	}
+	return nil, newHTTPUpstreamError(resp.StatusCode, resp.Header, data)
+}
+
+func readLimited(r io.Reader, hint int64, limit int) ([]byte, error) {
+	if hint > int64(limit) {
+		return nil, fmt.Errorf("answer of %d bytes is over the %d byte limit", hint, limit)
+	}
+	if hint >= 0 {
+		b := make([]byte, hint)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err == nil && len(b) > limit {
+		err = fmt.Errorf("answer is over the %d byte limit", limit)
+	}
+	return b, err
+}
+
+// httpUpstreamError is an HTTP upstream's error answer. It carries the HTTP
+// status and Retry-After so OTLP/HTTP clients get them unchanged, and the
+// equivalent gRPC status for OTLP/gRPC clients.
+type httpUpstreamError struct {
+	httpStatus int
+	retryAfter string
+	st         *status.Status
+}
+
+func (e *httpUpstreamError) Error() string {
+	return fmt.Sprintf("upstream answered HTTP %d: %s", e.httpStatus, e.st.Message())
+}
+
+func (e *httpUpstreamError) GRPCStatus() *status.Status { return e.st }
+
+func newHTTPUpstreamError(code int, h http.Header, body []byte) *httpUpstreamError {
+	var sp *spb.Status
+	ct, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	if len(body) > 0 {
+		p := &spb.Status{}
+		switch ct {
+		case contentTypeProtobuf, "application/protobuf":
+			if proto.Unmarshal(body, p) == nil {
+				sp = p
+			}
+		case contentTypeJSON:
+			if (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, p) == nil {
+				sp = p
+			}
+		}
+		if sp == nil {
+			msg := strings.TrimSpace(string(body))
+			if len(msg) > 512 {
+				msg = msg[:512]
+			}
+			sp = &spb.Status{Message: msg}
+		}
+	}
+	ra := h.Get("Retry-After")
+	return &httpUpstreamError{httpStatus: code, retryAfter: ra, st: statusFromHTTP(code, sp, ra)}
+}
