@@ -1,0 +1,118 @@
+// Command rawproxy is the benchmark's floor: a naive OTLP/gRPC pass-through
+// proxy. It forwards each Export call's bytes unchanged to one upstream,
+// with grpc-go's default buffer and window settings, without decoding and
+// without stamping anything. Whatever a stamping proxy costs above this is
+// the price of its work, not of being a proxy.
+//
+//	rawproxy --listen 127.0.0.1:4317 --upstream 127.0.0.1:14317 [--upstream-compression gzip]
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/podstamp/podstamp/bench/internal/otlpwire"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rawproxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:4317", "OTLP/gRPC listen address")
+	upstream := fs.String("upstream", "127.0.0.1:14317", "upstream OTLP/gRPC host:port")
+	compression := fs.String("upstream-compression", "none", "none or gzip")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	p, err := start(*listen, *upstream, *compression == "gzip")
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	log.Info("rawproxy listening", "addr", p.lis.Addr().String(), "upstream", *upstream)
+	<-ctx.Done()
+	p.stop()
+	return 0
+}
+
+type proxy struct {
+	lis  net.Listener
+	srv  *grpc.Server
+	cc   *grpc.ClientConn
+	opts []grpc.CallOption
+	done chan struct{}
+}
+
+func start(listen, upstream string, gzip bool) (*proxy, error) {
+	cc, err := grpc.NewClient("passthrough:///"+upstream,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(otlpwire.Codec{})))
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		_ = cc.Close()
+		return nil, err
+	}
+	p := &proxy{lis: lis, cc: cc, srv: grpc.NewServer(grpc.ForceServerCodecV2(otlpwire.Codec{})), done: make(chan struct{})}
+	if gzip {
+		p.opts = append(p.opts, grpc.UseCompressor(grpcgzip.Name))
+	}
+	for _, sig := range otlpwire.Signals {
+		method := otlpwire.Method[sig]
+		i := strings.LastIndexByte(method, '/')
+		p.srv.RegisterService(&grpc.ServiceDesc{
+			ServiceName: method[1:i],
+			HandlerType: (*any)(nil),
+			Methods: []grpc.MethodDesc{{
+				MethodName: method[i+1:],
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var in, out otlpwire.Frame
+					if err := dec(&in); err != nil {
+						return nil, err
+					}
+					// Forward deadline and cancellation, not the incoming metadata.
+					ctx = metadata.NewOutgoingContext(ctx, nil)
+					if err := p.cc.Invoke(ctx, method, &in, &out, p.opts...); err != nil {
+						return nil, err
+					}
+					return &out, nil
+				},
+			}},
+		}, p)
+	}
+	go func() {
+		defer close(p.done)
+		_ = p.srv.Serve(lis)
+	}()
+	return p, nil
+}
+
+func (p *proxy) stop() {
+	p.srv.GracefulStop()
+	<-p.done
+	_ = p.cc.Close()
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/podstamp/podstamp/bench/loadgen"
+	"github.com/podstamp/podstamp/bench/sink"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestForwardsBytesUnchanged(t *testing.T) {
+	s, err := sink.Start(sink.Config{GRPCListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, gz := range []bool{false, true} {
+		s.Reset()
+		p, err := start("127.0.0.1:0", s.GRPCAddr(), gz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := loadgen.Run(context.Background(), loadgen.Config{
+			Endpoint: p.lis.Addr().String(), Requests: 6, Items: 5, Conns: 2, Gzip: gz,
+			SourceIPs: []string{"127.0.0.61", "127.0.0.62"}, ResourceAttrs: map[string]string{"x": "y"},
+		})
+		p.stop()
+		if err != nil || sum.Acked != 6 {
+			t.Fatalf("gzip=%v: %v %+v", gz, err, sum)
+		}
+		if st := s.Stats(); st.TotalItems != 30 {
+			t.Fatalf("gzip=%v: sink items %d", gz, st.TotalItems)
+		}
+		for _, r := range s.Records() {
+			if r.Attributes["x"] != "y" || len(r.Attributes) != 3 || r.Peer != "127.0.0.1" {
+				t.Fatalf("record changed or wrong peer: %+v", r)
+			}
+		}
+	}
+	// Upstream failure codes come back unchanged.
+	s.SetFail(true)
+	p, err := start("127.0.0.1:0", s.GRPCAddr(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	sum, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: p.lis.Addr().String(), Requests: 2, Items: 1})
+	if err != nil || sum.FailedByCode["Unavailable"] != 2 {
+		t.Fatalf("%v %+v", err, sum)
+	}
+}
