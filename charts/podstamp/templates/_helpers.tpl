@@ -1,0 +1,118 @@
+{{/*
+Chart name.
+*/}}
+{{- define "podstamp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full resource name.
+*/}}
+{{- define "podstamp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "podstamp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podstamp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podstamp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "podstamp.labels" -}}
+helm.sh/chart: {{ include "podstamp.chart" . }}
+{{ include "podstamp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: node-proxy
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "podstamp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "podstamp.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "podstamp.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "podstamp.hostNetwork" -}}
+{{- if eq .Values.networkMode "hostNetwork" }}true{{- end }}
+{{- end }}
+
+{{/*
+podstamp.needs: what the enrichment config reads besides pods, as a dict rendered to JSON:
+namespaces/nodes (bool) and workloads (sorted list of "group/resource").
+Mirrors enrich.Config.Needs():
+  - labels/annotations with from: namespace            -> get namespaces
+  - labels/annotations with from: node, k8s.node.uid   -> get nodes
+  - k8s.<workload>.uid                                 -> get on the objects that carry that UID
+    (a Deployment's UID is found through its ReplicaSet, a CronJob's through its Job).
+*/}}
+{{- define "podstamp.needs" -}}
+{{- $cfg := .Values.config | default dict }}
+{{- $ns := false }}
+{{- $node := .Values.rbac.getNodes }}
+{{- range $rule := concat ($cfg.labels | default list) ($cfg.annotations | default list) }}
+{{- if eq (toString $rule.from) "namespace" }}{{ $ns = true }}{{ end }}
+{{- if eq (toString $rule.from) "node" }}{{ $node = true }}{{ end }}
+{{- end }}
+{{- $wl := list }}
+{{- range $key := ($cfg.metadata | default list) }}
+{{- if eq $key "k8s.node.uid" }}{{ $node = true }}{{ end }}
+{{- if eq $key "k8s.deployment.uid" }}{{ $wl = concat $wl (list "apps/replicasets" "apps/deployments") }}{{ end }}
+{{- if eq $key "k8s.replicaset.uid" }}{{ $wl = append $wl "apps/replicasets" }}{{ end }}
+{{- if eq $key "k8s.statefulset.uid" }}{{ $wl = append $wl "apps/statefulsets" }}{{ end }}
+{{- if eq $key "k8s.daemonset.uid" }}{{ $wl = append $wl "apps/daemonsets" }}{{ end }}
+{{- if eq $key "k8s.job.uid" }}{{ $wl = append $wl "batch/jobs" }}{{ end }}
+{{- if eq $key "k8s.cronjob.uid" }}{{ $wl = concat $wl (list "batch/jobs" "batch/cronjobs") }}{{ end }}
+{{- end }}
+{{- dict "namespaces" $ns "nodes" $node "workloads" ($wl | uniq | sortAlpha) | toJson }}
+{{- end }}
+
+{{/*
+podstamp.memBytes: a Kubernetes memory quantity (e.g. 256Mi, 1.5Gi, 500M, 268435456) in bytes.
+*/}}
+{{- define "podstamp.memBytes" -}}
+{{- $q := toString . }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $q) }}
+{{- fail (printf "resources.limits.memory %q: cannot derive GOMEMLIMIT from it; set goMemLimit.value or goMemLimit.enabled=false" $q) }}
+{{- end }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $unit := trimPrefix $num $q }}
+{{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
+{{- mulf (float64 $num) (get $factors $unit) | floor | int64 }}
+{{- end }}
+
+{{/*
+podstamp.goMemLimit: GOMEMLIMIT value, or empty when it should not be set.
+*/}}
+{{- define "podstamp.goMemLimit" -}}
+{{- if .Values.goMemLimit.value }}
+{{- .Values.goMemLimit.value }}
+{{- else if and .Values.goMemLimit.enabled .Values.resources.limits .Values.resources.limits.memory }}
+{{- $bytes := include "podstamp.memBytes" .Values.resources.limits.memory | float64 }}
+{{- divf (mulf $bytes .Values.goMemLimit.percent) 100 | floor | int64 }}
+{{- end }}
+{{- end }}

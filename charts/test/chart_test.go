@@ -1,0 +1,500 @@
+package charttest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// TestGolden renders every variant and compares it with
+// charts/podstamp/examples/rendered/<variant>.yaml (-update rewrites them).
+func TestGolden(t *testing.T) {
+	for _, v := range variants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			out := render(t, v)
+			decode(t, out.Manifest) // every document is a valid, strictly typed object
+			golden(t, filepath.Join(chartDir(t), "examples", "rendered", v.name+".yaml"), []byte(out.Manifest))
+		})
+	}
+}
+
+// TestLint runs Helm's lint action (what `helm lint --strict` runs) for every variant.
+func TestLint(t *testing.T) {
+	kv, err := chartutil.ParseKubeVersion(DefaultKubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range variants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			vals, err := Values(v.files, v.set, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := lint.AllWithKubeVersion(chartDir(t), vals, "podstamp", kv)
+			if len(res.Messages) == 0 {
+				t.Fatal("lint returned no messages at all; it did not run")
+			}
+			for _, m := range res.Messages {
+				t.Logf("lint: %s", m)
+				// helm lint --strict fails on warnings too; only the missing icon (INFO) is accepted.
+				if m.Severity >= support.WarningSev {
+					t.Errorf("lint: %s", m)
+				}
+			}
+		})
+	}
+}
+
+// TestSchemaRejects feeds bad values and checks that rendering fails with a message naming the problem.
+func TestSchemaRejects(t *testing.T) {
+	cases := []struct {
+		name string
+		set  []string
+		file string // YAML values
+		want string // substring of the error
+	}{
+		{name: "missing upstream", want: "upstream.endpoint is required"},
+		{name: "unknown top-level key", set: []string{upstreamSet, "replicas=2"}, want: "replicas"},
+		{name: "unknown nested key", set: []string{upstreamSet, "upstream.tls.insecureSkipVerify=true"}, want: "insecureSkipVerify"},
+		{name: "typo in config key", set: []string{upstreamSet, "config.clustername=x"}, want: "clustername"},
+		{name: "bad networkMode", set: []string{upstreamSet, "networkMode=hostPort"}, want: "networkMode"},
+		{name: "bad protocol", set: []string{upstreamSet, "upstream.protocol=http/json"}, want: "protocol"},
+		{name: "bad compression", set: []string{upstreamSet, "upstream.compression=zstd"}, want: "compression"},
+		{name: "bad log level", set: []string{upstreamSet, "log.level=verbose"}, want: "level"},
+		{name: "bad duration", file: "upstream: {endpoint: 'http://c:4317', timeout: '10'}\n", want: "timeout"},
+		{name: "bad duration unit", file: "upstream: {endpoint: 'http://c:4317'}\nhold: {timeout: 3sec}\n", want: "timeout"},
+		{name: "bad metadata key", set: []string{upstreamSet, "config.metadata={k8s.pod.label}"}, want: "metadata"},
+		{name: "bad association", set: []string{upstreamSet, "config.association={k8s.pod.ip,source_ip}"}, want: "association"},
+		{name: "bad rule source", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: cluster, key: a}]}\n", want: "from"},
+		{name: "rule with key and key_regex", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: pod, key: a, key_regex: b}]}\n", want: "labels"},
+		{name: "unknown rule field", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {annotations: [{from: pod, key: a, tag: b}]}\n", want: "tag"},
+		{name: "header with value and secret", file: "upstream: {endpoint: 'http://c:4317', headers: [{name: a, value: b, secret: {name: s, key: k}}]}\n", want: "headers"},
+		{name: "header value with comma", file: "upstream: {endpoint: 'http://c:4317', headers: [{name: a, value: 'b,c'}]}\n", want: "headers"},
+		{name: "endpoint with spaces", set: []string{"upstream.endpoint=http://a b:4317"}, want: "endpoint"},
+		{name: "bad toleration operator", file: "upstream: {endpoint: 'http://c:4317'}\ntolerations: [{operator: Any}]\n", want: "operator"},
+		{name: "bad memory limit type", file: "upstream: {endpoint: 'http://c:4317'}\nresources: {limits: {memory: lots}}\n", want: "memory"},
+		{name: "grace period not above shutdown timeout", set: []string{upstreamSet, "terminationGracePeriodSeconds=20"}, want: "must be larger than shutdownTimeoutSeconds"},
+		{name: "surge with host network", set: []string{upstreamSet, "updateStrategy.maxSurge=1"}, want: "maxSurge must be 0"},
+		{name: "bad port", set: []string{upstreamSet, "ports.grpc=70000"}, want: "grpc"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{ChartDir: chartDir(t), Set: tc.set}
+			if tc.file != "" {
+				f := filepath.Join(t.TempDir(), "values.yaml")
+				writeFile(t, f, tc.file)
+				o.ValueFiles = []string{f}
+			}
+			_, err := Render(o)
+			if err == nil {
+				t.Fatalf("rendering succeeded; want an error mentioning %q", tc.want)
+			}
+			t.Logf("rejected: %v", err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error does not mention %q:\n%v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestSecurityContext: every variant runs hardened.
+func TestSecurityContext(t *testing.T) {
+	for _, v := range variants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			o := decode(t, render(t, v).Manifest)
+			pod := o.DaemonSet.Spec.Template.Spec
+			c := container(t, o)
+			sc := c.SecurityContext
+			if sc == nil {
+				t.Fatal("container has no securityContext")
+			}
+			check := func(what string, ok bool) {
+				t.Helper()
+				if !ok {
+					t.Errorf("not hardened: %s", what)
+				}
+			}
+			check("runAsNonRoot", sc.RunAsNonRoot != nil && *sc.RunAsNonRoot)
+			check("readOnlyRootFilesystem", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem)
+			check("allowPrivilegeEscalation=false", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation)
+			check("privileged unset", sc.Privileged == nil || !*sc.Privileged)
+			check("capabilities drop ALL, add none", sc.Capabilities != nil && reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) && len(sc.Capabilities.Add) == 0)
+			check("container seccomp RuntimeDefault", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault)
+			check("pod seccomp RuntimeDefault", pod.SecurityContext != nil && pod.SecurityContext.SeccompProfile != nil && pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault)
+			check("pod runAsNonRoot with a non-zero uid", pod.SecurityContext != nil && pod.SecurityContext.RunAsNonRoot != nil && *pod.SecurityContext.RunAsNonRoot && pod.SecurityContext.RunAsUser != nil && *pod.SecurityContext.RunAsUser != 0)
+			check("no hostPID/hostIPC", !pod.HostPID && !pod.HostIPC)
+			for _, vol := range pod.Volumes {
+				check("no hostPath volume "+vol.Name, vol.HostPath == nil)
+			}
+		})
+	}
+}
+
+// TestRBAC: pods get/list/watch always; anything else only when the config needs it.
+func TestRBAC(t *testing.T) {
+	pods := "/pods:get,list,watch"
+	want := map[string][]string{
+		"defaults":                   {pods},
+		"ci-default":                 {pods},
+		"ci-service-mode":            {pods},
+		"ci-tls-headers":             {pods},
+		"ci-servicemonitor":          {pods},
+		"examples-collector-gateway": {pods},
+		"ci-rules":                   {pods, "/namespaces:get", "/nodes:get", "apps/deployments:get", "apps/replicasets:get", "apps/statefulsets:get", "batch/cronjobs:get", "batch/jobs:get"},
+	}
+	seen := map[string]bool{}
+	for _, v := range variants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			w, ok := want[v.name]
+			if !ok {
+				t.Fatalf("no expected RBAC for new variant %s: add it to this table", v.name)
+			}
+			seen[v.name] = true
+			o := decode(t, render(t, v).Manifest)
+			if o.ClusterRole == nil || o.ClusterRoleBinding == nil {
+				t.Fatal("ClusterRole or ClusterRoleBinding missing")
+			}
+			if got := ruleSet(o); !reflect.DeepEqual(got, sorted(w)) {
+				t.Errorf("ClusterRole rules:\n got  %v\n want %v", got, w)
+			}
+			b := o.ClusterRoleBinding
+			sa := o.DaemonSet.Spec.Template.Spec.ServiceAccountName
+			if b.RoleRef.Name != o.ClusterRole.Name || len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" ||
+				b.Subjects[0].Name != sa || b.Subjects[0].Namespace != "podstamp" {
+				t.Errorf("binding %+v does not bind ClusterRole %s to the pod's ServiceAccount %s", b, o.ClusterRole.Name, sa)
+			}
+			if o.ServiceAccount == nil || o.ServiceAccount.Name != sa {
+				t.Errorf("ServiceAccount %s not rendered", sa)
+			}
+		})
+	}
+
+	// Each rule kind on its own grants exactly its resources.
+	single := []struct {
+		set  []string
+		want []string
+	}{
+		{[]string{"config.labels[0].from=namespace", "config.labels[0].key=team"}, []string{pods, "/namespaces:get"}},
+		{[]string{"config.annotations[0].from=node", "config.annotations[0].key_regex=.*"}, []string{pods, "/nodes:get"}},
+		{[]string{"config.labels[0].from=pod", "config.labels[0].key=app"}, []string{pods}},
+		{[]string{"config.metadata={k8s.pod.name,k8s.node.uid}"}, []string{pods, "/nodes:get"}},
+		{[]string{"config.metadata={k8s.pod.name,k8s.deployment.uid}"}, []string{pods, "apps/deployments:get", "apps/replicasets:get"}},
+		{[]string{"config.metadata={k8s.replicaset.uid}"}, []string{pods, "apps/replicasets:get"}},
+		{[]string{"config.metadata={k8s.daemonset.uid}"}, []string{pods, "apps/daemonsets:get"}},
+		{[]string{"config.metadata={k8s.job.uid}"}, []string{pods, "batch/jobs:get"}},
+		{[]string{"config.metadata={k8s.cronjob.uid}"}, []string{pods, "batch/cronjobs:get", "batch/jobs:get"}},
+		{[]string{"rbac.getNodes=true"}, []string{pods, "/nodes:get"}},
+	}
+	for _, s := range single {
+		t.Run(strings.Join(s.set, ","), func(t *testing.T) {
+			o := decode(t, render(t, variant{set: append([]string{upstreamSet}, s.set...)}).Manifest)
+			if got := ruleSet(o); !reflect.DeepEqual(got, sorted(s.want)) {
+				t.Errorf("rules %v, want %v", got, s.want)
+			}
+		})
+	}
+
+	t.Run("rbac.create=false", func(t *testing.T) {
+		o := decode(t, render(t, variant{set: []string{upstreamSet, "rbac.create=false"}}).Manifest)
+		if o.ClusterRole != nil || o.ClusterRoleBinding != nil {
+			t.Error("RBAC rendered although rbac.create=false")
+		}
+	})
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}
+
+// ruleSet flattens a ClusterRole into sorted "group/resource:verbs" strings.
+func ruleSet(o objects) []string {
+	var out []string
+	for _, r := range o.ClusterRole.Rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				verbs := append([]string(nil), r.Verbs...)
+				sort.Strings(verbs)
+				out = append(out, fmt.Sprintf("%s/%s:%s", g, res, strings.Join(verbs, ",")))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestNetworkMode: hostNetwork by default, listening on the node address; service mode behind a Local Service.
+func TestNetworkMode(t *testing.T) {
+	t.Run("hostNetwork", func(t *testing.T) {
+		o := decode(t, render(t, variant{set: []string{upstreamSet}}).Manifest)
+		pod := o.DaemonSet.Spec.Template.Spec
+		c := container(t, o)
+		if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("hostNetwork=%v dnsPolicy=%q; want true, ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy)
+		}
+		for _, a := range []string{"--grpc-listen=$(K8S_NODE_IP):4317", "--http-listen=$(K8S_NODE_IP):4318", "--admin-listen=$(K8S_NODE_IP):10291",
+			"--node-name=$(K8S_NODE_NAME)", "--node-ip=$(K8S_NODE_IP)"} {
+			if !hasArg(c, a) {
+				t.Errorf("missing arg %s in %v", a, c.Args)
+			}
+		}
+		fieldRef := func(name, path string) {
+			t.Helper()
+			e, ok := env(c, name)
+			if !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != path {
+				t.Errorf("env %s is not the downward-API field %s: %+v", name, path, e)
+			}
+		}
+		fieldRef("K8S_NODE_IP", "status.hostIP")
+		fieldRef("K8S_NODE_NAME", "spec.nodeName")
+		// $(K8S_NODE_IP) is only expanded when the variable is declared in env.
+		want := map[string]int32{"otlp-grpc": 4317, "otlp-http": 4318, "admin": 10291}
+		for _, p := range c.Ports {
+			if want[p.Name] != p.ContainerPort || p.HostPort != p.ContainerPort {
+				t.Errorf("port %+v: want containerPort %d == hostPort", p, want[p.Name])
+			}
+			delete(want, p.Name)
+		}
+		if len(want) != 0 {
+			t.Errorf("ports missing: %v", want)
+		}
+		for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+			if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Port.String() != "admin" {
+				t.Fatalf("probe not an HTTP GET on the admin port: %+v", pr)
+			}
+		}
+		if c.LivenessProbe.HTTPGet.Path != "/livez" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+			t.Errorf("probe paths %s, %s; want /livez, /readyz", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
+		}
+		ru := o.DaemonSet.Spec.UpdateStrategy
+		if ru.Type != "RollingUpdate" || ru.RollingUpdate == nil || ru.RollingUpdate.MaxUnavailable.String() != "1" || ru.RollingUpdate.MaxSurge.String() != "0" {
+			t.Errorf("updateStrategy %+v; want RollingUpdate maxUnavailable 1 maxSurge 0", ru)
+		}
+		if len(o.Services) != 0 {
+			t.Errorf("hostNetwork mode renders Services %v", o.Services)
+		}
+	})
+	t.Run("service", func(t *testing.T) {
+		o := decode(t, render(t, variant{set: []string{upstreamSet, "networkMode=service"}}).Manifest)
+		pod := o.DaemonSet.Spec.Template.Spec
+		c := container(t, o)
+		if pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirst {
+			t.Errorf("hostNetwork=%v dnsPolicy=%q; want false, ClusterFirst", pod.HostNetwork, pod.DNSPolicy)
+		}
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				t.Errorf("service mode must not use hostPort (SNAT): %+v", p)
+			}
+		}
+		if !hasArg(c, "--grpc-listen=:4317") {
+			t.Errorf("service mode should listen on every pod address: %v", c.Args)
+		}
+		svc := o.Services["podstamp"]
+		if svc == nil {
+			t.Fatalf("no Service podstamp; got %v", o.Services)
+		}
+		if svc.Spec.InternalTrafficPolicy == nil || *svc.Spec.InternalTrafficPolicy != corev1.ServiceInternalTrafficPolicyLocal {
+			t.Errorf("Service internalTrafficPolicy %v, want Local", svc.Spec.InternalTrafficPolicy)
+		}
+		if !reflect.DeepEqual(svc.Spec.Selector, o.DaemonSet.Spec.Selector.MatchLabels) {
+			t.Errorf("Service selector %v does not match the DaemonSet's pods %v", svc.Spec.Selector, o.DaemonSet.Spec.Selector.MatchLabels)
+		}
+	})
+}
+
+// TestGOMEMLIMIT: derived from the memory limit.
+func TestGOMEMLIMIT(t *testing.T) {
+	cases := []struct {
+		set  []string
+		want string // "" = not set
+	}{
+		{nil, "214748364"}, // 256Mi * 80%
+		{[]string{"resources.limits.memory=1Gi"}, "858993459"},
+		{[]string{"resources.limits.memory=1.5Gi", "goMemLimit.percent=90"}, "1449551462"},
+		{[]string{"resources.limits.memory=500M"}, "400000000"},
+		{[]string{"resources.limits.memory=268435456"}, "214748364"},
+		{[]string{"goMemLimit.value=100MiB"}, "100MiB"},
+		{[]string{"goMemLimit.enabled=false"}, ""},
+		{[]string{"resources.limits=null"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
+			o := decode(t, render(t, variant{set: append([]string{upstreamSet}, tc.set...)}).Manifest)
+			e, ok := env(container(t, o), "GOMEMLIMIT")
+			if tc.want == "" {
+				if ok {
+					t.Errorf("GOMEMLIMIT=%q set; want unset", e.Value)
+				}
+				return
+			}
+			if !ok || e.Value != tc.want {
+				t.Errorf("GOMEMLIMIT=%q (set: %v); want %q", e.Value, ok, tc.want)
+			}
+		})
+	}
+}
+
+// TestUpstream: endpoint, TLS from Secrets, headers only through the environment.
+func TestUpstream(t *testing.T) {
+	o := decode(t, render(t, variant{name: "tls", files: []string{filepath.Join(chartDir(t), "ci", "tls-headers-values.yaml")}}).Manifest)
+	c := container(t, o)
+	for flagName, want := range map[string]string{
+		"--upstream":             "https://otel-gateway.example.com:4317",
+		"--upstream-protocol":    "grpc",
+		"--upstream-compression": "gzip",
+		"--upstream-timeout":     "10s",
+		"--upstream-ca-file":     "/etc/podstamp/tls/ca/ca.crt",
+		"--upstream-cert-file":   "/etc/podstamp/tls/client/tls.crt",
+		"--upstream-key-file":    "/etc/podstamp/tls/client/tls.key",
+		"--forward-headers":      "",
+		"--config":               "/etc/podstamp/config.yaml",
+	} {
+		if got, ok := argValue(c, flagName); !ok || got != want {
+			t.Errorf("%s=%q (present %v), want %q", flagName, got, ok, want)
+		}
+	}
+	for _, a := range c.Args {
+		if strings.Contains(a, "header=") || strings.Contains(a, "UPSTREAM_HEADER") {
+			t.Errorf("header in the arguments (visible in /proc/*/cmdline): %s", a)
+		}
+	}
+	sec, ok := env(c, "UPSTREAM_HEADER_1")
+	if !ok || sec.ValueFrom == nil || sec.ValueFrom.SecretKeyRef == nil ||
+		sec.ValueFrom.SecretKeyRef.Name != "upstream-auth" || sec.ValueFrom.SecretKeyRef.Key != "authorization" {
+		t.Errorf("UPSTREAM_HEADER_1 is not the Secret upstream-auth/authorization: %+v", sec)
+	}
+	hdr, ok := env(c, "OTEL_EXPORTER_OTLP_HEADERS")
+	if !ok || hdr.Value != "x-scope-orgid=tenant-a,authorization=$(UPSTREAM_HEADER_1)" {
+		t.Errorf("OTEL_EXPORTER_OTLP_HEADERS=%q", hdr.Value)
+	}
+	// The referenced variable must be declared before the one that uses it.
+	if idx(c, "UPSTREAM_HEADER_1") > idx(c, "OTEL_EXPORTER_OTLP_HEADERS") {
+		t.Error("UPSTREAM_HEADER_1 declared after OTEL_EXPORTER_OTLP_HEADERS: Kubernetes would not expand it")
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	secrets := map[string]string{}
+	for _, v := range o.DaemonSet.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+		}
+	}
+	if mounts["upstream-ca"] != "/etc/podstamp/tls/ca" || secrets["upstream-ca"] != "upstream-ca" ||
+		mounts["upstream-client-cert"] != "/etc/podstamp/tls/client" || secrets["upstream-client-cert"] != "podstamp-client-tls" {
+		t.Errorf("TLS volumes: mounts %v secrets %v", mounts, secrets)
+	}
+	if got := o.DaemonSet.Spec.Template.Spec.PriorityClassName; got != "system-node-critical" {
+		t.Errorf("priorityClassName %q", got)
+	}
+}
+
+func idx(c corev1.Container, name string) int {
+	for i, e := range c.Env {
+		if e.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestConfigMap: the config value is rendered verbatim as the binary's YAML and mounted where --config points.
+func TestConfigMap(t *testing.T) {
+	file := filepath.Join(chartDir(t), "ci", "rules-values.yaml")
+	o := decode(t, render(t, variant{files: []string{file}}).Manifest)
+	var got map[string]any
+	if err := yaml.Unmarshal([]byte(o.ConfigMap.Data["config.yaml"]), &got); err != nil {
+		t.Fatalf("config.yaml: %v", err)
+	}
+	vals, err := Values([]string{filepath.Join(chartDir(t), "values.yaml"), file}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON, _ := yaml.Marshal(vals["config"])
+	gotJSON, _ := yaml.Marshal(got)
+	if string(wantJSON) != string(gotJSON) {
+		t.Errorf("ConfigMap config.yaml differs from the config value:\n got:\n%s\nwant:\n%s", gotJSON, wantJSON)
+	}
+	if got["cluster_name"] != "prod-eu-1" {
+		t.Errorf("cluster_name %v", got["cluster_name"])
+	}
+	c := container(t, o)
+	var mounted bool
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/etc/podstamp/config.yaml" && m.SubPath == "config.yaml" && m.ReadOnly {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("config.yaml not mounted at /etc/podstamp/config.yaml: %+v", c.VolumeMounts)
+	}
+	if o.DaemonSet.Spec.Template.Annotations["checksum/config"] == "" {
+		t.Error("no checksum/config annotation: config changes would not roll the pods")
+	}
+}
+
+// TestPodSettings: tolerations, grace period, metrics scraping.
+func TestPodSettings(t *testing.T) {
+	o := decode(t, render(t, variant{set: []string{upstreamSet}}).Manifest)
+	pod := o.DaemonSet.Spec.Template.Spec
+	if len(pod.Tolerations) != 1 || pod.Tolerations[0].Operator != corev1.TolerationOpExists || pod.Tolerations[0].Key != "" {
+		t.Errorf("tolerations %+v; want one {operator: Exists} reaching every node", pod.Tolerations)
+	}
+	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds <= 20 {
+		t.Errorf("terminationGracePeriodSeconds %v; want > shutdown timeout 20", pod.TerminationGracePeriodSeconds)
+	}
+	if !hasArg(container(t, o), "--shutdown-timeout=20s") {
+		t.Error("--shutdown-timeout=20s missing")
+	}
+	a := o.DaemonSet.Spec.Template.Annotations
+	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "10291" || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v", a)
+	}
+
+	sm := decode(t, render(t, variant{files: []string{filepath.Join(chartDir(t), "ci", "servicemonitor-values.yaml")}}).Manifest)
+	if sm.ServiceMonitor == nil {
+		t.Fatal("no ServiceMonitor with metrics.serviceMonitor.enabled")
+	}
+	svc := sm.Services["podstamp-metrics"]
+	if svc == nil || svc.Spec.ClusterIP != "None" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 10291 {
+		t.Errorf("metrics Service %+v", svc)
+	}
+	if _, ok := sm.DaemonSet.Spec.Template.Annotations["prometheus.io/scrape"]; ok {
+		t.Error("scrape annotations present with metrics.podAnnotations=false")
+	}
+}
+
+// TestNotes: the NOTES tell apps which endpoint to use and warn about plain hostPort.
+func TestNotes(t *testing.T) {
+	host := render(t, variant{set: []string{upstreamSet}}).Notes
+	for _, s := range []string{"fieldPath: status.hostIP", "http://$(HOST_IP):4317", "plain hostPort"} {
+		if !strings.Contains(host, s) {
+			t.Errorf("hostNetwork NOTES lack %q:\n%s", s, host)
+		}
+	}
+	svc := render(t, variant{set: []string{upstreamSet, "networkMode=service"}}).Notes
+	for _, s := range []string{"http://podstamp.podstamp.svc:4317", "internalTrafficPolicy: Local", "plain hostPort"} {
+		if !strings.Contains(svc, s) {
+			t.Errorf("service NOTES lack %q:\n%s", s, svc)
+		}
+	}
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
