@@ -63,7 +63,7 @@ func NewStamper(cfg Config, r Resolver) (*Stamper, error) {
 // scratch is the per-request working memory, pooled.
 type scratch struct {
 	plans []rsPlan
-	res   []span   // Resource field occurrences
+	res   []resSpan // Resource field occurrences
 	dels  []span   // KeyValue fields to drop
 	adds  [][]byte // encoded KeyValue fields to append
 	kvs   []kvRef  // the current resource's attributes
@@ -76,6 +76,13 @@ type scratch struct {
 }
 
 type span struct{ tag, start, end int } // field tag offset, content start, content end
+
+// resSpan is one occurrence of the Resource field and the bytes of the
+// attributes dropped from it.
+type resSpan struct {
+	span
+	delBytes int
+}
 
 type rsPlan struct {
 	span                   // the Resource<Signal> field
@@ -91,6 +98,7 @@ type kvRef struct {
 	key  []byte
 	cv   clientValue // cv.str aliases the request
 	drop bool
+	occ  int // index of its Resource occurrence in scratch.res
 }
 
 // bstr views b as a string without copying; the result must not outlive b
@@ -181,12 +189,7 @@ func sizeVarint(n int) int { return protowire.SizeVarint(uint64(n)) }
 // newResLen is the new content length of Resource occurrence i of plan p.
 func newResLen(p *rsPlan, sc *scratch, i int) int {
 	r := sc.res[i]
-	l := r.end - r.start
-	for _, d := range sc.dels[p.delLo:p.delHi] {
-		if d.tag >= r.start && d.end <= r.end {
-			l -= d.end - d.tag
-		}
-	}
+	l := r.end - r.start - r.delBytes
 	if i == p.resHi-1 {
 		l += p.addBytes
 	}
@@ -202,7 +205,7 @@ func newRSLen(body []byte, p *rsPlan, sc *scratch) int {
 	for i := p.resLo; i < p.resHi; i++ {
 		r := sc.res[i]
 		nl := newResLen(p, sc, i)
-		l += sizeVarint(nl) + nl - lenOfLenPrefix(body, r) - (r.end - r.start)
+		l += sizeVarint(nl) + nl - lenOfLenPrefix(body, r.span) - (r.end - r.start)
 	}
 	return l
 }
@@ -221,11 +224,10 @@ func (s *Stamper) writeRS(out, body []byte, p *rsPlan, sc *scratch) []byte {
 	for i := p.resLo; i < p.resHi; i++ {
 		r := sc.res[i]
 		isLast := i == p.resHi-1
-		hasDel := len(dels) > 0 && dels[0].tag < r.end
-		if !isLast && !hasDel {
+		if !isLast && r.delBytes == 0 {
 			continue
 		}
-		out = append(out, body[last:r.start-lenOfLenPrefix(body, r)]...)
+		out = append(out, body[last:r.start-lenOfLenPrefix(body, r.span)]...)
 		out = protowire.AppendVarint(out, uint64(newResLen(p, sc, i)))
 		from := r.start
 		for len(dels) > 0 && dels[0].tag < r.end {
@@ -270,8 +272,8 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 			return malformed("resource #%d: Resource at offset %d: bad length", len(sc.plans), off)
 		}
 		end := off + n + m
-		r := span{tag: off, start: end - len(v), end: end}
-		if err := s.parseResource(body, r, sc, len(sc.plans)); err != nil {
+		r := resSpan{span: span{tag: off, start: end - len(v), end: end}}
+		if err := s.parseResource(body, r.span, sc, len(sc.plans)); err != nil {
 			return err
 		}
 		sc.res = append(sc.res, r)
@@ -338,8 +340,9 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 	p.addHi = len(sc.adds)
 	if anyDrop {
 		for j := range sc.kvs {
-			if sc.kvs[j].drop {
-				sc.dels = append(sc.dels, sc.kvs[j].span)
+			if kv := &sc.kvs[j]; kv.drop {
+				sc.dels = append(sc.dels, kv.span)
+				sc.res[kv.occ].delBytes += kv.end - kv.tag
 			}
 		}
 		p.delHi = len(sc.dels)
@@ -369,7 +372,7 @@ func (s *Stamper) parseResource(body []byte, r span, sc *scratch, idx int) error
 		if m < 0 {
 			return malformed("resource #%d: Resource: attribute at offset %d: bad length", idx, off)
 		}
-		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}}
+		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}, occ: len(sc.res)}
 		if err := parseKeyValue(body, v, &kv, sc); err != nil {
 			return malformed("resource #%d: Resource: attribute at offset %d: %v", idx, off, err)
 		}

@@ -261,6 +261,19 @@ func TestRepeatedResourceFieldMerges(t *testing.T) {
 		}
 		assertNoDuplicateKeys(t, enrich.Traces, out)
 	}
+	// Empty client values in both occurrences are dropped and replaced.
+	rs = cat(field(1, strKV("k8s.pod.uid", "")), field(2, nil), field(1, cat(strKV("k8s.node.name", ""), strKV("k8s.pod.uid", ""))))
+	in = field(1, rs)
+	for name, s := range bothStampers(t, enrich.DefaultConfig(), enrichtest.New(cartPod())) {
+		out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := attrMaps(t, enrich.Traces, out)[0]; !reflect.DeepEqual(got, cartAttrs()) {
+			t.Fatalf("%s: attributes %v", name, got)
+		}
+		assertNoDuplicateKeys(t, enrich.Traces, out)
+	}
 }
 
 func TestMalformed(t *testing.T) {
