@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 func TestMain(m *testing.M) {
@@ -258,6 +260,7 @@ func newGRPCUpstream(t testing.TB) *upstream {
 	t.Helper()
 	u := &upstream{t: t, protocol: ProtocolGRPC, got: make(chan received, 1024)}
 	srv := grpc.NewServer(
+		grpc.StatsHandler(compressionSeen{}),
 		grpc.ForceServerCodecV2(bytesCodec{}),
 		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
 			var body []byte
@@ -269,8 +272,8 @@ func newGRPCUpstream(t testing.TB) *upstream {
 			md, _ := metadata.FromIncomingContext(ctx)
 			r := received{path: method, body: body, header: md}
 			r.deadline, r.hasDeadline = ctx.Deadline()
-			if enc := md.Get("grpc-encoding"); len(enc) > 0 && enc[0] == "gzip" {
-				r.compressed = true
+			if c, ok := ctx.Value(compressedKey{}).(*atomic.Bool); ok {
+				r.compressed = c.Load()
 			}
 			a := u.respond(ctx, r)
 			if a.err != nil {
@@ -337,6 +340,25 @@ func newHTTPUpstream(t testing.TB) *upstream {
 	u.endpoint = srv.URL
 	return u
 }
+
+// compressionSeen records in the RPC's context whether its request arrived
+// compressed.
+type compressionSeen struct{}
+
+type compressedKey struct{}
+
+func (compressionSeen) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, compressedKey{}, new(atomic.Bool))
+}
+
+func (compressionSeen) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if in, ok := s.(*stats.InPayload); ok && in.CompressedLength > 0 && in.CompressedLength != in.Length {
+		ctx.Value(compressedKey{}).(*atomic.Bool).Store(true)
+	}
+}
+
+func (compressionSeen) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (compressionSeen) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // testProxy is a running proxy on 127.0.0.1 listeners.
 type testProxy struct {

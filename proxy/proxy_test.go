@@ -88,6 +88,9 @@ func TestPassThroughByteExact(t *testing.T) {
 						if uname == "http-upstream" {
 							wantPath = HTTPPath(sig)
 						}
+						if got.compressed {
+							t.Error("upstream request compressed without compression configured")
+						}
 						if got.path != wantPath {
 							t.Errorf("upstream path %q, want %q", got.path, wantPath)
 						}

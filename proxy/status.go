@@ -175,3 +175,8 @@ func statusFromHTTP(httpStatus int, body *spb.Status, retryAfter string) *status
 	p.Code = int32(grpcCodeFromHTTP(httpStatus, has))
 	return status.FromProto(p)
 }
+
+// withRetryInfo returns st with a RetryInfo detail of delay d.
+func withRetryInfo(st *status.Status, d time.Duration) (*status.Status, error) {
+	return st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
+}

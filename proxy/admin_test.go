@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// TestMetrics: requests, items, bytes, upstream latency, build info and the
+// in-flight gauge are exported with the podstamp_ prefix.
+func TestMetrics(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets())
+	body, _ := payload(t, enrich.Traces, 5)
+	if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+		t.Fatal(err)
+	}
+	up.next(t)
+	mbody, _ := payload(t, enrich.Metrics, 7)
+	if r := tp.exportHTTP(t, context.Background(), enrich.Metrics, contentTypeProtobuf, true, mbody, nil); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	up.next(t)
+	tp.exportHTTP(t, context.Background(), enrich.Logs, contentTypeProtobuf, false, []byte{0x0a, 0xff}, nil)
+
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"podstamp_requests_total", map[string]string{"signal": "traces", "protocol": "grpc", "outcome": "ok"}, 1},
+		{"podstamp_items_total", map[string]string{"signal": "traces", "protocol": "grpc", "outcome": "ok"}, 5},
+		{"podstamp_requests_total", map[string]string{"signal": "metrics", "protocol": "http", "outcome": "ok"}, 1},
+		{"podstamp_items_total", map[string]string{"signal": "metrics", "protocol": "http", "outcome": "ok"}, 7},
+		{"podstamp_requests_total", map[string]string{"signal": "logs", "protocol": "http", "outcome": "bad_request"}, 1},
+		{"podstamp_received_bytes_total", map[string]string{"signal": "traces", "protocol": "grpc"}, float64(len(body))},
+		{"podstamp_received_bytes_total", map[string]string{"signal": "metrics", "protocol": "http"}, float64(len(mbody))},
+		{"podstamp_sent_bytes_total", map[string]string{"signal": "traces"}, float64(len(body))},
+		{"podstamp_upstream_duration_seconds", map[string]string{"signal": "traces", "code": "ok"}, 1},
+		{"podstamp_build_info", map[string]string{"version": "test"}, 1},
+		{"podstamp_inflight_requests", nil, 0},
+	}
+	for _, c := range checks {
+		if got := counterValue(t, tp, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+
+	// The same series are served at /metrics.
+	text := httpGet(t, tp.hc, tp.admin+"/metrics", 200)
+	for _, s := range []string{
+		`podstamp_requests_total{outcome="ok",protocol="grpc",signal="traces"} 1`,
+		`podstamp_items_total{outcome="ok",protocol="http",signal="metrics"} 7`,
+		`podstamp_upstream_duration_seconds_bucket{code="ok",signal="traces"`,
+		`podstamp_inflight_requests 0`,
+		`podstamp_build_info{goversion=`,
+	} {
+		if !strings.Contains(text, s) {
+			t.Errorf("/metrics lacks %s", s)
+		}
+	}
+}
+
+// TestItemCount: the wire walk counts spans, data points, log records and
+// profiles across resources and scopes.
+func TestItemCount(t *testing.T) {
+	for _, sig := range enrich.Signals {
+		for _, n := range []int{0, 1, 17} {
+			body, _ := payload(t, sig, n)
+			double := append(append([]byte{}, body...), body...) // two resources
+			got, err := scanRequest(sig, double)
+			if err != nil || got != 2*n {
+				t.Errorf("%s with 2x%d items: counted %d (%v)", sig, n, got, err)
+			}
+		}
+	}
+}
+
+// TestAdmin: /livez, /readyz with injected checks, pprof only when enabled,
+// extra handlers.
+func TestAdmin(t *testing.T) {
+	up := newGRPCUpstream(t)
+	var cacheErr error = errors.New("pod cache not synced")
+	tp := newTestProxy(t, up.targets(), func(_ *Config, o *Options) {
+		o.Checks = []Check{{Name: "pod-cache", Check: func() error { return cacheErr }}}
+		o.Handlers = map[string]http.Handler{"/debug/pods": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, "pods here")
+		})}
+	})
+	httpGet(t, tp.hc, tp.admin+"/livez", 200)
+	if body := httpGet(t, tp.hc, tp.admin+"/readyz", 503); !strings.Contains(body, "pod cache not synced") {
+		t.Errorf("readyz body %q does not say why", body)
+	}
+	httpGet(t, tp.hc, tp.admin+"/debug/pprof/", 404)
+	if body := httpGet(t, tp.hc, tp.admin+"/debug/pods", 200); body != "pods here" {
+		t.Errorf("/debug/pods: %q", body)
+	}
+	tp.stop(t) // the check is read by the admin server's goroutines
+	cacheErr = nil
+
+	tp2 := newTestProxy(t, up.targets(), func(c *Config, o *Options) {
+		c.EnablePprof = true
+		o.Checks = []Check{{Name: "pod-cache", Check: func() error { return nil }}}
+	})
+	httpGet(t, tp2.hc, tp2.admin+"/readyz", 200)
+	httpGet(t, tp2.hc, tp2.admin+"/debug/pprof/", 200)
+}
+
+func httpGet(t *testing.T, hc *http.Client, url string, want int) string {
+	t.Helper()
+	resp, err := hc.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Errorf("GET %s: %d, want %d (%s)", url, resp.StatusCode, want, b)
+	}
+	return string(b)
+}
