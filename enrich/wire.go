@@ -64,9 +64,9 @@ func NewStamper(cfg Config, r Resolver) (*Stamper, error) {
 type scratch struct {
 	plans []rsPlan
 	res   []resSpan // Resource field occurrences
-	dels  []span   // KeyValue fields to drop
-	adds  [][]byte // encoded KeyValue fields to append
-	kvs   []kvRef  // the current resource's attributes
+	dels  []span    // KeyValue fields to drop
+	adds  [][]byte  // encoded KeyValue fields to append
+	kvs   []kvRef   // the current resource's attributes
 
 	// Profiles only: resource attribute keys and string values may be
 	// references into the dictionary's string table (loaded lazily).
