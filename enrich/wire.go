@@ -106,7 +106,8 @@ type kvRef struct {
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // Enrich stamps one protobuf-encoded Export<Signal>ServiceRequest; see the
-// package documentation. The output is appended to dst[:0].
+// package documentation. The output is appended to dst[:0]; dst must not
+// overlap body. body is not modified or retained.
 func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
 	_ = sig // every signal has the same envelope and resource shape
 	sc := s.pool.Get().(*scratch)

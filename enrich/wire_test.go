@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -360,8 +361,77 @@ func TestAllocationsPerRequestAreConstant(t *testing.T) {
 				t.Fatal("not stamped", err)
 			}
 		})
-		if allocs > 1 {
-			t.Errorf("%d spans: %.1f allocations per request, want at most 1", n, allocs)
+		limit := 1.0
+		if raceEnabled {
+			limit = 4 // the pooled scratch is sometimes dropped; still nothing per span
 		}
+		if allocs > limit {
+			t.Errorf("%d spans: %.1f allocations per request, want at most %.0f", n, allocs, limit)
+		}
+	}
+}
+
+func TestConcurrentStampingSharesCacheSafely(t *testing.T) {
+	r := enrichtest.New(cartPod(), workerPod())
+	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	reqCart := requestWith(t, enrich.Traces, map[string]any{}, map[string]any{"k8s.pod.uid": "uid-worker"})
+	reqWorker := requestWith(t, enrich.Traces, map[string]any{"k8s.container.name": "sidecar"})
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var dst []byte
+			for i := range 200 {
+				peer, in := peerCart, reqCart
+				if (g+i)%2 == 1 {
+					peer, in = peerWorker, reqWorker
+				}
+				out, _, err := s.Enrich(context.Background(), enrich.Traces, peer, in, dst)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := resources(enrich.Traces, out)
+				if err != nil {
+					errs <- err
+					return
+				}
+				want := "cart-7d9f8-abcde"
+				if peer == peerWorker {
+					want = "report-2911-xyz"
+				}
+				if v, _ := got[0].Attributes().Get("k8s.pod.name"); v.Str() != want {
+					errs <- fmt.Errorf("k8s.pod.name %q, want %q", v.Str(), want)
+					return
+				}
+				dst = out
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestCacheFollowsNewPodObjects(t *testing.T) {
+	// A cache publishes a new *Pod when a pod changes; the stamper must use it.
+	old := cartPod()
+	r := enrichtest.New(old)
+	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	in := requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-cart"})
+	out, _, _ := s.Enrich(context.Background(), enrich.Logs, peerNobody, in, nil)
+	if got := attrMaps(t, enrich.Logs, out)[0]["k8s.node.name"]; got != "node-a" {
+		t.Fatalf("k8s.node.name %v", got)
+	}
+	moved := cartPod()
+	moved.UID = "uid-cart-2"
+	moved.NodeName = "node-b"
+	r.Add(moved)
+	in = requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-cart-2"})
+	out, _, _ = s.Enrich(context.Background(), enrich.Logs, peerNobody, in, nil)
+	if got := attrMaps(t, enrich.Logs, out)[0]["k8s.node.name"]; got != "node-b" {
+		t.Fatalf("k8s.node.name %v after the pod changed", got)
 	}
 }

@@ -1,7 +1,3 @@
-// Package enrichtest provides an in-memory enrich.Resolver for tests of
-// packages that use enrich: pods are indexed by UID, IP, namespace/name and
-// container ID; peers resolve through the IP index (or an explicit answer)
-// and can be made to hold until released.
 package enrichtest
 
 import (
