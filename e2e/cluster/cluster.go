@@ -1,0 +1,485 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+const (
+	// ServiceCIDR is the cluster's service range; serviceIP is the
+	// "kubernetes" Service address the serving certificate also covers.
+	ServiceCIDR = "10.96.0.0/16"
+	serviceIP   = "10.96.0.1"
+	// Issuer is the ServiceAccount token issuer and default API audience.
+	Issuer = "https://kubernetes.default.svc.cluster.local"
+	// AdminUser is the static-token user of the admin kubeconfig.
+	AdminUser = "podstamp-e2e-admin"
+)
+
+// Options configure Start. The zero value is usable.
+type Options struct {
+	// Log receives progress messages; nil discards them.
+	Log *slog.Logger
+	// KubeAPIServer is the binary to run; "" builds or reuses the cached one
+	// (see KubeAPIServer).
+	KubeAPIServer string
+	// Etcd is the etcd binary; "" means "etcd" on PATH, else /usr/bin/etcd.
+	Etcd string
+	// Dir is the parent of the cluster's temporary directory; "" prefers
+	// /dev/shm (etcd fsyncs a lot) and falls back to os.TempDir().
+	Dir string
+	// StartTimeout bounds each process's start-up (default 90s).
+	StartTimeout time.Duration
+}
+
+// Cluster is a running etcd + kube-apiserver pair.
+type Cluster struct {
+	// Dir holds the data, certificates, logs and the admin kubeconfig; Stop removes it.
+	Dir string
+	// URL is the API server's address, https://127.0.0.1:<port>.
+	URL string
+	// Port is the API server's secure port on 127.0.0.1.
+	Port int
+	// KubeconfigPath is the admin kubeconfig (static token, system:masters).
+	KubeconfigPath string
+	// CAPEM is the CA that signed the serving certificate.
+	CAPEM []byte
+	// Config and Client act as the admin.
+	Config *rest.Config
+	Client kubernetes.Interface
+
+	adminToken string
+	log        *slog.Logger
+	timeout    time.Duration
+	apiBin     string
+	apiArgs    []string
+
+	mu       sync.Mutex
+	etcd     *proc
+	api      *proc
+	apiStart int // how many times the API server was started, for log names
+	stopped  bool
+}
+
+// Start brings up etcd and kube-apiserver and waits until the API server is
+// ready. On error, whatever was started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := opts.StartTimeout
+	if timeout <= 0 {
+		timeout = 90 * time.Second
+	}
+	apiBin := opts.KubeAPIServer
+	if apiBin == "" {
+		if apiBin, err = KubeAPIServer(ctx, log); err != nil {
+			return nil, err
+		}
+	}
+	etcdBin, err := findEtcd(opts.Etcd)
+	if err != nil {
+		return nil, err
+	}
+	parent := opts.Dir
+	if parent == "" {
+		parent = os.TempDir()
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			parent = "/dev/shm"
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "podstamp-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, log: log, timeout: timeout, apiBin: apiBin}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+
+	p, err := writePKI(dir)
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	c.CAPEM = p.caPEM
+	c.adminToken = randHex(16)
+	tokens := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokens, fmt.Appendf(nil, "%s,%s,%s,\"system:masters\"\n", c.adminToken, AdminUser, AdminUser), 0o600); err != nil {
+		return nil, err
+	}
+
+	// etcd
+	clientPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	peerPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
+	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
+	c.etcd, err = startProc("etcd", filepath.Join(dir, "etcd.log"), etcdBin,
+		"--name", "e2e",
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", etcdURL,
+		"--advertise-client-urls", etcdURL,
+		"--listen-peer-urls", peerURL,
+		"--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "e2e="+peerURL,
+		"--log-level", "warn",
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.waitHTTP(ctx, c.etcd, etcdURL+"/health", nil); err != nil {
+		return nil, err
+	}
+	log.Debug("etcd ready", "url", etcdURL, "pid", c.etcd.cmd.Process.Pid)
+
+	// kube-apiserver
+	if c.Port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	c.URL = "https://127.0.0.1:" + strconv.Itoa(c.Port)
+	c.apiArgs = []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.Port),
+		"--cert-dir=" + filepath.Join(dir, "cert-dir"),
+		"--tls-cert-file=" + p.certFile,
+		"--tls-private-key-file=" + p.keyFile,
+		"--token-auth-file=" + tokens,
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=" + Issuer,
+		"--service-account-key-file=" + p.saPubKeyFile,
+		"--service-account-signing-key-file=" + p.saKeyFile,
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--endpoint-reconciler-type=none",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+		"--v=1",
+	}
+	if err := c.startAPIServer(ctx); err != nil {
+		return nil, err
+	}
+
+	c.Config = &rest.Config{
+		Host:            c.URL,
+		BearerToken:     c.adminToken,
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM},
+		QPS:             200,
+		Burst:           400,
+		Timeout:         30 * time.Second,
+	}
+	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return nil, err
+	}
+	c.KubeconfigPath = filepath.Join(dir, "admin.kubeconfig")
+	if err := c.WriteKubeconfig(c.KubeconfigPath, "", c.adminToken); err != nil {
+		return nil, err
+	}
+	log.Info("API server ready", "url", c.URL, "kubeconfig", c.KubeconfigPath,
+		"etcd_pid", c.etcd.cmd.Process.Pid, "apiserver_pid", c.api.cmd.Process.Pid)
+	return c, nil
+}
+
+func findEtcd(p string) (string, error) {
+	if p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
+		return "/usr/bin/etcd", nil
+	}
+	return "", errors.New("etcd not found: install the Debian package etcd-server (apt-get install etcd-server)")
+}
+
+// AdminToken is the admin's bearer token.
+func (c *Cluster) AdminToken() string { return c.adminToken }
+
+// APIServerPID is the PID of the running API server, or 0.
+func (c *Cluster) APIServerPID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.api == nil {
+		return 0
+	}
+	return c.api.cmd.Process.Pid
+}
+
+// StopAPIServer stops the API server process (SIGTERM, then SIGKILL after
+// 10s) and waits until it has exited. etcd keeps running.
+func (c *Cluster) StopAPIServer() error {
+	c.mu.Lock()
+	p := c.api
+	c.api = nil
+	c.mu.Unlock()
+	if p == nil {
+		return errors.New("API server is not running")
+	}
+	p.stop(10 * time.Second)
+	return nil
+}
+
+// StartAPIServer starts the API server again after StopAPIServer, with the
+// same flags and port, and waits for /readyz.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	c.mu.Lock()
+	running := c.api != nil
+	c.mu.Unlock()
+	if running {
+		return errors.New("API server is already running")
+	}
+	return c.startAPIServer(ctx)
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return errors.New("cluster stopped")
+	}
+	c.apiStart++
+	logName := filepath.Join(c.Dir, fmt.Sprintf("kube-apiserver.%d.log", c.apiStart))
+	c.mu.Unlock()
+	var p *proc
+	var err error
+	// The port was free a moment ago; after an outage it may still be
+	// lingering for a few hundred milliseconds, so retry a bind failure.
+	for attempt := 0; ; attempt++ {
+		p, err = startProc("kube-apiserver", logName, c.apiBin, c.apiArgs...)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.api = p
+		c.mu.Unlock()
+		err = c.waitHTTP(ctx, p, c.URL+"/readyz", c.adminTLS())
+		if err == nil || attempt == 2 || !p.exited() || !bytes.Contains(p.logTail(), []byte("address already in use")) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	c.log.Debug("kube-apiserver ready", "url", c.URL, "pid", p.cmd.Process.Pid)
+	return nil
+}
+
+func (c *Cluster) adminTLS() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.CAPEM)
+	return &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &authTransport{token: c.adminToken, rt: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			DisableKeepAlives: true,
+		}},
+	}
+}
+
+type authTransport struct {
+	token string
+	rt    http.RoundTripper
+}
+
+func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+a.token)
+	return a.rt.RoundTrip(r)
+}
+
+// waitHTTP polls url until it answers 200, the process exits, ctx ends or the
+// start timeout passes. The process is external: polling its health endpoint
+// is the only readiness signal it offers.
+func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) error {
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", p.name, p.err, p.logPath, p.logTail())
+		case <-ctx.Done():
+			p.stop(5 * time.Second)
+			return fmt.Errorf("%s not ready at %s: %w (last answer: %s); last lines of %s:\n%s", p.name, url, ctx.Err(), last, p.logPath, p.logTail())
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop kills the API server and etcd by PID, waits for them, and removes the
+// cluster directory. Safe to call more than once.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped = true
+	api, etcd := c.api, c.etcd
+	c.api, c.etcd = nil, nil
+	c.mu.Unlock()
+	if api != nil {
+		api.stop(10 * time.Second)
+	}
+	if etcd != nil {
+		etcd.stop(10 * time.Second)
+	}
+	if c.Dir != "" && os.Getenv("PODSTAMP_KEEP_CLUSTER_DIR") == "" {
+		os.RemoveAll(c.Dir)
+	}
+}
+
+// WriteKubeconfig writes a kubeconfig for server (""= c.URL) authenticating
+// with a bearer token, trusting the cluster's CA.
+func (c *Cluster) WriteKubeconfig(path, server, token string) error {
+	if server == "" {
+		server = c.URL
+	}
+	// Written by hand rather than with clientcmd, which would pull in more
+	// dependencies than a kubeconfig needs.
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: %q
+    certificate-authority-data: %s
+users:
+- name: user
+  user:
+    token: %q
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: user
+current-context: e2e
+`, server, base64.StdEncoding.EncodeToString(c.CAPEM), token)
+	return os.WriteFile(path, []byte(kc), 0o600)
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// proc is one child process and its log file.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	logFile *os.File
+	done    chan struct{}
+	err     error
+}
+
+func startProc(name, logPath, bin string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Die with the test process if it is killed before Stop runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM to the process's PID, then SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) logTail() []byte {
+	b, _ := os.ReadFile(p.logPath)
+	return tail(b, 3000)
+}

@@ -1,0 +1,24 @@
+// Package cluster runs a real, minimal Kubernetes control plane on loopback
+// for podstamp's end-to-end tests, demo and benchmarks: etcd (the Debian
+// etcd-server package) and kube-apiserver, built from the e2e/kube-apiserver
+// module and cached between runs.
+//
+// There is no controller-manager, scheduler or kubelet: the helpers create
+// what those would (the default ServiceAccount of a namespace, pods bound to a
+// node with spec.nodeName, their status with pod IPs and container IDs, the
+// ReplicaSet and Deployment that own them) directly through the API.
+//
+// Promises:
+//   - Start returns only when /readyz answers 200, or an error that names the
+//     process and ends with the tail of its log; a half-started cluster is
+//     stopped before Start returns the error.
+//   - Everything lives in its own temporary directory and on ports picked free
+//     on 127.0.0.1; Stop kills exactly the processes it started (by PID) and
+//     removes that directory. Stop is idempotent.
+//   - StopAPIServer / StartAPIServer take the API server down and back up on
+//     the same port with the same etcd, certificates and keys, so clients that
+//     cached a connection see a real outage and a real recovery.
+//   - The admin credential is a static bearer token in group system:masters;
+//     ServiceAccount tokens from TokenRequest are signed and accepted, and
+//     authorization is RBAC, so least-privilege checks are real.
+package cluster
