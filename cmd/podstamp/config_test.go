@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/proxy"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// TestValidate: every invalid setting fails with one line naming its flag.
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the error starts with this flag
+	}{
+		{"grpc-listen", []string{"--grpc-listen", "4317"}, nil, "--grpc-listen: "},
+		{"http-listen-port", []string{"--http-listen", ":99999"}, nil, "--http-listen: "},
+		{"no-listeners", []string{"--grpc-listen", "", "--http-listen", ""}, nil, "--grpc-listen: "},
+		{"protocol", []string{"--upstream-protocol", "http/json"}, nil, "--upstream-protocol: "},
+		{"compression", []string{"--upstream-compression", "zstd"}, nil, "--upstream-compression: "},
+		{"header", []string{"--upstream-header", "novalue"}, nil, "--upstream-header: "},
+		{"timeout", []string{"--upstream-timeout", "0s"}, nil, "--upstream-timeout: "},
+		{"ca-file", []string{"--upstream-ca-file", missing}, nil, "--upstream-ca-file: "},
+		{"cert-without-key", []string{"--upstream-cert-file", os.Args[0]}, nil, "--upstream-cert-file: "},
+		{"forward-headers", []string{"--forward-headers", "bad header"}, nil, "--forward-headers: "},
+		{"max-request-bytes", []string{"--max-request-bytes", "0"}, nil, "--max-request-bytes: "},
+		{"max-request-bytes-huge", []string{"--max-request-bytes", "4GiB"}, nil, "--max-request-bytes: "},
+		{"shutdown-timeout", []string{"--shutdown-timeout", "-1s"}, nil, "--shutdown-timeout: "},
+		{"log-format", []string{"--log-format", "xml"}, nil, "--log-format: "},
+		{"log-level", []string{"--log-level", "loud"}, nil, "--log-level: "},
+		{"node-ip", []string{"--node-ip", "10.0.0.300"}, nil, "--node-ip: "},
+		{"node-ip-env", nil, map[string]string{"K8S_NODE_IP": "nope"}, "--node-ip: "},
+		{"hold-timeout", []string{"--hold-timeout", "0s"}, nil, "--hold-timeout: "},
+		{"hold-max-bytes", []string{"--hold-max-bytes", "0"}, nil, "--hold-max-bytes: "},
+		{"config", []string{"--config", missing}, nil, "--config: "},
+		{"kubeconfig", []string{"--kubeconfig", missing}, nil, "--kubeconfig: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ParseConfig(append([]string{"--upstream", "http://127.0.0.1:4317"}, c.args...), env(c.env), nil)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, c.want) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line starting with %q", msg, c.want)
+			}
+		})
+	}
+
+	cfg, err := ParseConfig([]string{"--upstream", "http://127.0.0.1:4317"}, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+// TestParseErrors: bad values fail parsing with the flag or variable named.
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--upstream-timeout", "soon"}, nil, "upstream-timeout"},
+		{[]string{"--max-request-bytes", "64 parsecs"}, nil, "max-request-bytes"},
+		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
+		{[]string{"stray"}, nil, "stray"},
+		{nil, map[string]string{"PODSTAMP_SHUTDOWN_TIMEOUT": "forever"}, "PODSTAMP_SHUTDOWN_TIMEOUT"},
+		{nil, map[string]string{"PODSTAMP_ENABLE_PPROF": "maybe"}, "PODSTAMP_ENABLE_PPROF"},
+	} {
+		_, err := ParseConfig(c.args, env(c.env), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: error %v, want it to name %s", c.args, c.env, err, c.want)
+		}
+	}
+}
+
+// TestEnvAndFlags: PODSTAMP_* variables set every flag, flags win, and the
+// downward-API variables fill node name and IPs.
+func TestEnvAndFlags(t *testing.T) {
+	e := map[string]string{
+		"PODSTAMP_GRPC_LISTEN":       "127.0.0.1:5317",
+		"PODSTAMP_UPSTREAM":          "http://collector:4317",
+		"PODSTAMP_UPSTREAM_HEADER":   "x-a=1,x-b=2,3",
+		"PODSTAMP_MAX_REQUEST_BYTES": "8MiB",
+		"PODSTAMP_ENABLE_PPROF":      "true",
+		"PODSTAMP_HOLD_TIMEOUT":      "5s",
+		"PODSTAMP_FORWARD_HEADERS":   "authorization",
+		"K8S_NODE_NAME":              "node-a",
+		"K8S_NODE_IP":                "10.0.0.1,10.0.0.2",
+	}
+	cfg, err := ParseConfig([]string{"--grpc-listen", "127.0.0.1:6317", "--forward-headers", "x-tenant", "--forward-headers", "x-org"}, env(e), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCListen != "127.0.0.1:6317" {
+		t.Errorf("flag did not win over env: %q", cfg.GRPCListen)
+	}
+	if cfg.Upstream != "http://collector:4317" || cfg.MaxRequestBytes != 8<<20 || !cfg.EnablePprof || cfg.HoldTimeout != 5*time.Second {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	if strings.Join(cfg.UpstreamHeaders, "|") != "x-a=1|x-b=2,3" {
+		t.Errorf("headers %q", cfg.UpstreamHeaders)
+	}
+	if strings.Join(cfg.ForwardHeaders, ",") != "x-tenant,x-org" {
+		t.Errorf("repeated flag should replace the env list: %q", cfg.ForwardHeaders)
+	}
+	if cfg.NodeName != "node-a" || strings.Join(cfg.NodeIPs, ",") != "10.0.0.1,10.0.0.2" {
+		t.Errorf("downward API env: %q %q", cfg.NodeName, cfg.NodeIPs)
+	}
+	e["PODSTAMP_NODE_NAME"] = "node-b"
+	cfg, _ = ParseConfig(nil, env(e), nil)
+	if cfg.NodeName != "node-b" {
+		t.Errorf("PODSTAMP_NODE_NAME should win over K8S_NODE_NAME: %q", cfg.NodeName)
+	}
+}
+
+// TestUpstreams: the OTEL_EXPORTER_OTLP_* fallback, per signal.
+func TestUpstreams(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, []byte("x"), 0o600)
+
+	t.Run("flags", func(t *testing.T) {
+		cfg, _ := ParseConfig([]string{"--upstream", "http://c:4318/", "--upstream-protocol", "http/protobuf",
+			"--upstream-header", "x-k=v", "--upstream-compression", "gzip", "--upstream-timeout", "3s"},
+			env(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://other:1/x", "OTEL_EXPORTER_OTLP_TIMEOUT": "100"}), nil)
+		ts, err := cfg.Upstreams(env(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://other:1/x", "OTEL_EXPORTER_OTLP_TIMEOUT": "100"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sig := range enrich.Signals {
+			want := "http://c:4318" + proxy.HTTPPath(sig)
+			if ts[sig].Endpoint != want || ts[sig].Protocol != proxy.ProtocolHTTPProtobuf || ts[sig].Headers["x-k"] != "v" ||
+				ts[sig].Compression != "gzip" || ts[sig].Timeout != 3*time.Second {
+				t.Errorf("%s: %+v, want endpoint %s", sig, ts[sig], want)
+			}
+		}
+	})
+
+	t.Run("otel-env", func(t *testing.T) {
+		e := env(map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT":          "http://gw:4318",
+			"OTEL_EXPORTER_OTLP_PROTOCOL":          "http/protobuf",
+			"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT":     "http://logs:9000/custom/logs",
+			"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL":  "grpc",
+			"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT":  "metrics:4317",
+			"OTEL_EXPORTER_OTLP_METRICS_INSECURE":  "true",
+			"OTEL_EXPORTER_OTLP_HEADERS":           "api-key=s%20ecret,x-tenant=a",
+			"OTEL_EXPORTER_OTLP_TRACES_HEADERS":    "x-tenant=b",
+			"OTEL_EXPORTER_OTLP_COMPRESSION":       "gzip",
+			"OTEL_EXPORTER_OTLP_TIMEOUT":           "2500",
+			"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT":    "1000",
+			"OTEL_EXPORTER_OTLP_CERTIFICATE":       ca,
+			"OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT": "https://prof:4318/v1development/profiles",
+		})
+		cfg, _ := ParseConfig(nil, e, nil)
+		ts, err := cfg.Upstreams(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(sig enrich.Signal, endpoint, protocol string, timeout time.Duration, tenant string) {
+			t.Helper()
+			got := ts[sig]
+			if got.Endpoint != endpoint || got.Protocol != protocol || got.Timeout != timeout || got.Headers["x-tenant"] != tenant ||
+				got.Headers["api-key"] != "s ecret" || got.Compression != "gzip" || got.CAFile != ca {
+				t.Errorf("%s: %+v", sig, got)
+			}
+		}
+		check(enrich.Traces, "http://gw:4318/v1/traces", proxy.ProtocolHTTPProtobuf, time.Second, "b")
+		check(enrich.Logs, "http://logs:9000/custom/logs", proxy.ProtocolHTTPProtobuf, 2500*time.Millisecond, "a")
+		check(enrich.Metrics, "metrics:4317", proxy.ProtocolGRPC, 2500*time.Millisecond, "a")
+		check(enrich.Profiles, "https://prof:4318/v1development/profiles", proxy.ProtocolHTTPProtobuf, 2500*time.Millisecond, "a")
+		if !ts[enrich.Metrics].Insecure || ts[enrich.Traces].Insecure {
+			t.Error("per-signal INSECURE not applied to metrics only")
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, c := range []struct {
+			env  map[string]string
+			want string
+		}{
+			{nil, "--upstream: required"},
+			{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4317"}, "--upstream: required for metrics, logs, profiles"},
+			{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"}, "OTEL_EXPORTER_OTLP_ENDPOINT: "},
+			{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL: "},
+			{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "10s"}, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: "},
+			{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:1", "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/nonexistent"}, "OTEL_EXPORTER_OTLP_CLIENT_KEY: "},
+		} {
+			cfg, _ := ParseConfig(nil, env(c.env), nil)
+			_, err := cfg.Upstreams(env(c.env))
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%v: error %v, want one line starting with %q", c.env, err, c.want)
+			}
+		}
+	})
+}
+
+// TestHelp: --help lists every flag with its environment variable.
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"--help"}, env(nil), &out); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	for _, d := range c.flags() {
+		if !strings.Contains(out.String(), "--"+d.name) {
+			t.Errorf("--help lacks --%s", d.name)
+		}
+		if d.name != "help" && d.name != "version" && !strings.Contains(out.String(), envName(d.name)) {
+			t.Errorf("--help lacks %s", envName(d.name))
+		}
+	}
+	for _, s := range []string{"K8S_NODE_NAME", "K8S_NODE_IP", "OTEL_EXPORTER_OTLP_", "(default :4317)", "(default 64MiB)"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("--help lacks %q", s)
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"--version"}, env(nil), &out); err != nil || !strings.HasPrefix(out.String(), "podstamp "+version) {
+		t.Errorf("--version: %q %v", out.String(), err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "64MiB": 64 << 20, "64Mi": 64 << 20, "10MB": 10e6, "512KiB": 512 << 10, "1GiB": 1 << 30} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "1 parsec"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// traceSink is an OTLP/gRPC trace receiver built from pdata.
+type traceSink struct {
+	ptraceotlp.UnimplementedGRPCServer
+	got chan ptrace.Traces
+}
+
+func (s *traceSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	td := ptrace.NewTraces()
+	req.Traces().CopyTo(td)
+	s.got <- td
+	return ptraceotlp.NewExportResponse(), nil
+}
+
+// logLines feeds each JSON log line to a channel.
+func logLines(t *testing.T) (io.Writer, <-chan map[string]any) {
+	pr, pw := io.Pipe()
+	ch := make(chan map[string]any, 100)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				ch <- m
+			}
+		}
+	}()
+	t.Cleanup(func() { pw.Close() })
+	return pw, ch
+}
+
+// TestRun: the binary's whole life with a real upstream: start from flags,
+// report its addresses, forward an OTLP/gRPC export, be ready, drain on
+// cancellation and return nil.
+func TestRun(t *testing.T) {
+	sink := &traceSink{got: make(chan ptrace.Traces, 1)}
+	srv := grpc.NewServer()
+	ptraceotlp.RegisterGRPCServer(srv, sink)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+
+	out, lines := logLines(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--upstream", "http://" + ln.Addr().String(), "--log-format", "json",
+		}, env(nil), out)
+	}()
+	addrs := map[string]string{}
+	passThrough := false
+	for len(addrs) < 3 {
+		select {
+		case m := <-lines:
+			msg, _ := m["msg"].(string)
+			if strings.HasPrefix(msg, "serving ") {
+				addrs[msg] = m["addr"].(string)
+			}
+			if strings.Contains(msg, "passing data through") {
+				passThrough = true
+			}
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("podstamp did not report its listeners")
+		}
+	}
+	if !passThrough {
+		t.Error("pass-through mode was not logged")
+	}
+
+	cc, err := grpc.NewClient("passthrough:///"+addrs["serving OTLP/gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("checkout")
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-sink.got:
+		if got.SpanCount() != 1 || got.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name() != "checkout" {
+			t.Error("upstream got a different span")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream got nothing")
+	}
+
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + addrs["serving admin"] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz %d in pass-through mode", resp.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancellation: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
+}
+
+// TestRunInvalidConfig: invalid configuration fails at start, one line.
+func TestRunInvalidConfig(t *testing.T) {
+	for _, args := range [][]string{
+		{"--upstream", "http://127.0.0.1:4317", "--log-format", "xml"},
+		{"--upstream", "ftp://x"},
+		{"--upstream", "http://127.0.0.1:4317", "--node-name", "n1", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", ""},
+	} {
+		err := run(t.Context(), args, env(nil), io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), "invalid configuration: --") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v, want one line naming the flag", args, err)
+		}
+	}
+}
