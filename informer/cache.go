@@ -56,6 +56,10 @@ type Cache struct {
 
 	warnNAT   rateLimit
 	warnWatch rateLimit
+
+	// test hooks, set before Run
+	afterEvent func(kind string, o *podObj) // after the cache applied an event
+	onHold     func(ip netip.Addr)          // after a request started waiting
 }
 
 var _ enrich.Resolver = (*Cache)(nil)
@@ -183,9 +187,11 @@ func (c *Cache) onUpsert(obj any) {
 	if o == nil {
 		return
 	}
+	if o.pod.NodeName != c.cfg.NodeName {
+		return // the field selector keeps these out; a fake API server may not
+	}
 	pub := c.publish(context.Background(), o)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name}
 	if o.finished() {
 		e.cls = classFinished
@@ -198,6 +204,10 @@ func (c *Cache) onUpsert(obj any) {
 		e.seq = c.seq
 	}
 	c.indexLocked(e)
+	c.mu.Unlock()
+	if c.afterEvent != nil {
+		c.afterEvent("upsert", o)
+	}
 }
 
 func (c *Cache) onDelete(obj any) {
@@ -205,8 +215,10 @@ func (c *Cache) onDelete(obj any) {
 	if o == nil {
 		return
 	}
+	if o.pod.NodeName != c.cfg.NodeName {
+		return
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e := &entry{obj: o, pod: o.pod, cls: classDeleted, deletedAt: c.clock.Now(), key: o.Namespace + "/" + o.Name}
 	// Deletes go by UID: only this pod's entry changes, never that of a
 	// newer pod that reuses its name or address.
@@ -218,6 +230,10 @@ func (c *Cache) onDelete(obj any) {
 		e.seq = c.seq
 	}
 	c.indexLocked(e)
+	c.mu.Unlock()
+	if c.afterEvent != nil {
+		c.afterEvent("delete", o)
+	}
 }
 
 func (c *Cache) indexLocked(e *entry) {

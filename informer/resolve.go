@@ -87,6 +87,9 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		}
 		w.n++
 		c.mu.Unlock()
+		if c.onHold != nil {
+			c.onHold(peer)
+		}
 
 		var res enrich.Result
 		var err error

@@ -1,0 +1,269 @@
+package informer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+const testNode = "node-a"
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// podSpec describes a test pod.
+type podSpec struct {
+	ns, name, uid string
+	ips           []string
+	start         time.Time
+	hostNetwork   bool
+	phase         corev1.PodPhase
+	node          string
+	owners        []metav1.OwnerReference
+	labels        map[string]string
+}
+
+func mkPod(s podSpec) *corev1.Pod {
+	if s.ns == "" {
+		s.ns = "default"
+	}
+	if s.uid == "" {
+		s.uid = "uid-" + s.name
+	}
+	if s.node == "" {
+		s.node = testNode
+	}
+	if s.phase == "" {
+		s.phase = corev1.PodRunning
+	}
+	if s.start.IsZero() {
+		s.start = t0
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: s.name, UID: types.UID(s.uid),
+			OwnerReferences: s.owners, Labels: s.labels, CreationTimestamp: metav1.NewTime(s.start)},
+		Spec: corev1.PodSpec{NodeName: s.node, HostNetwork: s.hostNetwork,
+			Containers: []corev1.Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"}}},
+		Status: corev1.PodStatus{Phase: s.phase, StartTime: &metav1.Time{Time: s.start},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://cid-" + s.uid}}},
+	}
+	for i, ip := range s.ips {
+		if i == 0 {
+			p.Status.PodIP = ip
+		}
+		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
+	}
+	return p
+}
+
+// harness runs a Cache against a fake clientset and reports every applied event.
+type harness struct {
+	t      *testing.T
+	cs     *fake.Clientset
+	c      *Cache
+	reg    *prometheus.Registry
+	logs   *syncBuffer
+	events chan string // "upsert/<uid>", "delete/<uid>"
+	held   chan netip.Addr
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
+	t.Helper()
+	h := &harness{t: t, cs: fake.NewClientset(objs...), reg: prometheus.NewRegistry(), logs: &syncBuffer{},
+		events: make(chan string, 4096), held: make(chan netip.Addr, 4096)}
+	if cfg.NodeName == "" {
+		cfg.NodeName = testNode
+	}
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c, err := New(h.cs, cfg, log, h.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.afterEvent = func(kind string, o *podObj) {
+		select {
+		case h.events <- kind + "/" + string(o.UID):
+		default:
+		}
+	}
+	c.onHold = func(ip netip.Addr) { h.held <- ip }
+	h.c = c
+	t.Cleanup(h.stop)
+	return h
+}
+
+// start runs the cache and waits for the first sync.
+func (h *harness) start() {
+	h.t.Helper()
+	h.startNoWait()
+	h.waitSynced()
+}
+
+func (h *harness) startNoWait() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		if err := h.c.Run(ctx); err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	}()
+}
+
+func (h *harness) waitSynced() {
+	h.t.Helper()
+	select {
+	case <-h.c.handler.HasSyncedChecker().Done():
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("cache did not sync")
+	}
+	// Ready flips right after the handler's sync signal.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.c.Ready() != nil {
+		if time.Now().After(deadline) {
+			h.t.Fatal("Ready never nil")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (h *harness) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		<-h.done
+		h.cancel = nil
+	}
+}
+
+// waitEvent waits until the cache applied the event kind/uid.
+func (h *harness) waitEvent(kind, uid string) {
+	h.t.Helper()
+	want := kind + "/" + uid
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-h.events:
+			if got == want {
+				return
+			}
+		case <-timeout:
+			h.t.Fatalf("event %s not seen", want)
+		}
+	}
+}
+
+func (h *harness) waitHeld(ip string) {
+	h.t.Helper()
+	want := netip.MustParseAddr(ip)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-h.held:
+			if got == want {
+				return
+			}
+		case <-timeout:
+			h.t.Fatalf("no request held for %s", ip)
+		}
+	}
+}
+
+func (h *harness) create(p *corev1.Pod) {
+	h.t.Helper()
+	if _, err := h.cs.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) update(p *corev1.Pod) {
+	h.t.Helper()
+	if _, err := h.cs.CoreV1().Pods(p.Namespace).Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) delete(p *corev1.Pod) {
+	h.t.Helper()
+	if err := h.cs.CoreV1().Pods(p.Namespace).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// gauge reads a gauge of the harness registry.
+func (h *harness) metric(name string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+		return sum
+	}
+	return 0
+}
+
+type resolved struct {
+	pod     string
+	res     string
+	err     error
+	elapsed time.Duration
+}
+
+func (h *harness) resolveAsync(ctx context.Context, ip string, size int) <-chan resolved {
+	ch := make(chan resolved, 1)
+	go func() {
+		start := time.Now()
+		p, res, err := h.c.ResolvePeer(ctx, netip.MustParseAddr(ip), size)
+		r := resolved{res: string(res), err: err, elapsed: time.Since(start)}
+		if p != nil {
+			r.pod = p.Namespace + "/" + p.Name
+		}
+		ch <- r
+	}()
+	return ch
+}
+
+func podName(p interface{ GetName() string }) string { return fmt.Sprint("default/", p.GetName()) }
