@@ -109,12 +109,12 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // package documentation. The output is appended to dst[:0]; dst must not
 // overlap body. body is not modified or retained.
 func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
-	_ = sig // every signal has the same envelope and resource shape
+	// Every signal has the same envelope and resource shape; only profiles
+	// may refer to their dictionary's string table.
 	sc := s.pool.Get().(*scratch)
-	defer s.pool.Put(sc)
+	defer s.release(sc)
 	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
 	sc.profiles, sc.strsLoaded, sc.strs = sig == Profiles, false, sc.strs[:0]
-	defer clear(sc.strs[:cap(sc.strs)]) // drop references to the request
 	ps := peerState{peer: peer, size: len(body)}
 
 	for off := 0; off < len(body); {
@@ -177,6 +177,21 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 	}
 	out = append(out, body[last:]...)
 	return out, ps.result(), nil
+}
+
+// maxPooledEntries bounds the scratch kept for the next request, so one
+// pathological request does not pin memory.
+const maxPooledEntries = 1 << 14
+
+// release returns sc to the pool without references to the request.
+func (s *Stamper) release(sc *scratch) {
+	if cap(sc.plans) > maxPooledEntries || cap(sc.res) > maxPooledEntries || cap(sc.dels) > maxPooledEntries ||
+		cap(sc.adds) > maxPooledEntries || cap(sc.kvs) > maxPooledEntries || cap(sc.strs) > maxPooledEntries {
+		return
+	}
+	clear(sc.kvs[:cap(sc.kvs)])
+	clear(sc.strs[:cap(sc.strs)])
+	s.pool.Put(sc)
 }
 
 // lenOfLenPrefix is the size of the length varint of field sp.
