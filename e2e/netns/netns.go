@@ -245,35 +245,76 @@ func DialContext(ns string) func(ctx context.Context, network, addr string) (net
 	}
 }
 
+// Forwarder exposes a TCP service of the caller's namespace inside another
+// namespace.
+type Forwarder struct {
+	ns, target string
+	// Addr is the address the forwarder listens on inside the namespace.
+	Addr string
+
+	mu     sync.Mutex
+	l      net.Listener
+	conns  map[net.Conn]bool
+	closed bool
+	wg     sync.WaitGroup
+}
+
 // Forward listens on addr inside namespace ns and forwards every connection
-// to target in the caller's namespace. It returns the bound address; cleanup
-// closes the listener and every open connection.
-func Forward(tb testing.TB, ns, addr, target string) string {
+// to target in the caller's namespace. Cleanup closes the listener and every
+// open connection.
+func Forward(tb testing.TB, ns, addr, target string) *Forwarder {
 	tb.Helper()
+	f := &Forwarder{ns: ns, target: target, conns: map[net.Conn]bool{}}
 	l, err := Listen(ns, addr)
 	if err != nil {
 		tb.Fatalf("forward %s in %s: %v", addr, ns, err)
 	}
-	f := &forwarder{l: l, target: target, conns: map[net.Conn]bool{}}
+	f.Addr = l.Addr().String()
+	f.l = l
 	f.wg.Add(1)
-	go f.serve()
+	go f.serve(l)
 	tb.Cleanup(f.close)
-	return l.Addr().String()
+	return f
 }
 
-type forwarder struct {
-	l      net.Listener
-	target string
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	closed bool
+// Down closes the listener and every forwarded connection: clients now get
+// "connection refused", as when the target is down.
+func (f *Forwarder) Down() {
+	f.mu.Lock()
+	l := f.l
+	f.l = nil
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
 }
 
-func (f *forwarder) track(c net.Conn) bool {
+// Up listens again on the same address after Down.
+func (f *Forwarder) Up() error {
+	l, err := Listen(f.ns, f.Addr)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if f.closed || f.l != nil {
+		f.mu.Unlock()
+		l.Close()
+		return errors.New("forwarder closed or already up")
+	}
+	f.l = l
+	f.wg.Add(1)
+	f.mu.Unlock()
+	go f.serve(l)
+	return nil
+}
+
+func (f *Forwarder) track(c net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed || f.l == nil {
 		c.Close()
 		return false
 	}
@@ -281,10 +322,18 @@ func (f *forwarder) track(c net.Conn) bool {
 	return true
 }
 
-func (f *forwarder) serve() {
+func (f *Forwarder) untrack(cs ...net.Conn) {
+	f.mu.Lock()
+	for _, c := range cs {
+		delete(f.conns, c)
+	}
+	f.mu.Unlock()
+}
+
+func (f *Forwarder) serve(l net.Listener) {
 	defer f.wg.Done()
 	for {
-		in, err := f.l.Accept()
+		in, err := l.Accept()
 		if err != nil {
 			return
 		}
@@ -295,6 +344,7 @@ func (f *forwarder) serve() {
 			if !f.track(in) {
 				return
 			}
+			defer f.untrack(in)
 			out, err := net.DialTimeout("tcp", f.target, 5*time.Second)
 			if err != nil {
 				return
@@ -303,6 +353,7 @@ func (f *forwarder) serve() {
 			if !f.track(out) {
 				return
 			}
+			defer f.untrack(out)
 			done := make(chan struct{}, 2)
 			pipe := func(dst, src net.Conn) {
 				_, _ = io.Copy(dst, src)
@@ -315,21 +366,14 @@ func (f *forwarder) serve() {
 			go pipe(in, out)
 			<-done
 			<-done
-			f.mu.Lock()
-			delete(f.conns, in)
-			delete(f.conns, out)
-			f.mu.Unlock()
 		}()
 	}
 }
 
-func (f *forwarder) close() {
+func (f *Forwarder) close() {
 	f.mu.Lock()
 	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
 	f.mu.Unlock()
-	f.l.Close()
+	f.Down()
 	f.wg.Wait()
 }

@@ -126,8 +126,19 @@ func TestNodeNetwork(t *testing.T) {
 		}
 		defer up.Close()
 		fwd := Forward(t, app.NS, "127.0.0.1:0", up.Addr().String())
-		if got := peerSeen(t, up, app.NS, fwd); !got.IsLoopback() {
+		if got := peerSeen(t, up, app.NS, fwd.Addr); !got.IsLoopback() {
 			t.Errorf("forwarded connection from %v", got)
+		}
+		fwd.Down()
+		if c, err := DialContext(app.NS)(context.Background(), "tcp", fwd.Addr); err == nil {
+			c.Close()
+			t.Error("forwarder still accepting after Down")
+		}
+		if err := fwd.Up(); err != nil {
+			t.Fatal(err)
+		}
+		if got := peerSeen(t, up, app.NS, fwd.Addr); !got.IsLoopback() {
+			t.Errorf("forwarded connection after Up from %v", got)
 		}
 
 		app.Delete()
