@@ -52,7 +52,8 @@ type Cache struct {
 	held     atomic.Int64 // bytes of held requests
 	heldReqs atomic.Int64
 
-	meta *metaCache
+	meta     *metaCache // nil until Run
+	metaOnce sync.Once
 
 	warnNAT   rateLimit
 	warnWatch rateLimit
@@ -95,7 +96,6 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger, reg promethe
 	for _, ip := range cfg.NodeIPs {
 		c.nodeIPs[ip.Unmap()] = true
 	}
-	c.meta = newMetaCache(cfg.MetadataTTL)
 	m, err := newMetrics(reg, c)
 	if err != nil {
 		return nil, err
@@ -141,6 +141,9 @@ func (c *Cache) Run(ctx context.Context) error {
 		return errors.New("informer: Run called twice")
 	}
 	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
+	// The metadata cache starts a goroutine that never ends (golang-lru/v2
+	// expirable), so it is made only when the cache runs.
+	c.metaOnce.Do(func() { c.meta = newMetaCache(c.cfg.MetadataTTL) })
 	var wg sync.WaitGroup
 	wg.Go(func() { c.inf.RunWithContext(ctx) })
 	wg.Go(func() {

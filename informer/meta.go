@@ -170,7 +170,7 @@ func (c *Cache) needsMeta() bool {
 // publish returns the pod to hand out: the stripped pod plus whatever
 // namespace, node and workload metadata the rules need and can be read.
 func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
-	if !c.needsMeta() {
+	if !c.needsMeta() || c.meta == nil {
 		return o.pod
 	}
 	p := *o.pod
