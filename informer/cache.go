@@ -61,6 +61,7 @@ type Cache struct {
 	// test hooks, set before Run
 	afterEvent func(kind string, o *podObj) // after the cache applied an event
 	onHold     func(ip netip.Addr)          // after a request started waiting
+	afterNode  func()                       // after the node object was read
 }
 
 var _ enrich.Resolver = (*Cache)(nil)
@@ -163,7 +164,7 @@ func (c *Cache) Run(ctx context.Context) error {
 
 // Ready returns nil once the first list of pods has been delivered to the cache.
 func (c *Cache) Ready() error {
-	if c.synced.Load() {
+	if c.isSynced() {
 		return nil
 	}
 	if !c.started.Load() {
@@ -171,6 +172,8 @@ func (c *Cache) Ready() error {
 	}
 	return errors.New("pod cache has not synced yet")
 }
+
+func (c *Cache) isSynced() bool { return c.handler.HasSynced() }
 
 func (c *Cache) onWatchError(_ context.Context, _ *cache.Reflector, err error) {
 	c.m.watchErrors.Inc()

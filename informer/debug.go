@@ -92,7 +92,7 @@ func (c *Cache) explain(ip netip.Addr) resolution {
 	now := c.clock.Now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	r := resolution{IP: ip.String(), Synced: c.synced.Load()}
+	r := resolution{IP: ip.String(), Synced: c.isSynced()}
 	if w := c.waiters[ip]; w != nil {
 		r.HeldRequests = w.n
 	}
@@ -129,7 +129,7 @@ func (c *Cache) list() listing {
 	now := c.clock.Now()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	l := listing{Node: c.cfg.NodeName, Synced: c.synced.Load(), HeldBytes: c.held.Load(), HeldRequests: c.heldReqs.Load()}
+	l := listing{Node: c.cfg.NodeName, Synced: c.isSynced(), HeldBytes: c.held.Load(), HeldRequests: c.heldReqs.Load()}
 	for ip := range c.nodeIPs {
 		l.NodeIPs = append(l.NodeIPs, ip.String())
 	}

@@ -3,7 +3,6 @@ package informer
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -116,6 +115,12 @@ func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
 		}
 	}
 	c.onHold = func(ip netip.Addr) { h.held <- ip }
+	c.afterNode = func() {
+		select {
+		case h.events <- "node/" + cfg.NodeName:
+		default:
+		}
+	}
 	h.c = c
 	t.Cleanup(h.stop)
 	return h
@@ -146,13 +151,8 @@ func (h *harness) waitSynced() {
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("cache did not sync")
 	}
-	// Ready flips right after the handler's sync signal.
-	deadline := time.Now().Add(5 * time.Second)
-	for h.c.Ready() != nil {
-		if time.Now().After(deadline) {
-			h.t.Fatal("Ready never nil")
-		}
-		time.Sleep(time.Millisecond)
+	if err := h.c.Ready(); err != nil {
+		h.t.Fatalf("Ready after sync: %v", err)
 	}
 }
 
@@ -266,4 +266,3 @@ func (h *harness) resolveAsync(ctx context.Context, ip string, size int) <-chan 
 	return ch
 }
 
-func podName(p interface{ GetName() string }) string { return fmt.Sprint("default/", p.GetName()) }

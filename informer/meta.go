@@ -239,6 +239,9 @@ func (c *Cache) refreshNode(ctx context.Context) {
 	if !ok {
 		return
 	}
+	if c.afterNode != nil {
+		defer c.afterNode()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodeIPs = map[netip.Addr]bool{}

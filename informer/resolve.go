@@ -22,7 +22,7 @@ func (c *Cache) nonPodLocked(ip netip.Addr) (res enrich.Result, why string, ok b
 	case c.hostNet[ip] > 0:
 		return enrich.ResultHostNetwork, "address of a hostNetwork pod on this node", true
 	case c.nodeIPs[ip]:
-		if !c.synced.Load() {
+		if !c.isSynced() {
 			return enrich.ResultHostNetwork, "node address (pod cache not synced yet)", true
 		}
 		return enrich.ResultNATSuspected, "node address that no hostNetwork pod on this node uses", true
