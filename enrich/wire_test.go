@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/collector/pdata/plog"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -433,5 +434,44 @@ func TestCacheFollowsNewPodObjects(t *testing.T) {
 	out, _, _ = s.Enrich(context.Background(), enrich.Logs, peerNobody, in, nil)
 	if got := attrMaps(t, enrich.Logs, out)[0]["k8s.node.name"]; got != "node-b" {
 		t.Fatalf("k8s.node.name %v after the pod changed", got)
+	}
+}
+
+func TestManyResourceOccurrences(t *testing.T) {
+	// 20,000 occurrences of the Resource field in one Resource<Signal>, each
+	// with an empty k8s.pod.uid that must be dropped: linear work, valid output.
+	var rs []byte
+	for range 20000 {
+		rs = append(rs, field(1, strKV("k8s.pod.uid", ""))...)
+	}
+	in := field(1, rs)
+	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := attrMaps(t, enrich.Traces, out)[0]; !reflect.DeepEqual(got, cartAttrs()) {
+		t.Fatalf("attributes %v", got)
+	}
+	assertNoDuplicateKeys(t, enrich.Traces, out)
+}
+
+func TestPdataStamperOnDecodedData(t *testing.T) {
+	p, _ := enrich.NewPdataStamper(enrich.DefaultConfig(), enrichtest.New(cartPod(), workerPod()))
+	ld := plog.NewLogs()
+	ld.ResourceLogs().AppendEmpty()
+	ld.ResourceLogs().AppendEmpty().Resource().Attributes().PutStr("k8s.pod.uid", "uid-worker")
+	res, err := p.StampLogs(context.Background(), peerCart, ld)
+	if err != nil || res != enrich.ResultHit {
+		t.Fatalf("res=%q err=%v", res, err)
+	}
+	if got := ld.ResourceLogs().At(0).Resource().Attributes().AsRaw(); !reflect.DeepEqual(got, cartAttrs()) {
+		t.Fatalf("resource 0: %v", got)
+	}
+	if got := ld.ResourceLogs().At(1).Resource().Attributes().AsRaw(); !reflect.DeepEqual(got, workerAttrs()) {
+		t.Fatalf("resource 1: %v", got)
+	}
+	if _, _, err := p.Enrich(context.Background(), enrich.Traces, peerCart, []byte{0x0a, 0x05}, nil); !errors.Is(err, enrich.ErrMalformed) {
+		t.Fatalf("pdata stamper on a truncated request: %v", err)
 	}
 }
