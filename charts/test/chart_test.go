@@ -83,7 +83,8 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "endpoint with spaces", set: []string{"upstream.endpoint=http://a b:4317"}, want: "endpoint"},
 		{name: "bad toleration operator", file: "upstream: {endpoint: 'http://c:4317'}\ntolerations: [{operator: Any}]\n", want: "operator"},
 		{name: "bad memory limit type", file: "upstream: {endpoint: 'http://c:4317'}\nresources: {limits: {memory: lots}}\n", want: "memory"},
-		{name: "grace period not above shutdown timeout", set: []string{upstreamSet, "terminationGracePeriodSeconds=20"}, want: "must be larger than shutdownTimeoutSeconds"},
+		{name: "grace period not above shutdown timeout", set: []string{upstreamSet, "terminationGracePeriodSeconds=20"}, want: "must be larger than drainDelaySeconds + shutdownTimeoutSeconds"},
+		{name: "grace period not above drain delay + shutdown timeout", set: []string{upstreamSet, "drainDelaySeconds=10", "terminationGracePeriodSeconds=30"}, want: "(30) must be larger than drainDelaySeconds + shutdownTimeoutSeconds (30)"},
 		{name: "surge with host network", set: []string{upstreamSet, "updateStrategy.maxSurge=1"}, want: "maxSurge must be 0"},
 		{name: "bad port", set: []string{upstreamSet, "ports.grpc=70000"}, want: "grpc"},
 	}
@@ -150,7 +151,7 @@ func TestRBAC(t *testing.T) {
 		"ci-tls-headers":             {pods},
 		"ci-servicemonitor":          {pods},
 		"examples-collector-gateway": {pods},
-		"ci-rules":                   {pods, "/namespaces:get", "/nodes:get", "apps/deployments:get", "apps/replicasets:get", "apps/statefulsets:get", "batch/cronjobs:get", "batch/jobs:get"},
+		"ci-rules":                   {pods, "/namespaces:get", "/nodes:get", "apps/replicasets:get", "batch/jobs:get"},
 	}
 	seen := map[string]bool{}
 	for _, v := range variants(t) {
@@ -188,11 +189,10 @@ func TestRBAC(t *testing.T) {
 		{[]string{"config.annotations[0].from=node", "config.annotations[0].key_regex=.*"}, []string{pods, "/nodes:get"}},
 		{[]string{"config.labels[0].from=pod", "config.labels[0].key=app"}, []string{pods}},
 		{[]string{"config.metadata={k8s.pod.name,k8s.node.uid}"}, []string{pods, "/nodes:get"}},
-		{[]string{"config.metadata={k8s.pod.name,k8s.deployment.uid}"}, []string{pods, "apps/deployments:get", "apps/replicasets:get"}},
-		{[]string{"config.metadata={k8s.replicaset.uid}"}, []string{pods, "apps/replicasets:get"}},
-		{[]string{"config.metadata={k8s.daemonset.uid}"}, []string{pods, "apps/daemonsets:get"}},
-		{[]string{"config.metadata={k8s.job.uid}"}, []string{pods, "batch/jobs:get"}},
-		{[]string{"config.metadata={k8s.cronjob.uid}"}, []string{pods, "batch/cronjobs:get", "batch/jobs:get"}},
+		{[]string{"config.metadata={k8s.pod.name,k8s.pod.uid}"}, []string{pods}},
+		{[]string{"config.metadata={k8s.pod.name,k8s.deployment.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
+		{[]string{"config.metadata={k8s.statefulset.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
+		{[]string{"config.metadata={k8s.cronjob.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
 		{[]string{"rbac.getNodes=true"}, []string{pods, "/nodes:get"}},
 	}
 	for _, s := range single {

@@ -62,33 +62,30 @@ app.kubernetes.io/component: node-proxy
 {{- end }}
 
 {{/*
-podstamp.needs: what the enrichment config reads besides pods, as a dict rendered to JSON:
-namespaces/nodes (bool) and workloads (sorted list of "group/resource").
-Mirrors enrich.Config.Needs():
-  - labels/annotations with from: namespace            -> get namespaces
-  - labels/annotations with from: node, k8s.node.uid   -> get nodes
-  - k8s.<workload>.uid                                 -> get on the objects that carry that UID
-    (a Deployment's UID is found through its ReplicaSet, a CronJob's through its Job).
+podstamp.needs: what the enrichment config reads besides pods, as a dict rendered to JSON
+(namespaces, nodes, workloads: bool). Mirrors enrich.Config.Needs() and what the pod cache
+then reads:
+  - labels/annotations with from: namespace          -> get namespaces
+  - labels/annotations with from: node, k8s.node.uid -> get nodes (also rbac.getNodes)
+  - any k8s.<workload>.uid                           -> get replicasets and jobs: a Deployment's
+    UID is read from its ReplicaSet, a CronJob's from its Job; the other workload UIDs come
+    from the pod's own owner references.
 */}}
 {{- define "podstamp.needs" -}}
 {{- $cfg := .Values.config | default dict }}
 {{- $ns := false }}
 {{- $node := .Values.rbac.getNodes }}
+{{- $wl := false }}
 {{- range $rule := concat ($cfg.labels | default list) ($cfg.annotations | default list) }}
 {{- if eq (toString $rule.from) "namespace" }}{{ $ns = true }}{{ end }}
 {{- if eq (toString $rule.from) "node" }}{{ $node = true }}{{ end }}
 {{- end }}
-{{- $wl := list }}
 {{- range $key := ($cfg.metadata | default list) }}
-{{- if eq $key "k8s.node.uid" }}{{ $node = true }}{{ end }}
-{{- if eq $key "k8s.deployment.uid" }}{{ $wl = concat $wl (list "apps/replicasets" "apps/deployments") }}{{ end }}
-{{- if eq $key "k8s.replicaset.uid" }}{{ $wl = append $wl "apps/replicasets" }}{{ end }}
-{{- if eq $key "k8s.statefulset.uid" }}{{ $wl = append $wl "apps/statefulsets" }}{{ end }}
-{{- if eq $key "k8s.daemonset.uid" }}{{ $wl = append $wl "apps/daemonsets" }}{{ end }}
-{{- if eq $key "k8s.job.uid" }}{{ $wl = append $wl "batch/jobs" }}{{ end }}
-{{- if eq $key "k8s.cronjob.uid" }}{{ $wl = concat $wl (list "batch/jobs" "batch/cronjobs") }}{{ end }}
+{{- if eq $key "k8s.node.uid" }}{{ $node = true }}
+{{- else if and (hasSuffix ".uid" $key) (ne $key "k8s.pod.uid") }}{{ $wl = true }}
 {{- end }}
-{{- dict "namespaces" $ns "nodes" $node "workloads" ($wl | uniq | sortAlpha) | toJson }}
+{{- end }}
+{{- dict "namespaces" $ns "nodes" $node "workloads" $wl | toJson }}
 {{- end }}
 
 {{/*
