@@ -1,0 +1,131 @@
+// Command runner is `make bench`: it starts a real API server with pods on
+// a benchmark node (addresses 127.0.1.x), then measures in one run, with
+// the same load generator and sink:
+//
+//	(A) load straight to the sink
+//	(R) a naive raw gRPC pass-through proxy (bench/cmd/rawproxy), the floor
+//	(B) podstamp (./cmd/podstamp, --node-name + --kubeconfig)
+//	(C) an OpenTelemetry Collector with k8sattributes (bench/collector)
+//
+// and writes bench/RESULTS.md. --quick makes a short run.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	quick         bool
+	out           string
+	pods          int
+	scalePods     int
+	scaleNodes    int
+	conns         int
+	items, attrs  int
+	rate          float64
+	warmup        time.Duration
+	saturated     time.Duration
+	paced         time.Duration
+	gzipDur       time.Duration
+	skipCollector bool
+	skipScale     bool
+	skipProfile   bool
+	keep          bool
+	only          string
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "short run (about 4 minutes): short phases, 2,000 pods in the scale run")
+	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "results file (relative to the repository root)")
+	flag.IntVar(&o.pods, "pods", 250, "pods on the benchmark node")
+	flag.IntVar(&o.scalePods, "scale-pods", 20000, "pods added on other nodes in the scale run")
+	flag.IntVar(&o.scaleNodes, "scale-nodes", 100, "other nodes those pods are spread over")
+	flag.IntVar(&o.conns, "conns", 8, "load generator connections, each from its own pod address")
+	flag.IntVar(&o.items, "items", 512, "spans per request")
+	flag.IntVar(&o.attrs, "attrs", 8, "attributes per span")
+	flag.Float64Var(&o.rate, "rate", 100, "paced phase: requests per second")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "closed-loop warm-up before measuring")
+	flag.DurationVar(&o.saturated, "saturated", 20*time.Second, "saturated (closed-loop) phase length")
+	flag.DurationVar(&o.paced, "paced", 20*time.Second, "paced phase length")
+	flag.DurationVar(&o.gzipDur, "gzip", 15*time.Second, "gzip in + out saturated phase length")
+	flag.BoolVar(&o.skipCollector, "skip-collector", false, "leave out (C), the Collector")
+	flag.BoolVar(&o.skipScale, "skip-scale", false, "leave out the scale run")
+	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
+	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. AB (default: ARBC)")
+	flag.Parse()
+	if o.quick {
+		o.warmup, o.saturated, o.paced, o.gzipDur = time.Second, 5*time.Second, 5*time.Second, 4*time.Second
+		if !isSet("scale-pods") {
+			o.scalePods = 2000
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 40*time.Minute)
+	defer cancel()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "podstamp-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		log.Info("work directory kept", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	r := &runner{o: o, log: log, root: root, work: work, started: time.Now()}
+	defer r.cleanup()
+	if err := r.prepare(ctx); err != nil {
+		return err
+	}
+	if err := r.measureAll(ctx); err != nil {
+		return err
+	}
+	if !o.skipScale {
+		if err := r.scale(ctx); err != nil {
+			return fmt.Errorf("scale run: %w", err)
+		}
+	}
+	r.finished = time.Now()
+	out := o.out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	if err := os.WriteFile(out, []byte(r.report()), 0o644); err != nil {
+		return err
+	}
+	log.Info("results written", "file", o.out, "took", r.finished.Sub(r.started).Round(time.Second))
+	fmt.Print(r.headline())
+	return nil
+}

@@ -1,0 +1,617 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podstamp/podstamp/bench/loadgen"
+	"github.com/podstamp/podstamp/bench/sink"
+	"github.com/podstamp/podstamp/e2e/cluster"
+)
+
+const (
+	benchNode = "bench-node"
+	benchNS   = "bench"
+	scaleNS   = "scale"
+)
+
+// metadata is the attribute list both (B) and (C) stamp: podstamp's default.
+var metadata = []string{
+	"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.pod.start_time", "k8s.node.name", "k8s.pod.ip",
+	"k8s.deployment.name", "k8s.replicaset.name", "k8s.statefulset.name", "k8s.daemonset.name",
+	"k8s.job.name", "k8s.cronjob.name", "k8s.container.name", "container.image.name",
+	"container.image.tag", "container.id",
+}
+
+type runner struct {
+	o        options
+	log      *slog.Logger
+	root     string
+	work     string
+	started  time.Time
+	finished time.Time
+
+	podstampBin, rawproxyBin, otelcolBin string
+	apiserverBin                         string
+
+	cl       *cluster.Cluster
+	kubecfg  string
+	sink     *sink.Sink
+	sources  []string
+	expected map[string]sink.Expected
+
+	mu      sync.Mutex
+	procs   []*proc
+	results []*targetResult
+	scaleR  *scaleResult
+	profile string // pprof top of podstamp
+	cmdRepl *strings.Replacer
+	setup   []string // notes on what was built and started
+}
+
+type phaseResult struct {
+	Summary       loadgen.Summary
+	CPUSeconds    float64
+	CPUPerMillion float64 // forwarder CPU seconds per million items acked
+	SinkItems     int64
+	Lost          int64 // acked items the sink never received
+	Identity      sink.IdentityReport
+}
+
+type targetResult struct {
+	Key, Name   string
+	Command     string
+	GzipCommand string
+	Saturated   phaseResult
+	Paced       phaseResult
+	Gzip        phaseResult
+	PeakRSSKiB  int64
+	HasProcess  bool
+	Err         string
+}
+
+type scaleResult struct {
+	BasePods, OtherPods, OtherNodes int
+	CreateSeconds                   float64
+	BaseHWM, BaseRSS                int64
+	AfterHWM, AfterRSS              int64
+	Identity                        sink.IdentityReport
+	Command                         string
+}
+
+func (r *runner) cleanup() {
+	r.mu.Lock()
+	ps := r.procs
+	r.procs = nil
+	r.mu.Unlock()
+	for _, p := range ps {
+		p.stop()
+	}
+	if r.sink != nil {
+		_ = r.sink.Close()
+	}
+	if r.cl != nil {
+		r.cl.Stop()
+	}
+}
+
+func (r *runner) track(p *proc) {
+	r.mu.Lock()
+	r.procs = append(r.procs, p)
+	r.mu.Unlock()
+}
+
+func (r *runner) untrack(p *proc) {
+	p.stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, q := range r.procs {
+		if q == p {
+			r.procs = append(r.procs[:i], r.procs[i+1:]...)
+			return
+		}
+	}
+}
+
+func (r *runner) prepare(ctx context.Context) error {
+	bin := filepath.Join(r.work, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	r.podstampBin = filepath.Join(bin, "podstamp")
+	r.rawproxyBin = filepath.Join(bin, "rawproxy")
+	r.log.Info("building podstamp and rawproxy")
+	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp"); err != nil {
+		return err
+	}
+	if err := goBuild(ctx, r.root, r.rawproxyBin, "./bench/cmd/rawproxy"); err != nil {
+		return err
+	}
+	if r.want("C") {
+		var err error
+		if r.otelcolBin, err = collectorBinary(ctx, r.root, r.log); err != nil {
+			return err
+		}
+	}
+	cache, _ := cluster.CacheDir()
+	r.cmdRepl = strings.NewReplacer(bin+"/", "", r.work, "$WORK", cache+"/", "")
+
+	r.log.Info("starting etcd and kube-apiserver")
+	var err error
+	r.apiserverBin, err = cluster.KubeAPIServer(ctx, r.log)
+	if err != nil {
+		return err
+	}
+	r.cl, err = cluster.Start(ctx, cluster.Options{Log: r.log, KubeAPIServer: r.apiserverBin})
+	if err != nil {
+		return err
+	}
+	// The helpers use Client; give it a rate limit that does not throttle
+	// creating thousands of objects.
+	fast := *r.cl.Config
+	fast.QPS, fast.Burst = 5000, 5000
+	if r.cl.Client, err = kubernetes.NewForConfig(&fast); err != nil {
+		return err
+	}
+	r.kubecfg = r.cl.KubeconfigPath
+	if _, err := r.cl.CreateNode(ctx, cluster.Node{Name: benchNode, InternalIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
+		return err
+	}
+	if err := r.cl.CreateNamespace(ctx, benchNS, map[string]string{"team": "bench"}); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := r.createBenchPods(ctx); err != nil {
+		return err
+	}
+	r.log.Info("pods on the benchmark node", "pods", r.o.pods, "took", time.Since(start).Round(time.Millisecond))
+
+	r.sink, err = sink.Start(sink.Config{GRPCListen: "127.0.0.1:0", MaxRecords: -1, Logger: r.log})
+	return err
+}
+
+func (r *runner) createBenchPods(ctx context.Context) error {
+	const perDeployment = 10
+	nDeps := (r.o.pods + perDeployment - 1) / perDeployment
+	deps := make([]*cluster.Deployment, nDeps)
+	for i := range deps {
+		d, err := r.cl.CreateDeployment(ctx, benchNS, fmt.Sprintf("app-%02d", i), fmt.Sprintf("%010x", 0x5eed0000+i))
+		if err != nil {
+			return err
+		}
+		deps[i] = d
+	}
+	pods := make([]*corev1.Pod, r.o.pods)
+	err := parallel(ctx, 16, r.o.pods, func(i int) error {
+		addr := netip.AddrFrom4([4]byte{127, byte(1 + i/250), byte(1 + i%250)})
+		p, err := r.cl.StartPod(ctx, cluster.Pod{
+			Namespace: benchNS, NodeName: benchNode, Owner: deps[i/perDeployment],
+			Annotations: map[string]string{"resource.opentelemetry.io/team": "bench"},
+		}, cluster.PodStatus{IPs: []netip.Addr{addr}, HostIP: netip.MustParseAddr("127.0.0.1")})
+		if err != nil {
+			return err
+		}
+		pods[i] = p
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The load generator's connections come from pods spread over the node.
+	r.expected = map[string]sink.Expected{}
+	r.sources = nil
+	for c := 0; c < r.o.conns; c++ {
+		i := c * r.o.pods / r.o.conns
+		p := pods[i]
+		src := p.Status.PodIP
+		r.sources = append(r.sources, src)
+		r.expected[src] = sink.Expected{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID)}
+	}
+	return nil
+}
+
+// parallel runs fn(0..n-1) on workers goroutines, stopping at the first error.
+func parallel(ctx context.Context, workers, n int, fn func(i int) error) error {
+	var next atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && first.Load() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					first.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := first.Load().(error); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (r *runner) want(key string) bool {
+	if key == "C" && r.o.skipCollector {
+		return false
+	}
+	return r.o.only == "" || strings.Contains(r.o.only, key)
+}
+
+// start launches target key ("R", "B", "C"); it returns the process and
+// the OTLP/gRPC endpoint to load.
+func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (*proc, string, string, error) {
+	listen, err := freeAddr()
+	if err != nil {
+		return nil, "", "", err
+	}
+	comp := "none"
+	if gzip {
+		comp = "gzip"
+	}
+	logPath := filepath.Join(r.work, fmt.Sprintf("%s-%s.log", key, tag))
+	switch key {
+	case "R":
+		p, err := startProc("rawproxy", logPath, nil, r.rawproxyBin, "--listen", listen, "--upstream", r.sink.GRPCAddr(), "--upstream-compression", comp)
+		if err != nil {
+			return nil, "", "", err
+		}
+		r.track(p)
+		return p, listen, "", p.waitReady(ctx, 30*time.Second, tcpUp(listen))
+	case "B":
+		admin, err := freeAddr()
+		if err != nil {
+			return nil, "", "", err
+		}
+		httpL, err := freeAddr()
+		if err != nil {
+			return nil, "", "", err
+		}
+		p, err := startProc("podstamp", logPath, nil, r.podstampBin,
+			"--grpc-listen", listen, "--http-listen", httpL, "--admin-listen", admin,
+			"--upstream", "http://"+r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
+			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
+			"--enable-pprof", "--log-level", "warn")
+		if err != nil {
+			return nil, "", "", err
+		}
+		r.track(p)
+		if err := p.waitReady(ctx, 60*time.Second, httpOK("http://"+admin+"/readyz")); err != nil {
+			return p, listen, admin, err
+		}
+		return p, listen, admin, nil
+	case "C":
+		cfgPath := filepath.Join(r.work, fmt.Sprintf("otelcol-%s.yaml", tag))
+		if err := os.WriteFile(cfgPath, []byte(collectorConfig(listen, r.sink.GRPCAddr(), comp)), 0o644); err != nil {
+			return nil, "", "", err
+		}
+		env := []string{"KUBECONFIG=" + r.kubecfg, "GOMAXPROCS=2"}
+		p, err := startProc("otelcol", logPath, env, r.otelcolBin, "--config", "file:"+cfgPath)
+		if err != nil {
+			return nil, "", "", err
+		}
+		r.track(p)
+		return p, listen, "", p.waitReady(ctx, 90*time.Second, tcpUp(listen))
+	}
+	return nil, "", "", fmt.Errorf("unknown target %q", key)
+}
+
+// collectorConfig is (C): OTLP receiver, k8sattributes with podstamp's
+// default attributes and a node filter, OTLP exporter without a sending
+// queue (synchronous, like podstamp).
+func collectorConfig(listen, upstream, compression string) string {
+	var md strings.Builder
+	for _, m := range metadata {
+		fmt.Fprintf(&md, "        - %s\n", m)
+	}
+	return fmt.Sprintf(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+processors:
+  k8sattributes:
+    auth_type: kubeConfig
+    passthrough: false
+    wait_for_metadata: true
+    wait_for_metadata_timeout: 60s
+    filter:
+      node: %s
+    extract:
+      otel_annotations: true
+      metadata:
+%s    pod_association:
+      - sources: [{from: resource_attribute, name: k8s.pod.uid}]
+      - sources: [{from: resource_attribute, name: k8s.pod.ip}]
+      - sources: [{from: connection}]
+exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls:
+      insecure: true
+    compression: %s
+    timeout: 10s
+    sending_queue:
+      enabled: false
+    retry_on_failure:
+      enabled: false
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [k8sattributes]
+      exporters: [otlp_grpc]
+    metrics:
+      receivers: [otlp]
+      processors: [k8sattributes]
+      exporters: [otlp_grpc]
+    logs:
+      receivers: [otlp]
+      processors: [k8sattributes]
+      exporters: [otlp_grpc]
+`, listen, benchNode, md.String(), upstream, compression)
+}
+
+var targetNames = map[string]string{
+	"A": "direct to the sink",
+	"R": "raw gRPC pass-through proxy",
+	"B": "podstamp",
+	"C": "Collector + k8sattributes",
+}
+
+func (r *runner) measureAll(ctx context.Context) error {
+	for _, key := range []string{"A", "R", "B", "C"} {
+		if !r.want(key) {
+			continue
+		}
+		res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
+		r.results = append(r.results, res)
+		if err := r.measure(ctx, key, res); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			res.Err = err.Error()
+			r.log.Error("target failed", "target", key, "err", err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) measure(ctx context.Context, key string, res *targetResult) error {
+	r.log.Info("measuring", "target", key, "name", targetNames[key])
+	var p *proc
+	endpoint := r.sink.GRPCAddr()
+	var admin string
+	if key != "A" {
+		var err error
+		if p, endpoint, admin, err = r.start(ctx, key, false, "plain"); err != nil {
+			return err
+		}
+		res.Command = commandLine(p.env, p.argv, r.cmdRepl)
+	}
+	if _, err := r.phase(ctx, p, endpoint, 0, false, r.o.warmup); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	var err error
+	if res.Saturated, err = r.phase(ctx, p, endpoint, 0, false, r.o.saturated); err != nil {
+		return fmt.Errorf("saturated: %w", err)
+	}
+	if res.Paced, err = r.phase(ctx, p, endpoint, r.o.rate, false, r.o.paced); err != nil {
+		return fmt.Errorf("paced: %w", err)
+	}
+	if p != nil {
+		res.PeakRSSKiB, _, _ = memKiB(p.pid())
+	}
+	if key == "B" && !r.o.skipProfile {
+		if err := r.takeProfile(ctx, p, endpoint, admin); err != nil {
+			r.log.Warn("profile", "err", err)
+		}
+	}
+	if p != nil {
+		r.untrack(p)
+	}
+	// gzip in (client -> forwarder) and out (forwarder -> sink).
+	p = nil
+	endpoint = r.sink.GRPCAddr()
+	if key != "A" {
+		if p, endpoint, _, err = r.start(ctx, key, true, "gzip"); err != nil {
+			return fmt.Errorf("gzip instance: %w", err)
+		}
+		res.GzipCommand = commandLine(p.env, p.argv, r.cmdRepl)
+		defer r.untrack(p)
+	}
+	if _, err := r.phase(ctx, p, endpoint, 0, true, r.o.warmup); err != nil {
+		return fmt.Errorf("gzip warm-up: %w", err)
+	}
+	if res.Gzip, err = r.phase(ctx, p, endpoint, 0, true, r.o.gzipDur); err != nil {
+		return fmt.Errorf("gzip: %w", err)
+	}
+	r.log.Info("measured", "target", key,
+		"items_per_s", res.Saturated.Summary.ItemsPerSec, "cpu_s_per_M", round2(res.Saturated.CPUPerMillion),
+		"paced_cpu_s_per_M", round2(res.Paced.CPUPerMillion), "p50_ms", res.Paced.Summary.LatencyMs.P50,
+		"p99_ms", res.Paced.Summary.LatencyMs.P99, "peak_rss_MiB", round2(mib(res.PeakRSSKiB)),
+		"stamped", res.Paced.Identity.Share, "gzip_cpu_s_per_M", round2(res.Gzip.CPUPerMillion))
+	return nil
+}
+
+// phase runs one load against endpoint and accounts the forwarder's CPU.
+func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float64, gzip bool, d time.Duration) (phaseResult, error) {
+	var res phaseResult
+	r.sink.Reset()
+	var cpu0 float64
+	if p != nil {
+		var err error
+		if cpu0, err = cpuSeconds(p.pid()); err != nil {
+			return res, err
+		}
+	}
+	sum, err := loadgen.Run(ctx, loadgen.Config{
+		Endpoint: endpoint, Duration: d, Items: r.o.items, Attrs: r.o.attrs, Conns: r.o.conns,
+		Rate: rate, Gzip: gzip, SourceIPs: r.sources, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Summary = sum
+	if p != nil {
+		cpu1, err := cpuSeconds(p.pid())
+		if err != nil {
+			return res, err
+		}
+		res.CPUSeconds = cpu1 - cpu0
+		if sum.Items > 0 {
+			res.CPUPerMillion = res.CPUSeconds / float64(sum.Items) * 1e6
+		}
+	}
+	// A synchronous forwarder delivered every acked item before the ack;
+	// give stragglers of timed-out requests a moment.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_ = r.sink.Wait(wctx, func(st sink.Stats) bool { return st.TotalItems >= sum.Items })
+	cancel()
+	st := r.sink.Stats()
+	res.SinkItems = st.TotalItems
+	if sum.Items > st.TotalItems {
+		res.Lost = sum.Items - st.TotalItems
+	}
+	res.Identity = r.sink.Identity(r.expected)
+	if sum.Sent == 0 {
+		return res, fmt.Errorf("nothing was sent")
+	}
+	return res, nil
+}
+
+// takeProfile records 8 s of podstamp CPU under saturated load and keeps
+// the top of `go tool pprof`. It is taken outside the measured phases.
+func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin string) error {
+	path := filepath.Join(r.work, "podstamp.cpu.pprof")
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=8")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			errc <- fmt.Errorf("pprof: %s", resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		errc <- err
+	}()
+	if _, err := r.phase(ctx, p, endpoint, 0, false, 9*time.Second); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", r.podstampBin, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
+	}
+	r.profile = string(out)
+	return nil
+}
+
+// scale measures podstamp's memory with the bench pods on its node, then
+// again after scalePods more pods on other nodes exist.
+func (r *runner) scale(ctx context.Context) error {
+	r.log.Info("scale run", "node_pods", r.o.pods, "other_pods", r.o.scalePods)
+	res := &scaleResult{BasePods: r.o.pods, OtherPods: r.o.scalePods, OtherNodes: r.o.scaleNodes}
+	r.scaleR = res
+	p, endpoint, _, err := r.start(ctx, "B", false, "scale")
+	if err != nil {
+		return err
+	}
+	defer r.untrack(p)
+	res.Command = commandLine(p.env, p.argv, r.cmdRepl)
+	load := func() error {
+		if _, err := r.phase(ctx, p, endpoint, 0, false, r.o.warmup); err != nil {
+			return err
+		}
+		ph, err := r.phase(ctx, p, endpoint, r.o.rate, false, r.o.paced/2)
+		res.Identity = ph.Identity
+		return err
+	}
+	if err := load(); err != nil {
+		return err
+	}
+	if res.BaseHWM, res.BaseRSS, err = memKiB(p.pid()); err != nil {
+		return err
+	}
+	if err := r.cl.CreateNamespace(ctx, scaleNS, nil); err != nil {
+		return err
+	}
+	start := time.Now()
+	err = parallel(ctx, 8, r.o.scaleNodes, func(i int) error {
+		_, err := r.cl.CreateNode(ctx, cluster.Node{Name: fmt.Sprintf("other-%03d", i),
+			InternalIPs: []netip.Addr{netip.AddrFrom4([4]byte{127, 200, byte(i / 250), byte(1 + i%250)})}})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = parallel(ctx, 48, r.o.scalePods, func(i int) error {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: fmt.Sprintf("svc-%03d-%05d", i%200, i), Namespace: scaleNS,
+				Labels:      map[string]string{"app.kubernetes.io/name": fmt.Sprintf("svc-%03d", i%200), "tier": "backend"},
+				Annotations: map[string]string{"resource.opentelemetry.io/team": "other"},
+			},
+			Spec: corev1.PodSpec{
+				NodeName: fmt.Sprintf("other-%03d", i%r.o.scaleNodes),
+				Containers: []corev1.Container{
+					{Name: "app", Image: fmt.Sprintf("registry.example/svc-%03d:1.2.3", i%200)},
+					{Name: "sidecar", Image: "registry.example/proxy:2.0.0"},
+				},
+			},
+		}
+		_, err := r.cl.Client.CoreV1().Pods(scaleNS).Create(ctx, pod, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	res.CreateSeconds = time.Since(start).Seconds()
+	r.log.Info("created pods on other nodes", "pods", r.o.scalePods, "took", time.Since(start).Round(time.Millisecond))
+	if err := load(); err != nil {
+		return err
+	}
+	res.AfterHWM, res.AfterRSS, err = memKiB(p.pid())
+	return err
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
