@@ -55,13 +55,14 @@ type runner struct {
 	sources  []string
 	expected map[string]sink.Expected
 
-	mu      sync.Mutex
-	procs   []*proc
-	results []*targetResult
-	scaleR  *scaleResult
-	profile string // pprof top of podstamp
-	cmdRepl *strings.Replacer
-	setup   []string // notes on what was built and started
+	mu          sync.Mutex
+	procs       []*proc
+	results     []*targetResult
+	scaleR      *scaleResult
+	profile     string // pprof top of podstamp's CPU
+	heapProfile string // and of its heap in use
+	cmdRepl     *strings.Replacer
+	setup       []string // notes on what was built and started
 }
 
 type phaseResult struct {
@@ -543,6 +544,27 @@ func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin strin
 		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
 	}
 	r.profile = string(out)
+	// The heap in use right after the load, for the memory targets.
+	heap := filepath.Join(r.work, "podstamp.heap.pprof")
+	resp, err := http.Get("http://" + admin + "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(heap)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	out, err = exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", "-sample_index=inuse_space", r.podstampBin, heap).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof heap: %w\n%s", err, out)
+	}
+	r.heapProfile = string(out)
 	return nil
 }
 
