@@ -86,6 +86,8 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "grace period not above shutdown timeout", set: []string{upstreamSet, "terminationGracePeriodSeconds=20"}, want: "must be larger than drainDelaySeconds + shutdownTimeoutSeconds"},
 		{name: "grace period not above drain delay + shutdown timeout", set: []string{upstreamSet, "drainDelaySeconds=10", "terminationGracePeriodSeconds=30"}, want: "(30) must be larger than drainDelaySeconds + shutdownTimeoutSeconds (30)"},
 		{name: "surge with host network", set: []string{upstreamSet, "updateStrategy.maxSurge=1"}, want: "maxSurge must be 0"},
+		{name: "surge and unavailable", set: []string{upstreamSet, "networkMode=service", "updateStrategy.maxSurge=1"}, want: "maxSurge or maxUnavailable, not both"},
+		{name: "neither surge nor unavailable", set: []string{upstreamSet, "updateStrategy.maxUnavailable=0%"}, want: "not both and not neither"},
 		{name: "bad port", set: []string{upstreamSet, "ports.grpc=70000"}, want: "grpc"},
 	}
 	for _, tc := range cases {
