@@ -8,7 +8,6 @@ import (
 
 	"github.com/podstamp/podstamp/enrich"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 )
@@ -39,7 +38,7 @@ func (p *Proxy) exportGRPC(ctx context.Context, sig enrich.Signal, req *frame) (
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
 
-	body := req.data.MaterializeToBuffer(mem.DefaultBufferPool())
+	body := req.data.MaterializeToBuffer(bufPool)
 	req.data.Free()
 	req.data = nil
 

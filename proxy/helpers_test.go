@@ -207,6 +207,9 @@ func (u *upstream) respond(ctx context.Context, r received) upstreamAnswer {
 	u.mu.Lock()
 	f := u.answer
 	u.mu.Unlock()
+	if u.got == nil { // benchmarks: record nothing
+		return upstreamAnswer{}
+	}
 	select {
 	case u.got <- r:
 	default:

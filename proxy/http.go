@@ -139,7 +139,7 @@ var gzipReaders sync.Pool
 // enforcing MaxRequestBytes after decompression.
 func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.Buffer, error) {
 	limit := p.cfg.MaxRequestBytes
-	pool := mem.DefaultBufferPool()
+	pool := bufPool
 	if !gz && r.ContentLength > limit {
 		return nil, errTooLarge
 	}

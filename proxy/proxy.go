@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
@@ -180,13 +181,12 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 		grpc.MaxSendMsgSize(maxResponseBytes),
-		grpc.InitialWindowSize(grpcWindow),
-		grpc.InitialConnWindowSize(grpcConnWindow),
 		grpc.ReadBufferSize(grpcBufferSize),
 		grpc.WriteBufferSize(grpcBufferSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 		grpc.WaitForHandlers(true),
+		experimental.BufferPool(bufPool),
 	)
 	for _, sig := range enrich.Signals {
 		p.grpcServer.RegisterService(p.serviceDesc(sig), p)
@@ -402,7 +402,7 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 
 	out := body
 	if p.enricher != nil {
-		pool := mem.DefaultBufferPool()
+		pool := bufPool
 		dst := pool.Get(len(data) + 4096)
 		stamped, res, err := p.enricher.Enrich(ctx, sig, peer, data, (*dst)[:0])
 		if err != nil {

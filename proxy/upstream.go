@@ -25,7 +25,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor for ingress and egress
+	_ "google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/experimental" // registers the gzip compressor for ingress and egress
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -81,10 +82,11 @@ func (u *upstreams) close() error {
 	return errors.Join(errs...)
 }
 
-// tuning are the transport settings podstamp uses for throughput.
+// Transport settings. Flow-control windows stay dynamic (gRPC's BDP
+// estimation grows them to the link): static windows measured slower for
+// 1 MiB messages on loopback. Larger socket buffers mean fewer syscalls per
+// message.
 const (
-	grpcWindow       = 4 << 20  // per stream
-	grpcConnWindow   = 16 << 20 // per connection
 	grpcBufferSize   = 256 << 10
 	httpIdlePerHost  = 512
 	maxResponseBytes = 16 << 20
@@ -123,11 +125,10 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 				cc, err = grpc.NewClient(target,
 					grpc.WithTransportCredentials(creds),
 					grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-					grpc.WithInitialWindowSize(grpcWindow),
-					grpc.WithInitialConnWindowSize(grpcConnWindow),
 					grpc.WithReadBufferSize(grpcBufferSize),
 					grpc.WithWriteBufferSize(grpcBufferSize),
 					grpc.WithUserAgent(userAgent),
+					experimental.WithBufferPool(bufPool),
 					grpc.WithDefaultCallOptions(
 						grpc.MaxCallRecvMsgSize(maxResponseBytes),
 						grpc.MaxCallSendMsgSize(maxSend),
@@ -341,7 +342,7 @@ func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string
 		defer cancel()
 	}
 	if e.gzip {
-		pool := mem.DefaultBufferPool()
+		pool := bufPool
 		zb := pool.Get(body.Len()/2 + 64)
 		out := bytes.NewBuffer((*zb)[:0])
 		zw := gzipWriters.Get().(*gzip.Writer)
