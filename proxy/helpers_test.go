@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
@@ -259,10 +261,17 @@ func (u *upstream) targets() [numSignals]Target {
 	return out
 }
 
-func newGRPCUpstream(t testing.TB) *upstream {
+func newGRPCUpstream(t testing.TB) *upstream { return newGRPCUpstreamTLS(t, nil) }
+
+// newGRPCUpstreamTLS starts a gRPC upstream, serving TLS when tc is set.
+func newGRPCUpstreamTLS(t testing.TB, tc *tls.Config) *upstream {
 	t.Helper()
 	u := &upstream{t: t, protocol: ProtocolGRPC, got: make(chan received, 1024)}
-	srv := grpc.NewServer(
+	var creds []grpc.ServerOption
+	if tc != nil {
+		creds = append(creds, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	srv := grpc.NewServer(append(creds,
 		grpc.StatsHandler(compressionSeen{}),
 		grpc.ForceServerCodecV2(bytesCodec{}),
 		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
@@ -288,7 +297,7 @@ func newGRPCUpstream(t testing.TB) *upstream {
 			}
 			return stream.SendMsg(&resp)
 		}),
-	)
+	)...)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -297,10 +306,16 @@ func newGRPCUpstream(t testing.TB) *upstream {
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Stop(); <-done })
 	u.endpoint = "http://" + ln.Addr().String()
+	if tc != nil {
+		u.endpoint = "https://" + ln.Addr().String()
+	}
 	return u
 }
 
-func newHTTPUpstream(t testing.TB) *upstream {
+func newHTTPUpstream(t testing.TB) *upstream { return newHTTPUpstreamTLS(t, nil) }
+
+// newHTTPUpstreamTLS starts an HTTP upstream, serving TLS when tc is set.
+func newHTTPUpstreamTLS(t testing.TB, tc *tls.Config) *upstream {
 	t.Helper()
 	u := &upstream{t: t, protocol: ProtocolHTTPProtobuf, got: make(chan received, 1024)}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -338,7 +353,12 @@ func newHTTPUpstream(t testing.TB) *upstream {
 		w.WriteHeader(code)
 		_, _ = w.Write(a.body)
 	}))
-	srv.Start()
+	if tc != nil {
+		srv.TLS = tc
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	u.endpoint = srv.URL
 	return u

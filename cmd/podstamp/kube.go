@@ -73,9 +73,5 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	k := &kube{resolver: cache, ready: cache.Ready, run: cache.Run}
-	if d, ok := any(cache).(interface{ DebugHandler() http.Handler }); ok {
-		k.debug = d.DebugHandler()
-	}
-	return k, nil
+	return &kube{resolver: cache, ready: cache.Ready, run: cache.Run, debug: cache.DebugHandler()}, nil
 }
