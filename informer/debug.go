@@ -111,7 +111,7 @@ func (c *Cache) explain(ip netip.Addr) resolution {
 		r.Pod, r.Result = &v, string(enrich.ResultHit)
 		r.Reason = "owned by a " + owner.cls.String() + " pod"
 		if len(r.Candidates) > 1 {
-			r.Reason += "; it wins over the other claimants (live > finished > deleted, then newest start time)"
+			r.Reason += "; it wins over the other claimants (live over finished or deleted, then newest start time)"
 		}
 	case nonPod:
 		r.Result, r.Reason = string(res), why

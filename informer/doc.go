@@ -25,9 +25,10 @@
 // peers are unmapped. hostNetwork pods are never indexed by address. Loopback
 // pod addresses (127.0.0.x in tests) are ordinary addresses.
 //
-// When several cached pods list one address, the owner is: a live pod over a
-// finished (Succeeded/Failed) one over a deleted one; among equals, the newest
-// start time, then the pod seen last. So an address moves only to a pod that
+// When several cached pods list one address, the owner is: a live (pending or
+// running) pod over one that released the address (finished Succeeded/Failed,
+// or deleted and within the grace period); among equals, the newest start
+// time, then the pod first seen latest. So an address moves only to a pod that
 // started at the same time or later, or away from a holder that finished or
 // was deleted. Deletes are matched by UID. A deleted pod stays resolvable for
 // PodDeleteGrace, but never shadows a live pod with the same address. The

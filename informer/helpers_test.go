@@ -266,3 +266,4 @@ func (h *harness) resolveAsync(ctx context.Context, ip string, size int) <-chan 
 	return ch
 }
 
+var podsGVR = corev1.SchemeGroupVersion.WithResource("pods")

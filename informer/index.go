@@ -7,8 +7,8 @@ import (
 	"github.com/podstamp/podstamp/enrich"
 )
 
-// class orders the pods claiming one key: a running (or pending) pod beats a
-// finished one, which beats a deleted one kept for the grace period.
+// class is the state of a cached pod. For ownership, a live (pending or
+// running) pod beats a finished or deleted one: those released their address.
 type class uint8
 
 const (
@@ -43,9 +43,12 @@ type entry struct {
 // better reports whether a should own a key that b also claims. An address
 // moves only to a pod that started at the same time or later, or away from a
 // holder that finished or was deleted.
+//
+// Between pods that released the address (finished, or deleted and within
+// the grace period) the newest start time wins: it held the address last.
 func better(a, b *entry) bool {
-	if a.cls != b.cls {
-		return a.cls < b.cls
+	if al, bl := a.cls == classLive, b.cls == classLive; al != bl {
+		return al
 	}
 	if !a.obj.start.Equal(b.obj.start) {
 		return a.obj.start.After(b.obj.start)

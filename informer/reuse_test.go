@@ -93,15 +93,13 @@ func modelOwner(ps []*modelPod) string {
 		}
 		return b.name
 	}
-	// A live pod always wins; a finished pod loses to a running one; a deleted
-	// pod (in grace) answers only when no live pod lists the address.
+	// A running pod always wins. Pods that released the address (finished,
+	// or deleted and in grace) answer only when no running pod lists it, the
+	// one that held it last (newest start) first.
 	if n := best(func(p *modelPod) bool { return p.added && !p.gone && !p.fin }); n != "" {
 		return n
 	}
-	if n := best(func(p *modelPod) bool { return p.added && !p.gone }); n != "" {
-		return n
-	}
-	return best(func(p *modelPod) bool { return p.gone })
+	return best(func(p *modelPod) bool { return p.fin || p.gone })
 }
 
 func TestIPReuseEveryEventOrder(t *testing.T) {
@@ -152,8 +150,8 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 				if got := owner(c, ip); got != want {
 					t.Fatalf("after %s: owner %q, want %q", strings.Join(trace, " "), got, want)
 				}
-				// Invariants stated directly: never a deleted pod while a live one
-				// lists the address; never an older running pod over a newer one.
+				// Invariants stated directly: never a finished or deleted pod while a
+				// running one lists the address; never an older running pod over a newer one.
 				if got := c.ByIP(netip.MustParseAddr(ip)); got != nil {
 					e := c.byUID[got.UID]
 					for _, o := range c.byUID {
