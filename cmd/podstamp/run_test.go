@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// golang-lru's expirable LRU (used by the informer) starts a janitor
+	// goroutine that has no way to be stopped.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
 }
 
 // traceSink is an OTLP/gRPC trace receiver built from pdata.
@@ -151,5 +155,74 @@ func TestRunInvalidConfig(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "invalid configuration: --") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: %v, want one line naming the flag", args, err)
 		}
+	}
+}
+
+// TestRunWithPodCache: with --node-name and --kubeconfig, podstamp wires the
+// pod cache: /readyz reports it (not ready while the API server cannot be
+// reached), /debug/pods is served, and cancellation still drains to nil.
+func TestRunWithPodCache(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, lines := logLines(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"--grpc-listen", "127.0.0.1:0", "--http-listen", "", "--admin-listen", "127.0.0.1:0",
+			"--upstream", "http://127.0.0.1:1", "--log-format", "json",
+			"--node-name", "node-a", "--kubeconfig", kubeconfig, "--node-ip", "10.0.0.1",
+		}, env(nil), out)
+	}()
+	admin := ""
+	for admin == "" {
+		select {
+		case m := <-lines:
+			if m["msg"] == "serving admin" {
+				admin = m["addr"].(string)
+			}
+			if msg, _ := m["msg"].(string); strings.Contains(msg, "passing data through") {
+				t.Error("pass-through mode despite --node-name and --kubeconfig")
+			}
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("podstamp did not report its admin listener")
+		}
+	}
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	get := func(path string) (int, string) {
+		resp, err := hc.Get("http://" + admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "pod-cache") {
+		t.Errorf("/readyz = %d %q, want 503 naming the pod cache", code, body)
+	}
+	if code, _ := get("/debug/pods"); code != 200 {
+		t.Errorf("/debug/pods = %d", code)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancellation: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after cancellation")
 	}
 }
