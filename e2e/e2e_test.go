@@ -527,9 +527,10 @@ func scenarioAPIServerOutage(t *testing.T, s *suite) {
 	for _, sm := range tlNew.sums {
 		maxNew = max(maxNew, sm.LatencyMs.Max)
 	}
-	e.row.note("API server down %v; during it %d/%d stamped from cache; new pod after restart %d/%d (slowest export %.0f ms, its sends took %v); podstamp: %s",
+	m := ps.metrics(t)
+	e.row.note("API server down %v; during it %d/%d stamped from cache; new pod after restart %d/%d (slowest export %.0f ms, its sends took %v); watch errors %g; podstamp: %s",
 		down.Round(100*time.Millisecond), idOut.correct, idOut.received, idNew.correct, idNew.received, maxNew,
-		firstNew.Round(time.Millisecond), ps.metrics(t).enrichSummary())
+		firstNew.Round(time.Millisecond), m.sum("podstamp_cache_watch_errors_total"), m.enrichSummary())
 	_ = idAll
 	expectAllCorrect(t, tl, check(recs, known, func(r sink.Record) bool { return !outage(r) }), lostAll)
 	expectAllCorrect(t, tlOut, idOut, lostOut)

@@ -582,6 +582,7 @@ type app struct {
 	Deployment, ReplicaSet string
 	Node                   string
 	IPs                    []netip.Addr
+	ContainerIDs           []string
 	net                    *netns.Pod
 	dep                    *cluster.Deployment
 }
@@ -652,6 +653,7 @@ func (e *env) createPodObject(t *testing.T, a *app) *corev1.Pod {
 		t.Fatal(err)
 	}
 	a.Name, a.UID = pod.Name, string(pod.UID)
+	a.ContainerIDs = cluster.ContainerIDs(pod)
 	return pod
 }
 
@@ -870,6 +872,12 @@ func check(recs []sink.Record, apps []*app, keep func(sink.Record) bool) identit
 		}
 		if ip := r.Attributes["k8s.pod.ip"]; ip != "" && !slices.ContainsFunc(a.IPs, func(x netip.Addr) bool { return x.String() == ip }) {
 			bad = append(bad, fmt.Sprintf("k8s.pod.ip=%q (want one of %v)", ip, a.IPs))
+		}
+		if cid := r.Attributes["container.id"]; cid != "" && !slices.Contains(a.ContainerIDs, cid) {
+			bad = append(bad, fmt.Sprintf("container.id=%q (want one of %v)", cid, a.ContainerIDs))
+		}
+		if cn := r.Attributes["k8s.container.name"]; cn != "" && cn != "app" {
+			bad = append(bad, fmt.Sprintf("k8s.container.name=%q (want \"app\")", cn))
 		}
 		if len(bad) == 0 {
 			id.correct++

@@ -38,8 +38,11 @@ func main() {
 	keep := flag.Bool("keep", false, "keep everything running until Ctrl-C (to try podstamp by hand)")
 	verbose := flag.Bool("v", false, "log progress details")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed stdout (demo | head) must not kill the demo before it has
+	// stopped what it started: handled, SIGPIPE only fails the write.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	d := &demo{keep: *keep}
 	level := slog.LevelWarn
 	if *verbose {
