@@ -1,0 +1,159 @@
+package charttest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podstamp/podstamp/e2e/cluster"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+)
+
+// TestAPIServerAccepts sends every variant to a real kube-apiserver (the one
+// the e2e suite builds and caches) with server-side dry-run and strict field
+// validation, then installs each variant's RBAC for real and asks the API
+// server (SubjectAccessReview) what the chart's ServiceAccount may do.
+// Skipped when the cached kube-apiserver or etcd is missing (`make e2e`
+// builds the former once).
+func TestAPIServerAccepts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	bin, ok := cluster.CachedKubeAPIServer()
+	if !ok {
+		t.Skip("no cached kube-apiserver (make e2e builds it once)")
+	}
+	if _, err := exec.LookPath("etcd"); err != nil {
+		t.Skip("no etcd on PATH (apt-get install etcd-server)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{KubeAPIServer: bin, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+
+	dc, err := discovery.NewDiscoveryClientForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for i, v := range variants(t) {
+		t.Run(v.name, func(t *testing.T) {
+			ns := fmt.Sprintf("chart-%d", i)
+			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+				t.Fatal(err)
+			}
+			out, err := Render(Options{ChartDir: chartDir(t), ValueFiles: v.files, Set: v.set,
+				ReleaseName: "ps" + fmt.Sprint(i), Namespace: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rbac []*unstructured.Unstructured
+			var sa, role string
+			for _, doc := range strings.Split(out.Manifest, "\n---") {
+				u := &unstructured.Unstructured{}
+				if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+					t.Fatal(err)
+				}
+				if len(u.Object) == 0 {
+					continue
+				}
+				gvk := u.GroupVersionKind()
+				if gvk.Kind == "ServiceMonitor" {
+					continue // the Prometheus Operator CRD is not installed here
+				}
+				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+				if err != nil {
+					t.Fatalf("%s: %v", gvk, err)
+				}
+				ri := dyn.Resource(m.Resource).Namespace(u.GetNamespace())
+				if u.GetNamespace() == "" {
+					ri = dyn.Resource(m.Resource)
+				}
+				_, err = ri.Create(ctx, u, metav1.CreateOptions{FieldValidation: "Strict", DryRun: []string{metav1.DryRunAll}})
+				if err != nil {
+					t.Errorf("server-side dry-run of %s %s: %v", gvk.Kind, u.GetName(), err)
+				}
+				switch gvk.Kind {
+				case "ServiceAccount":
+					sa = u.GetName()
+					rbac = append(rbac, u)
+				case "ClusterRole":
+					role = u.GetName()
+					rbac = append(rbac, u)
+				case "ClusterRoleBinding":
+					rbac = append(rbac, u)
+				}
+				if gvk.Kind == "ServiceAccount" || gvk.Kind == "ClusterRole" || gvk.Kind == "ClusterRoleBinding" {
+					if _, err := ri.Create(ctx, u, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+						t.Fatalf("create %s: %v", gvk.Kind, err)
+					}
+					t.Cleanup(func() { _ = ri.Delete(context.Background(), u.GetName(), metav1.DeleteOptions{}) })
+				}
+			}
+			if sa == "" || role == "" || len(rbac) != 3 {
+				t.Fatalf("ServiceAccount %q / ClusterRole %q / %d RBAC objects", sa, role, len(rbac))
+			}
+
+			// What the API server lets the ServiceAccount do must be what the
+			// ClusterRole says, and nothing else that matters.
+			o := decode(t, out.Manifest)
+			granted := ruleSet(o)
+			user := "system:serviceaccount:" + ns + ":" + sa
+			checks := []struct {
+				group, resource, verb string
+			}{
+				{"", "pods", "get"}, {"", "pods", "list"}, {"", "pods", "watch"},
+				{"", "namespaces", "get"}, {"", "nodes", "get"},
+				{"apps", "replicasets", "get"}, {"batch", "jobs", "get"},
+				{"", "secrets", "get"}, {"", "pods", "create"}, {"", "namespaces", "list"},
+				{"", "nodes", "list"}, {"apps", "deployments", "get"}, {"", "configmaps", "get"},
+			}
+			for _, ch := range checks {
+				want := false
+				for _, g := range granted {
+					gr, verbs, _ := strings.Cut(g, ":")
+					if gr == ch.group+"/"+ch.resource && strings.Contains(","+verbs+",", ","+ch.verb+",") {
+						want = true
+					}
+				}
+				sar, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+					Spec: authorizationv1.SubjectAccessReviewSpec{
+						User:   user,
+						Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+						ResourceAttributes: &authorizationv1.ResourceAttributes{
+							Group: ch.group, Resource: ch.resource, Verb: ch.verb, Namespace: "default",
+						},
+					},
+				}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sar.Status.Allowed != want {
+					t.Errorf("%s %s/%s: allowed=%v, the ClusterRole says %v", ch.verb, ch.group, ch.resource, sar.Status.Allowed, want)
+				}
+			}
+		})
+	}
+}
