@@ -69,7 +69,7 @@ func toPodObj(p *corev1.Pod) *podObj {
 		NodeName:    p.Spec.NodeName,
 		HostNetwork: p.Spec.HostNetwork,
 		Labels:      p.Labels,
-		Annotations: p.Annotations,
+		Annotations: stripAnnotations(p.Annotations),
 	}
 	if p.Status.StartTime != nil {
 		ep.StartTime = p.Status.StartTime.Time
@@ -129,6 +129,23 @@ func toPodObj(p *corev1.Pod) *podObj {
 	}
 	o.pod = ep
 	return o
+}
+
+// lastApplied is kubectl's copy of the whole manifest: never stamped, often
+// the largest thing in a pod's metadata.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+func stripAnnotations(a map[string]string) map[string]string {
+	if _, ok := a[lastApplied]; !ok {
+		return a
+	}
+	out := make(map[string]string, len(a)-1)
+	for k, v := range a {
+		if k != lastApplied {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func lastID(s corev1.ContainerStatus) string {

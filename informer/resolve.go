@@ -39,6 +39,9 @@ func (c *Cache) nonPodLocked(ip netip.Addr) (res enrich.Result, why string, ok b
 // passes (hold_timeout), or ctx ends (ctx.Err()). When the budget is spent the
 // call returns no_budget at once.
 func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*enrich.Pod, enrich.Result, error) {
+	if !peer.IsValid() {
+		return nil, enrich.ResultUnknown, nil // no address (e.g. a Unix socket): nothing to wait for
+	}
 	peer = peer.Unmap().WithZone("")
 	now := c.clock.Now()
 	c.mu.RLock()

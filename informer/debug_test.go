@@ -1,0 +1,106 @@
+package informer
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func getJSON(t *testing.T, h http.Handler, url string, v any) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, url, nil))
+	if rec.Code == http.StatusOK {
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("content type %q", ct)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
+			t.Fatalf("%s: %v\n%s", url, err, rec.Body)
+		}
+	}
+	return rec.Code
+}
+
+func TestDebugHandler(t *testing.T) {
+	old := mkPod(podSpec{name: "old", ips: []string{"10.5.0.1"}, start: t0, phase: corev1.PodSucceeded})
+	nw := mkPod(podSpec{name: "new", ips: []string{"10.5.0.1", "fd00::5:1"}, start: t0.Add(time.Minute)})
+	hn := mkPod(podSpec{name: "hn", hostNetwork: true, ips: []string{"192.168.1.10"}})
+	h := newHarness(t, Config{HoldTimeout: 30 * time.Millisecond, HoldNegativeTTL: time.Hour}, testNodeObj(), old, nw, hn)
+	h.start()
+	h.waitEvent("node", testNode)
+	dh := h.c.DebugHandler()
+
+	var r resolution
+	getJSON(t, dh, "/debug/pods?ip=::ffff:10.5.0.1", &r)
+	if r.Result != "hit" || r.Pod == nil || r.Pod.Name != "new" || len(r.Candidates) != 2 || !r.Synced {
+		t.Fatalf("owned address: %+v", r)
+	}
+	for _, c := range r.Candidates {
+		if c.Owner != (c.Name == "new") {
+			t.Errorf("candidate %s owner=%v", c.Name, c.Owner)
+		}
+	}
+
+	r = resolution{}
+	getJSON(t, dh, "/debug/pods?ip=10.244.1.1", &r)
+	if r.Result != "nat_suspected" || r.Reason == "" {
+		t.Errorf("gateway: %+v", r)
+	}
+	r = resolution{}
+	getJSON(t, dh, "/debug/pods?ip=192.168.1.10", &r)
+	if r.Result != "host_network" {
+		t.Errorf("hostNetwork address: %+v", r)
+	}
+
+	// Held, then negatively cached.
+	ctx, cancel := context.WithCancel(context.Background())
+	got := h.resolveAsync(ctx, "10.5.0.9", 1)
+	h.waitHeld("10.5.0.9")
+	r = resolution{}
+	getJSON(t, dh, "/debug/pods?ip=10.5.0.9", &r)
+	// The hold may already have timed out (30ms); either state must be shown.
+	if !(r.Result == "hold" && r.HeldRequests == 1) && r.Result != "unknown" {
+		t.Errorf("held address: %+v", r)
+	}
+	<-got
+	cancel()
+	r = resolution{}
+	getJSON(t, dh, "/debug/pods?ip=10.5.0.9", &r)
+	if r.Result != "unknown" || r.NegativeUntil.IsZero() {
+		t.Errorf("negative address: %+v", r)
+	}
+
+	var l listing
+	getJSON(t, dh, "/debug/pods", &l)
+	if len(l.Pods) != 3 || l.Node != testNode || !l.Synced || len(l.Gateways) != 2 || len(l.Negative) != 1 {
+		t.Errorf("listing: %+v", l)
+	}
+	if code := getJSON(t, dh, "/debug/pods?ip=nope", &r); code != http.StatusBadRequest {
+		t.Errorf("bad ip: %d", code)
+	}
+}
+
+func TestMetadataRefresh(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}
+	h := newHarness(t, Config{NamespaceMetadata: true}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
+	h.start()
+	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "a" {
+		t.Fatalf("pod %+v", p)
+	}
+	ns.Labels = map[string]string{"team": "b"}
+	if _, err := h.cs.CoreV1().Namespaces().Update(context.Background(), ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.c.meta.lru.Purge() // as if MetadataTTL passed
+	h.c.republish(context.Background())
+	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "b" {
+		t.Fatalf("after refresh: %+v", p)
+	}
+}
