@@ -168,6 +168,9 @@ func TestBadInputGRPC(t *testing.T) {
 		}
 		up.none(t)
 	}
+	if v := counterValue(t, tp, "podstamp_requests_total", map[string]string{"signal": "traces", "protocol": "grpc", "outcome": "too_large"}); v != 2 {
+		t.Errorf("podstamp_requests_total{outcome=too_large} = %v, want 2", v)
+	}
 	var resp []byte
 	err := tp.grpc.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Nope", &big, &resp)
 	if status.Code(err) != codes.Unimplemented {

@@ -8,8 +8,10 @@ import (
 
 	"github.com/podstamp/podstamp/enrich"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // serviceDesc is the hand-written descriptor of one OTLP Export service. Its
@@ -25,6 +27,12 @@ func (p *Proxy) serviceDesc(sig enrich.Signal) *grpc.ServiceDesc {
 			Handler: func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 				var req frame
 				if err := dec(&req); err != nil {
+					// Over MaxRequestBytes (after decompression) or undecodable.
+					o := outcomeBadRequest
+					if status.Code(err) == codes.ResourceExhausted {
+						o = outcomeTooLarge
+					}
+					p.count(sig, protoGRPC, o, 0)
 					return nil, err
 				}
 				return p.exportGRPC(ctx, sig, &req)

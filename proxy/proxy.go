@@ -113,6 +113,8 @@ type Proxy struct {
 	allow    map[string]bool // lower-case header names
 	draining atomic.Bool
 
+	lastUpstreamLog atomic.Int64 // unix nanoseconds
+
 	grpcServer *grpc.Server
 	httpServer *http.Server
 	adminSrv   *http.Server
@@ -451,8 +453,25 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 		p.count(sig, proto, outcomeCanceled, items)
 	default:
 		p.count(sig, proto, outcomeUpstreamError, items)
+		p.logUpstreamError(sig, err)
 	}
 	return resp, err
+}
+
+// upstreamLogEvery bounds how often upstream failures are logged; every one
+// is counted in podstamp_requests_total{outcome="upstream_error"}.
+const upstreamLogEvery = 10 * time.Second
+
+// logUpstreamError logs an upstream failure at most once per upstreamLogEvery.
+func (p *Proxy) logUpstreamError(sig enrich.Signal, err error) {
+	now := time.Now().UnixNano()
+	last := p.lastUpstreamLog.Load()
+	if now-last < int64(upstreamLogEvery) || !p.lastUpstreamLog.CompareAndSwap(last, now) {
+		return
+	}
+	st := status.Convert(err)
+	p.log.Warn("upstream request failed (logged at most every 10s)", "signal", sig.String(),
+		"code", st.Code().String(), "err", st.Message())
 }
 
 func (p *Proxy) count(sig enrich.Signal, proto int, o outcome, items int) {
