@@ -179,7 +179,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		}
 	}
 
-	p.grpcServer = grpc.NewServer(
+	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
 		grpc.MaxSendMsgSize(maxResponseBytes),
@@ -189,7 +189,12 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 		grpc.WaitForHandlers(true),
 		experimental.BufferPool(bufPool),
-	)
+		// Handlers run on long-lived workers whose stacks are already grown
+		// (a fresh goroutine per RPC measured ~20% more CPU per request);
+		// when all are busy, gRPC falls back to a goroutine per RPC.
+		grpc.NumStreamWorkers(grpcStreamWorkers),
+	}
+	p.grpcServer = grpc.NewServer(sopts...)
 	for _, sig := range enrich.Signals {
 		p.grpcServer.RegisterService(p.serviceDesc(sig), p)
 	}

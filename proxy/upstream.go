@@ -87,9 +87,10 @@ func (u *upstreams) close() error {
 // 1 MiB messages on loopback. Larger socket buffers mean fewer syscalls per
 // message.
 const (
-	grpcBufferSize   = 256 << 10
-	httpIdlePerHost  = 512
-	maxResponseBytes = 16 << 20
+	grpcBufferSize    = 256 << 10
+	grpcStreamWorkers = 64
+	httpIdlePerHost   = 512
+	maxResponseBytes  = 16 << 20
 )
 
 func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*upstreams, error) {
