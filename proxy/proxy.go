@@ -379,10 +379,12 @@ func (p *Proxy) drain() {
 	p.Close()
 }
 
-// Close releases the upstream connections. Serve calls it after draining.
+// Close releases the upstream connections and the gRPC server's workers.
+// Serve calls it after draining; call it when Serve is never called.
 func (p *Proxy) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
+		p.grpcServer.Stop() // no-op after a drain; frees its workers otherwise
 		p.closeListeners()
 		err = p.up.close()
 	})
