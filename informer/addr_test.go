@@ -288,3 +288,22 @@ func TestMetadataFailureDoesNotBlock(t *testing.T) {
 		t.Errorf("%d GETs, want 1 (failures are retried later, not per pod)", gets.Load())
 	}
 }
+
+// TestGatewayHeldBeforeNodeReadGetsNAT: a request from the pod-CIDR gateway
+// that arrives before the node was read is held, then answered nat_suspected
+// as soon as the node is read (not hold_timeout).
+func TestGatewayHeldBeforeNodeReadGetsNAT(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 20 * time.Second}, testNodeObj())
+	got := h.resolveAsync(context.Background(), "10.244.1.1", 10)
+	h.waitHeld("10.244.1.1")
+	if err := h.c.Ready(); err == nil {
+		t.Fatal("ready before Run")
+	}
+	h.start()
+	if r := <-got; r.res != string(enrich.ResultNATSuspected) || r.pod != "" || r.elapsed > 10*time.Second {
+		t.Fatalf("got %+v, want nat_suspected once the node is read", r)
+	}
+	if !strings.Contains(h.logs.String(), "internalTrafficPolicy: Local") {
+		t.Error("NAT warning not logged")
+	}
+}

@@ -34,8 +34,9 @@ type Cache struct {
 
 	inf     cache.SharedIndexInformer
 	handler cache.ResourceEventHandlerRegistration
-	started atomic.Bool
-	synced  atomic.Bool
+	started  atomic.Bool
+	synced   atomic.Bool
+	nodeRead chan struct{} // closed after the first attempt to read the node
 
 	mu       sync.RWMutex
 	byUID    map[string]*entry
@@ -93,6 +94,7 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger, reg promethe
 		negative: map[netip.Addr]time.Time{},
 		nodeIPs:  map[netip.Addr]bool{},
 		gateways: map[netip.Addr]bool{},
+		nodeRead: make(chan struct{}),
 	}
 	for _, ip := range cfg.NodeIPs {
 		c.nodeIPs[ip.Unmap()] = true
@@ -162,15 +164,22 @@ func (c *Cache) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready returns nil once the first list of pods has been delivered to the cache.
+// Ready returns nil once the first list of pods has been delivered to the
+// cache and the node has been read once (successfully or not), so that node
+// and pod-CIDR gateway addresses are classified from the first request on.
 func (c *Cache) Ready() error {
-	if c.isSynced() {
-		return nil
-	}
 	if !c.started.Load() {
 		return errors.New("pod cache not started")
 	}
-	return errors.New("pod cache has not synced yet")
+	if !c.isSynced() {
+		return errors.New("pod cache has not synced yet")
+	}
+	select {
+	case <-c.nodeRead:
+		return nil
+	default:
+		return errors.New("node " + c.cfg.NodeName + " not read yet")
+	}
 }
 
 func (c *Cache) isSynced() bool { return c.handler.HasSynced() }

@@ -50,6 +50,10 @@
 //   - any other node address: nat_suspected (host_network until the first sync,
 //     while hostNetwork pods are not known yet).
 //
+// Until the node has been read, a gateway or node address not in
+// Config.NodeIPs is unknown and held like any other; the read releases such
+// requests with their classification. Ready waits for that first read.
+//
 // nat_suspected also logs a rate-limited warning naming the cause and both
 // fixes: run podstamp with hostNetwork, or send through a Service with
 // internalTrafficPolicy: Local.

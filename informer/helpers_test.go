@@ -151,6 +151,11 @@ func (h *harness) waitSynced() {
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("cache did not sync")
 	}
+	select {
+	case <-h.c.nodeRead:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("node not read")
+	}
 	if err := h.c.Ready(); err != nil {
 		h.t.Fatalf("Ready after sync: %v", err)
 	}

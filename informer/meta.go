@@ -219,6 +219,7 @@ func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
 // MetadataTTL.
 func (c *Cache) metaLoop(ctx context.Context) {
 	c.refreshNode(ctx)
+	close(c.nodeRead)
 	t := c.clock.NewTicker(c.cfg.MetadataTTL)
 	defer t.Stop()
 	for {
@@ -254,6 +255,14 @@ func (c *Cache) refreshNode(ctx context.Context) {
 	c.gateways = map[netip.Addr]bool{}
 	for _, g := range v.gateways {
 		c.gateways[g] = true
+	}
+	// Requests held for these addresses (before the first read) get their
+	// answer now.
+	for ip, w := range c.waiters {
+		if _, _, ok := c.nonPodLocked(ip); ok {
+			close(w.ch)
+			delete(c.waiters, ip)
+		}
 	}
 }
 

@@ -83,6 +83,14 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 			c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())
 			return p, enrich.ResultHoldHit, nil
 		}
+		if res, why, ok := c.nonPodLocked(peer); ok {
+			// The node was read while this request waited.
+			c.mu.Unlock()
+			if res == enrich.ResultNATSuspected {
+				c.warnNATSuspected(peer, why)
+			}
+			return nil, res, nil
+		}
 		w := c.waiters[peer]
 		if w == nil {
 			w = &waiter{ch: make(chan struct{})}
