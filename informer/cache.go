@@ -32,8 +32,8 @@ type Cache struct {
 	clock  clock.WithTicker
 	m      *metrics
 
-	inf     cache.SharedIndexInformer
-	handler cache.ResourceEventHandlerRegistration
+	inf      cache.SharedIndexInformer
+	handler  cache.ResourceEventHandlerRegistration
 	started  atomic.Bool
 	synced   atomic.Bool
 	nodeRead chan struct{} // closed after the first attempt to read the node
