@@ -59,19 +59,9 @@ func (p *Proxy) exportGRPC(ctx context.Context, sig enrich.Signal, req *frame) (
 
 // grpcHeaders returns the allow-listed incoming metadata as key, value pairs.
 func (p *Proxy) grpcHeaders(ctx context.Context) []string {
-	if len(p.allow) == 0 {
-		return nil
-	}
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return nil
-	}
 	var out []string
-	for k, vs := range md {
-		if !p.allow[k] {
-			continue
-		}
-		for _, v := range vs {
+	for _, k := range p.allowList {
+		for _, v := range metadata.ValueFromIncomingContext(ctx, k) {
 			out = append(out, k, v)
 		}
 	}

@@ -113,11 +113,8 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // httpHeaders returns the allow-listed request headers as key, value pairs.
 func (p *Proxy) httpHeaders(r *http.Request) []string {
-	if len(p.allow) == 0 {
-		return nil
-	}
 	var out []string
-	for k := range p.allow {
+	for _, k := range p.allowList {
 		for _, v := range r.Header.Values(k) {
 			out = append(out, k, v)
 		}

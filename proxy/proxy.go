@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,13 +106,13 @@ type Options struct {
 // Proxy receives OTLP over gRPC and HTTP, stamps it with an Enricher and
 // forwards it synchronously upstream.
 type Proxy struct {
-	cfg      Config
-	log      *slog.Logger
-	enricher Enricher
-	m        *metrics
-	up       *upstreams
-	allow    map[string]bool // lower-case header names
-	draining atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	enricher  Enricher
+	m         *metrics
+	up        *upstreams
+	allowList []string // lower-case header names forwarded upstream
+	draining  atomic.Bool
 
 	lastUpstreamLog atomic.Int64 // unix nanoseconds
 
@@ -171,11 +172,10 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		enricher: opts.Enricher,
 		m:        m,
 		up:       up,
-		allow:    map[string]bool{},
 	}
 	for _, h := range cfg.ForwardHeaders {
-		if h = normHeader(h); h != "" {
-			p.allow[h] = true
+		if h = normHeader(h); h != "" && !slices.Contains(p.allowList, h) {
+			p.allowList = append(p.allowList, h)
 		}
 	}
 
