@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,13 +59,24 @@ func TestAPIServerAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	podstamp := buildPodstamp(t)
+
 	for i, v := range variants(t) {
 		t.Run(v.name, func(t *testing.T) {
 			ns := fmt.Sprintf("chart-%d", i)
-			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+			if err := c.CreateNamespace(ctx, ns, map[string]string{"team": "t" + fmt.Sprint(i)}); err != nil {
 				t.Fatal(err)
 			}
-			out, err := Render(Options{ChartDir: chartDir(t), ValueFiles: v.files, Set: v.set,
+			ports := make([]string, 3)
+			for j := range ports {
+				p, err := cluster.FreePort()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ports[j] = fmt.Sprint(p)
+			}
+			set := append(append([]string(nil), v.set...), "ports.grpc="+ports[0], "ports.http="+ports[1], "ports.admin="+ports[2])
+			out, err := Render(Options{ChartDir: chartDir(t), ValueFiles: v.files, Set: set,
 				ReleaseName: "ps" + fmt.Sprint(i), Namespace: ns})
 			if err != nil {
 				t.Fatal(err)
@@ -154,6 +166,12 @@ func TestAPIServerAccepts(t *testing.T) {
 					t.Errorf("%s %s/%s: allowed=%v, the ClusterRole says %v", ch.verb, ch.group, ch.resource, sar.Status.Allowed, want)
 				}
 			}
+
+			token, err := c.ServiceAccountToken(ctx, ns, sa, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runUnderChart(ctx, t, c, podstamp, o, token, fmt.Sprintf("127.0.0.%d", 60+i), slices.Contains(granted, "/nodes:get"))
 		})
 	}
 }
