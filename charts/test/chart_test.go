@@ -80,6 +80,7 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "unknown rule field", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {annotations: [{from: pod, key: a, tag: b}]}\n", want: "tag"},
 		{name: "header with value and secret", file: "upstream: {endpoint: 'http://c:4317', headers: [{name: a, value: b, secret: {name: s, key: k}}]}\n", want: "headers"},
 		{name: "header value with comma", file: "upstream: {endpoint: 'http://c:4317', headers: [{name: a, value: 'b,c'}]}\n", want: "headers"},
+		{name: "http/protobuf without URL scheme", set: []string{"upstream.endpoint=collector:4318", "upstream.protocol=http/protobuf"}, want: "/upstream/endpoint"},
 		{name: "endpoint with spaces", set: []string{"upstream.endpoint=http://a b:4317"}, want: "endpoint"},
 		{name: "bad toleration operator", file: "upstream: {endpoint: 'http://c:4317'}\ntolerations: [{operator: Any}]\n", want: "operator"},
 		{name: "bad memory limit type", file: "upstream: {endpoint: 'http://c:4317'}\nresources: {limits: {memory: lots}}\n", want: "memory"},
