@@ -235,7 +235,7 @@ func TestMetadataLookups(t *testing.T) {
 		owners: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f", UID: "rs-uid"}}})
 	bk := mkPod(podSpec{name: "backup-42-y", ips: []string{"10.3.0.2"},
 		owners: []metav1.OwnerReference{{Kind: "Job", Name: "backup-42", UID: "job-uid"}}})
-	h := newHarness(t, Config{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true},
+	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true}},
 		ns, rs, job, testNodeObj(), web, bk)
 	h.start()
 	p := h.c.ByName("default", "web-5d8f-x")

@@ -324,6 +324,7 @@ func (c *Cache) sweepLoop(ctx context.Context) {
 			return
 		case <-t.C():
 			c.sweep()
+			c.sweepFails(c.clock.Now())
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/podstamp/podstamp/enrich"
 )
 
 // Defaults of Config, applied by New to zero fields.
@@ -37,14 +39,23 @@ type Config struct {
 	// MetadataTTL is how long namespace, node and workload lookups are cached.
 	MetadataTTL time.Duration
 
-	// What the stamping rules need beyond the pod itself. Each one costs
-	// on-demand GETs (namespaces, nodes, replicasets and jobs).
-	NamespaceMetadata bool // namespace labels and annotations
-	NodeMetadata      bool // node labels, annotations and UID
-	WorkloadUIDs      bool // k8s.<workload>.uid
+	// Needs says what the stamping rules need beyond the pod itself
+	// (enrich.Config.Needs). Each one costs on-demand GETs of namespaces,
+	// nodes, ReplicaSets and Jobs.
+	Needs enrich.Needs
+
+	// The same three needs as plain fields, kept for callers written before
+	// enrich.Needs existed; a need is on when either form sets it.
+	NamespaceMetadata bool
+	NodeMetadata      bool
+	WorkloadUIDs      bool
 }
 
 func (c Config) withDefaults() Config {
+	c.Needs.NamespaceMetadata = c.Needs.NamespaceMetadata || c.NamespaceMetadata
+	c.Needs.NodeMetadata = c.Needs.NodeMetadata || c.NodeMetadata
+	c.Needs.WorkloadUIDs = c.Needs.WorkloadUIDs || c.WorkloadUIDs
+	c.NamespaceMetadata, c.NodeMetadata, c.WorkloadUIDs = c.Needs.NamespaceMetadata, c.Needs.NodeMetadata, c.Needs.WorkloadUIDs
 	if c.HoldTimeout == 0 {
 		c.HoldTimeout = DefaultHoldTimeout
 	}

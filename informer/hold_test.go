@@ -212,3 +212,26 @@ func TestLoopbackAddressesAreOrdinary(t *testing.T) {
 		t.Fatalf("got %+v", r)
 	}
 }
+
+// TestHoldReleasedByStatusUpdate is the usual start-up race: the pod exists
+// (pending, no address yet) when its first export arrives; the kubelet's
+// status update with the address releases the request.
+func TestHoldReleasedByStatusUpdate(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 10 * time.Second})
+	h.start()
+	s := podSpec{name: "starting", phase: "Pending"}
+	h.create(mkPod(s))
+	h.waitEvent("upsert", "uid-starting")
+	got := h.resolveAsync(context.Background(), "10.1.0.30", 100)
+	h.waitHeld("10.1.0.30")
+	s.ips, s.phase = []string{"10.1.0.30"}, "Running"
+	updated := time.Now()
+	h.update(mkPod(s))
+	r := <-got
+	if r.res != string(enrich.ResultHoldHit) || r.pod != "default/starting" {
+		t.Fatalf("got %+v", r)
+	}
+	if d := time.Since(updated); d > time.Second {
+		t.Errorf("released %v after the update; want well under the 10s timeout", d)
+	}
+}

@@ -164,7 +164,22 @@ func gateway(cidr string) (netip.Addr, bool) {
 }
 
 func (c *Cache) needsMeta() bool {
-	return c.cfg.NamespaceMetadata || c.cfg.NodeMetadata || c.cfg.WorkloadUIDs
+	n := c.cfg.Needs
+	return n.NamespaceMetadata || n.NodeMetadata || n.WorkloadUIDs
+}
+
+// sweepFails forgets failed lookups whose retry time has passed.
+func (c *Cache) sweepFails(now time.Time) {
+	if c.meta == nil {
+		return
+	}
+	c.meta.mu.Lock()
+	defer c.meta.mu.Unlock()
+	for k, t := range c.meta.fails {
+		if !now.Before(t) {
+			delete(c.meta.fails, k)
+		}
+	}
 }
 
 // publish returns the pod to hand out: the stripped pod plus whatever
@@ -174,17 +189,17 @@ func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
 		return o.pod
 	}
 	p := *o.pod
-	if c.cfg.NamespaceMetadata {
+	if c.cfg.Needs.NamespaceMetadata {
 		if v, ok := c.lookup(ctx, kindNamespace, "", p.Namespace); ok {
 			p.NamespaceLabels, p.NamespaceAnnotations = v.labels, v.annotations
 		}
 	}
-	if c.cfg.NodeMetadata && p.NodeName != "" {
+	if c.cfg.Needs.NodeMetadata && p.NodeName != "" {
 		if v, ok := c.lookup(ctx, kindNode, "", p.NodeName); ok {
 			p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
 		}
 	}
-	if c.cfg.WorkloadUIDs && len(p.Workloads) > 0 {
+	if c.cfg.Needs.WorkloadUIDs && len(p.Workloads) > 0 {
 		ws := slices.Clone(p.Workloads)
 		var rs, job metaVal
 		var rsOK, jobOK bool
