@@ -96,6 +96,19 @@ func checkFields(b []byte) error {
 func countScope(sig enrich.Signal, b []byte) int {
 	items := 0
 	for len(b) > 0 {
+		if b[0] == tagField2Bytes { // fast path: the item tag is one byte
+			l, m := consumeLen(b[1:])
+			if m < 0 || l > len(b)-1-m {
+				return items
+			}
+			if sig == enrich.Metrics {
+				items += countDataPoints(b[1+m : 1+m+l])
+			} else {
+				items++
+			}
+			b = b[1+m+l:]
+			continue
+		}
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return items
@@ -121,6 +134,26 @@ func countScope(sig enrich.Signal, b []byte) int {
 		b = b[m:]
 	}
 	return items
+}
+
+const (
+	tagField1Bytes = 1<<3 | byte(protowire.BytesType)
+	tagField2Bytes = 2<<3 | byte(protowire.BytesType)
+)
+
+// consumeLen decodes a length varint, with a fast path for 1 and 2 bytes.
+func consumeLen(b []byte) (int, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return int(b[0]), 1
+	}
+	if len(b) > 1 && b[1] < 0x80 {
+		return int(b[0]&0x7f) | int(b[1])<<7, 2
+	}
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 || v > uint64(len(b)) {
+		return 0, -1
+	}
+	return int(v), n
 }
 
 // countDataPoints counts the data points of one Metric: field 1 of its gauge
@@ -156,6 +189,15 @@ func countDataPoints(b []byte) int {
 func countField1(b []byte) int {
 	c := 0
 	for len(b) > 0 {
+		if b[0] == tagField1Bytes {
+			l, m := consumeLen(b[1:])
+			if m < 0 || l > len(b)-1-m {
+				return c
+			}
+			c++
+			b = b[1+m+l:]
+			continue
+		}
 		num, typ, n := protowire.ConsumeField(b)
 		if n < 0 {
 			return c
