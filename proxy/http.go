@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -50,7 +51,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var gz bool
-	switch enc := r.Header.Get("Content-Encoding"); enc {
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
 		gz = true
@@ -161,7 +162,10 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.B
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", readErr(err))
 		}
-		defer gzipReaders.Put(zr)
+		defer func() {
+			zr.Reset(eofReader{}) // drop the request body before pooling; fails harmlessly
+			gzipReaders.Put(zr)
+		}()
 		src = zr
 		if r.ContentLength > 0 {
 			hint = int(min(r.ContentLength*4, limit))
@@ -252,3 +256,7 @@ func writeStatus(w http.ResponseWriter, isJSON bool, code int, retryAfter string
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
 }
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
