@@ -239,6 +239,9 @@ func (c *Cache) onDelete(obj any) {
 	// newer pod that reuses its name or address.
 	if old := c.byUID[string(o.UID)]; old != nil {
 		e.obj, e.pod, e.seq = old.obj, old.pod, old.seq
+		if old.cls == classDeleted {
+			e.deletedAt = old.deletedAt // a repeated delete does not extend the grace
+		}
 		c.unindexLocked(old)
 	} else {
 		c.seq++
@@ -305,14 +308,6 @@ func (c *Cache) unindexLocked(e *entry) {
 	c.m.pods.Set(float64(len(c.byUID)))
 }
 
-// alive reports whether e may still be returned: not deleted, or deleted
-// less than PodDeleteGrace ago.
-func (c *Cache) alive(now time.Time) func(*entry) bool {
-	return func(e *entry) bool {
-		return e.cls != classDeleted || now.Sub(e.deletedAt) < c.cfg.PodDeleteGrace
-	}
-}
-
 func (c *Cache) sweepLoop(ctx context.Context) {
 	period := min(c.cfg.PodDeleteGrace, c.cfg.HoldNegativeTTL) / 2
 	period = max(period, time.Second)
@@ -332,11 +327,10 @@ func (c *Cache) sweepLoop(ctx context.Context) {
 // sweep forgets deleted pods past their grace and expired negative entries.
 func (c *Cache) sweep() {
 	now := c.clock.Now()
-	alive := c.alive(now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.byUID {
-		if !alive(e) {
+		if !e.alive(now, c.cfg.PodDeleteGrace) {
 			c.unindexLocked(e)
 		}
 	}
@@ -351,7 +345,7 @@ func (c *Cache) sweep() {
 func (c *Cache) ByUID(uid string) *enrich.Pod {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e := c.byUID[uid]; e != nil && c.alive(c.clock.Now())(e) {
+	if e := c.byUID[uid]; e != nil && e.alive(c.clock.Now(), c.cfg.PodDeleteGrace) {
 		return e.pod
 	}
 	return nil
@@ -362,7 +356,7 @@ func (c *Cache) ByIP(ip netip.Addr) *enrich.Pod {
 	ip = ip.Unmap()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e := c.byIP.get(ip, c.alive(c.clock.Now())); e != nil {
+	if e := c.byIP.get(ip, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
 		return e.pod
 	}
 	return nil
@@ -372,7 +366,7 @@ func (c *Cache) ByIP(ip netip.Addr) *enrich.Pod {
 func (c *Cache) ByName(namespace, name string) *enrich.Pod {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e := c.byName.get(namespace+"/"+name, c.alive(c.clock.Now())); e != nil {
+	if e := c.byName.get(namespace+"/"+name, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
 		return e.pod
 	}
 	return nil
@@ -383,7 +377,7 @@ func (c *Cache) ByContainerID(id string) *enrich.Pod {
 	id = trimRuntime(id)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e := c.byCID.get(id, c.alive(c.clock.Now())); e != nil {
+	if e := c.byCID.get(id, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
 		return e.pod
 	}
 	return nil

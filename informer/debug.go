@@ -96,7 +96,7 @@ func (c *Cache) explain(ip netip.Addr) resolution {
 	if w := c.waiters[ip]; w != nil {
 		r.HeldRequests = w.n
 	}
-	owner := c.byIP.get(ip, c.alive(now))
+	owner := c.byIP.get(ip, now, c.cfg.PodDeleteGrace)
 	for _, e := range c.byIP.cands[ip] {
 		v := view(e, now, c.cfg.PodDeleteGrace)
 		v.Owner = e == owner

@@ -101,16 +101,22 @@ func (ix *index[K]) remove(k K, e *entry) {
 }
 
 // get returns the owner of k, skipping deleted entries past their grace.
-func (ix *index[K]) get(k K, alive func(*entry) bool) *entry {
+func (ix *index[K]) get(k K, now time.Time, grace time.Duration) *entry {
 	b := ix.best[k]
-	if b == nil || alive(b) {
+	if b == nil || b.alive(now, grace) {
 		return b
 	}
 	var r *entry
 	for _, c := range ix.cands[k] {
-		if alive(c) && (r == nil || better(c, r)) {
+		if c.alive(now, grace) && (r == nil || better(c, r)) {
 			r = c
 		}
 	}
 	return r
+}
+
+// alive reports whether e may still be returned: not deleted, or deleted
+// less than grace ago.
+func (e *entry) alive(now time.Time, grace time.Duration) bool {
+	return e.cls != classDeleted || now.Sub(e.deletedAt) < grace
 }

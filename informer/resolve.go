@@ -45,7 +45,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 	peer = peer.Unmap().WithZone("")
 	now := c.clock.Now()
 	c.mu.RLock()
-	if e := c.byIP.get(peer, c.alive(now)); e != nil {
+	if e := c.byIP.get(peer, now, c.cfg.PodDeleteGrace); e != nil {
 		p := e.pod
 		c.mu.RUnlock()
 		return p, enrich.ResultHit, nil
@@ -77,7 +77,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 	start := time.Now()
 	for {
 		c.mu.Lock()
-		if e := c.byIP.get(peer, c.alive(c.clock.Now())); e != nil {
+		if e := c.byIP.get(peer, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
 			p := e.pod
 			c.mu.Unlock()
 			c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())
@@ -118,7 +118,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		}
 		if res == enrich.ResultHoldTimeout {
 			// The address may have appeared just as the timer fired.
-			if e := c.byIP.get(peer, c.alive(c.clock.Now())); e != nil {
+			if e := c.byIP.get(peer, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
 				p := e.pod
 				c.mu.Unlock()
 				c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())

@@ -18,6 +18,14 @@ import (
 var directClient = fake.NewClientset()
 
 // newDirect returns a Cache whose handlers the test calls itself, with a fake clock.
+func newDirectB(b *testing.B) (*Cache, *testingclock.FakeClock) {
+	c, err := New(directClient, Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, nil
+}
+
 func newDirect(t *testing.T, grace time.Duration) (*Cache, *testingclock.FakeClock) {
 	t.Helper()
 	c, err := New(directClient, Config{NodeName: testNode, PodDeleteGrace: grace}, slog.New(slog.DiscardHandler), nil)
