@@ -139,6 +139,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 					u.close()
 					return nil, fmt.Errorf("upstream for %s: %w", sig, err)
 				}
+				cc.Connect() // dial now rather than on the first export
 				grpcConns[key] = cc
 				u.closers = append(u.closers, cc.Close)
 			}
