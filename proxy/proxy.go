@@ -24,7 +24,10 @@ import (
 )
 
 // Enricher stamps one protobuf-encoded Export<Signal>ServiceRequest; see
-// enrich.Stamper, which satisfies it. The output is appended to dst[:0].
+// enrich.Stamper, which satisfies it. The output is appended to dst[:0] (or
+// is body itself, unsliced); it must not alias body otherwise. An error
+// wrapping enrich.ErrMalformed is answered INVALID_ARGUMENT / 400; after ctx
+// ended, ctx's error is answered as such; nothing is forwarded on error.
 type Enricher interface {
 	Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
 }
