@@ -13,17 +13,23 @@ import (
 
 // podView is one pod as /debug/pods shows it.
 type podView struct {
-	Namespace   string            `json:"namespace"`
-	Name        string            `json:"name"`
-	UID         string            `json:"uid"`
-	IPs         []string          `json:"ips,omitempty"`
-	HostNetwork bool              `json:"host_network,omitempty"`
-	State       string            `json:"state"` // live, finished, deleted
-	StartTime   time.Time         `json:"start_time"`
-	DeletedAt   *time.Time        `json:"deleted_at,omitempty"`
-	Workloads   []enrich.Workload `json:"workloads,omitempty"`
-	Owner       bool              `json:"owner,omitempty"` // owns the address asked about
-	Expired     bool              `json:"expired,omitempty"`
+	Namespace   string         `json:"namespace"`
+	Name        string         `json:"name"`
+	UID         string         `json:"uid"`
+	IPs         []string       `json:"ips,omitempty"`
+	HostNetwork bool           `json:"host_network,omitempty"`
+	State       string         `json:"state"` // live, finished, deleted
+	StartTime   time.Time      `json:"start_time"`
+	DeletedAt   *time.Time     `json:"deleted_at,omitempty"`
+	Workloads   []workloadView `json:"workloads,omitempty"`
+	Owner       bool           `json:"owner,omitempty"` // owns the address asked about
+	Expired     bool           `json:"expired,omitempty"`
+}
+
+type workloadView struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	UID  string `json:"uid,omitempty"`
 }
 
 // resolution explains how one address resolves.
@@ -75,7 +81,10 @@ func (c *Cache) DebugHandler() http.Handler {
 func view(e *entry, now time.Time, grace time.Duration) podView {
 	p := e.obj.pod
 	v := podView{Namespace: p.Namespace, Name: p.Name, UID: p.UID, HostNetwork: p.HostNetwork,
-		State: e.cls.String(), StartTime: e.obj.start, Workloads: e.pod.Workloads}
+		State: e.cls.String(), StartTime: e.obj.start}
+	for _, w := range e.pod.Workloads {
+		v.Workloads = append(v.Workloads, workloadView{Kind: string(w.Kind), Name: w.Name, UID: w.UID})
+	}
 	for _, ip := range p.IPs {
 		v.IPs = append(v.IPs, ip.String())
 	}

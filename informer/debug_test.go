@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +31,9 @@ func getJSON(t *testing.T, h http.Handler, url string, v any) int {
 
 func TestDebugHandler(t *testing.T) {
 	old := mkPod(podSpec{name: "old", ips: []string{"10.5.0.1"}, start: t0, phase: corev1.PodSucceeded})
-	nw := mkPod(podSpec{name: "new", ips: []string{"10.5.0.1", "fd00::5:1"}, start: t0.Add(time.Minute)})
+	nw := mkPod(podSpec{name: "new", ips: []string{"10.5.0.1", "fd00::5:1"}, start: t0.Add(time.Minute),
+		labels: map[string]string{"pod-template-hash": "7f9"},
+		owners: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "new-7f9", UID: "rs"}}})
 	hn := mkPod(podSpec{name: "hn", hostNetwork: true, ips: []string{"192.168.1.10"}})
 	h := newHarness(t, Config{HoldTimeout: 30 * time.Millisecond, HoldNegativeTTL: time.Hour}, testNodeObj(), old, nw, hn)
 	h.start()
@@ -41,6 +44,13 @@ func TestDebugHandler(t *testing.T) {
 	getJSON(t, dh, "/debug/pods?ip=::ffff:10.5.0.1", &r)
 	if r.Result != "hit" || r.Pod == nil || r.Pod.Name != "new" || len(r.Candidates) != 2 || !r.Synced {
 		t.Fatalf("owned address: %+v", r)
+	}
+	rec := httptest.NewRecorder()
+	dh.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pods?ip=10.5.0.1", nil))
+	for _, key := range []string{`"result": "hit"`, `"state": "live"`, `"owner": true`, `"kind": "replicaset"`, `"kind": "deployment"`} {
+		if !strings.Contains(rec.Body.String(), key) {
+			t.Errorf("JSON lacks %s:\n%s", key, rec.Body)
+		}
 	}
 	for _, c := range r.Candidates {
 		if c.Owner != (c.Name == "new") {
