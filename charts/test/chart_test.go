@@ -247,7 +247,7 @@ func TestNetworkMode(t *testing.T) {
 			t.Errorf("hostNetwork=%v dnsPolicy=%q; want true, ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy)
 		}
 		for _, a := range []string{"--grpc-listen=$(K8S_NODE_IP):4317", "--http-listen=$(K8S_NODE_IP):4318", "--admin-listen=$(K8S_NODE_IP):10291",
-			"--node-name=$(K8S_NODE_NAME)", "--node-ip=$(K8S_NODE_IP)"} {
+			"--node-name=$(K8S_NODE_NAME)", "--node-ip=$(K8S_NODE_IPS)"} {
 			if !hasArg(c, a) {
 				t.Errorf("missing arg %s in %v", a, c.Args)
 			}
@@ -260,6 +260,7 @@ func TestNetworkMode(t *testing.T) {
 			}
 		}
 		fieldRef("K8S_NODE_IP", "status.hostIP")
+		fieldRef("K8S_NODE_IPS", "status.hostIPs")
 		fieldRef("K8S_NODE_NAME", "spec.nodeName")
 		// $(K8S_NODE_IP) is only expanded when the variable is declared in env.
 		want := map[string]int32{"otlp-grpc": 4317, "otlp-http": 4318, "admin": 10291}
@@ -286,6 +287,19 @@ func TestNetworkMode(t *testing.T) {
 		}
 		if len(o.Services) != 0 {
 			t.Errorf("hostNetwork mode renders Services %v", o.Services)
+		}
+	})
+	t.Run("before Kubernetes 1.30 only status.hostIP", func(t *testing.T) {
+		out, err := Render(Options{ChartDir: chartDir(t), Set: []string{upstreamSet}, KubeVersion: "v1.29.4"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := container(t, decode(t, out.Manifest))
+		if !hasArg(c, "--node-ip=$(K8S_NODE_IP)") {
+			t.Errorf("want --node-ip=$(K8S_NODE_IP): %v", c.Args)
+		}
+		if _, ok := env(c, "K8S_NODE_IPS"); ok {
+			t.Error("status.hostIPs used before Kubernetes 1.30")
 		}
 	})
 	t.Run("service", func(t *testing.T) {

@@ -129,7 +129,11 @@ func runUnderChart(ctx context.Context, t *testing.T, c *cluster.Cluster, bin st
 		switch {
 		case e.ValueFrom == nil:
 		case e.ValueFrom.FieldRef != nil:
-			val = map[string]string{"spec.nodeName": node, "status.hostIP": "127.0.0.1", "metadata.namespace": ns}[e.ValueFrom.FieldRef.FieldPath]
+			var ok bool
+			val, ok = map[string]string{"spec.nodeName": node, "status.hostIP": "127.0.0.1", "status.hostIPs": "127.0.0.1", "metadata.namespace": ns}[e.ValueFrom.FieldRef.FieldPath]
+			if !ok {
+				t.Fatalf("env %s: no test value for field %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
 		case e.ValueFrom.SecretKeyRef != nil:
 			val = "secret-" + e.ValueFrom.SecretKeyRef.Key
 		default:
