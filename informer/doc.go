@@ -13,8 +13,10 @@
 // "-<digits>" suffix; StatefulSet, DaemonSet, Job and ReplicaSet come from
 // owner references. Namespace labels/annotations, node labels/annotations/UID
 // and workload UIDs are read only when Config asks for them, with on-demand
-// GETs cached for MetadataTTL; a failed GET never blocks stamping (the pod is
-// stamped without that metadata and the GET is retried later).
+// GETs cached for MetadataTTL and refreshed every MetadataTTL. A GET that is
+// not cached is made when a pod event needs it, before the pod is published,
+// bounded by 2s; a failed GET never stops stamping: the pod is published
+// without that metadata, and the GET is not retried for 10s.
 //
 // The watch reconnects by itself. While the API server is away the cache keeps
 // serving what it has; the relist that follows catches up on missed events.
@@ -66,6 +68,19 @@
 // caller's context ends. Held bytes are bounded by HoldMaxBytes; past it the
 // answer is no_budget at once. An address whose hold timed out is answered
 // unknown for HoldNegativeTTL unless a pod with it appears.
+//
+// # Readiness, metrics, debugging
+//
+// Ready is nil once the first list of this node's pods has been delivered to
+// the cache and the node has been read once. Metrics, on the Registerer given
+// to New: podstamp_cache_pods, podstamp_cache_synced, podstamp_held_bytes,
+// podstamp_held_requests, podstamp_hold_duration_seconds{result},
+// podstamp_cache_watch_errors_total and
+// podstamp_metadata_lookup_errors_total{kind}. Nothing is logged per request:
+// watch errors and the NAT warning are rate-limited. DebugHandler serves
+// /debug/pods: ?ip=ADDR explains how that address resolves and why (owner,
+// competing pods, held requests, negative-cache state); without it, every
+// cached pod.
 //
 // # Not done here
 //
