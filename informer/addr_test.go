@@ -287,6 +287,19 @@ func TestMetadataFailureDoesNotBlock(t *testing.T) {
 	if gets.Load() != 1 {
 		t.Errorf("%d GETs, want 1 (failures are retried later, not per pod)", gets.Load())
 	}
+	// Once the API answers again, the pods that missed their metadata get it.
+	h.c.meta.mu.Lock()
+	clear(h.c.meta.fails) // as if the retry time passed
+	h.c.meta.mu.Unlock()
+	h.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}, nil
+	})
+	h.c.republish(context.Background(), true)
+	for _, name := range []string{"p", "q"} {
+		if p := h.c.ByName("default", name); p == nil || p.NamespaceLabels["team"] != "a" {
+			t.Errorf("%s after the retry: %+v", name, p)
+		}
+	}
 }
 
 // TestGatewayHeldBeforeNodeReadGetsNAT: a request from the pod-CIDR gateway

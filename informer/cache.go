@@ -205,9 +205,9 @@ func (c *Cache) onUpsert(obj any) {
 	if o.pod.NodeName != c.cfg.NodeName {
 		return // the field selector keeps these out; a fake API server may not
 	}
-	pub := c.publish(context.Background(), o)
+	pub, complete := c.publish(context.Background(), o)
 	c.mu.Lock()
-	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name}
+	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name, incomplete: !complete}
 	if o.finished() {
 		e.cls = classFinished
 	}
@@ -320,6 +320,9 @@ func (c *Cache) sweepLoop(ctx context.Context) {
 		case <-t.C():
 			c.sweep()
 			c.sweepFails(c.clock.Now())
+			if c.needsMeta() {
+				c.republish(ctx, true) // retry the lookups that failed
+			}
 		}
 	}
 }

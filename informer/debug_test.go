@@ -109,7 +109,7 @@ func TestMetadataRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.c.meta.lru.Purge() // as if MetadataTTL passed
-	h.c.republish(context.Background())
+	h.c.republish(context.Background(), false)
 	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "b" {
 		t.Fatalf("after refresh: %+v", p)
 	}

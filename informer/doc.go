@@ -16,7 +16,8 @@
 // GETs cached for MetadataTTL and refreshed every MetadataTTL. A GET that is
 // not cached is made when a pod event needs it, before the pod is published,
 // bounded by 2s; a failed GET never stops stamping: the pod is published
-// without that metadata, and the GET is not retried for 10s.
+// without that metadata, and published again once a later GET (at most one
+// per object every 10s) succeeds.
 //
 // The watch reconnects by itself. While the API server is away the cache keeps
 // serving what it has; the relist that follows catches up on missed events.

@@ -38,6 +38,8 @@ type entry struct {
 	key       string // namespace/name
 	ips       []netip.Addr
 	cids      []string
+	// incomplete: a metadata lookup failed when pod was built; retried.
+	incomplete bool
 }
 
 // better reports whether a should own a key that b also claims. An address

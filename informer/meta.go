@@ -184,20 +184,22 @@ func (c *Cache) sweepFails(now time.Time) {
 
 // publish returns the pod to hand out: the stripped pod plus whatever
 // namespace, node and workload metadata the rules need and can be read.
-func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
+// complete is false when a lookup failed: the pod is published again later.
+func (c *Cache) publish(ctx context.Context, o *podObj) (pub *enrich.Pod, complete bool) {
 	if !c.needsMeta() || c.meta == nil {
-		return o.pod
+		return o.pod, true
 	}
+	complete = true
 	p := *o.pod
 	if c.cfg.Needs.NamespaceMetadata {
-		if v, ok := c.lookup(ctx, kindNamespace, "", p.Namespace); ok {
-			p.NamespaceLabels, p.NamespaceAnnotations = v.labels, v.annotations
-		}
+		v, ok := c.lookup(ctx, kindNamespace, "", p.Namespace)
+		p.NamespaceLabels, p.NamespaceAnnotations = v.labels, v.annotations
+		complete = complete && ok
 	}
 	if c.cfg.Needs.NodeMetadata && p.NodeName != "" {
-		if v, ok := c.lookup(ctx, kindNode, "", p.NodeName); ok {
-			p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
-		}
+		v, ok := c.lookup(ctx, kindNode, "", p.NodeName)
+		p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
+		complete = complete && ok
 	}
 	if c.cfg.Needs.WorkloadUIDs && len(p.Workloads) > 0 {
 		ws := slices.Clone(p.Workloads)
@@ -205,9 +207,11 @@ func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
 		var rsOK, jobOK bool
 		if o.rsName != "" {
 			rs, rsOK = c.lookup(ctx, kindReplicaSet, p.Namespace, o.rsName)
+			complete = complete && rsOK
 		}
 		if o.jobName != "" {
 			job, jobOK = c.lookup(ctx, kindJob, p.Namespace, o.jobName)
+			complete = complete && jobOK
 		}
 		for i := range ws {
 			w := &ws[i]
@@ -226,7 +230,7 @@ func (c *Cache) publish(ctx context.Context, o *podObj) *enrich.Pod {
 		}
 		p.Workloads = ws
 	}
-	return &p
+	return &p, complete
 }
 
 // metaLoop reads this node (addresses and pod-CIDR gateways for the NAT
@@ -244,7 +248,7 @@ func (c *Cache) metaLoop(ctx context.Context) {
 		case <-t.C():
 			c.refreshNode(ctx)
 			if c.needsMeta() {
-				c.republish(ctx)
+				c.republish(ctx, false)
 			}
 		}
 	}
@@ -281,13 +285,14 @@ func (c *Cache) refreshNode(ctx context.Context) {
 	}
 }
 
-// republish rebuilds every pod's metadata (GETting what expired) and swaps
-// the published pod of entries that did not change meanwhile.
-func (c *Cache) republish(ctx context.Context) {
+// republish rebuilds the metadata of every pod, or only of those whose last
+// lookup failed (GETting what expired), and swaps the published pod of
+// entries that did not change meanwhile.
+func (c *Cache) republish(ctx context.Context, onlyIncomplete bool) {
 	c.mu.RLock()
-	objs := make([]*podObj, 0, len(c.byUID))
+	var objs []*podObj
 	for _, e := range c.byUID {
-		if e.cls != classDeleted {
+		if e.cls != classDeleted && (e.incomplete || !onlyIncomplete) {
 			objs = append(objs, e.obj)
 		}
 	}
@@ -296,10 +301,13 @@ func (c *Cache) republish(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		pub := c.publish(ctx, o)
+		pub, complete := c.publish(ctx, o)
 		c.mu.Lock()
-		if e := c.byUID[string(o.UID)]; e != nil && e.obj == o && !samePod(e.pod, pub) {
-			e.pod = pub
+		if e := c.byUID[string(o.UID)]; e != nil && e.obj == o {
+			e.incomplete = !complete
+			if !samePod(e.pod, pub) {
+				e.pod = pub
+			}
 		}
 		c.mu.Unlock()
 	}
