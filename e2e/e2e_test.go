@@ -392,6 +392,11 @@ func scenarioUpstreamOutage(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	down := time.Since(outage)
+	// How long podstamp takes to forward again once the upstream is back
+	// (its client's reconnect backoff).
+	back := time.Now()
+	waitSink(t, second, 1, 30*time.Second)
+	recovery := time.Since(back)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -408,8 +413,8 @@ func scenarioUpstreamOutage(t *testing.T, s *suite) {
 			nonRetryable = append(nonRetryable, fmt.Sprintf("%s=%d", code, n))
 		}
 	}
-	e.row.note("outage %v; clients got %d errors %v; sink before/after: %d/%d; podstamp: %s",
-		down.Round(100*time.Millisecond), failed, tl.fails, len(before), len(after), ps.metrics(t).enrichSummary())
+	e.row.note("outage %v, first export accepted %v after the sink was back; clients got %d errors %v; sink before/after: %d/%d; podstamp: %s",
+		down.Round(100*time.Millisecond), recovery.Round(10*time.Millisecond), failed, tl.fails, len(before), len(after), ps.metrics(t).enrichSummary())
 	if failed == 0 {
 		t.Error("no client saw an error during the outage")
 	}
