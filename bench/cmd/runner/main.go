@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -104,7 +105,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	r := &runner{o: o, log: log, root: root, work: work, started: time.Now()}
+	r := &runner{o: o, log: log, root: root, work: work, started: time.Now(), loadStart: loadavg()}
 	defer r.cleanup()
 	if err := r.prepare(ctx); err != nil {
 		return err
@@ -118,6 +119,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 	r.finished = time.Now()
+	r.loadEnd = loadavg()
 	out := o.out
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(root, out)
@@ -128,4 +130,18 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	log.Info("results written", "file", o.out, "took", r.finished.Sub(r.started).Round(time.Second))
 	fmt.Print(r.headline())
 	return nil
+}
+
+// loadavg is the first three fields of /proc/loadavg: other work on the
+// machine shows up in every figure, so the report states it.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -134,7 +134,9 @@ func (r *runner) report() string {
 
 	w("## Machine\n\n")
 	w("| | |\n|---|---|\n")
-	w("| CPU | %s |\n| cores | %d |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n\n", cpuModel(), runtime.NumCPU(), memTotal(), kernel(), runtime.Version())
+	w("| CPU | %s |\n| cores | %d |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n| load average (1/5/15 min) at start / end | %s / %s |\n\n",
+		cpuModel(), runtime.NumCPU(), memTotal(), kernel(), runtime.Version(), r.loadStart, r.loadEnd)
+	w("Other work on the machine (a load average above the core count) shows up in every figure, most in the tail latencies.\n\n")
 
 	w("## Versions\n\n")
 	w("| component | version |\n|---|---|\n")

@@ -62,7 +62,8 @@ type runner struct {
 	profile     string // pprof top of podstamp's CPU
 	heapProfile string // and of its heap in use
 	cmdRepl     *strings.Replacer
-	setup       []string // notes on what was built and started
+	loadStart   string // /proc/loadavg at start
+	loadEnd     string // and at the end
 }
 
 type phaseResult struct {
@@ -308,7 +309,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		if err := os.WriteFile(cfgPath, []byte(collectorConfig(listen, r.sink.GRPCAddr(), comp)), 0o644); err != nil {
 			return nil, "", "", err
 		}
-		env := []string{"KUBECONFIG=" + r.kubecfg, "GOMAXPROCS=2"}
+		env := []string{"KUBECONFIG=" + r.kubecfg}
 		p, err := startProc("otelcol", logPath, env, r.otelcolBin, "--config", "file:"+cfgPath)
 		if err != nil {
 			return nil, "", "", err
