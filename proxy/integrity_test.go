@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// TestConcurrentIntegrity: many concurrent requests of mixed sizes, signals
+// and ingresses, through an Enricher that sometimes grows the request,
+// to gRPC and HTTP upstreams with and without compression: every upstream
+// request is exactly one stamped client request (buffer reuse never mixes
+// requests up).
+func TestConcurrentIntegrity(t *testing.T) {
+	grow := funcEnricher(func(_ context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
+		out := append(dst[:0], body...)
+		if len(body)%3 == 0 { // sometimes beyond the offered capacity
+			for range 3000 {
+				out = append(out, emptyResource...)
+			}
+		}
+		return append(out, emptyResource...), enrich.ResultHit, nil
+	})
+	stamped := func(body []byte) []byte {
+		out, _, _ := grow(context.Background(), 0, netip.Addr{}, body, nil)
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		mk   func(testing.TB) *upstream
+		gzip string
+	}{
+		{"grpc-upstream", newGRPCUpstream, ""},
+		{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
+		{"http-upstream", newHTTPUpstream, ""},
+		{"http-upstream-gzip", newHTTPUpstream, "gzip"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			up := c.mk(t)
+			targets := up.targets()
+			for i := range targets {
+				targets[i].Compression = c.gzip
+			}
+			tp := newTestProxy(t, targets, func(_ *Config, o *Options) { o.Enricher = grow })
+
+			const workers, perWorker = 6, 12
+			want := map[[32]byte]int{}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(w), 7))
+					for i := range perWorker {
+						sig := enrich.Signals[rng.IntN(len(enrich.Signals))]
+						body, _ := payload(t, sig, 1+rng.IntN(600))
+						body = append(body, fmt.Appendf(nil, "\x1a\x08w%03di%03d", w, i)...) // unique unknown field 3
+						in := protobufIngresses[rng.IntN(len(protobufIngresses))]
+						mu.Lock()
+						want[sha256.Sum256(stamped(body))]++
+						mu.Unlock()
+						if _, err := tp.send(t, in, sig, body); err != nil {
+							t.Errorf("%s/%s: %v", in.name, sig, err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for range workers * perWorker {
+				got := up.next(t)
+				h := sha256.Sum256(got.body)
+				if want[h] == 0 {
+					t.Fatalf("upstream got a %d-byte request that no client sent", len(got.body))
+				}
+				want[h]--
+			}
+		})
+	}
+}
