@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/podstamp/podstamp/enrich"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 )
 
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
@@ -160,4 +162,26 @@ func TestDNSUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	up.next(t)
+}
+
+// TestRoundRobin: a gRPC upstream target that resolves to several addresses
+// spreads requests over all of them (the round_robin policy podstamp sets).
+func TestRoundRobin(t *testing.T) {
+	a, b := newGRPCUpstream(t), newGRPCUpstream(t)
+	r := manual.NewBuilderWithScheme("podstamptest")
+	r.InitialState(resolver.State{Addresses: []resolver.Address{
+		{Addr: strings.TrimPrefix(a.endpoint, "http://")},
+		{Addr: strings.TrimPrefix(b.endpoint, "http://")},
+	}})
+	resolver.Register(r)
+	tp := newTestProxy(t, SameTarget(Target{Endpoint: "podstamptest:///collectors", Insecure: true, Timeout: 10 * time.Second}))
+	body, _ := payload(t, enrich.Traces, 1)
+	for range 10 {
+		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(a.got) == 0 || len(b.got) == 0 || len(a.got)+len(b.got) != 10 {
+		t.Errorf("requests per upstream: %d and %d, want both used, 10 in all", len(a.got), len(b.got))
+	}
 }

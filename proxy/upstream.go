@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/experimental" // registers the gzip compressor for ingress and egress
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -224,6 +225,8 @@ func grpcTarget(endpoint string, insecureFlag bool) (target string, useTLS bool,
 	case strings.HasPrefix(endpoint, "dns:"), strings.HasPrefix(endpoint, "unix:"),
 		strings.HasPrefix(endpoint, "passthrough:"):
 		return endpoint, !insecureFlag, nil
+	case strings.Contains(endpoint, ":///") && resolver.Get(endpoint[:strings.Index(endpoint, ":///")]) != nil:
+		return endpoint, !insecureFlag, nil // another registered gRPC resolver
 	case strings.Contains(endpoint, "://"):
 		return "", false, fmt.Errorf("endpoint %q: unsupported scheme (want http, https or dns)", endpoint)
 	default:
