@@ -38,10 +38,12 @@ type metaCache struct {
 
 	mu    sync.Mutex
 	fails map[string]time.Time // key -> do not GET again before
+	warn  map[metaKind]*rateLimit
 }
 
 func newMetaCache(ttl time.Duration) *metaCache {
-	return &metaCache{lru: expirable.NewLRU[string, metaVal](metaCacheSize, nil, ttl), fails: map[string]time.Time{}}
+	return &metaCache{lru: expirable.NewLRU[string, metaVal](metaCacheSize, nil, ttl), fails: map[string]time.Time{},
+		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {}}}
 }
 
 // metaKind is a kind of object podstamp GETs on demand.
@@ -81,7 +83,10 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 		c.meta.mu.Lock()
 		c.meta.fails[key] = now.Add(metaRetryAfter)
 		c.meta.mu.Unlock()
-		c.log.Warn("metadata lookup failed; stamping without it", "kind", kind, "namespace", ns, "name", name, "err", err)
+		if c.meta.warn[kind].allow(now, time.Minute) {
+			c.log.Warn("metadata lookup failed; stamping without it (logged at most once a minute per kind)",
+				"kind", kind, "namespace", ns, "name", name, "err", err)
+		}
 		return metaVal{}, false
 	}
 	c.meta.mu.Lock()
