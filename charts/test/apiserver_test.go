@@ -12,6 +12,7 @@ import (
 
 	"github.com/podstamp/podstamp/e2e/cluster"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
@@ -60,6 +61,13 @@ func TestAPIServerAccepts(t *testing.T) {
 	}
 
 	podstamp := buildPodstamp(t)
+
+	// Pod Security: the pod must meet "restricted" except for what host
+	// networking itself needs.
+	const psaNS = "psa-restricted"
+	if err := c.CreateNamespace(ctx, psaNS, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+		t.Fatal(err)
+	}
 
 	for i, v := range variants(t) {
 		t.Run(v.name, func(t *testing.T) {
@@ -167,6 +175,8 @@ func TestAPIServerAccepts(t *testing.T) {
 				}
 			}
 
+			checkPodSecurity(ctx, t, c, o, psaNS, fmt.Sprintf("psa-%d", i))
+
 			token, err := c.ServiceAccountToken(ctx, ns, sa, time.Hour)
 			if err != nil {
 				t.Fatal(err)
@@ -174,4 +184,34 @@ func TestAPIServerAccepts(t *testing.T) {
 			runUnderChart(ctx, t, c, podstamp, o, token, fmt.Sprintf("127.0.0.%d", 60+i), slices.Contains(granted, "/nodes:get"))
 		})
 	}
+}
+
+// checkPodSecurity creates (dry-run) a pod from the DaemonSet's template in a
+// namespace enforcing the "restricted" Pod Security Standard: it is admitted
+// in service mode, and in hostNetwork mode refused for host networking and
+// host ports only.
+func checkPodSecurity(ctx context.Context, t *testing.T, c *cluster.Cluster, o objects, ns, name string) {
+	t.Helper()
+	spec := o.DaemonSet.Spec.Template.Spec.DeepCopy()
+	if err := c.CreateServiceAccount(ctx, ns, spec.ServiceAccountName); err != nil {
+		t.Fatal(err)
+	}
+	spec.NodeName = "node-psa"
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: *spec}
+	_, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if !spec.HostNetwork {
+		if err != nil {
+			t.Errorf("Pod Security restricted refuses the service-mode pod: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "hostNetwork=true") {
+		t.Fatalf("want the hostNetwork pod refused by Pod Security restricted for host networking, got %v", err)
+	}
+	for _, check := range []string{"allowPrivilegeEscalation", "capabilities", "runAsNonRoot", "runAsUser", "seccompProfile", "privileged", "volume types"} {
+		if strings.Contains(err.Error(), check) {
+			t.Errorf("Pod Security restricted objects to more than host networking (%s): %v", check, err)
+		}
+	}
+	t.Logf("Pod Security restricted, as expected: %v", err)
 }
