@@ -274,7 +274,7 @@ type grpcExporter struct {
 }
 
 func (e *grpcExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
-	if e.timeout > 0 {
+	if needTimeout(ctx, e.timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.timeout)
 		defer cancel()
@@ -341,7 +341,7 @@ func (b *bufferBody) Close() error {
 
 func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
 	defer func() { body.Free() }() // body may be replaced by its compressed form
-	if e.timeout > 0 {
+	if needTimeout(ctx, e.timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.timeout)
 		defer cancel()
@@ -463,4 +463,14 @@ func newHTTPUpstreamError(code int, h http.Header, body []byte) *httpUpstreamErr
 	}
 	ra := h.Get("Retry-After")
 	return &httpUpstreamError{httpStatus: code, retryAfter: ra, st: statusFromHTTP(code, sp, ra)}
+}
+
+// needTimeout reports whether ctx needs the upstream timeout added: not when
+// its own deadline (the client's) comes first, which saves a timer per request.
+func needTimeout(ctx context.Context, timeout time.Duration) bool {
+	if timeout <= 0 {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > timeout
 }
