@@ -341,8 +341,18 @@ func Usage(w io.Writer) {
 	for _, d := range c.flags() {
 		def := d.value.String()
 		name := "--" + d.name
-		if _, isBool := d.value.(*boolValue); !isBool {
-			name += " value"
+		switch d.value.(type) {
+		case *boolValue:
+		case *durationValue:
+			name += " duration"
+		case sizeValue:
+			name += " bytes"
+		case *listValue:
+			name += " list"
+		case *kvListValue:
+			name += " k=v"
+		default:
+			name += " string"
 		}
 		fmt.Fprintf(w, "  %s\n    \t%s", name, d.usage)
 		if def != "" && def != "false" && def != "0s" {
