@@ -221,7 +221,7 @@ func (c *Config) flags() []flagDef {
 		{name: "grpc-listen", usage: "OTLP/gRPC listen address; empty disables", value: strVar(&c.GRPCListen)},
 		{name: "http-listen", usage: "OTLP/HTTP listen address; empty disables", value: strVar(&c.HTTPListen)},
 		{name: "admin-listen", usage: "admin listen address (/livez, /readyz, /metrics, /debug/*); empty disables", value: strVar(&c.AdminListen)},
-		{name: "upstream", usage: "upstream endpoint: http://host:4317 (plaintext), https://host:4317 (TLS), dns:///host:4317 (gRPC, round-robin over all addresses); for http/protobuf the base URL (/v1/<signal> appended). Falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]ENDPOINT", value: strVar(&c.Upstream)},
+		{name: "upstream", usage: "upstream endpoint: http://host:4317 (plaintext), https://host:4317 (TLS); for gRPC also dns:///host:4317 or host:4317 (TLS unless --upstream-insecure), round-robin over every resolved address; for http/protobuf the base URL (/v1/<signal> is appended). Falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]ENDPOINT", value: strVar(&c.Upstream)},
 		{name: "upstream-protocol", usage: "upstream protocol: grpc or http/protobuf (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL)", value: strVar(&c.UpstreamProtocol)},
 		{name: "upstream-header", usage: "static header k=v added to upstream requests; repeatable or comma-separated (merged over OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS)", value: &kvListValue{listValue{p: &c.UpstreamHeaders}}},
 		{name: "upstream-compression", usage: "upstream compression: gzip or none (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]COMPRESSION)", value: strVar(&c.UpstreamCompression)},
