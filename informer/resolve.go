@@ -63,6 +63,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		return nil, enrich.ResultUnknown, nil
 	}
 
+	size = max(size, 0)
 	if !c.reserve(int64(size)) {
 		return nil, enrich.ResultNoBudget, nil
 	}
