@@ -345,6 +345,20 @@ func TestGOMEMLIMIT(t *testing.T) {
 		{[]string{"goMemLimit.enabled=false"}, ""},
 		{[]string{"resources.limits=null"}, ""},
 	}
+	// Numbers in a values file arrive as float64.
+	for _, tc := range []struct{ yaml, want string }{
+		{"resources: {limits: {memory: 268435456}}", "214748364"},
+		{"resources: {limits: {memory: 1e9}}", "800000000"},
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "values.yaml")
+			writeFile(t, f, tc.yaml+"\n")
+			o := decode(t, render(t, variant{files: []string{f}, set: []string{upstreamSet}}).Manifest)
+			if e, _ := env(container(t, o), "GOMEMLIMIT"); e.Value != tc.want {
+				t.Errorf("GOMEMLIMIT=%q, want %q", e.Value, tc.want)
+			}
+		})
+	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
 			o := decode(t, render(t, variant{set: append([]string{upstreamSet}, tc.set...)}).Manifest)
@@ -359,6 +373,18 @@ func TestGOMEMLIMIT(t *testing.T) {
 				t.Errorf("GOMEMLIMIT=%q (set: %v); want %q", e.Value, ok, tc.want)
 			}
 		})
+	}
+}
+
+// TestByteSizes: sizes given as YAML numbers reach the flags as integers.
+func TestByteSizes(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	writeFile(t, f, "maxRequestBytes: 67108864\nhold: {maxBytes: 134217728}\n")
+	c := container(t, decode(t, render(t, variant{files: []string{f}, set: []string{upstreamSet}}).Manifest))
+	for _, a := range []string{"--max-request-bytes=67108864", "--hold-max-bytes=134217728"} {
+		if !hasArg(c, a) {
+			t.Errorf("missing %s in %v", a, c.Args)
+		}
 	}
 }
 

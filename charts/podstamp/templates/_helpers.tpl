@@ -92,7 +92,11 @@ then reads:
 podstamp.memBytes: a Kubernetes memory quantity (e.g. 256Mi, 1.5Gi, 500M, 268435456) in bytes.
 */}}
 {{- define "podstamp.memBytes" -}}
-{{- $q := toString . }}
+{{- if not (kindIs "string" .) }}
+{{- /* a plain number of bytes (YAML numbers arrive as float64) */ -}}
+{{- float64 . | floor | int64 }}
+{{- else }}
+{{- $q := . }}
 {{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$" $q) }}
 {{- fail (printf "resources.limits.memory %q: cannot derive GOMEMLIMIT from it; set goMemLimit.value or goMemLimit.enabled=false" $q) }}
 {{- end }}
@@ -100,6 +104,7 @@ podstamp.memBytes: a Kubernetes memory quantity (e.g. 256Mi, 1.5Gi, 500M, 268435
 {{- $unit := trimPrefix $num $q }}
 {{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 }}
 {{- mulf (float64 $num) (get $factors $unit) | floor | int64 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -112,4 +117,12 @@ podstamp.goMemLimit: GOMEMLIMIT value, or empty when it should not be set.
 {{- $bytes := include "podstamp.memBytes" .Values.resources.limits.memory | float64 }}
 {{- divf (mulf $bytes .Values.goMemLimit.percent) 100 | floor | int64 }}
 {{- end }}
+{{- end }}
+
+{{/*
+podstamp.size: a byte size value as a flag argument. Strings ("64MiB") pass unchanged;
+numbers (YAML numbers arrive as float64) are printed as integers, never as 6.7e+07.
+*/}}
+{{- define "podstamp.size" -}}
+{{- if kindIs "string" . }}{{ . }}{{ else }}{{ int64 . }}{{ end }}
 {{- end }}
