@@ -27,19 +27,22 @@ func TestDeadlinePropagation(t *testing.T) {
 	tp := newTestProxy(t, targets)
 	body, _ := payload(t, enrich.Traces, 1)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
-	defer cancel()
-	clientDeadline, _ := ctx.Deadline()
-	if _, err := tp.exportGRPC(ctx, enrich.Traces, body); err != nil {
-		t.Fatal(err)
-	}
-	got := up.next(t)
-	if !got.hasDeadline {
-		t.Fatal("upstream saw no deadline")
-	}
-	// The deadline travels as a relative grpc-timeout: allow the transit time.
-	if got.deadline.After(clientDeadline.Add(200*time.Millisecond)) || clientDeadline.Sub(got.deadline) > 2*time.Second {
-		t.Errorf("upstream deadline %v, want about the client's %v", got.deadline, clientDeadline)
+	for _, sig := range enrich.Signals {
+		ctx, cancel := context.WithTimeout(context.Background(), 7*time.Second)
+		clientDeadline, _ := ctx.Deadline()
+		sbody, _ := payload(t, sig, 1)
+		if _, err := tp.exportGRPC(ctx, sig, sbody); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		got := up.next(t)
+		if !got.hasDeadline {
+			t.Fatalf("%s: upstream saw no deadline", sig)
+		}
+		// The deadline travels as a relative grpc-timeout: allow the transit time.
+		if got.deadline.After(clientDeadline.Add(200*time.Millisecond)) || clientDeadline.Sub(got.deadline) > 2*time.Second {
+			t.Errorf("%s: upstream deadline %v, want about the client's %v", sig, got.deadline, clientDeadline)
+		}
 	}
 
 	// HTTP clients carry no deadline: the upstream timeout bounds the call.
@@ -53,7 +56,7 @@ func TestDeadlinePropagation(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("HTTP %d", r.status)
 	}
-	got = up.next(t)
+	got := up.next(t)
 	if !got.hasDeadline || got.deadline.Before(before.Add(2*time.Second)) || got.deadline.After(time.Now().Add(3*time.Second)) {
 		t.Errorf("upstream deadline %v (set %v), want about now+3s", got.deadline, got.hasDeadline)
 	}
@@ -121,7 +124,6 @@ func TestHeaderAllowList(t *testing.T) {
 			tp := newTestProxy(t, targets, func(c *Config, _ *Options) {
 				c.ForwardHeaders = []string{"Authorization", "x-scope-orgid", "grpc-timeout", "content-type"}
 			})
-			body, _ := payload(t, enrich.Logs, 1)
 			in := map[string]string{"authorization": "Bearer t0k", "x-scope-orgid": "tenant-a", "x-secret": "do-not-forward"}
 
 			check := func(how string, got received) {
@@ -143,14 +145,17 @@ func TestHeaderAllowList(t *testing.T) {
 				}
 			}
 			ctx := metadata.NewOutgoingContext(context.Background(), metadata.New(in))
-			if _, err := tp.exportGRPC(ctx, enrich.Logs, body); err != nil {
-				t.Fatal(err)
+			for _, sig := range enrich.Signals {
+				body, _ := payload(t, sig, 1)
+				if _, err := tp.exportGRPC(ctx, sig, body); err != nil {
+					t.Fatal(err)
+				}
+				check("grpc ingress/"+sig.String(), up.next(t))
+				if r := tp.exportHTTP(t, context.Background(), sig, contentTypeProtobuf, false, body, in); r.status != 200 {
+					t.Fatalf("HTTP %d", r.status)
+				}
+				check("http ingress/"+sig.String(), up.next(t))
 			}
-			check("grpc ingress", up.next(t))
-			if r := tp.exportHTTP(t, context.Background(), enrich.Logs, contentTypeProtobuf, false, body, in); r.status != 200 {
-				t.Fatalf("HTTP %d", r.status)
-			}
-			check("http ingress", up.next(t))
 		})
 	}
 }
