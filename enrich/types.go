@@ -137,3 +137,19 @@ type Resolver interface {
 	// holding: the caller must then forward nothing.
 	ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*Pod, Result, error)
 }
+
+type connTimeKey struct{}
+
+// WithConnTime records in ctx when the connection that carries a request was
+// accepted. A Resolver uses it for time-aware IP ownership: a pod that was
+// already deleted when the connection was accepted cannot have opened it, so
+// its address is not attributed to it even within the delete grace period.
+func WithConnTime(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, connTimeKey{}, t)
+}
+
+// ConnTime returns the time recorded by WithConnTime, or the zero time.
+func ConnTime(ctx context.Context) time.Time {
+	t, _ := ctx.Value(connTimeKey{}).(time.Time)
+	return t
+}

@@ -261,7 +261,7 @@ func TestMetadataLookups(t *testing.T) {
 }
 
 func TestMetadataFailureDoesNotBlock(t *testing.T) {
-	h := newHarness(t, Config{NamespaceMetadata: true, HoldTimeout: 10 * time.Second})
+	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}, HoldTimeout: 10 * time.Second})
 	var gets atomic.Int32
 	h.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
 		gets.Add(1)

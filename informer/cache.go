@@ -333,7 +333,7 @@ func (c *Cache) sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.byUID {
-		if !e.alive(now, c.cfg.PodDeleteGrace) {
+		if !e.alive(now, c.cfg.PodDeleteGrace, time.Time{}) {
 			c.unindexLocked(e)
 		}
 	}
@@ -348,7 +348,7 @@ func (c *Cache) sweep() {
 func (c *Cache) ByUID(uid string) *enrich.Pod {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if e := c.byUID[uid]; e != nil && e.alive(c.clock.Now(), c.cfg.PodDeleteGrace) {
+	if e := c.byUID[uid]; e != nil && e.alive(c.clock.Now(), c.cfg.PodDeleteGrace, time.Time{}) {
 		return e.pod
 	}
 	return nil

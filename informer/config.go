@@ -43,19 +43,9 @@ type Config struct {
 	// (enrich.Config.Needs). Each one costs on-demand GETs of namespaces,
 	// nodes, ReplicaSets and Jobs.
 	Needs enrich.Needs
-
-	// The same three needs as plain fields, kept for callers written before
-	// enrich.Needs existed; a need is on when either form sets it.
-	NamespaceMetadata bool
-	NodeMetadata      bool
-	WorkloadUIDs      bool
 }
 
 func (c Config) withDefaults() Config {
-	c.Needs.NamespaceMetadata = c.Needs.NamespaceMetadata || c.NamespaceMetadata
-	c.Needs.NodeMetadata = c.Needs.NodeMetadata || c.NodeMetadata
-	c.Needs.WorkloadUIDs = c.Needs.WorkloadUIDs || c.WorkloadUIDs
-	c.NamespaceMetadata, c.NodeMetadata, c.WorkloadUIDs = c.Needs.NamespaceMetadata, c.Needs.NodeMetadata, c.Needs.WorkloadUIDs
 	if c.HoldTimeout == 0 {
 		c.HoldTimeout = DefaultHoldTimeout
 	}

@@ -3,6 +3,7 @@ package informer
 import (
 	"context"
 	"encoding/json"
+	"github.com/podstamp/podstamp/enrich"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -99,7 +100,7 @@ func TestDebugHandler(t *testing.T) {
 
 func TestMetadataRefresh(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}
-	h := newHarness(t, Config{NamespaceMetadata: true}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
+	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
 	h.start()
 	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "a" {
 		t.Fatalf("pod %+v", p)

@@ -235,3 +235,48 @@ func TestHoldReleasedByStatusUpdate(t *testing.T) {
 		t.Errorf("released %v after the update; want well under the 10s timeout", d)
 	}
 }
+
+// A connection accepted after a pod's deletion was seen cannot be that pod's:
+// its address may already belong to a new pod whose status has not arrived.
+// Such a request is held until the new pod appears, instead of being stamped
+// with the deleted pod during its grace period. A connection accepted before
+// the deletion still resolves to the deleted pod (late data).
+func TestDeletedPodOnlyOwnsOlderConnections(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 10 * time.Second, PodDeleteGrace: time.Hour})
+	h.start()
+	old := mkPod(podSpec{name: "old", ips: []string{"10.1.0.30"}})
+	h.create(old)
+	h.waitEvent("upsert", string(old.UID))
+	oldConn := enrich.WithConnTime(context.Background(), time.Now())
+	h.delete(old)
+	h.waitEvent("delete", string(old.UID))
+
+	if r := <-h.resolveAsync(oldConn, "10.1.0.30", 10); r.res != string(enrich.ResultHit) || r.pod != "default/old" {
+		t.Fatalf("connection from before the delete: got %+v, want hit default/old", r)
+	}
+	if r := <-h.resolveAsync(context.Background(), "10.1.0.30", 10); r.res != string(enrich.ResultHit) || r.pod != "default/old" {
+		t.Fatalf("unknown connection time: got %+v, want hit default/old (grace)", r)
+	}
+
+	newConn := enrich.WithConnTime(context.Background(), time.Now())
+	got := h.resolveAsync(newConn, "10.1.0.30", 10)
+	h.waitHeld("10.1.0.30")
+	h.create(mkPod(podSpec{name: "new", ips: []string{"10.1.0.30"}}))
+	if r := <-got; r.err != nil || r.res != string(enrich.ResultHoldHit) || r.pod != "default/new" {
+		t.Fatalf("connection from after the delete: got %+v, want hold_hit default/new", r)
+	}
+}
+
+func TestDeletedPodNewConnectionTimesOutUnstamped(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 50 * time.Millisecond, PodDeleteGrace: time.Hour})
+	h.start()
+	old := mkPod(podSpec{name: "old", ips: []string{"10.1.0.31"}})
+	h.create(old)
+	h.waitEvent("upsert", string(old.UID))
+	h.delete(old)
+	h.waitEvent("delete", string(old.UID))
+	r := <-h.resolveAsync(enrich.WithConnTime(context.Background(), time.Now()), "10.1.0.31", 10)
+	if r.res != string(enrich.ResultHoldTimeout) || r.pod != "" {
+		t.Fatalf("got %+v, want hold_timeout and no pod", r)
+	}
+}

@@ -104,13 +104,21 @@ func (ix *index[K]) remove(k K, e *entry) {
 
 // get returns the owner of k, skipping deleted entries past their grace.
 func (ix *index[K]) get(k K, now time.Time, grace time.Duration) *entry {
+	return ix.getConn(k, now, grace, time.Time{})
+}
+
+// getConn is get for a connection accepted at connAt (zero: unknown). A pod
+// that had been deleted before the connection was accepted cannot have opened
+// it, so it is skipped even within its grace period: the address may already
+// belong to a new pod whose status the cache has not seen yet.
+func (ix *index[K]) getConn(k K, now time.Time, grace time.Duration, connAt time.Time) *entry {
 	b := ix.best[k]
-	if b == nil || b.alive(now, grace) {
+	if b == nil || b.alive(now, grace, connAt) {
 		return b
 	}
 	var r *entry
 	for _, c := range ix.cands[k] {
-		if c.alive(now, grace) && (r == nil || better(c, r)) {
+		if c.alive(now, grace, connAt) && (r == nil || better(c, r)) {
 			r = c
 		}
 	}
@@ -118,7 +126,13 @@ func (ix *index[K]) get(k K, now time.Time, grace time.Duration) *entry {
 }
 
 // alive reports whether e may still be returned: not deleted, or deleted
-// less than grace ago.
-func (e *entry) alive(now time.Time, grace time.Duration) bool {
-	return e.cls != classDeleted || now.Sub(e.deletedAt) < grace
+// less than grace ago and after the connection (if known) was accepted.
+func (e *entry) alive(now time.Time, grace time.Duration, connAt time.Time) bool {
+	if e.cls != classDeleted {
+		return true
+	}
+	if !connAt.IsZero() && !connAt.Before(e.deletedAt) {
+		return false
+	}
+	return now.Sub(e.deletedAt) < grace
 }

@@ -43,9 +43,10 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		return nil, enrich.ResultUnknown, nil // no address (e.g. a Unix socket): nothing to wait for
 	}
 	peer = peer.Unmap().WithZone("")
+	connAt := enrich.ConnTime(ctx)
 	now := c.clock.Now()
 	c.mu.RLock()
-	if e := c.byIP.get(peer, now, c.cfg.PodDeleteGrace); e != nil {
+	if e := c.byIP.getConn(peer, now, c.cfg.PodDeleteGrace, connAt); e != nil {
 		p := e.pod
 		c.mu.RUnlock()
 		return p, enrich.ResultHit, nil
@@ -78,7 +79,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 	start := time.Now()
 	for {
 		c.mu.Lock()
-		if e := c.byIP.get(peer, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
+		if e := c.byIP.getConn(peer, c.clock.Now(), c.cfg.PodDeleteGrace, connAt); e != nil {
 			p := e.pod
 			c.mu.Unlock()
 			c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())
@@ -119,7 +120,7 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		}
 		if res == enrich.ResultHoldTimeout {
 			// The address may have appeared just as the timer fired.
-			if e := c.byIP.get(peer, c.clock.Now(), c.cfg.PodDeleteGrace); e != nil {
+			if e := c.byIP.getConn(peer, c.clock.Now(), c.cfg.PodDeleteGrace, connAt); e != nil {
 				p := e.pod
 				c.mu.Unlock()
 				c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())

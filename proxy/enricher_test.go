@@ -180,3 +180,37 @@ func sampleValue(m *dto.Metric) float64 {
 	}
 	return 0
 }
+
+// TestConnTimeReachesEnricher: the Enricher's context carries the time the
+// client's connection was accepted (enrich.ConnTime), the same for every
+// request on one connection, so the resolver can apply time-aware IP
+// ownership.
+func TestConnTimeReachesEnricher(t *testing.T) {
+	up := newGRPCUpstream(t)
+	times := make(chan time.Time, 16)
+	e := funcEnricher(func(ctx context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
+		times <- enrich.ConnTime(ctx)
+		return append(dst[:0], body...), enrich.ResultHit, nil
+	})
+	before := time.Now()
+	tp := newTestProxy(t, up.targets(), func(_ *Config, o *Options) { o.Enricher = e })
+	body, _ := payload(t, enrich.Traces, 1)
+	for _, in := range protobufIngresses {
+		var first time.Time
+		for i := range 2 {
+			if _, err := tp.send(t, in, enrich.Traces, body); err != nil {
+				t.Fatal(err)
+			}
+			up.next(t)
+			got := <-times
+			if got.IsZero() || got.Before(before) || got.After(time.Now()) {
+				t.Fatalf("%s: connection time %v, want between %v and now", in.name, got, before)
+			}
+			if i == 0 {
+				first = got
+			} else if in.grpc && !got.Equal(first) {
+				t.Errorf("%s: second request on one connection saw %v, first %v", in.name, got, first)
+			}
+		}
+	}
+}

@@ -196,6 +196,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		// (a fresh goroutine per RPC measured ~20% more CPU per request);
 		// when all are busy, gRPC falls back to a goroutine per RPC.
 		grpc.NumStreamWorkers(grpcStreamWorkers),
+		grpc.StatsHandler(connTimer{}),
 	}
 	p.grpcServer = grpc.NewServer(sopts...)
 	for _, sig := range enrich.Signals {
@@ -210,6 +211,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext:       httpConnContext,
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

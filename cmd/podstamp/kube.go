@@ -57,18 +57,15 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	needs := rules.Needs()
 	cache, err := informer.New(client, informer.Config{
-		NodeName:          cfg.NodeName,
-		NodeIPs:           nodeIPs(cfg.NodeIPs),
-		HoldTimeout:       cfg.HoldTimeout,
-		HoldMaxBytes:      cfg.HoldMaxBytes,
-		HoldNegativeTTL:   cfg.HoldNegativeTTL,
-		PodDeleteGrace:    cfg.PodDeleteGrace,
-		MetadataTTL:       cfg.MetadataTTL,
-		NamespaceMetadata: needs.NamespaceMetadata,
-		NodeMetadata:      needs.NodeMetadata,
-		WorkloadUIDs:      needs.WorkloadUIDs,
+		NodeName:        cfg.NodeName,
+		NodeIPs:         nodeIPs(cfg.NodeIPs),
+		HoldTimeout:     cfg.HoldTimeout,
+		HoldMaxBytes:    cfg.HoldMaxBytes,
+		HoldNegativeTTL: cfg.HoldNegativeTTL,
+		PodDeleteGrace:  cfg.PodDeleteGrace,
+		MetadataTTL:     cfg.MetadataTTL,
+		Needs:           rules.Needs(),
 	}, log.With("component", "informer"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
