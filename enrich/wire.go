@@ -106,8 +106,9 @@ type kvRef struct {
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // Enrich stamps one protobuf-encoded Export<Signal>ServiceRequest; see the
-// package documentation. The output is appended to dst[:0]; dst must not
-// overlap body. body is not modified or retained.
+// package documentation. When an attribute is added the output is appended to
+// dst[:0]; when nothing is added body itself is returned, so a pass-through
+// costs no copy. dst must not overlap body. body is not modified or retained.
 func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
 	// Every signal has the same envelope and resource shape; only profiles
 	// may refer to their dictionary's string table.
@@ -159,10 +160,10 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 		nl := newRSLen(body, p, sc)
 		size += sizeVarint(nl) - lenOfLenPrefix(body, p.span) + nl - oldLen
 	}
-	out := dst[:0]
 	if !changed {
-		return append(out, body...), ps.result(), nil
+		return body, ps.result(), nil
 	}
+	out := dst[:0]
 	out = slices.Grow(out, size)
 	last := 0
 	for i := range sc.plans {

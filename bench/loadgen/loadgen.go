@@ -55,6 +55,9 @@ type Config struct {
 	ResourceAttrs map[string]string
 	Timeout       time.Duration // per request (default 10s)
 	Logger        *slog.Logger
+	// KeepLatencies keeps every request's latency in Summary.Latencies, so
+	// runs can be merged (Merge).
+	KeepLatencies bool
 }
 
 // Latency holds percentiles in milliseconds.
@@ -84,6 +87,42 @@ type Summary struct {
 	RequestsPerSec  float64          `json:"requests_per_s"`
 	ItemsPerSec     float64          `json:"items_per_s"` // acked items per second
 	LatencyMs       Latency          `json:"latency_ms"`
+	// Latencies holds every request's latency when Config.KeepLatencies is set.
+	Latencies []time.Duration `json:"-"`
+}
+
+// Merge adds run b to a: counts and durations add up, rates and
+// percentiles are recomputed (percentiles need Latencies on both).
+func Merge(a, b Summary) Summary {
+	if a.Sent == 0 && a.DurationSeconds == 0 {
+		fbc := map[string]int64{}
+		for k, v := range b.FailedByCode {
+			fbc[k] = v
+		}
+		b.FailedByCode = fbc
+		b.Latencies = append([]time.Duration(nil), b.Latencies...)
+		return b
+	}
+	a.Sent += b.Sent
+	a.Acked += b.Acked
+	a.Failed += b.Failed
+	fbc := map[string]int64{}
+	for k, v := range a.FailedByCode {
+		fbc[k] += v
+	}
+	for k, v := range b.FailedByCode {
+		fbc[k] += v
+	}
+	a.FailedByCode = fbc
+	a.Items += b.Items
+	a.DurationSeconds += b.DurationSeconds
+	if a.DurationSeconds > 0 {
+		a.RequestsPerSec = round(float64(a.Sent)/a.DurationSeconds, 2)
+		a.ItemsPerSec = round(float64(a.Items)/a.DurationSeconds, 1)
+	}
+	a.Latencies = append(append([]time.Duration(nil), a.Latencies...), b.Latencies...)
+	a.LatencyMs = Percentiles(a.Latencies)
+	return a
 }
 
 type sender interface {
@@ -215,7 +254,10 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		sum.RequestsPerSec = round(float64(sum.Sent)/s, 2)
 		sum.ItemsPerSec = round(float64(sum.Items)/s, 1)
 	}
-	sum.LatencyMs = percentiles(all)
+	sum.LatencyMs = Percentiles(all)
+	if cfg.KeepLatencies {
+		sum.Latencies = all
+	}
 	return sum, nil
 }
 
@@ -268,7 +310,8 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-func percentiles(d []time.Duration) Latency {
+// Percentiles summarizes latencies (it sorts d in place).
+func Percentiles(d []time.Duration) Latency {
 	if len(d) == 0 {
 		return Latency{}
 	}

@@ -134,3 +134,29 @@ func TestPayloadSize(t *testing.T) {
 		t.Fatalf("payload is %d bytes", len(b))
 	}
 }
+
+func TestMergeKeepsExactPercentiles(t *testing.T) {
+	s := startSink(t)
+	run := func(n int) loadgen.Summary {
+		sum, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: s.GRPCAddr(), Requests: n, Items: 2, KeepLatencies: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Latencies) != n {
+			t.Fatalf("kept %d latencies of %d", len(sum.Latencies), n)
+		}
+		return sum
+	}
+	a, b := run(5), run(7)
+	m := loadgen.Merge(loadgen.Merge(loadgen.Summary{}, a), b)
+	if m.Sent != 12 || m.Acked != 12 || m.Items != 24 || len(m.Latencies) != 12 {
+		t.Fatalf("merged: %+v", m)
+	}
+	all := append(append([]time.Duration(nil), a.Latencies...), b.Latencies...)
+	if want := loadgen.Percentiles(all); m.LatencyMs != want {
+		t.Fatalf("percentiles %+v, want %+v", m.LatencyMs, want)
+	}
+	if m.DurationSeconds != a.DurationSeconds+b.DurationSeconds {
+		t.Fatalf("duration %v", m.DurationSeconds)
+	}
+}

@@ -157,9 +157,12 @@ func (r *runner) report() string {
 	w("  127.0.1.x in status.podIPs, one annotation `resource.opentelemetry.io/team`).\n")
 	w("- Load: OTLP/gRPC traces, %d spans per request, %d attributes per span, %d connections, each bound to the address of a\n", r.o.items, r.o.attrs, r.o.conns)
 	w("  different pod, so the forwarder must tell %d pods apart by their connection.\n", r.o.conns)
-	w("- Phases per set-up: warm-up %s; **saturated** closed loop %s; **paced** %g requests/s for %s; then a fresh instance\n",
-		r.o.warmup, r.o.saturated, r.o.rate, r.o.paced)
-	w("  with gzip on both legs (client → forwarder and forwarder → sink), warm-up and %s saturated.\n", r.o.gzipDur)
+	w("- All forwarders run at once (idle unless loaded). Per set-up: warm-up %s, then **saturated** closed loop for %s.\n",
+		r.o.warmup, r.o.saturated)
+	w("  Then **paced** at %g requests/s for %s per set-up, in 4 interleaved rounds (A R B C A R B C ...), so that every set-up\n", r.o.rate, r.o.paced)
+	w("  sees the same minutes of the machine; latency percentiles are over all requests of the 4 rounds. Peak RSS is read\n")
+	w("  after these phases. Then fresh instances with gzip on both legs (client → forwarder and forwarder → sink):\n")
+	w("  warm-up and %s saturated each.\n", r.o.gzipDur)
 	w("- (B) and (C) stamp the same attributes (podstamp's default list: %s) and `resource.opentelemetry.io/*`\n", strings.Join(metadata, ", "))
 	w("  annotations; (C) watches only its node (`filter.node`) and associates by connection; its exporter has no sending\n")
 	w("  queue and no retry, so like podstamp it answers the client only after the sink answered.\n\n")

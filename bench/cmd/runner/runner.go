@@ -388,79 +388,167 @@ var targetNames = map[string]string{
 	"C": "Collector + k8sattributes",
 }
 
-func (r *runner) measureAll(ctx context.Context) error {
-	for _, key := range []string{"A", "R", "B", "C"} {
-		if !r.want(key) {
-			continue
-		}
-		res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
-		r.results = append(r.results, res)
-		if err := r.measure(ctx, key, res); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			res.Err = err.Error()
-			r.log.Error("target failed", "target", key, "err", err)
-		}
-	}
-	return nil
+// instance is one running forwarder (nil proc for (A)).
+type instance struct {
+	res      *targetResult
+	p        *proc
+	endpoint string
+	admin    string
 }
 
-func (r *runner) measure(ctx context.Context, key string, res *targetResult) error {
-	r.log.Info("measuring", "target", key, "name", targetNames[key])
-	var p *proc
-	endpoint := r.sink.GRPCAddr()
-	var admin string
-	if key != "A" {
-		var err error
-		if p, endpoint, admin, err = r.start(ctx, key, false, "plain"); err != nil {
-			return err
+// startAll starts every wanted forwarder; a target that fails to start is
+// reported and left out.
+func (r *runner) startAll(ctx context.Context, gzip bool, tag string) []*instance {
+	var out []*instance
+	for _, res := range r.results {
+		if res.Err != "" {
+			continue
 		}
-		res.Command = commandLine(p.env, p.argv, r.cmdRepl)
+		in := &instance{res: res, endpoint: r.sink.GRPCAddr()}
+		if res.HasProcess {
+			p, ep, admin, err := r.start(ctx, res.Key, gzip, tag)
+			if err != nil {
+				res.Err = fmt.Sprintf("start (%s): %v", tag, err)
+				r.log.Error("target failed", "target", res.Key, "err", err)
+				if p != nil {
+					r.untrack(p)
+				}
+				continue
+			}
+			in.p, in.endpoint, in.admin = p, ep, admin
+			cmd := commandLine(p.env, p.argv, r.cmdRepl)
+			if gzip {
+				res.GzipCommand = cmd
+			} else {
+				res.Command = cmd
+			}
+		}
+		out = append(out, in)
 	}
-	if _, err := r.phase(ctx, p, endpoint, 0, false, r.o.warmup); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-	var err error
-	if res.Saturated, err = r.phase(ctx, p, endpoint, 0, false, r.o.saturated); err != nil {
-		return fmt.Errorf("saturated: %w", err)
-	}
-	if res.Paced, err = r.phase(ctx, p, endpoint, r.o.rate, false, r.o.paced); err != nil {
-		return fmt.Errorf("paced: %w", err)
-	}
-	if p != nil {
-		res.PeakRSSKiB, _, _ = memKiB(p.pid())
-	}
-	if key == "B" && !r.o.skipProfile {
-		if err := r.takeProfile(ctx, p, endpoint, admin); err != nil {
-			r.log.Warn("profile", "err", err)
+	return out
+}
+
+func (r *runner) fail(in *instance, what string, err error) {
+	in.res.Err = fmt.Sprintf("%s: %v", what, err)
+	r.log.Error("target failed", "target", in.res.Key, "phase", what, "err", err)
+}
+
+// measureAll runs every set-up. All forwarders run at once (idle when not
+// loaded), so the paced phase can interleave them: rounds of A, R, B, C
+// share the same minutes of the machine, which keeps background noise out
+// of their differences.
+func (r *runner) measureAll(ctx context.Context) error {
+	for _, key := range []string{"A", "R", "B", "C"} {
+		if r.want(key) {
+			r.results = append(r.results, &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"})
 		}
 	}
-	if p != nil {
-		r.untrack(p)
-	}
-	// gzip in (client -> forwarder) and out (forwarder -> sink).
-	p = nil
-	endpoint = r.sink.GRPCAddr()
-	if key != "A" {
-		if p, endpoint, _, err = r.start(ctx, key, true, "gzip"); err != nil {
-			return fmt.Errorf("gzip instance: %w", err)
+	r.log.Info("starting the forwarders")
+	ins := r.startAll(ctx, false, "plain")
+	for _, in := range ins {
+		if in.res.Err != "" {
+			continue
 		}
-		res.GzipCommand = commandLine(p.env, p.argv, r.cmdRepl)
-		defer r.untrack(p)
+		r.log.Info("saturated", "target", in.res.Key)
+		if _, err := r.phase(ctx, in.p, in.endpoint, 0, false, r.o.warmup); err != nil {
+			r.fail(in, "warm-up", err)
+			continue
+		}
+		ph, err := r.phase(ctx, in.p, in.endpoint, 0, false, r.o.saturated)
+		if err != nil {
+			r.fail(in, "saturated", err)
+			continue
+		}
+		in.res.Saturated = ph
 	}
-	if _, err := r.phase(ctx, p, endpoint, 0, true, r.o.warmup); err != nil {
-		return fmt.Errorf("gzip warm-up: %w", err)
+	const rounds = 4
+	r.log.Info("paced, interleaved", "rounds", rounds, "rate", r.o.rate)
+	for round := 0; round < rounds; round++ {
+		for _, in := range ins {
+			if in.res.Err != "" {
+				continue
+			}
+			ph, err := r.phase(ctx, in.p, in.endpoint, r.o.rate, false, r.o.paced/rounds)
+			if err != nil {
+				r.fail(in, "paced", err)
+				continue
+			}
+			in.res.Paced = mergePhase(in.res.Paced, ph)
+		}
 	}
-	if res.Gzip, err = r.phase(ctx, p, endpoint, 0, true, r.o.gzipDur); err != nil {
-		return fmt.Errorf("gzip: %w", err)
+	for _, in := range ins {
+		if in.p != nil && in.res.Err == "" {
+			in.res.PeakRSSKiB, _, _ = memKiB(in.p.pid())
+		}
+		if in.res.Key == "B" && in.res.Err == "" && !r.o.skipProfile {
+			if err := r.takeProfile(ctx, in.p, in.endpoint, in.admin); err != nil {
+				r.log.Warn("profile", "err", err)
+			}
+		}
 	}
-	r.log.Info("measured", "target", key,
-		"items_per_s", res.Saturated.Summary.ItemsPerSec, "cpu_s_per_M", round2(res.Saturated.CPUPerMillion),
-		"paced_cpu_s_per_M", round2(res.Paced.CPUPerMillion), "p50_ms", res.Paced.Summary.LatencyMs.P50,
-		"p99_ms", res.Paced.Summary.LatencyMs.P99, "peak_rss_MiB", round2(mib(res.PeakRSSKiB)),
-		"stamped", res.Paced.Identity.Share, "gzip_cpu_s_per_M", round2(res.Gzip.CPUPerMillion))
-	return nil
+	for _, in := range ins {
+		if in.p != nil {
+			r.untrack(in.p)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// gzip in (client -> forwarder) and out (forwarder -> sink), fresh instances.
+	ins = r.startAll(ctx, true, "gzip")
+	for _, in := range ins {
+		if in.res.Err != "" {
+			continue
+		}
+		r.log.Info("gzip saturated", "target", in.res.Key)
+		if _, err := r.phase(ctx, in.p, in.endpoint, 0, true, r.o.warmup); err != nil {
+			r.fail(in, "gzip warm-up", err)
+			continue
+		}
+		ph, err := r.phase(ctx, in.p, in.endpoint, 0, true, r.o.gzipDur)
+		if err != nil {
+			r.fail(in, "gzip", err)
+			continue
+		}
+		in.res.Gzip = ph
+	}
+	for _, in := range ins {
+		if in.p != nil {
+			r.untrack(in.p)
+		}
+	}
+	for _, res := range r.results {
+		r.log.Info("measured", "target", res.Key, "err", res.Err,
+			"items_per_s", res.Saturated.Summary.ItemsPerSec, "cpu_s_per_M", round2(res.Saturated.CPUPerMillion),
+			"paced_cpu_s_per_M", round2(res.Paced.CPUPerMillion), "p50_ms", res.Paced.Summary.LatencyMs.P50,
+			"p99_ms", res.Paced.Summary.LatencyMs.P99, "peak_rss_MiB", round2(mib(res.PeakRSSKiB)),
+			"stamped", res.Paced.Identity.Share, "gzip_cpu_s_per_M", round2(res.Gzip.CPUPerMillion))
+	}
+	return ctx.Err()
+}
+
+// mergePhase adds phase b to a.
+func mergePhase(a, b phaseResult) phaseResult {
+	a.Summary = loadgen.Merge(a.Summary, b.Summary)
+	a.CPUSeconds += b.CPUSeconds
+	if a.Summary.Items > 0 {
+		a.CPUPerMillion = a.CPUSeconds / float64(a.Summary.Items) * 1e6
+	}
+	a.SinkItems += b.SinkItems
+	a.Lost += b.Lost
+	id := &a.Identity
+	id.Resources += b.Identity.Resources
+	id.Items += b.Identity.Items
+	id.Matched += b.Identity.Matched
+	id.MatchedItems += b.Identity.MatchedItems
+	id.Wrong += b.Identity.Wrong
+	id.Unstamped += b.Identity.Unstamped
+	id.Unexpected += b.Identity.Unexpected
+	id.Share = 0
+	if checked := id.Resources - id.Unexpected; checked > 0 {
+		id.Share = float64(id.Matched) / float64(checked)
+	}
+	return a
 }
 
 // phase runs one load against endpoint and accounts the forwarder's CPU.
@@ -476,7 +564,7 @@ func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float
 	}
 	sum, err := loadgen.Run(ctx, loadgen.Config{
 		Endpoint: endpoint, Duration: d, Items: r.o.items, Attrs: r.o.attrs, Conns: r.o.conns,
-		Rate: rate, Gzip: gzip, SourceIPs: r.sources, Timeout: 10 * time.Second,
+		Rate: rate, Gzip: gzip, SourceIPs: r.sources, Timeout: 10 * time.Second, KeepLatencies: rate > 0,
 	})
 	if err != nil {
 		return res, err
