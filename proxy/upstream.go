@@ -22,6 +22,7 @@ import (
 	"github.com/podstamp/podstamp/enrich"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -130,6 +131,13 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 					grpc.WithReadBufferSize(grpcBufferSize),
 					grpc.WithWriteBufferSize(grpcBufferSize),
 					grpc.WithUserAgent(userAgent),
+					// Clients are waiting and retrying while the upstream is
+					// down: reconnect within a second or two of its return,
+					// not after gRPC's default backoff of up to two minutes.
+					grpc.WithConnectParams(grpc.ConnectParams{
+						Backoff:           upstreamBackoff,
+						MinConnectTimeout: 5 * time.Second,
+					}),
 					experimental.WithBufferPool(bufPool),
 					grpc.WithDefaultCallOptions(
 						grpc.MaxCallRecvMsgSize(maxResponseBytes),
@@ -473,4 +481,12 @@ func needTimeout(ctx context.Context, timeout time.Duration) bool {
 	}
 	dl, ok := ctx.Deadline()
 	return !ok || time.Until(dl) > timeout
+}
+
+// upstreamBackoff is the reconnect backoff towards a gRPC upstream.
+var upstreamBackoff = backoff.Config{
+	BaseDelay:  100 * time.Millisecond,
+	Multiplier: 1.6,
+	Jitter:     0.2,
+	MaxDelay:   2 * time.Second,
 }
