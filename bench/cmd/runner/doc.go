@@ -8,4 +8,10 @@
 //	(C) an OpenTelemetry Collector with k8sattributes (bench/collector)
 //
 // and writes bench/RESULTS.md. --quick makes a short run.
+//
+// It promises: only the forwarder's own process is measured (CPU from
+// /proc/<pid>/stat, peak RSS from /proc/<pid>/status); every process it
+// starts is stopped by its PID before it returns (and gets SIGKILL if the
+// runner dies first); the API server, etcd and their directory are removed;
+// the results file names no path of the machine it ran on.
 package main
