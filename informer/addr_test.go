@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -318,5 +319,31 @@ func TestGatewayHeldBeforeNodeReadGetsNAT(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "internalTrafficPolicy: Local") {
 		t.Error("NAT warning not logged")
+	}
+}
+
+// With the least-privilege RBAC the node cannot be read. That is expected:
+// podstamp says so once at info level instead of warning every MetadataTTL.
+func TestNodeReadForbiddenLoggedOnce(t *testing.T) {
+	h := newHarness(t, Config{MetadataTTL: time.Millisecond})
+	var gets atomic.Int32
+	h.cs.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		gets.Add(1)
+		return true, nil, apierrors.NewForbidden(corev1.Resource("nodes"), testNode, errors.New("RBAC: no rule"))
+	})
+	h.start()
+	h.c.meta.mu.Lock()
+	clear(h.c.meta.fails) // as if the retry time passed
+	h.c.meta.mu.Unlock()
+	h.c.lookup(context.Background(), kindNode, "", testNode)
+	if gets.Load() < 2 {
+		t.Fatalf("%d node GETs, want at least 2", gets.Load())
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, "reading this node is not permitted"); n != 1 {
+		t.Errorf("forbidden node read logged %d times, want once:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "level=WARN") {
+		t.Errorf("forbidden node read logged a warning:\n%s", logs)
 	}
 }

@@ -39,6 +39,8 @@ type metaCache struct {
 	mu    sync.Mutex
 	fails map[string]time.Time // key -> do not GET again before
 	warn  map[metaKind]*rateLimit
+
+	nodeForbidden sync.Once
 }
 
 func newMetaCache(ttl time.Duration) *metaCache {
@@ -83,7 +85,16 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 		c.meta.mu.Lock()
 		c.meta.fails[key] = now.Add(metaRetryAfter)
 		c.meta.mu.Unlock()
-		if c.meta.warn[kind].allow(now, time.Minute) {
+		switch {
+		case kind == kindNode && !c.cfg.Needs.NodeMetadata && apierrors.IsForbidden(err):
+			// Reading the node only sharpens the NAT diagnosis (its addresses
+			// and pod-CIDR gateway); the least-privilege RBAC does not grant
+			// it. Say so once, not every MetadataTTL.
+			c.meta.nodeForbidden.Do(func() {
+				c.log.Info("reading this node is not permitted; NAT diagnosis uses --node-ip only (grant nodes get to also recognise the pod-CIDR gateway)",
+					"node", name)
+			})
+		case c.meta.warn[kind].allow(now, time.Minute):
 			c.log.Warn("metadata lookup failed; stamping without it (logged at most once a minute per kind)",
 				"kind", kind, "namespace", ns, "name", name, "err", err)
 		}
