@@ -244,7 +244,7 @@ func (c *Config) flags() []flagDef {
 		{name: "hold-timeout", usage: "how long a request from a not-yet-known pod is held before it is forwarded unstamped", value: durVar(&c.HoldTimeout)},
 		{name: "hold-max-bytes", usage: "bytes of requests held at once; beyond, requests are forwarded unstamped at once", value: sizeValue{&c.HoldMaxBytes}},
 		{name: "hold-negative-ttl", usage: "how long an address whose hold timed out is not held again", value: durVar(&c.HoldNegativeTTL)},
-		{name: "pod-delete-grace", usage: "how long a deleted pod stays resolvable for late data", value: durVar(&c.PodDeleteGrace)},
+		{name: "pod-delete-grace", usage: "how long a deleted pod stays resolvable for late data on connections opened before its deletion", value: durVar(&c.PodDeleteGrace)},
 		{name: "metadata-ttl", usage: "how long namespace, node and workload lookups are cached", value: durVar(&c.MetadataTTL)},
 		{name: "version", usage: "print the version and exit", value: boolVar(&c.Version)},
 		{name: "help", usage: "print this help and exit", value: boolVar(&c.Help)},

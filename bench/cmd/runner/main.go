@@ -31,7 +31,15 @@ type options struct {
 	skipProfile   bool
 	keep          bool
 	only          string
+	podstampEnv   listFlag
+	podstampArgs  listFlag
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var o options
@@ -53,6 +61,8 @@ func main() {
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
 	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. AB (default: ARBC)")
+	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
+	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable)")
 	flag.Parse()
 	if o.quick {
 		o.warmup, o.saturated, o.paced, o.gzipDur = time.Second, 5*time.Second, 5*time.Second, 4*time.Second

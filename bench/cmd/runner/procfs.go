@@ -38,11 +38,25 @@ func cpuSeconds(pid int) (float64, error) {
 	return float64(ut+st) / clockTicks, nil
 }
 
+// memory is a process's memory from /proc/<pid>/status, in KiB.
+type memory struct {
+	HWM  int64 // VmHWM: peak resident set
+	RSS  int64 // VmRSS: resident set now
+	Anon int64 // RssAnon: anonymous part of RSS now (heap, stacks)
+	File int64 // RssFile: file-backed part of RSS now (the binary's pages)
+}
+
 // memKiB returns VmHWM (peak RSS) and VmRSS of pid in KiB.
 func memKiB(pid int) (hwm, rss int64, err error) {
+	m, err := readMemory(pid)
+	return m.HWM, m.RSS, err
+}
+
+func readMemory(pid int) (memory, error) {
+	var m memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -51,9 +65,13 @@ func memKiB(pid int) (hwm, rss int64, err error) {
 		var dst *int64
 		switch {
 		case strings.HasPrefix(line, "VmHWM:"):
-			dst = &hwm
+			dst = &m.HWM
 		case strings.HasPrefix(line, "VmRSS:"):
-			dst = &rss
+			dst = &m.RSS
+		case strings.HasPrefix(line, "RssAnon:"):
+			dst = &m.Anon
+		case strings.HasPrefix(line, "RssFile:"):
+			dst = &m.File
 		default:
 			continue
 		}
@@ -62,10 +80,10 @@ func memKiB(pid int) (hwm, rss int64, err error) {
 			*dst, _ = strconv.ParseInt(fs[1], 10, 64)
 		}
 	}
-	if hwm == 0 && rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status: no VmHWM/VmRSS", pid)
+	if m.HWM == 0 && m.RSS == 0 {
+		return m, fmt.Errorf("/proc/%d/status: no VmHWM/VmRSS", pid)
 	}
-	return hwm, rss, sc.Err()
+	return m, sc.Err()
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }

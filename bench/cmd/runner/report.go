@@ -202,6 +202,14 @@ func (r *runner) report() string {
 			t.Saturated.Summary.Failed+t.Paced.Summary.Failed+t.Gzip.Summary.Failed)
 	}
 	w("\nLatency is the load generator's export round trip at the paced rate. (A) has no forwarder process, so it has no CPU or memory figure.\n\n")
+	w("What the resident set is made of after the paced phase (RssAnon: heap, stacks; RssFile: pages of the binary and\n")
+	w("other files; both are in VmRSS and in the peak):\n\n| | VmHWM MiB | VmRSS MiB | RssAnon MiB | RssFile MiB |\n|---|---|---|---|---|\n")
+	for _, t := range r.results {
+		if t.HasProcess && t.Err == "" {
+			w("| (%s) %s | %.1f | %.1f | %.1f | %.1f |\n", t.Key, t.Name, mib(t.Mem.HWM), mib(t.Mem.RSS), mib(t.Mem.Anon), mib(t.Mem.File))
+		}
+	}
+	w("\n")
 
 	w("## Targets (issue 7)\n\n")
 	w("| target | required | measured | met | miss |\n|---|---|---|---|---|\n")

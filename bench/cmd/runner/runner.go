@@ -83,6 +83,7 @@ type targetResult struct {
 	Paced       phaseResult
 	Gzip        phaseResult
 	PeakRSSKiB  int64
+	Mem         memory // read with PeakRSSKiB: what the resident set is made of
 	HasProcess  bool
 	Err         string
 }
@@ -291,11 +292,12 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		if err != nil {
 			return nil, "", "", err
 		}
-		p, err := startProc("podstamp", logPath, nil, r.podstampBin,
+		argv := []string{r.podstampBin,
 			"--grpc-listen", listen, "--http-listen", httpL, "--admin-listen", admin,
-			"--upstream", "http://"+r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
+			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
 			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
-			"--enable-pprof", "--log-level", "warn")
+			"--enable-pprof", "--log-level", "warn"}
+		p, err := startProc("podstamp", logPath, r.o.podstampEnv, append(argv, r.o.podstampArgs...)...)
 		if err != nil {
 			return nil, "", "", err
 		}
@@ -478,7 +480,8 @@ func (r *runner) measureAll(ctx context.Context) error {
 	}
 	for _, in := range ins {
 		if in.p != nil && in.res.Err == "" {
-			in.res.PeakRSSKiB, _, _ = memKiB(in.p.pid())
+			m, _ := readMemory(in.p.pid())
+			in.res.PeakRSSKiB, in.res.Mem = m.HWM, m
 		}
 		if in.res.Key == "B" && in.res.Err == "" && !r.o.skipProfile {
 			if err := r.takeProfile(ctx, in.p, in.endpoint, in.admin); err != nil {
