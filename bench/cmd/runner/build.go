@@ -33,8 +33,13 @@ func repoRoot() (string, error) {
 	}
 }
 
+// buildFlags are those of `make build` (and of release builds): no symbol
+// table or DWARF, no local paths, no cgo.
+var buildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+
 func goBuild(ctx context.Context, dir, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
+	args := append(append([]string{"build"}, buildFlags...), "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -51,6 +56,7 @@ func collectorBinary(ctx context.Context, root string, log *slog.Logger) (string
 	}
 	dir := filepath.Join(root, "bench", "collector")
 	h := sha256.New()
+	h.Write([]byte(strings.Join(buildFlags, " ")))
 	for _, f := range []string{"go.mod", "go.sum", "main.go", "prepare.sh"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
