@@ -55,15 +55,16 @@ type runner struct {
 	sources  []string
 	expected map[string]sink.Expected
 
-	mu          sync.Mutex
-	procs       []*proc
-	results     []*targetResult
-	scaleR      *scaleResult
-	profile     string // pprof top of podstamp's CPU
-	heapProfile string // and of its heap in use
-	cmdRepl     *strings.Replacer
-	loadStart   string // /proc/loadavg at start
-	loadEnd     string // and at the end
+	mu           sync.Mutex
+	procs        []*proc
+	results      []*targetResult
+	scaleR       *scaleResult
+	profile      string // pprof top of podstamp's CPU
+	heapProfile  string // and of its heap in use
+	cmdRepl      *strings.Replacer
+	collectorErr error
+	loadStart    string // /proc/loadavg at start
+	loadEnd      string // and at the end
 }
 
 type phaseResult struct {
@@ -148,7 +149,12 @@ func (r *runner) prepare(ctx context.Context) error {
 	if r.want("C") {
 		var err error
 		if r.otelcolBin, err = collectorBinary(ctx, r.root, r.log); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// Measure the rest; the report says why (C) is missing.
+			r.collectorErr = err
+			r.log.Error("the Collector could not be built; (C) is left out", "err", err)
 		}
 	}
 	cache, _ := cluster.CacheDir()
@@ -442,7 +448,11 @@ func (r *runner) fail(in *instance, what string, err error) {
 func (r *runner) measureAll(ctx context.Context) error {
 	for _, key := range []string{"A", "R", "B", "C"} {
 		if r.want(key) {
-			r.results = append(r.results, &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"})
+			res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
+			if key == "C" && r.collectorErr != nil {
+				res.Err = "build: " + r.collectorErr.Error()
+			}
+			r.results = append(r.results, res)
 		}
 	}
 	r.log.Info("starting the forwarders")
