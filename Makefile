@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/podstamp
 
-.PHONY: all build test test-unit lint e2e demo bench chart-test fuzz clean
+.PHONY: all build test test-unit lint e2e demo bench chart-test fuzz clean kube-apiserver
 
 all: build
 
@@ -33,6 +33,10 @@ demo:
 ## bench: podstamp vs. a raw proxy vs. a Collector with k8sattributes, in one run.
 bench:
 	$(GO) run ./bench/cmd/runner
+
+## kube-apiserver: build the API server the e2e suite, chart tests, demo and bench run (cached).
+kube-apiserver:
+	$(GO) run ./e2e/cmd/kube-apiserver
 
 chart-test:
 	cd charts/test && $(GO) test -count=1 ./...

@@ -1,0 +1,28 @@
+// Command kube-apiserver builds (or finds in the cache) the kube-apiserver the
+// end-to-end tests, the chart tests, the demo and the benchmarks run, and
+// prints its path. CI runs it before the tests so that no test spends its
+// timeout on the build.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/podstamp/podstamp/e2e/cluster"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	path, err := cluster.KubeAPIServer(ctx, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kube-apiserver:", err)
+		os.Exit(1)
+	}
+	fmt.Println(path)
+}
