@@ -266,6 +266,9 @@ func (r *runner) report() string {
 		w("`go tool pprof -top -nodecount=25` of an 8 s CPU profile taken from podstamp's `/debug/pprof/profile` (`--enable-pprof`)\n")
 		w("under saturated load, after the measured phases:\n\n```\n%s```\n", trimProfile(r.profile))
 	}
+	if r.profileCum != "" {
+		w("\nThe same profile by cumulative time (`-top -cum -nodecount=30`):\n\n```\n%s```\n", trimProfile(r.profileCum))
+	}
 	if r.heapProfile != "" {
 		w("\nHeap in use right after that load (`go tool pprof -top -sample_index=inuse_space` of `/debug/pprof/heap`):\n\n```\n%s```\n", trimProfile(r.heapProfile))
 	}

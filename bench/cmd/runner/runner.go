@@ -60,6 +60,7 @@ type runner struct {
 	results      []*targetResult
 	scaleR       *scaleResult
 	profile      string // pprof top of podstamp's CPU
+	profileCum   string // the same by cumulative time
 	heapProfile  string // and of its heap in use
 	cmdRepl      *strings.Replacer
 	collectorErr error
@@ -646,6 +647,9 @@ func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin strin
 		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
 	}
 	r.profile = string(out)
+	if out, err = exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=30", r.podstampBin, path).CombinedOutput(); err == nil {
+		r.profileCum = string(out)
+	}
 	// The heap in use right after the load, for the memory targets.
 	heap := filepath.Join(r.work, "podstamp.heap.pprof")
 	resp, err := http.Get("http://" + admin + "/debug/pprof/heap")
