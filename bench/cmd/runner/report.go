@@ -269,6 +269,9 @@ func (r *runner) report() string {
 	if r.profileCum != "" {
 		w("\nThe same profile by cumulative time (`-top -cum -nodecount=30`):\n\n```\n%s```\n", trimProfile(r.profileCum))
 	}
+	if r.profileGzip != "" {
+		w("\nUnder gzip load (gzip in and out; `-top -nodecount=20`):\n\n```\n%s```\n", trimProfile(r.profileGzip))
+	}
 	if r.heapProfile != "" {
 		w("\nHeap in use right after that load (`go tool pprof -top -sample_index=inuse_space` of `/debug/pprof/heap`):\n\n```\n%s```\n", trimProfile(r.heapProfile))
 	}

@@ -61,6 +61,7 @@ type runner struct {
 	scaleR       *scaleResult
 	profile      string // pprof top of podstamp's CPU
 	profileCum   string // the same by cumulative time
+	profileGzip  string // under gzip load, by cumulative time
 	heapProfile  string // and of its heap in use
 	cmdRepl      *strings.Replacer
 	collectorErr error
@@ -525,6 +526,11 @@ func (r *runner) measureAll(ctx context.Context) error {
 			continue
 		}
 		in.res.Gzip = ph
+		if in.res.Key == "B" && !r.o.skipProfile {
+			if err := r.gzipProfile(ctx, in.p, in.endpoint, in.admin); err != nil {
+				r.log.Warn("gzip profile", "err", err)
+			}
+		}
 	}
 	for _, in := range ins {
 		if in.p != nil {
@@ -611,10 +617,10 @@ func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float
 	return res, nil
 }
 
-// takeProfile records 8 s of podstamp CPU under saturated load and keeps
-// the top of `go tool pprof`. It is taken outside the measured phases.
-func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin string) error {
-	path := filepath.Join(r.work, "podstamp.cpu.pprof")
+// cpuProfile records 8 s of podstamp CPU under saturated load (gzip or
+// not) and returns the profile's path.
+func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string, gzip bool) (string, error) {
+	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.pprof", gzip))
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=8")
@@ -636,10 +642,32 @@ func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin strin
 		f.Close()
 		errc <- err
 	}()
-	if _, err := r.phase(ctx, p, endpoint, 0, false, 9*time.Second); err != nil {
+	if _, err := r.phase(ctx, p, endpoint, 0, gzip, 9*time.Second); err != nil {
+		return "", err
+	}
+	return path, <-errc
+}
+
+// gzipProfile keeps the top of a CPU profile under gzip load (flat: the
+// codec functions are what matter there).
+func (r *runner) gzipProfile(ctx context.Context, p *proc, endpoint, admin string) error {
+	path, err := r.cpuProfile(ctx, p, endpoint, admin, true)
+	if err != nil {
 		return err
 	}
-	if err := <-errc; err != nil {
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=20", r.podstampBin, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
+	}
+	r.profileGzip = string(out)
+	return nil
+}
+
+// takeProfile records 8 s of podstamp CPU under saturated load and keeps
+// the top of `go tool pprof`. It is taken outside the measured phases.
+func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin string) error {
+	path, err := r.cpuProfile(ctx, p, endpoint, admin, false)
+	if err != nil {
 		return err
 	}
 	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", r.podstampBin, path).CombinedOutput()
