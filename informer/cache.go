@@ -209,10 +209,13 @@ func (c *Cache) onUpsert(obj any) {
 	c.mu.Lock()
 	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name, incomplete: !complete}
 	if o.finished() {
-		e.cls = classFinished
+		e.cls, e.releasedAt = classFinished, c.clock.Now()
 	}
 	if old := c.byUID[string(o.UID)]; old != nil {
 		e.seq = old.seq
+		if e.cls != classLive && old.cls != classLive {
+			e.releasedAt = old.releasedAt // released when first seen finished
+		}
 		c.unindexLocked(old)
 	} else {
 		c.seq++
@@ -234,13 +237,17 @@ func (c *Cache) onDelete(obj any) {
 		return
 	}
 	c.mu.Lock()
-	e := &entry{obj: o, pod: o.pod, cls: classDeleted, deletedAt: c.clock.Now(), key: o.Namespace + "/" + o.Name}
+	now := c.clock.Now()
+	e := &entry{obj: o, pod: o.pod, cls: classDeleted, deletedAt: now, releasedAt: now, key: o.Namespace + "/" + o.Name}
 	// Deletes go by UID: only this pod's entry changes, never that of a
 	// newer pod that reuses its name or address.
 	if old := c.byUID[string(o.UID)]; old != nil {
 		e.obj, e.pod, e.seq = old.obj, old.pod, old.seq
 		if old.cls == classDeleted {
 			e.deletedAt = old.deletedAt // a repeated delete does not extend the grace
+		}
+		if old.cls != classLive {
+			e.releasedAt = old.releasedAt // it finished before it was deleted
 		}
 		c.unindexLocked(old)
 	} else {

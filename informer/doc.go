@@ -37,10 +37,10 @@
 // PodDeleteGrace, but never shadows a live pod with the same address. The
 // result does not depend on the order in which events arrive.
 //
-// Ownership is also time-aware: a deleted pod owns its address only for
-// connections accepted before its deletion was seen (enrich.ConnTime, which
-// the proxy records per connection). A connection opened later cannot be the
-// deleted pod's; it is most likely from a new pod that reused the address and
+// Ownership is also time-aware: a pod that finished or was deleted owns its
+// address only for connections accepted before the cache saw it finish or go
+// (enrich.ConnTime, which the proxy records per connection). A connection
+// opened later cannot be that pod's; it is most likely from a new pod that reused the address and
 // whose status has not reached the cache yet, so its request is held like any
 // other miss instead of being stamped with the deleted pod's identity.
 //

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/podstamp/podstamp/enrich"
 )
 
@@ -278,5 +280,31 @@ func TestDeletedPodNewConnectionTimesOutUnstamped(t *testing.T) {
 	r := <-h.resolveAsync(enrich.WithConnTime(context.Background(), time.Now()), "10.1.0.31", 10)
 	if r.res != string(enrich.ResultHoldTimeout) || r.pod != "" {
 		t.Fatalf("got %+v, want hold_timeout and no pod", r)
+	}
+}
+
+// The same rule for a pod that finished (Succeeded/Failed) and stays in the
+// API, as Job pods do: it owns its address only for connections accepted
+// before the cache saw it finish.
+func TestFinishedPodOnlyOwnsOlderConnections(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 10 * time.Second})
+	h.start()
+	spec := podSpec{name: "job", ips: []string{"10.1.0.32"}}
+	job := mkPod(spec)
+	h.create(job)
+	h.waitEvent("upsert", string(job.UID))
+	oldConn := enrich.WithConnTime(context.Background(), time.Now())
+	spec.phase = corev1.PodSucceeded
+	h.update(mkPod(spec))
+	h.waitEvent("upsert", string(job.UID))
+
+	if r := <-h.resolveAsync(oldConn, "10.1.0.32", 10); r.res != string(enrich.ResultHit) || r.pod != "default/job" {
+		t.Fatalf("connection from before it finished: got %+v, want hit default/job", r)
+	}
+	got := h.resolveAsync(enrich.WithConnTime(context.Background(), time.Now()), "10.1.0.32", 10)
+	h.waitHeld("10.1.0.32")
+	h.create(mkPod(podSpec{name: "next", ips: []string{"10.1.0.32"}}))
+	if r := <-got; r.err != nil || r.res != string(enrich.ResultHoldHit) || r.pod != "default/next" {
+		t.Fatalf("connection from after it finished: got %+v, want hold_hit default/next", r)
 	}
 }

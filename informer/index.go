@@ -34,10 +34,13 @@ type entry struct {
 	pod       *enrich.Pod // published: base pod plus metadata
 	cls       class
 	deletedAt time.Time
-	seq       uint64 // order in which the UID was first seen: ties on start time
-	key       string // namespace/name
-	ips       []netip.Addr
-	cids      []string
+	// releasedAt is when the cache first saw the pod finished or deleted:
+	// connections accepted from then on cannot be this pod's.
+	releasedAt time.Time
+	seq        uint64 // order in which the UID was first seen: ties on start time
+	key        string // namespace/name
+	ips        []netip.Addr
+	cids       []string
 	// incomplete: a metadata lookup failed when pod was built; retried.
 	incomplete bool
 }
@@ -108,9 +111,10 @@ func (ix *index[K]) get(k K, now time.Time, grace time.Duration) *entry {
 }
 
 // getConn is get for a connection accepted at connAt (zero: unknown). A pod
-// that had been deleted before the connection was accepted cannot have opened
-// it, so it is skipped even within its grace period: the address may already
-// belong to a new pod whose status the cache has not seen yet.
+// that had finished or been deleted before the connection was accepted cannot
+// have opened it, so it is skipped (a deleted one even within its grace
+// period): the address may already belong to a new pod whose status the
+// cache has not seen yet.
 func (ix *index[K]) getConn(k K, now time.Time, grace time.Duration, connAt time.Time) *entry {
 	b := ix.best[k]
 	if b == nil || b.alive(now, grace, connAt) {
@@ -125,14 +129,15 @@ func (ix *index[K]) getConn(k K, now time.Time, grace time.Duration, connAt time
 	return r
 }
 
-// alive reports whether e may still be returned: not deleted, or deleted
-// less than grace ago and after the connection (if known) was accepted.
+// alive reports whether e may still be returned: live; or released (finished
+// or deleted) after the connection, if known, was accepted, and, when
+// deleted, less than grace ago.
 func (e *entry) alive(now time.Time, grace time.Duration, connAt time.Time) bool {
-	if e.cls != classDeleted {
+	if e.cls == classLive {
 		return true
 	}
-	if !connAt.IsZero() && !connAt.Before(e.deletedAt) {
+	if !connAt.IsZero() && !connAt.Before(e.releasedAt) {
 		return false
 	}
-	return now.Sub(e.deletedAt) < grace
+	return e.cls == classFinished || now.Sub(e.deletedAt) < grace
 }

@@ -34,10 +34,7 @@ import (
 	"github.com/podstamp/podstamp/proxy"
 )
 
-var (
-	churnSeed     = flag.Uint64("churn.seed", 0, "seed of the proxy churn tests (0: a new one each run)")
-	churnFinished = flag.Bool("churn.finished", false, "run TestProxyChurnFinishedPods, which fails until finished pods stop owning addresses for new connections")
-)
+var churnSeed = flag.Uint64("churn.seed", 0, "seed of the proxy churn tests (0: a new one each run)")
 
 // Resource attributes the test clients send and the upstream checks.
 const (
@@ -66,16 +63,11 @@ func TestProxyChurn(t *testing.T) {
 
 // TestProxyChurnFinishedPods is TestProxyChurn where half of the pods that
 // release their address finish (Succeeded or Failed) and stay in the API for
-// a while, as Job pods do, instead of being deleted at once. It fails today:
-// a finished pod owns its address for every connection until a live pod with
-// that address reaches the cache, so a new pod's first requests (sent before
-// its status reached the cache) are stamped with the finished pod's identity.
-// Deleted pods do not have this problem: connections accepted after the
-// deletion was seen skip them (enrich.ConnTime).
+// a while, as Job pods do, instead of being deleted at once. A new pod's
+// first requests, sent before its status reached the cache, must not be
+// stamped with the finished pod's identity: connections accepted after the
+// cache saw a pod finish skip it (enrich.ConnTime), as they skip deleted pods.
 func TestProxyChurnFinishedPods(t *testing.T) {
-	if !*churnFinished {
-		t.Skip("finished pods own their address for new connections (wrong identities); run with -args -churn.finished")
-	}
 	testProxyChurn(t, true)
 }
 
