@@ -277,7 +277,8 @@ func (r *runner) report() string {
 	}
 
 	w("\n## Command lines\n\n")
-	w("`<sink>` is the in-process sink's gRPC address; `$WORK` the run's temporary directory.\n\n```\n")
+	w("`<sink>` is the in-process sink's gRPC address; `$WORK` the run's temporary directory; `$CLUSTER` the API server's\n")
+	w("directory (admin kubeconfig).\n\n```\n")
 	repl := strings.NewReplacer()
 	if r.sink != nil {
 		repl = strings.NewReplacer(r.sink.GRPCAddr(), "<sink>")

@@ -180,6 +180,7 @@ func (r *runner) prepare(ctx context.Context) error {
 		return err
 	}
 	r.kubecfg = r.cl.KubeconfigPath
+	r.cmdRepl = strings.NewReplacer(bin+"/", "", r.work, "$WORK", cache+"/", "", r.cl.Dir, "$CLUSTER")
 	if _, err := r.cl.CreateNode(ctx, cluster.Node{Name: benchNode, InternalIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}); err != nil {
 		return err
 	}
