@@ -257,6 +257,12 @@ func (r *runner) report() string {
 			missed = true
 		}
 	}
+	if notes := r.analysis(); missed && len(notes) > 0 {
+		w("\n## Why the missed targets are missed\n\n")
+		for _, n := range notes {
+			w("- %s\n", n)
+		}
+	}
 	if r.profile != "" {
 		if missed {
 			w("\n## What dominates podstamp's CPU (targets missed)\n\n")
@@ -404,4 +410,102 @@ func etcdVersion() string {
 	}
 	first, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(strings.TrimPrefix(first, "etcd Version:"))
+}
+
+// profileShare sums the flat% (cum=false) or cum% (cum=true) of the lines
+// of a `go tool pprof -top` listing whose function name contains any of
+// names.
+func profileShare(top string, cum bool, names ...string) float64 {
+	total := 0.0
+	for _, l := range strings.Split(top, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || !strings.HasSuffix(f[1], "%") {
+			continue
+		}
+		fn := strings.Join(f[5:], " ")
+		for _, n := range names {
+			if strings.Contains(fn, n) {
+				col := f[1]
+				if cum {
+					col = f[4]
+				}
+				var v float64
+				fmt.Sscanf(strings.TrimSuffix(col, "%"), "%g", &v)
+				total += v
+				if cum {
+					return total // cumulative shares nest: take the first match
+				}
+				break
+			}
+		}
+	}
+	return total
+}
+
+// analysis says, from the measured figures and profiles, what dominates
+// each missed target.
+func (r *runner) analysis() []string {
+	B, C, R := r.result("B"), r.result("C"), r.result("R")
+	if B == nil {
+		return nil
+	}
+	var notes []string
+	met := map[string]bool{}
+	for _, c := range r.checks() {
+		met[c.Name] = c.Met
+	}
+	if !met["Peak RSS"] || !met[fmt.Sprintf("Peak RSS with %d pods on the node", r.o.pods)] {
+		n := fmt.Sprintf("**Memory.** podstamp's resident set after the paced phase is %.1f MiB: %.1f MiB file-backed (RssFile: "+
+			"the pages of its %s binary that ran) and %.1f MiB anonymous (RssAnon: heap, stacks, buffers).",
+			mib(B.Mem.RSS), mib(B.Mem.File), binSize(r.podstampBin), mib(B.Mem.Anon))
+		if R != nil {
+			n += fmt.Sprintf(" The raw proxy (R) has %.1f MiB file-backed and %.1f MiB anonymous.", mib(R.Mem.File), mib(R.Mem.Anon))
+		}
+		if r.heapProfile != "" {
+			n += " The Go heap in use right after saturated load is only " + heapTotal(r.heapProfile) + " (heap profile below):" +
+				" the rest of the anonymous part is garbage awaiting collection and memory the runtime has not returned."
+		}
+		if mib(B.Mem.File) >= 30 {
+			n += " The file-backed part alone is over 30 MiB: the target needs less code run (a smaller binary, e.g. fewer" +
+				" Kubernetes API groups linked and initialised), not only a smaller heap."
+		}
+		notes = append(notes, n)
+	}
+	if !met["CPU per million spans, paced"] && r.profileCum != "" {
+		n := fmt.Sprintf("**CPU at the paced rate.** At %g requests/s podstamp spends %.2f CPU-s per million spans against %.2f"+
+			" saturated: per-request costs dominate.", r.o.rate, B.Paced.CPUPerMillion, B.Saturated.CPUPerMillion)
+		n += fmt.Sprintf(" In the profile, system calls are %.0f%% of all CPU (socket writes from gRPC's loopyWriter %.0f%%,"+
+			" frame reads %.0f%%).", profileShare(r.profile, false, "Syscall6"), profileShare(r.profileCum, true, "syscall.write"),
+			profileShare(r.profileCum, true, "io.ReadFull"))
+		if R != nil {
+			n += fmt.Sprintf(" The raw proxy (R) needs %.2f at the same rate, so the gap to the target is transport cost"+
+				" (syscalls and wake-ups per request), which buffer and flush tuning must cut.", R.Paced.CPUPerMillion)
+		}
+		notes = append(notes, n)
+	}
+	if !met["gzip in + out: CPU per million spans"] && r.profileGzip != "" && C != nil {
+		notes = append(notes, fmt.Sprintf("**gzip.** compress/flate is %.0f%% of podstamp's CPU under gzip load (flat, top 20);"+
+			" compressing the upstream leg ((*compressor).deflate, cumulative) alone is %.0f%%, decompressing the client's"+
+			" requests ((*decompressor), flat) %.0f%%. (C) spends %.2f CPU-s per million spans, (B) %.2f: the target needs a"+
+			" much cheaper compressor or level for the upstream leg.",
+			profileShare(r.profileGzip, false, "compress/flate"), profileShare(r.profileGzip, true, "compress/flate.(*compressor).deflate"),
+			profileShare(r.profileGzip, false, "(*decompressor)"), C.Gzip.CPUPerMillion, B.Gzip.CPUPerMillion))
+	}
+	return notes
+}
+
+func binSize(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(st.Size())/(1<<20))
+}
+
+func heapTotal(top string) string {
+	m := regexp.MustCompile(`of ([0-9.]+[kMG]?B) total`).FindStringSubmatch(top)
+	if m == nil {
+		return "?"
+	}
+	return m[1]
 }

@@ -95,3 +95,21 @@ func TestChecks(t *testing.T) {
 		t.Fatal("headline does not show the miss")
 	}
 }
+
+func TestProfileShare(t *testing.T) {
+	top := `Showing nodes accounting for 6.29s, 87.12% of 7.22s total
+      flat  flat%   sum%        cum   cum%
+     2.21s 30.61% 30.61%      2.87s 39.75%  compress/flate.(*compressor).findMatch
+     1.56s 21.61% 52.22%      5.42s 75.07%  compress/flate.(*compressor).deflate
+     0.23s  3.19% 64.27%      0.23s  3.19%  runtime.memmove
+`
+	if got := profileShare(top, false, "compress/flate"); got < 52.21 || got > 52.23 {
+		t.Fatalf("flat share %v", got)
+	}
+	if got := profileShare(top, true, "deflate"); got != 75.07 {
+		t.Fatalf("cum share %v", got)
+	}
+	if got := heapTotal("Showing nodes accounting for 7352.55kB, 100% of 7352.55kB total"); got != "7352.55kB" {
+		t.Fatalf("heap total %q", got)
+	}
+}
