@@ -463,7 +463,7 @@ func (r *runner) analysis() []string {
 		}
 		if r.heapProfile != "" {
 			n += " The Go heap in use right after saturated load is only " + heapTotal(r.heapProfile) + " (heap profile below):" +
-				" the rest of the anonymous part is garbage awaiting collection and memory the runtime has not returned."
+				" the rest of the anonymous part is garbage awaiting collection, goroutine stacks and memory the runtime has not returned to the system."
 		}
 		if mib(B.Mem.File) >= 30 {
 			n += " The file-backed part alone is over 30 MiB: the target needs less code run (a smaller binary, e.g. fewer" +
@@ -474,7 +474,7 @@ func (r *runner) analysis() []string {
 	if !met["CPU per million spans, paced"] && r.profileCum != "" {
 		n := fmt.Sprintf("**CPU at the paced rate.** At %g requests/s podstamp spends %.2f CPU-s per million spans against %.2f"+
 			" saturated: per-request costs dominate.", r.o.rate, B.Paced.CPUPerMillion, B.Saturated.CPUPerMillion)
-		n += fmt.Sprintf(" In the profile, system calls are %.0f%% of all CPU (socket writes from gRPC's loopyWriter %.0f%%,"+
+		n += fmt.Sprintf(" In the profile, system calls are %.0f%% of all CPU (socket writes %.0f%%,"+
 			" frame reads %.0f%%).", profileShare(r.profile, false, "Syscall6"), profileShare(r.profileCum, true, "syscall.write"),
 			profileShare(r.profileCum, true, "io.ReadFull"))
 		if R != nil {
