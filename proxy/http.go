@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"compress/gzip"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 	"mime"
 	"net/http"
