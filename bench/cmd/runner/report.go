@@ -412,9 +412,9 @@ func etcdVersion() string {
 	return strings.TrimSpace(strings.TrimPrefix(first, "etcd Version:"))
 }
 
-// profileShare sums the flat% (cum=false) or cum% (cum=true) of the lines
-// of a `go tool pprof -top` listing whose function name contains any of
-// names.
+// profileShare sums the flat% (cum=false), or takes the largest cum%
+// (cum=true), of the lines of a `go tool pprof -top` listing whose function
+// name contains any of names.
 func profileShare(top string, cum bool, names ...string) float64 {
 	total := 0.0
 	for _, l := range strings.Split(top, "\n") {
@@ -431,9 +431,11 @@ func profileShare(top string, cum bool, names ...string) float64 {
 				}
 				var v float64
 				fmt.Sscanf(strings.TrimSuffix(col, "%"), "%g", &v)
-				total += v
 				if cum {
-					return total // cumulative shares nest: take the first match
+					// Cumulative shares nest: take the largest match.
+					total = max(total, v)
+				} else {
+					total += v
 				}
 				break
 			}
@@ -484,12 +486,19 @@ func (r *runner) analysis() []string {
 		notes = append(notes, n)
 	}
 	if !met["gzip in + out: CPU per million spans"] && r.profileGzip != "" && C != nil {
-		notes = append(notes, fmt.Sprintf("**gzip.** compress/flate is %.0f%% of podstamp's CPU under gzip load (flat, top 20);"+
-			" compressing the upstream leg ((*compressor).deflate, cumulative) alone is %.0f%%, decompressing the client's"+
-			" requests ((*decompressor), flat) %.0f%%. (C) spends %.2f CPU-s per million spans, (B) %.2f: the target needs a"+
-			" much cheaper compressor or level for the upstream leg.",
-			profileShare(r.profileGzip, false, "compress/flate"), profileShare(r.profileGzip, true, "compress/flate.(*compressor).deflate"),
-			profileShare(r.profileGzip, false, "(*decompressor)"), C.Gzip.CPUPerMillion, B.Gzip.CPUPerMillion))
+		g := r.profileGzip
+		n := fmt.Sprintf("**gzip.** (C) spends %.2f CPU-s per million spans, (B) %.2f. The flate and CRC code is %.0f%% of"+
+			" podstamp's CPU under gzip load (flat, top 20); compressing the upstream leg is %.0f%% (cumulative, encoder),"+
+			" decompressing the client's requests %.0f%% (cumulative, decompressor).",
+			C.Gzip.CPUPerMillion, B.Gzip.CPUPerMillion, profileShare(g, false, "/flate.", "hash/crc32"),
+			profileShare(g, true, "flate.(*compressor).deflate", "flate.(*fastEncL", "flate.(*compressor).encSpeed"),
+			profileShare(g, true, "flate.(*decompressor)"))
+		if gr := profileShare(g, true, "huffmanGenericReader"); gr > 0 {
+			n += fmt.Sprintf(" The decompressor takes its generic byte-at-a-time path (huffmanGenericReader, %.0f%% cumulative;"+
+				" grpc mem.(*Reader).ReadByte %.0f%%): handing it a buffered reader would let it use its fast path.",
+				gr, profileShare(g, true, "mem.(*Reader).ReadByte"))
+		}
+		notes = append(notes, n)
 	}
 	return notes
 }
