@@ -500,6 +500,23 @@ func (r *runner) analysis() []string {
 		}
 		notes = append(notes, n)
 	}
+	A := r.result("A")
+	lat50, lat99 := met["Added latency p50 at paced rate"], met["Added latency p99 at paced rate"]
+	if A != nil && C != nil && (!lat50 || !lat99) {
+		add := func(t *targetResult) (float64, float64) {
+			return t.Paced.Summary.LatencyMs.P50 - A.Paced.Summary.LatencyMs.P50, t.Paced.Summary.LatencyMs.P99 - A.Paced.Summary.LatencyMs.P99
+		}
+		b50, b99 := add(B)
+		c50, c99 := add(C)
+		n := fmt.Sprintf("**Latency.** Over (A), podstamp adds %+.2f ms p50 / %+.2f ms p99 and the Collector %+.2f / %+.2f.", b50, b99, c50, c99)
+		if R != nil {
+			r50, r99 := add(R)
+			n += fmt.Sprintf(" The raw proxy adds %+.2f / %+.2f: podstamp's added latency is that of one more gRPC hop on"+
+				" loopback, so the target needs a cheaper hop than grpc-go's defaults, not cheaper stamping.", r50, r99)
+		}
+		n += " Tail latencies move between runs on a shared 2-core machine by more than the margin to this target."
+		notes = append(notes, n)
+	}
 	return notes
 }
 
