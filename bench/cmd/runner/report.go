@@ -382,12 +382,19 @@ func kernel() string {
 	return strings.TrimSpace(string(b))
 }
 
+// gitDescribe names the commit podstamp was built from, "-dirty" when the
+// tree differs from it (the results file itself does not count).
 func gitDescribe(root string) string {
-	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
+	out, err := exec.Command("git", "-C", root, "describe", "--always").Output()
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(string(out))
+	d := strings.TrimSpace(string(out))
+	st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--", ".", ":!bench/RESULTS.md").Output()
+	if err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		d += "-dirty"
+	}
+	return d
 }
 
 func modVersion(gomod, mod string) string {
