@@ -226,38 +226,24 @@ func anyValue(b []byte, depth int) (typ, text string, err error) {
 			typ, text = "Double", strconv.FormatFloat(math.Float64frombits(v), 'g', -1, 64)
 		case 5:
 			var parts []string
-			for c := val; len(c) > 0; {
-				n, _, v, r, err := field(c)
-				if err != nil {
-					return "", "", err
-				}
-				c = r
-				if n != 1 {
-					continue
-				}
+			err := eachField1(val, func(v []byte) error {
 				t, s, err := anyValue(v, depth+1)
-				if err != nil {
-					return "", "", err
-				}
 				parts = append(parts, t+"("+s+")")
+				return err
+			})
+			if err != nil {
+				return "", "", err
 			}
 			typ, text = "Slice", "["+strings.Join(parts, ",")+"]"
 		case 6:
 			var parts []string
-			for c := val; len(c) > 0; {
-				n, _, v, r, err := field(c)
-				if err != nil {
-					return "", "", err
-				}
-				c = r
-				if n != 1 {
-					continue
-				}
+			err := eachField1(val, func(v []byte) error {
 				a, err := scanKeyValue(v)
-				if err != nil {
-					return "", "", err
-				}
 				parts = append(parts, a.Key+":"+a.Type+"("+a.Value+")")
+				return err
+			})
+			if err != nil {
+				return "", "", err
 			}
 			typ, text = "Map", "{"+strings.Join(parts, ",")+"}"
 		case 7:
@@ -265,6 +251,25 @@ func anyValue(b []byte, depth int) (typ, text string, err error) {
 		}
 	}
 	return typ, text, nil
+}
+
+// eachField1 calls f with the value of every field 1 of msg (the repeated
+// values of an ArrayValue or KeyValueList), stopping at the first error.
+func eachField1(msg []byte, f func(v []byte) error) error {
+	for len(msg) > 0 {
+		n, _, v, rest, err := field(msg)
+		if err != nil {
+			return err
+		}
+		msg = rest
+		if n != 1 {
+			continue
+		}
+		if err := f(v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // countScope counts the items of one Scope<Signal>.
