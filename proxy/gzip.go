@@ -8,71 +8,72 @@ import (
 	"google.golang.org/grpc/encoding"
 )
 
-// gzip for gRPC, both ways: the ingress decompresses clients' messages and
-// the upstream leg compresses with --upstream-compression gzip. It replaces
-// grpc-go's own "gzip" compressor (compress/gzip) with klauspost/compress,
-// which reads and writes the same format with much less CPU: with gzip on
-// both legs, (de)compression dominates podstamp's cost. Like the HTTP
-// upstream leg (and the Collector's HTTP exporters), it compresses at
-// BestSpeed: a node agent's CPU is the scarce resource, not the bytes to a
-// collector in the same cluster. HTTP ingress and egress use the same
-// implementation.
-func init() { encoding.RegisterCompressor(&gzipCompressor{}) }
+// Every gzip leg goes through klauspost/compress, which reads and writes the
+// same format as compress/gzip with much less CPU (with gzip on both legs,
+// (de)compression dominates podstamp's cost), and through one pair of pools:
+// gRPC messages in both directions, HTTP request bodies in, HTTP upstream
+// bodies out. It compresses at BestSpeed, like the Collector's HTTP
+// exporters: a node agent's CPU is the scarce resource, not the bytes to a
+// collector in the same cluster.
+var (
+	gzipWriters = sync.Pool{New: func() any {
+		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		return &gzipWriter{w}
+	}}
+	gzipReaders sync.Pool // *gzipReader
+)
 
-type gzipCompressor struct {
-	writers sync.Pool // *gzipWriter
-	readers sync.Pool // *gzipReader
-}
+// gzipWriter is a pooled writer; Close finishes the stream and returns it
+// to the pool.
+type gzipWriter struct{ *gzip.Writer }
 
-func (*gzipCompressor) Name() string { return "gzip" }
-
-type gzipWriter struct {
-	*gzip.Writer
-	pool *sync.Pool
-}
-
-func (c *gzipCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
-	z, ok := c.writers.Get().(*gzipWriter)
-	if !ok {
-		zw, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
-		if err != nil {
-			return nil, err
-		}
-		return &gzipWriter{Writer: zw, pool: &c.writers}, nil
-	}
+func newGzipWriter(w io.Writer) *gzipWriter {
+	z := gzipWriters.Get().(*gzipWriter)
 	z.Reset(w)
-	return z, nil
+	return z
 }
 
 func (z *gzipWriter) Close() error {
-	defer z.pool.Put(z)
-	return z.Writer.Close()
+	err := z.Writer.Close()
+	z.Reset(nil) // drop the destination before pooling
+	gzipWriters.Put(z)
+	return err
 }
 
-type gzipReader struct {
-	*gzip.Reader
-	pool *sync.Pool
-}
+// gzipReader is a pooled reader; Close returns it to the pool.
+type gzipReader struct{ *gzip.Reader }
 
-func (c *gzipCompressor) Decompress(r io.Reader) (io.Reader, error) {
-	z, ok := c.readers.Get().(*gzipReader)
+func newGzipReader(r io.Reader) (*gzipReader, error) {
+	z, ok := gzipReaders.Get().(*gzipReader)
 	if !ok {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, err
 		}
-		return &gzipReader{Reader: zr, pool: &c.readers}, nil
+		return &gzipReader{zr}, nil
 	}
 	if err := z.Reset(r); err != nil {
-		c.readers.Put(z)
+		z.Close()
 		return nil, err
 	}
 	return z, nil
 }
 
-// Close returns the reader to its pool; gRPC calls it exactly once, after
-// reading the message.
 func (z *gzipReader) Close() error {
-	z.pool.Put(z)
+	_ = z.Reset(eofReader{}) // drop the source before pooling; fails harmlessly
+	gzipReaders.Put(z)
 	return nil
 }
+
+// gzipCompressor replaces grpc-go's own "gzip" compressor (compress/gzip)
+// for the ingress and the upstream leg. gRPC closes each reader and writer
+// exactly once, after the message.
+type gzipCompressor struct{}
+
+func init() { encoding.RegisterCompressor(gzipCompressor{}) }
+
+func (gzipCompressor) Name() string { return "gzip" }
+
+func (gzipCompressor) Compress(w io.Writer) (io.WriteCloser, error) { return newGzipWriter(w), nil }
+
+func (gzipCompressor) Decompress(r io.Reader) (io.Reader, error) { return newGzipReader(r) }

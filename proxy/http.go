@@ -3,14 +3,12 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"github.com/klauspost/compress/gzip"
 	"io"
 	"mime"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -131,8 +129,6 @@ func remoteAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-var gzipReaders sync.Pool
-
 // readBody reads the (decompressed) request body into a pooled buffer,
 // enforcing MaxRequestBytes after decompression.
 func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.Buffer, error) {
@@ -152,20 +148,11 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.B
 	}
 	hint := 32 << 10
 	if gz {
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(src)
-		} else {
-			err = zr.Reset(src)
-		}
+		zr, err := newGzipReader(src)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", readErr(err))
 		}
-		defer func() {
-			zr.Reset(eofReader{}) // drop the request body before pooling; fails harmlessly
-			gzipReaders.Put(zr)
-		}()
+		defer zr.Close()
 		src = zr
 		if r.ContentLength > 0 {
 			hint = int(min(r.ContentLength*4, limit))

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/klauspost/compress/gzip"
 	"io"
 	"mime"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -319,8 +317,6 @@ type httpExporter struct {
 	userAgent string
 }
 
-var gzipWriters = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return w }}
-
 // bufferBody is a request body over a reference-counted buffer: every reader
 // holds its own reference, released on Close, so the buffer goes back to its
 // pool only when the transport is done with it.
@@ -357,12 +353,9 @@ func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string
 		pool := bufPool
 		zb := pool.Get(body.Len()/2 + 64)
 		out := bytes.NewBuffer((*zb)[:0])
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(out)
+		zw := newGzipWriter(out)
 		_, _ = zw.Write(body.ReadOnlyData())
 		_ = zw.Close()
-		zw.Reset(nil)
-		gzipWriters.Put(zw)
 		b := out.Bytes()
 		body.Free()
 		if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
