@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -28,7 +27,7 @@ import (
 type Cache struct {
 	cfg    Config
 	log    *slog.Logger
-	client kubernetes.Interface
+	client API
 	clock  clock.WithTicker
 	m      *metrics
 
@@ -67,11 +66,12 @@ type Cache struct {
 
 var _ enrich.Resolver = (*Cache)(nil)
 
-// New builds a Cache for the pods of cfg.NodeName. Nothing is contacted until
-// Run. reg may be nil (no metrics registered).
-func New(client kubernetes.Interface, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
+// New builds a Cache for the pods of cfg.NodeName, read through client
+// (NewAPI for a real API server). Nothing is contacted until Run. reg may be
+// nil (no metrics registered).
+func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
 	if client == nil {
-		return nil, errors.New("informer: nil clientset")
+		return nil, errors.New("informer: nil API")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,13 +109,25 @@ func New(client kubernetes.Interface, cfg Config, log *slog.Logger, reg promethe
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+			l, err := client.ListPods(ctx, o)
+			if err != nil {
+				return nil, err // not a typed nil *PodList in the interface
+			}
+			return l, nil
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+			return client.WatchPods(ctx, o)
 		},
 	}
+	// With client-go's WatchListClient feature (on by default) the reflector
+	// first tries a streaming list: a watch with sendInitialEvents=true on
+	// WatchPods, falling back to ListPods+WatchPods when the server refuses
+	// it. NewAPI's REST client supports that, as the typed clientset did, so
+	// production keeps it. An API that cannot stream initial events (the
+	// fake clientset the tests adapt) says so with an
+	// IsWatchListSemanticsUnSupported() bool method, which this wrapper
+	// passes on to the reflector so that it uses plain list+watch.
 	c.inf = cache.NewSharedIndexInformerWithOptions(
 		cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: 0, ObjectDescription: "pods of node " + cfg.NodeName})

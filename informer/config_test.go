@@ -27,7 +27,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("New accepted a config without node name")
 	}
 	if _, err := New(nil, Config{NodeName: "n"}, nil, nil); err == nil {
-		t.Error("New accepted a nil clientset")
+		t.Error("New accepted a nil API")
 	}
 	d := Config{NodeName: "n"}.withDefaults()
 	if d.HoldTimeout != 3*time.Second || d.HoldMaxBytes != 64<<20 || d.HoldNegativeTTL != time.Minute ||
@@ -37,7 +37,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestRunTwiceAndStop(t *testing.T) {
-	c, err := New(fake.NewClientset(), Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
+	c, err := New(FromClientset(fake.NewClientset()), Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,33 @@
 // The watch reconnects by itself. While the API server is away the cache keeps
 // serving what it has; the relist that follows catches up on missed events.
 //
+// # Reading the API
+//
+// New reads the API server through API, the six reads the cache makes: list
+// and watch pods (New adds the node's field selector), get a node, and get
+// the metadata of a namespace, a ReplicaSet or a Job. Errors keep the
+// meaning of k8s.io/apimachinery/pkg/api/errors: NotFound is cached as an
+// absent object, Forbidden on the node is reported once.
+//
+// NewAPI implements API on one client-go REST client (rest.RESTClientFor)
+// with a scheme of its own: core/v1 Pod, PodList and Node plus the meta.k8s.io
+// types. Pods and nodes are read as protobuf, JSON when the server does not
+// offer it. Namespaces, ReplicaSets and Jobs are read as metadata only
+// (Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,
+// application/json; an answer with the whole object is read the same way),
+// which is all that is used of them (labels, annotations, UID, owner
+// references), so apps/v1 and batch/v1 are not linked, and neither is
+// client-go's typed clientset with its scheme of every API group: that code
+// alone cost an idle podstamp about 16 MiB of resident memory. The same
+// RBAC verbs apply (a metadata GET is a get).
+//
+// client-go's reflector streams the initial list when it can (the
+// WatchListClient feature, a watch with sendInitialEvents=true) and falls
+// back to list+watch when the server refuses; NewAPI's REST client supports
+// both, as the typed clientset did. An API that cannot stream (the tests' fake
+// clientset) says so with an IsWatchListSemanticsUnSupported() bool method,
+// which New passes on to the reflector.
+//
 // # Addresses
 //
 // Every entry of status.podIPs is indexed (IPv4 and IPv6); IPv4-mapped IPv6

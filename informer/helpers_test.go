@@ -104,7 +104,7 @@ func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
 		cfg.NodeName = testNode
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := New(h.cs, cfg, log, h.reg)
+	c, err := New(FromClientset(h.cs), cfg, log, h.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,16 +108,15 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 }
 
 func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVal, error) {
-	opts := metav1.GetOptions{}
 	switch kind {
 	case kindNamespace:
-		o, err := c.client.CoreV1().Namespaces().Get(ctx, name, opts)
+		o, err := c.client.GetNamespaceMetadata(ctx, name)
 		if err != nil {
 			return metaVal{}, err
 		}
 		return metaVal{labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}, nil
 	case kindNode:
-		o, err := c.client.CoreV1().Nodes().Get(ctx, name, opts)
+		o, err := c.client.GetNode(ctx, name)
 		if err != nil {
 			return metaVal{}, err
 		}
@@ -138,31 +137,30 @@ func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVa
 		}
 		return v, nil
 	case kindReplicaSet:
-		o, err := c.client.AppsV1().ReplicaSets(ns).Get(ctx, name, opts)
+		o, err := c.client.GetReplicaSetMetadata(ctx, ns, name)
 		if err != nil {
 			return metaVal{}, err
 		}
-		v := metaVal{uid: string(o.UID)}
-		for _, r := range o.OwnerReferences {
-			if r.Kind == "Deployment" {
-				v.ownerName, v.ownerUID = r.Name, string(r.UID)
-			}
-		}
-		return v, nil
+		return ownedBy(o, "Deployment"), nil
 	case kindJob:
-		o, err := c.client.BatchV1().Jobs(ns).Get(ctx, name, opts)
+		o, err := c.client.GetJobMetadata(ctx, ns, name)
 		if err != nil {
 			return metaVal{}, err
 		}
-		v := metaVal{uid: string(o.UID)}
-		for _, r := range o.OwnerReferences {
-			if r.Kind == "CronJob" {
-				v.ownerName, v.ownerUID = r.Name, string(r.UID)
-			}
-		}
-		return v, nil
+		return ownedBy(o, "CronJob"), nil
 	}
 	return metaVal{}, nil
+}
+
+// ownedBy is the UID of a ReplicaSet or Job and its owner of ownerKind.
+func ownedBy(o *metav1.PartialObjectMetadata, ownerKind string) metaVal {
+	v := metaVal{uid: string(o.UID)}
+	for _, r := range o.OwnerReferences {
+		if r.Kind == ownerKind {
+			v.ownerName, v.ownerUID = r.Name, string(r.UID)
+		}
+	}
+	return v
 }
 
 // gateway returns the first address of a pod CIDR (the .1 of an IPv4 /24),

@@ -236,7 +236,7 @@ func newChurnEnv(t *testing.T, icfg informer.Config) *churnEnv {
 	e.cs = fake.NewClientset(node)
 	rules := enrich.DefaultConfig()
 	icfg.Needs = rules.Needs()
-	e.cache, err = informer.New(e.cs, icfg, nil, e.reg)
+	e.cache, err = informer.New(informer.FromClientset(e.cs), icfg, nil, e.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

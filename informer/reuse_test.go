@@ -15,7 +15,7 @@ import (
 
 // directClient is shared by caches that are never run: building a fake
 // clientset is slow and nothing is ever read from it.
-var directClient = fake.NewClientset()
+var directClient = FromClientset(fake.NewClientset())
 
 // newDirect returns a Cache whose handlers the test calls itself, with a fake clock.
 func newDirectB(b *testing.B) (*Cache, *testingclock.FakeClock) {

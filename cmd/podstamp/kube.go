@@ -10,7 +10,6 @@ import (
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -53,7 +52,7 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	restCfg.UserAgent = "podstamp/" + version
 	restCfg.QPS, restCfg.Burst = 20, 40
-	client, err := kubernetes.NewForConfig(restCfg)
+	client, err := informer.NewAPI(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}

@@ -1,0 +1,390 @@
+package informer
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+)
+
+// apiServer is a minimal Kubernetes API server: pods of one node as a list
+// and as a watch stream, a node, and metadata of a namespace, a ReplicaSet
+// and a Job. It answers protobuf when asked for it and protobuf is on, JSON
+// otherwise, and records every request.
+type apiServer struct {
+	t        *testing.T
+	protobuf bool // offer protobuf (like the API server for built-in types)
+	fullRS   bool // answer the ReplicaSet as a whole object, ignoring as=PartialObjectMetadata
+
+	mu       sync.Mutex
+	reqs     []*http.Request
+	answered map[string]string // path -> media type of the last answer
+}
+
+func (s *apiServer) answer(r *http.Request, mediaType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.answered == nil {
+		s.answered = map[string]string{}
+	}
+	s.answered[r.URL.Path] = mediaType
+}
+
+func (s *apiServer) answeredWith(path string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.answered[path]
+}
+
+func (s *apiServer) requests() []*http.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reqs)
+}
+
+// lastRequest returns the last request to path.
+func (s *apiServer) lastRequest(path string) *http.Request {
+	s.t.Helper()
+	reqs := s.requests()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].URL.Path == path {
+			return reqs[i]
+		}
+	}
+	s.t.Fatalf("no request to %s among %d", path, len(reqs))
+	return nil
+}
+
+// serializer is the encoding the server answers r with.
+func (s *apiServer) serializer(r *http.Request) runtime.SerializerInfo {
+	mt := mediaJSON
+	if s.protobuf && strings.Contains(r.Header.Get("Accept"), mediaProtobuf) {
+		mt = mediaProtobuf
+	}
+	info, ok := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), mt)
+	if !ok {
+		s.t.Errorf("no serializer for %s", mt)
+	}
+	return info
+}
+
+func (s *apiServer) write(w http.ResponseWriter, r *http.Request, code int, obj runtime.Object) {
+	info := s.serializer(r)
+	b, err := runtime.Encode(codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion), obj)
+	if err != nil {
+		s.t.Errorf("encoding %T: %v", obj, err)
+	}
+	s.answer(r, info.MediaType)
+	w.Header().Set("Content-Type", info.MediaType)
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+func (s *apiServer) writeJSON(w http.ResponseWriter, contentType, body string) {
+	w.Header().Set("Content-Type", contentType)
+	_, _ = io.WriteString(w, body)
+}
+
+func status(code int, reason metav1.StatusReason, msg string) *metav1.Status {
+	return &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg}
+}
+
+const metaContentType = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r)
+	s.mu.Unlock()
+	q := r.URL.Query()
+	switch r.URL.Path {
+	case "/api/v1/pods":
+		if q.Get("watch") == "true" {
+			s.watchPods(w, r)
+			return
+		}
+		l := &corev1.PodList{ListMeta: metav1.ListMeta{ResourceVersion: "10"}, Items: []corev1.Pod{
+			*mkPod(podSpec{name: "a", ips: []string{"10.1.0.1", "fd00::1"}}),
+			*mkPod(podSpec{ns: "other", name: "b", ips: []string{"10.1.0.2"}, labels: map[string]string{"app": "b"}}),
+		}}
+		s.write(w, r, http.StatusOK, l)
+	case "/api/v1/nodes/" + testNode:
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
+			Spec:   corev1.NodeSpec{PodCIDRs: []string{"10.1.0.0/24"}},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}}}
+		s.write(w, r, http.StatusOK, n)
+	case "/api/v1/nodes/secret":
+		s.write(w, r, http.StatusForbidden, status(http.StatusForbidden, metav1.StatusReasonForbidden,
+			`nodes "secret" is forbidden: User "podstamp" cannot get resource "nodes"`))
+	case "/api/v1/namespaces/team":
+		s.writeJSON(w, metaContentType, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
+			"metadata":{"name":"team","uid":"ns-uid","labels":{"team":"blue"},"annotations":{"owner":"ops"}}}`)
+	case "/api/v1/namespaces/gone":
+		s.write(w, r, http.StatusNotFound, status(http.StatusNotFound, metav1.StatusReasonNotFound, `namespaces "gone" not found`))
+	case "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50":
+		if s.fullRS {
+			s.writeJSON(w, mediaJSON, `{"kind":"ReplicaSet","apiVersion":"apps/v1",
+				"metadata":{"name":"web-7c9d8f6b50","namespace":"team","uid":"rs-uid",
+				"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"deploy-uid","controller":true}]},
+				"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}}},"status":{"replicas":2}}`)
+			return
+		}
+		s.writeJSON(w, metaContentType, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
+			"metadata":{"name":"web-7c9d8f6b50","namespace":"team","uid":"rs-uid",
+			"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"deploy-uid","controller":true}]}}`)
+	case "/apis/batch/v1/namespaces/team/jobs/nightly-29000000":
+		s.writeJSON(w, metaContentType, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
+			"metadata":{"name":"nightly-29000000","namespace":"team","uid":"job-uid",
+			"ownerReferences":[{"apiVersion":"batch/v1","kind":"CronJob","name":"nightly","uid":"cron-uid","controller":true}]}}`)
+	case "/apis/batch/v1/namespaces/team/jobs/denied":
+		// Forbidden without a Status body (a proxy in between, say).
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, "forbidden\n")
+	default:
+		// Not found without a Status body.
+		http.NotFound(w, r)
+	}
+}
+
+// watchPods streams three events and ends the watch.
+func (s *apiServer) watchPods(w http.ResponseWriter, r *http.Request) {
+	info := s.serializer(r)
+	embedded := codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
+	s.answer(r, info.MediaType+";stream=watch")
+	w.Header().Set("Content-Type", info.MediaType+";stream=watch")
+	w.WriteHeader(http.StatusOK)
+	fw := info.StreamSerializer.Framer.NewFrameWriter(w)
+	a := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}})
+	a.ResourceVersion = "11"
+	b := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}, phase: corev1.PodSucceeded})
+	b.ResourceVersion = "12"
+	c := b.DeepCopy()
+	c.ResourceVersion = "13"
+	for _, ev := range []struct {
+		typ watch.EventType
+		pod *corev1.Pod
+	}{{watch.Added, a}, {watch.Modified, b}, {watch.Deleted, c}} {
+		raw, err := runtime.Encode(embedded, ev.pod)
+		if err != nil {
+			s.t.Errorf("encoding pod: %v", err)
+			return
+		}
+		if err := info.StreamSerializer.Encode(&metav1.WatchEvent{Type: string(ev.typ), Object: runtime.RawExtension{Raw: raw}}, fw); err != nil {
+			s.t.Errorf("encoding event: %v", err)
+			return
+		}
+		w.(http.Flusher).Flush()
+	}
+}
+
+func TestNewAPI(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		protobuf bool
+		// media type of the answers for pods and the node
+		want string
+	}{
+		{"protobuf", true, mediaProtobuf},
+		{"json fallback", false, mediaJSON},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &apiServer{t: t, protobuf: tc.protobuf}
+			ts := httptest.NewServer(srv)
+			t.Cleanup(ts.Close)
+			api, err := NewAPI(&rest.Config{Host: ts.URL, UserAgent: "podstamp/test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			sel := fields.OneTermEqualSelector("spec.nodeName", testNode).String()
+
+			// List
+			l, err := api.ListPods(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range l.Items {
+				got = append(got, fmt.Sprintf("%s/%s %s %v %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.PodIPs, p.Labels))
+			}
+			want := []string{"default/a node-a [{10.1.0.1} {fd00::1}] map[]", "other/b node-a [{10.1.0.2}] map[app:b]"}
+			if !slices.Equal(got, want) || l.ResourceVersion != "10" {
+				t.Errorf("list: rv %q, pods\n%q\nwant\n%q", l.ResourceVersion, got, want)
+			}
+			r := srv.lastRequest("/api/v1/pods")
+			if acc := r.Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf,application/json" {
+				t.Errorf("list Accept %q", acc)
+			}
+			if q := r.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("limit") != "500" {
+				t.Errorf("list query %q", r.URL.RawQuery)
+			}
+			if ua := r.Header.Get("User-Agent"); ua != "podstamp/test" {
+				t.Errorf("User-Agent %q", ua)
+			}
+			if got := srv.answeredWith("/api/v1/pods"); got != tc.want {
+				t.Errorf("pod list answered as %q, want %q", got, tc.want)
+			}
+
+			// Watch
+			w, err := api.WatchPods(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: "10", AllowWatchBookmarks: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			var evs []string
+			timeout := time.After(10 * time.Second)
+		events:
+			for {
+				select {
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						break events
+					}
+					p, isPod := ev.Object.(*corev1.Pod)
+					if !isPod {
+						t.Fatalf("watch event %s with %T: %v", ev.Type, ev.Object, ev.Object)
+					}
+					evs = append(evs, fmt.Sprintf("%s %s/%s rv=%s %s %s", ev.Type, p.Namespace, p.Name, p.ResourceVersion, p.Status.Phase, p.Status.PodIP))
+				case <-timeout:
+					t.Fatalf("watch did not end; events so far %q", evs)
+				}
+			}
+			wantEvs := []string{"ADDED default/a rv=11 Running 10.1.0.1", "MODIFIED default/a rv=12 Succeeded 10.1.0.1", "DELETED default/a rv=13 Succeeded 10.1.0.1"}
+			if !slices.Equal(evs, wantEvs) {
+				t.Errorf("watch events\n%q\nwant\n%q", evs, wantEvs)
+			}
+			var wr *http.Request
+			for _, r := range srv.requests() {
+				if r.URL.Path == "/api/v1/pods" && r.URL.Query().Get("watch") == "true" {
+					wr = r
+				}
+			}
+			if wr == nil {
+				t.Fatal("no watch request")
+			}
+			if q := wr.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("resourceVersion") != "10" ||
+				q.Get("allowWatchBookmarks") != "true" {
+				t.Errorf("watch query %q", wr.URL.RawQuery)
+			}
+
+			// Node: the whole object, in the preferred encoding.
+			n, err := api.GetNode(ctx, testNode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.UID != "node-uid" || n.Labels["zone"] != "z1" || !slices.Equal(n.Spec.PodCIDRs, []string{"10.1.0.0/24"}) ||
+				len(n.Status.Addresses) != 1 || n.Status.Addresses[0].Address != "192.0.2.1" {
+				t.Errorf("node %+v", n)
+			}
+
+			// Metadata only for namespaces, ReplicaSets and Jobs.
+			ns, err := api.GetNamespaceMetadata(ctx, "team")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ns.UID != "ns-uid" || ns.Labels["team"] != "blue" || ns.Annotations["owner"] != "ops" {
+				t.Errorf("namespace %+v", ns.ObjectMeta)
+			}
+			rs, err := api.GetReplicaSetMetadata(ctx, "team", "web-7c9d8f6b50")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := ownedBy(rs, "Deployment"); v.uid != "rs-uid" || v.ownerName != "web" || v.ownerUID != "deploy-uid" {
+				t.Errorf("replicaset %+v", v)
+			}
+			job, err := api.GetJobMetadata(ctx, "team", "nightly-29000000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := ownedBy(job, "CronJob"); v.uid != "job-uid" || v.ownerName != "nightly" || v.ownerUID != "cron-uid" {
+				t.Errorf("job %+v", v)
+			}
+			for _, p := range []string{"/api/v1/namespaces/team", "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50",
+				"/apis/batch/v1/namespaces/team/jobs/nightly-29000000"} {
+				if acc := srv.lastRequest(p).Header.Get("Accept"); acc != "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json" {
+					t.Errorf("%s: Accept %q", p, acc)
+				}
+			}
+			if acc := srv.lastRequest("/api/v1/nodes/" + testNode).Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf,application/json" {
+				t.Errorf("node Accept %q", acc)
+			}
+			// What was decoded: the server's last answer for pods was the
+			// watch stream.
+			if got := srv.answeredWith("/api/v1/pods"); got != tc.want+";stream=watch" {
+				t.Errorf("pods answered as %q, want %q", got, tc.want+";stream=watch")
+			}
+			if got := srv.answeredWith("/api/v1/nodes/" + testNode); got != tc.want {
+				t.Errorf("node answered as %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewAPIWholeObject: a server that ignores as=PartialObjectMetadata
+// answers with the whole ReplicaSet; its metadata is still read.
+func TestNewAPIWholeObject(t *testing.T) {
+	srv := &apiServer{t: t, protobuf: true, fullRS: true}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	api, err := NewAPI(&rest.Config{Host: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := api.GetReplicaSetMetadata(t.Context(), "team", "web-7c9d8f6b50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ownedBy(rs, "Deployment"); v.uid != "rs-uid" || v.ownerName != "web" || v.ownerUID != "deploy-uid" {
+		t.Errorf("replicaset %+v", v)
+	}
+}
+
+// TestNewAPIErrors: answers of the server keep their apierrors meaning, which
+// the metadata cache relies on (NotFound is cached as absent, Forbidden for
+// the node is reported once).
+func TestNewAPIErrors(t *testing.T) {
+	for _, protobuf := range []bool{true, false} {
+		t.Run(fmt.Sprintf("protobuf=%v", protobuf), func(t *testing.T) {
+			srv := &apiServer{t: t, protobuf: protobuf}
+			ts := httptest.NewServer(srv)
+			t.Cleanup(ts.Close)
+			api, err := NewAPI(&rest.Config{Host: ts.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			check := func(what string, err error, is func(error) bool, reason metav1.StatusReason) {
+				t.Helper()
+				if err == nil || !is(err) || apierrors.ReasonForError(err) != reason {
+					t.Errorf("%s: error %v (reason %q), want %s", what, err, apierrors.ReasonForError(err), reason)
+				}
+			}
+			_, err = api.GetNode(ctx, "secret") // Status in the negotiated encoding
+			check("node secret", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+			if err != nil && !strings.Contains(err.Error(), `cannot get resource "nodes"`) {
+				t.Errorf("node secret: the server's message is lost: %v", err)
+			}
+			_, err = api.GetNode(ctx, "missing") // plain 404
+			check("node missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+			_, err = api.GetNamespaceMetadata(ctx, "gone") // Status
+			check("namespace gone", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+			_, err = api.GetReplicaSetMetadata(ctx, "team", "missing") // plain 404
+			check("replicaset missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+			_, err = api.GetJobMetadata(ctx, "team", "denied") // plain 403
+			check("job denied", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+		})
+	}
+}
