@@ -43,6 +43,7 @@ type Config struct {
 	LogFormat   string
 	LogLevel    string
 	EnablePprof bool
+	MaxProcs    int
 
 	ConfigFile      string
 	Kubeconfig      string
@@ -76,6 +77,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:     20 * time.Second,
 		LogFormat:           "text",
 		LogLevel:            "info",
+		MaxProcs:            1,
 		HoldTimeout:         3 * time.Second,
 		HoldMaxBytes:        64 << 20,
 		HoldNegativeTTL:     60 * time.Second,
@@ -236,6 +238,7 @@ func (c *Config) flags() []flagDef {
 		{name: "drain-delay", usage: "on SIGTERM, how long /readyz fails before the listeners close", value: durVar(&c.DrainDelay)},
 		{name: "log-format", usage: "log format: text or json", value: strVar(&c.LogFormat)},
 		{name: "log-level", usage: "log level: debug, info, warn or error", value: strVar(&c.LogLevel)},
+		{name: "max-procs", usage: "processors podstamp runs Go code on at once (GOMAXPROCS); 0 uses Go's default (the CPUs or the cgroup CPU limit, at least 2). The default of 1 costs the least CPU per request: no wake-ups across threads. A GOMAXPROCS environment variable wins", value: (*intValue)(&c.MaxProcs)},
 		{name: "enable-pprof", usage: "serve /debug/pprof on the admin listener", value: boolVar(&c.EnablePprof)},
 		{name: "config", usage: "YAML file with the stamping rules; empty uses the defaults", value: strVar(&c.ConfigFile)},
 		{name: "kubeconfig", usage: "kubeconfig file; empty uses the in-cluster configuration", value: strVar(&c.Kubeconfig)},
@@ -265,6 +268,18 @@ func (v *durationValue) Set(s string) error {
 		return fmt.Errorf("invalid duration %q (want e.g. 10s, 2m)", s)
 	}
 	*v = durationValue(d)
+	return nil
+}
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("invalid integer %q", s)
+	}
+	*v = intValue(n)
 	return nil
 }
 
@@ -459,6 +474,9 @@ func (c Config) Validate() error {
 	}
 	if c.HoldMaxBytes <= 0 {
 		bad("hold-max-bytes", "must be positive, got %d", c.HoldMaxBytes)
+	}
+	if c.MaxProcs < 0 {
+		bad("max-procs", "must be 0 (Go's default) or more, got %d", c.MaxProcs)
 	}
 	return oneLine(errs)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,5 +253,22 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestMaxProcs(t *testing.T) {
+	c, err := ParseConfig([]string{"--max-procs", "3"}, func(string) string { return "" }, io.Discard)
+	if err != nil || c.MaxProcs != 3 {
+		t.Fatalf("--max-procs 3: %d, %v", c.MaxProcs, err)
+	}
+	if c := DefaultConfig(); c.MaxProcs != 1 {
+		t.Fatalf("default max-procs %d, want 1", c.MaxProcs)
+	}
+	c.MaxProcs = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "max-procs") {
+		t.Fatalf("negative max-procs: %v", err)
+	}
+	if _, err := ParseConfig([]string{"--max-procs", "two"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("--max-procs two accepted")
 	}
 }

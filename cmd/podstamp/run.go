@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	log := newLogger(cfg, stdout)
+	if getenv("GOMAXPROCS") == "" && cfg.MaxProcs > 0 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.MaxProcs))
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -93,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		p.Close()
 		return err
 	}
-	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName)
+	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0))
 
 	// The pod cache outlives the ingress: requests in flight during the
 	// drain may still be held for a pod.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -83,10 +84,15 @@ func TestRun(t *testing.T) {
 	}()
 	addrs := map[string]string{}
 	passThrough := false
+	var procs any
+	before := runtime.GOMAXPROCS(0)
 	for len(addrs) < 3 {
 		select {
 		case m := <-lines:
 			msg, _ := m["msg"].(string)
+			if msg == "starting" {
+				procs = m["procs"]
+			}
 			if strings.HasPrefix(msg, "serving ") {
 				addrs[msg] = m["addr"].(string)
 			}
@@ -101,6 +107,9 @@ func TestRun(t *testing.T) {
 	}
 	if !passThrough {
 		t.Error("pass-through mode was not logged")
+	}
+	if procs != float64(1) {
+		t.Errorf("started with procs %v, want the default of 1", procs)
 	}
 
 	cc, err := grpc.NewClient("passthrough:///"+addrs["serving OTLP/gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -141,6 +150,9 @@ func TestRun(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not return after cancellation")
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d after run, want %d restored", got, before)
 	}
 }
 
