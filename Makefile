@@ -21,10 +21,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root).
+## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root); then informer.NewAPI against it.
 e2e:
 	$(GO) test -tags e2e -race -count=1 -timeout 30m -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true; \
 	grep -qE '^(ok|PASS)' e2e.log && ! grep -qE '^(--- FAIL|FAIL)' e2e.log
+	$(GO) test -tags e2e -race -count=1 -timeout 10m -v -run TestNewAPIRealServer ./informer/
 
 ## demo: a local API server, a few pods on loopback addresses, podstamp and a sink, side by side.
 demo:

@@ -172,7 +172,7 @@ func TestWorkloadDerivation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := toPodObj(mkPod(podSpec{name: "p", owners: tc.owners, labels: tc.labels}))
+			o := podObjOf(mkPod(podSpec{name: "p", owners: tc.owners, labels: tc.labels}))
 			if !equalWorkloads(o.pod.Workloads, tc.want) {
 				t.Fatalf("workloads %v, want %v", o.pod.Workloads, tc.want)
 			}
@@ -198,7 +198,7 @@ func TestPodConversion(t *testing.T) {
 	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "side", Image: "ghcr.io/x/side@sha256:abc"})
 	p.Status.ContainerStatuses[0].LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ContainerID: "cri-o://prev"}
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	o := toPodObj(p)
+	o := podObjOf(p)
 	ep := o.pod
 	if len(ep.IPs) != 2 {
 		t.Errorf("IPs %v, want deduplicated 2", ep.IPs)
@@ -256,7 +256,7 @@ func TestMetadataLookups(t *testing.T) {
 		t.Errorf("workloads %v, want %v", p, want)
 	}
 	// Without the flags, no GETs: the base pod is published as is.
-	if o := toPodObj(web); o.pod.NamespaceLabels != nil || o.pod.Workloads[0].UID != "" {
+	if o := podObjOf(web); o.pod.NamespaceLabels != nil || o.pod.Workloads[0].UID != "" {
 		t.Error("base pod carries metadata")
 	}
 }

@@ -18,9 +18,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // Cache is a node-scoped pod cache. It implements enrich.Resolver.
@@ -129,7 +128,7 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 	// IsWatchListSemanticsUnSupported() bool method, which this wrapper
 	// passes on to the reflector so that it uses plain list+watch.
 	c.inf = cache.NewSharedIndexInformerWithOptions(
-		cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{},
+		cache.ToListWatcherWithWatchListSemantics(lw, client), &kubetypes.Pod{},
 		cache.SharedIndexInformerOptions{ResyncPeriod: 0, ObjectDescription: "pods of node " + cfg.NodeName})
 	if err := c.inf.SetTransform(transform); err != nil {
 		return nil, fmt.Errorf("informer: %w", err)

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // API is what the cache reads from the Kubernetes API server. NewAPI is the
@@ -23,11 +24,11 @@ import (
 type API interface {
 	// ListPods lists pods in all namespaces with opts (the cache sets the
 	// field selector spec.nodeName=<node>).
-	ListPods(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	ListPods(ctx context.Context, opts metav1.ListOptions) (*kubetypes.PodList, error)
 	// WatchPods watches pods in all namespaces with opts.
 	WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 	// GetNode reads a node (labels, annotations, UID, addresses, pod CIDRs).
-	GetNode(ctx context.Context, name string) (*corev1.Node, error)
+	GetNode(ctx context.Context, name string) (*kubetypes.Node, error)
 	// GetNamespaceMetadata reads the metadata of a namespace (labels,
 	// annotations, UID).
 	GetNamespaceMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error)
@@ -39,19 +40,20 @@ type API interface {
 	GetJobMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error)
 }
 
-// Media types NewAPI sends and accepts.
+// Media types NewAPI sends and accepts. Pods and nodes are read as JSON
+// only: protobuf would need the generated code of k8s.io/api/core/v1.
 const (
-	mediaProtobuf = "application/vnd.kubernetes.protobuf"
-	mediaJSON     = "application/json"
+	mediaJSON = "application/json"
 	// acceptMetadata asks for the object's metadata only; a server that
 	// cannot convert answers with the whole object as JSON, whose metadata
 	// is read the same way.
 	acceptMetadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
 )
 
-// scheme knows only what NewAPI decodes: pods, pod lists and nodes of the
-// core group, the meta.k8s.io types (options, Status, WatchEvent,
-// PartialObjectMetadata). It is not client-go's scheme of every API group.
+// scheme knows only what NewAPI decodes: the lean v1 Pod, PodList and Node
+// of package kubetypes, the meta.k8s.io types (options, Status, WatchEvent,
+// PartialObjectMetadata). It is not client-go's scheme of every API group,
+// and no k8s.io/api package is linked.
 var (
 	scheme     = runtime.NewScheme()
 	codecs     = serializer.NewCodecFactory(scheme)
@@ -59,9 +61,9 @@ var (
 )
 
 func init() {
-	gv := corev1.SchemeGroupVersion
-	scheme.AddKnownTypes(gv, &corev1.Pod{}, &corev1.PodList{}, &corev1.Node{})
-	metav1.AddToGroupVersion(scheme, gv)
+	if err := kubetypes.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
 	if err := metav1.AddMetaToScheme(scheme); err != nil {
 		panic(err)
 	}
@@ -73,19 +75,20 @@ type restAPI struct {
 }
 
 // NewAPI returns the API of the server cfg points to. Pods and nodes are
-// read as protobuf (JSON if the server cannot), namespaces, ReplicaSets and
-// Jobs as metadata only, so no typed clientset and no scheme of every API
-// group is needed. cfg is copied; its QPS, Burst, UserAgent and transport
-// settings apply to every request.
+// read as JSON into the lean types of package kubetypes, namespaces,
+// ReplicaSets and Jobs as metadata only, so no typed clientset, no scheme of
+// every API group and no k8s.io/api package is needed. cfg is copied; its
+// QPS, Burst, UserAgent and transport settings apply to every request; its
+// content types are replaced by JSON.
 func NewAPI(cfg *rest.Config) (API, error) {
 	if cfg == nil {
 		return nil, errors.New("informer: nil rest config")
 	}
 	c := rest.CopyConfig(cfg)
 	c.APIPath = "/api"
-	c.GroupVersion = &corev1.SchemeGroupVersion
-	c.ContentType = mediaProtobuf
-	c.AcceptContentTypes = mediaProtobuf + "," + mediaJSON
+	c.GroupVersion = &kubetypes.SchemeGroupVersion
+	c.ContentType = mediaJSON
+	c.AcceptContentTypes = mediaJSON
 	c.NegotiatedSerializer = codecs.WithoutConversion()
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
@@ -104,8 +107,8 @@ func timeoutOf(opts metav1.ListOptions) time.Duration {
 	return time.Duration(*opts.TimeoutSeconds) * time.Second
 }
 
-func (a *restAPI) ListPods(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	l := &corev1.PodList{}
+func (a *restAPI) ListPods(ctx context.Context, opts metav1.ListOptions) (*kubetypes.PodList, error) {
+	l := &kubetypes.PodList{}
 	err := a.rc.Get().Resource("pods").VersionedParams(&opts, paramCodec).Timeout(timeoutOf(opts)).Do(ctx).Into(l)
 	if err != nil {
 		return nil, err
@@ -118,11 +121,11 @@ func (a *restAPI) WatchPods(ctx context.Context, opts metav1.ListOptions) (watch
 	return a.rc.Get().Resource("pods").VersionedParams(&opts, paramCodec).Timeout(timeoutOf(opts)).Watch(ctx)
 }
 
-func (a *restAPI) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+func (a *restAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, error) {
 	if name == "" {
 		return nil, errors.New("informer: node name is required")
 	}
-	n := &corev1.Node{}
+	n := &kubetypes.Node{}
 	if err := a.rc.Get().Resource("nodes").Name(name).Do(ctx).Into(n); err != nil {
 		return nil, err
 	}

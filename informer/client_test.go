@@ -1,10 +1,13 @@
 package informer
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -16,37 +19,38 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
+
+// srvCodecs encode what apiServer sends: the real core/v1 objects, as the
+// API server does, not the lean types the client decodes them into.
+var srvCodecs = func() serializer.CodecFactory {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := metav1.AddMetaToScheme(s); err != nil {
+		panic(err)
+	}
+	return serializer.NewCodecFactory(s)
+}()
 
 // apiServer is a minimal Kubernetes API server: pods of one node as a list
 // and as a watch stream, a node, and metadata of a namespace, a ReplicaSet
-// and a Job. It answers protobuf when asked for it and protobuf is on, JSON
-// otherwise, and records every request.
+// and a Job. It answers JSON, encoded from core/v1 objects, and records
+// every request.
 type apiServer struct {
-	t        *testing.T
-	protobuf bool // offer protobuf (like the API server for built-in types)
-	fullRS   bool // answer the ReplicaSet as a whole object, ignoring as=PartialObjectMetadata
+	t      *testing.T
+	fullRS bool // answer the ReplicaSet as a whole object, ignoring as=PartialObjectMetadata
 
-	mu       sync.Mutex
-	reqs     []*http.Request
-	answered map[string]string // path -> media type of the last answer
-}
-
-func (s *apiServer) answer(r *http.Request, mediaType string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.answered == nil {
-		s.answered = map[string]string{}
-	}
-	s.answered[r.URL.Path] = mediaType
-}
-
-func (s *apiServer) answeredWith(path string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.answered[path]
+	mu   sync.Mutex
+	reqs []*http.Request
 }
 
 func (s *apiServer) requests() []*http.Request {
@@ -68,26 +72,20 @@ func (s *apiServer) lastRequest(path string) *http.Request {
 	return nil
 }
 
-// serializer is the encoding the server answers r with.
-func (s *apiServer) serializer(r *http.Request) runtime.SerializerInfo {
-	mt := mediaJSON
-	if s.protobuf && strings.Contains(r.Header.Get("Accept"), mediaProtobuf) {
-		mt = mediaProtobuf
-	}
-	info, ok := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), mt)
+func jsonSerializer(t *testing.T) runtime.SerializerInfo {
+	info, ok := runtime.SerializerInfoForMediaType(srvCodecs.SupportedMediaTypes(), mediaJSON)
 	if !ok {
-		s.t.Errorf("no serializer for %s", mt)
+		t.Errorf("no serializer for %s", mediaJSON) // called from the server goroutine
 	}
 	return info
 }
 
-func (s *apiServer) write(w http.ResponseWriter, r *http.Request, code int, obj runtime.Object) {
-	info := s.serializer(r)
-	b, err := runtime.Encode(codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion), obj)
+func (s *apiServer) write(w http.ResponseWriter, code int, obj runtime.Object) {
+	info := jsonSerializer(s.t)
+	b, err := runtime.Encode(srvCodecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion), obj)
 	if err != nil {
 		s.t.Errorf("encoding %T: %v", obj, err)
 	}
-	s.answer(r, info.MediaType)
 	w.Header().Set("Content-Type", info.MediaType)
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
@@ -119,20 +117,20 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			*mkPod(podSpec{name: "a", ips: []string{"10.1.0.1", "fd00::1"}}),
 			*mkPod(podSpec{ns: "other", name: "b", ips: []string{"10.1.0.2"}, labels: map[string]string{"app": "b"}}),
 		}}
-		s.write(w, r, http.StatusOK, l)
+		s.write(w, http.StatusOK, l)
 	case "/api/v1/nodes/" + testNode:
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
 			Spec:   corev1.NodeSpec{PodCIDRs: []string{"10.1.0.0/24"}},
 			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}}}
-		s.write(w, r, http.StatusOK, n)
+		s.write(w, http.StatusOK, n)
 	case "/api/v1/nodes/secret":
-		s.write(w, r, http.StatusForbidden, status(http.StatusForbidden, metav1.StatusReasonForbidden,
+		s.write(w, http.StatusForbidden, status(http.StatusForbidden, metav1.StatusReasonForbidden,
 			`nodes "secret" is forbidden: User "podstamp" cannot get resource "nodes"`))
 	case "/api/v1/namespaces/team":
 		s.writeJSON(w, metaContentType, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
 			"metadata":{"name":"team","uid":"ns-uid","labels":{"team":"blue"},"annotations":{"owner":"ops"}}}`)
 	case "/api/v1/namespaces/gone":
-		s.write(w, r, http.StatusNotFound, status(http.StatusNotFound, metav1.StatusReasonNotFound, `namespaces "gone" not found`))
+		s.write(w, http.StatusNotFound, status(http.StatusNotFound, metav1.StatusReasonNotFound, `namespaces "gone" not found`))
 	case "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50":
 		if s.fullRS {
 			s.writeJSON(w, mediaJSON, `{"kind":"ReplicaSet","apiVersion":"apps/v1",
@@ -161,9 +159,8 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // watchPods streams three events and ends the watch.
 func (s *apiServer) watchPods(w http.ResponseWriter, r *http.Request) {
-	info := s.serializer(r)
-	embedded := codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
-	s.answer(r, info.MediaType+";stream=watch")
+	info := jsonSerializer(s.t)
+	embedded := srvCodecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
 	w.Header().Set("Content-Type", info.MediaType+";stream=watch")
 	w.WriteHeader(http.StatusOK)
 	fw := info.StreamSerializer.Framer.NewFrameWriter(w)
@@ -191,152 +188,132 @@ func (s *apiServer) watchPods(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestNewAPI(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		protobuf bool
-		// media type of the answers for pods and the node
-		want string
-	}{
-		{"protobuf", true, mediaProtobuf},
-		{"json fallback", false, mediaJSON},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := &apiServer{t: t, protobuf: tc.protobuf}
-			ts := httptest.NewServer(srv)
-			t.Cleanup(ts.Close)
-			api, err := NewAPI(&rest.Config{Host: ts.URL, UserAgent: "podstamp/test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := t.Context()
-			sel := fields.OneTermEqualSelector("spec.nodeName", testNode).String()
+	srv := &apiServer{t: t}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	api, err := NewAPI(&rest.Config{Host: ts.URL, UserAgent: "podstamp/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	sel := fields.OneTermEqualSelector("spec.nodeName", testNode).String()
 
-			// List
-			l, err := api.ListPods(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, p := range l.Items {
-				got = append(got, fmt.Sprintf("%s/%s %s %v %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.PodIPs, p.Labels))
-			}
-			want := []string{"default/a node-a [{10.1.0.1} {fd00::1}] map[]", "other/b node-a [{10.1.0.2}] map[app:b]"}
-			if !slices.Equal(got, want) || l.ResourceVersion != "10" {
-				t.Errorf("list: rv %q, pods\n%q\nwant\n%q", l.ResourceVersion, got, want)
-			}
-			r := srv.lastRequest("/api/v1/pods")
-			if acc := r.Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf,application/json" {
-				t.Errorf("list Accept %q", acc)
-			}
-			if q := r.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("limit") != "500" {
-				t.Errorf("list query %q", r.URL.RawQuery)
-			}
-			if ua := r.Header.Get("User-Agent"); ua != "podstamp/test" {
-				t.Errorf("User-Agent %q", ua)
-			}
-			if got := srv.answeredWith("/api/v1/pods"); got != tc.want {
-				t.Errorf("pod list answered as %q, want %q", got, tc.want)
-			}
+	// List
+	l, err := api.ListPods(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range l.Items {
+		got = append(got, fmt.Sprintf("%s/%s %s %v %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.PodIPs, p.Labels))
+	}
+	want := []string{"default/a node-a [{10.1.0.1} {fd00::1}] map[]", "other/b node-a [{10.1.0.2}] map[app:b]"}
+	if !slices.Equal(got, want) || l.ResourceVersion != "10" {
+		t.Errorf("list: rv %q, pods\n%q\nwant\n%q", l.ResourceVersion, got, want)
+	}
+	r := srv.lastRequest("/api/v1/pods")
+	if acc := r.Header.Get("Accept"); acc != "application/json" {
+		t.Errorf("list Accept %q, want application/json only", acc)
+	}
+	if q := r.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("limit") != "500" {
+		t.Errorf("list query %q", r.URL.RawQuery)
+	}
+	if ua := r.Header.Get("User-Agent"); ua != "podstamp/test" {
+		t.Errorf("User-Agent %q", ua)
+	}
 
-			// Watch
-			w, err := api.WatchPods(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: "10", AllowWatchBookmarks: true})
-			if err != nil {
-				t.Fatal(err)
+	// Watch
+	w, err := api.WatchPods(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: "10", AllowWatchBookmarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var evs []string
+	timeout := time.After(10 * time.Second)
+events:
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				break events
 			}
-			defer w.Stop()
-			var evs []string
-			timeout := time.After(10 * time.Second)
-		events:
-			for {
-				select {
-				case ev, ok := <-w.ResultChan():
-					if !ok {
-						break events
-					}
-					p, isPod := ev.Object.(*corev1.Pod)
-					if !isPod {
-						t.Fatalf("watch event %s with %T: %v", ev.Type, ev.Object, ev.Object)
-					}
-					evs = append(evs, fmt.Sprintf("%s %s/%s rv=%s %s %s", ev.Type, p.Namespace, p.Name, p.ResourceVersion, p.Status.Phase, p.Status.PodIP))
-				case <-timeout:
-					t.Fatalf("watch did not end; events so far %q", evs)
-				}
+			p, isPod := ev.Object.(*kubetypes.Pod)
+			if !isPod {
+				t.Fatalf("watch event %s with %T: %v", ev.Type, ev.Object, ev.Object)
 			}
-			wantEvs := []string{"ADDED default/a rv=11 Running 10.1.0.1", "MODIFIED default/a rv=12 Succeeded 10.1.0.1", "DELETED default/a rv=13 Succeeded 10.1.0.1"}
-			if !slices.Equal(evs, wantEvs) {
-				t.Errorf("watch events\n%q\nwant\n%q", evs, wantEvs)
-			}
-			var wr *http.Request
-			for _, r := range srv.requests() {
-				if r.URL.Path == "/api/v1/pods" && r.URL.Query().Get("watch") == "true" {
-					wr = r
-				}
-			}
-			if wr == nil {
-				t.Fatal("no watch request")
-			}
-			if q := wr.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("resourceVersion") != "10" ||
-				q.Get("allowWatchBookmarks") != "true" {
-				t.Errorf("watch query %q", wr.URL.RawQuery)
-			}
+			evs = append(evs, fmt.Sprintf("%s %s/%s rv=%s %s %s", ev.Type, p.Namespace, p.Name, p.ResourceVersion, p.Status.Phase, p.Status.PodIP))
+		case <-timeout:
+			t.Fatalf("watch did not end; events so far %q", evs)
+		}
+	}
+	wantEvs := []string{"ADDED default/a rv=11 Running 10.1.0.1", "MODIFIED default/a rv=12 Succeeded 10.1.0.1", "DELETED default/a rv=13 Succeeded 10.1.0.1"}
+	if !slices.Equal(evs, wantEvs) {
+		t.Errorf("watch events\n%q\nwant\n%q", evs, wantEvs)
+	}
+	var wr *http.Request
+	for _, r := range srv.requests() {
+		if r.URL.Path == "/api/v1/pods" && r.URL.Query().Get("watch") == "true" {
+			wr = r
+		}
+	}
+	if wr == nil {
+		t.Fatal("no watch request")
+	}
+	if acc := wr.Header.Get("Accept"); acc != "application/json" {
+		t.Errorf("watch Accept %q, want application/json only", acc)
+	}
+	if q := wr.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("resourceVersion") != "10" ||
+		q.Get("allowWatchBookmarks") != "true" {
+		t.Errorf("watch query %q", wr.URL.RawQuery)
+	}
 
-			// Node: the whole object, in the preferred encoding.
-			n, err := api.GetNode(ctx, testNode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n.UID != "node-uid" || n.Labels["zone"] != "z1" || !slices.Equal(n.Spec.PodCIDRs, []string{"10.1.0.0/24"}) ||
-				len(n.Status.Addresses) != 1 || n.Status.Addresses[0].Address != "192.0.2.1" {
-				t.Errorf("node %+v", n)
-			}
+	// Node: the whole object, as JSON.
+	n, err := api.GetNode(ctx, testNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.UID != "node-uid" || n.Labels["zone"] != "z1" || !slices.Equal(n.Spec.PodCIDRs, []string{"10.1.0.0/24"}) ||
+		len(n.Status.Addresses) != 1 || n.Status.Addresses[0].Address != "192.0.2.1" {
+		t.Errorf("node %+v", n)
+	}
 
-			// Metadata only for namespaces, ReplicaSets and Jobs.
-			ns, err := api.GetNamespaceMetadata(ctx, "team")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ns.UID != "ns-uid" || ns.Labels["team"] != "blue" || ns.Annotations["owner"] != "ops" {
-				t.Errorf("namespace %+v", ns.ObjectMeta)
-			}
-			rs, err := api.GetReplicaSetMetadata(ctx, "team", "web-7c9d8f6b50")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v := ownedBy(rs, "Deployment"); v.uid != "rs-uid" || v.ownerName != "web" || v.ownerUID != "deploy-uid" {
-				t.Errorf("replicaset %+v", v)
-			}
-			job, err := api.GetJobMetadata(ctx, "team", "nightly-29000000")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v := ownedBy(job, "CronJob"); v.uid != "job-uid" || v.ownerName != "nightly" || v.ownerUID != "cron-uid" {
-				t.Errorf("job %+v", v)
-			}
-			for _, p := range []string{"/api/v1/namespaces/team", "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50",
-				"/apis/batch/v1/namespaces/team/jobs/nightly-29000000"} {
-				if acc := srv.lastRequest(p).Header.Get("Accept"); acc != "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json" {
-					t.Errorf("%s: Accept %q", p, acc)
-				}
-			}
-			if acc := srv.lastRequest("/api/v1/nodes/" + testNode).Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf,application/json" {
-				t.Errorf("node Accept %q", acc)
-			}
-			// What was decoded: the server's last answer for pods was the
-			// watch stream.
-			if got := srv.answeredWith("/api/v1/pods"); got != tc.want+";stream=watch" {
-				t.Errorf("pods answered as %q, want %q", got, tc.want+";stream=watch")
-			}
-			if got := srv.answeredWith("/api/v1/nodes/" + testNode); got != tc.want {
-				t.Errorf("node answered as %q, want %q", got, tc.want)
-			}
-		})
+	// Metadata only for namespaces, ReplicaSets and Jobs.
+	ns, err := api.GetNamespaceMetadata(ctx, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.UID != "ns-uid" || ns.Labels["team"] != "blue" || ns.Annotations["owner"] != "ops" {
+		t.Errorf("namespace %+v", ns.ObjectMeta)
+	}
+	rs, err := api.GetReplicaSetMetadata(ctx, "team", "web-7c9d8f6b50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ownedBy(rs, "Deployment"); v.uid != "rs-uid" || v.ownerName != "web" || v.ownerUID != "deploy-uid" {
+		t.Errorf("replicaset %+v", v)
+	}
+	job, err := api.GetJobMetadata(ctx, "team", "nightly-29000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ownedBy(job, "CronJob"); v.uid != "job-uid" || v.ownerName != "nightly" || v.ownerUID != "cron-uid" {
+		t.Errorf("job %+v", v)
+	}
+	for _, p := range []string{"/api/v1/namespaces/team", "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50",
+		"/apis/batch/v1/namespaces/team/jobs/nightly-29000000"} {
+		if acc := srv.lastRequest(p).Header.Get("Accept"); acc != "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json" {
+			t.Errorf("%s: Accept %q", p, acc)
+		}
+	}
+	if acc := srv.lastRequest("/api/v1/nodes/" + testNode).Header.Get("Accept"); acc != "application/json" {
+		t.Errorf("node Accept %q, want application/json only", acc)
 	}
 }
 
 // TestNewAPIWholeObject: a server that ignores as=PartialObjectMetadata
 // answers with the whole ReplicaSet; its metadata is still read.
 func TestNewAPIWholeObject(t *testing.T) {
-	srv := &apiServer{t: t, protobuf: true, fullRS: true}
+	srv := &apiServer{t: t, fullRS: true}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	api, err := NewAPI(&rest.Config{Host: ts.URL})
@@ -356,35 +333,126 @@ func TestNewAPIWholeObject(t *testing.T) {
 // the metadata cache relies on (NotFound is cached as absent, Forbidden for
 // the node is reported once).
 func TestNewAPIErrors(t *testing.T) {
-	for _, protobuf := range []bool{true, false} {
-		t.Run(fmt.Sprintf("protobuf=%v", protobuf), func(t *testing.T) {
-			srv := &apiServer{t: t, protobuf: protobuf}
-			ts := httptest.NewServer(srv)
-			t.Cleanup(ts.Close)
-			api, err := NewAPI(&rest.Config{Host: ts.URL})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := t.Context()
-			check := func(what string, err error, is func(error) bool, reason metav1.StatusReason) {
-				t.Helper()
-				if err == nil || !is(err) || apierrors.ReasonForError(err) != reason {
-					t.Errorf("%s: error %v (reason %q), want %s", what, err, apierrors.ReasonForError(err), reason)
-				}
-			}
-			_, err = api.GetNode(ctx, "secret") // Status in the negotiated encoding
-			check("node secret", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
-			if err != nil && !strings.Contains(err.Error(), `cannot get resource "nodes"`) {
-				t.Errorf("node secret: the server's message is lost: %v", err)
-			}
-			_, err = api.GetNode(ctx, "missing") // plain 404
-			check("node missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
-			_, err = api.GetNamespaceMetadata(ctx, "gone") // Status
-			check("namespace gone", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
-			_, err = api.GetReplicaSetMetadata(ctx, "team", "missing") // plain 404
-			check("replicaset missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
-			_, err = api.GetJobMetadata(ctx, "team", "denied") // plain 403
-			check("job denied", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
-		})
+	srv := &apiServer{t: t}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	api, err := NewAPI(&rest.Config{Host: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	check := func(what string, err error, is func(error) bool, reason metav1.StatusReason) {
+		t.Helper()
+		if err == nil || !is(err) || apierrors.ReasonForError(err) != reason {
+			t.Errorf("%s: error %v (reason %q), want %s", what, err, apierrors.ReasonForError(err), reason)
+		}
+	}
+	_, err = api.GetNode(ctx, "secret") // Status
+	check("node secret", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+	if err != nil && !strings.Contains(err.Error(), `cannot get resource "nodes"`) {
+		t.Errorf("node secret: the server's message is lost: %v", err)
+	}
+	_, err = api.GetNode(ctx, "missing") // plain 404
+	check("node missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	_, err = api.GetNamespaceMetadata(ctx, "gone") // Status
+	check("namespace gone", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	_, err = api.GetReplicaSetMetadata(ctx, "team", "missing") // plain 404
+	check("replicaset missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	_, err = api.GetJobMetadata(ctx, "team", "denied") // plain 403
+	check("job denied", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+}
+
+// fullCorePod is a core/v1 pod with every field the pod cache reads set
+// (init containers, last terminated containers, both address families,
+// owner, deletion), and others it does not read.
+func fullCorePod() *corev1.Pod {
+	p := mkPod(podSpec{ns: "team", name: "web-7c9d8f6b50-x2x4z", uid: "uid-web", ips: []string{"10.1.0.7", "fd00::7"},
+		start: t0.Add(4 * time.Second), hostNetwork: true,
+		labels: map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
+		owners: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b50", UID: "rs-uid", Controller: ptr.To(true)}}})
+	p.TypeMeta = metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}
+	p.ResourceVersion = "42"
+	p.CreationTimestamp = metav1.NewTime(t0)
+	p.DeletionTimestamp = &metav1.Time{Time: t0.Add(time.Hour)}
+	p.Annotations = map[string]string{"note": "x", lastApplied: `{"kind":"Pod"}`}
+	p.Spec.ServiceAccountName = "web"
+	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "registry.example/init:0.1", Command: []string{"sh"}}}
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123"})
+	p.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	p.Status.HostIP = "192.0.2.1"
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://init-1",
+		State:                corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://init-1"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, ContainerID: "containerd://init-0"}}}}
+	p.Status.ContainerStatuses[0].Ready = true
+	p.Status.ContainerStatuses[0].LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 137, ContainerID: "containerd://app-0"}}
+	p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: "sidecar", ContainerID: "cri-o://sidecar-1",
+		Image: "registry.example/sidecar@sha256:0123"})
+	return p
+}
+
+// TestLeanPodFromJSON: a core/v1 pod as JSON (what the API server sends)
+// decodes with NewAPI's scheme into the lean pod with every field the pod
+// cache reads, the same pod the tests' adapter converts field by field, and
+// toPodObj makes of it what it stamps.
+func TestLeanPodFromJSON(t *testing.T) {
+	full := fullCorePod()
+	b, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := runtime.Decode(codecs.UniversalDeserializer(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := obj.(*kubetypes.Pod)
+	if !ok {
+		t.Fatalf("decoded %T", obj)
+	}
+	got.SetGroupVersionKind(kubetypes.SchemeGroupVersion.WithKind("Pod"))
+	want := leanPod(full)
+	// metav1.Time decodes in the local zone.
+	for _, tm := range []*metav1.Time{&want.CreationTimestamp, want.DeletionTimestamp, want.Status.StartTime} {
+		tm.Time = tm.Local()
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n%#v\nwant (the adapter's conversion)\n%#v", got, want)
+	}
+
+	o := toPodObj(got)
+	wantPod := &enrich.Pod{
+		Namespace: "team", Name: "web-7c9d8f6b50-x2x4z", UID: "uid-web", NodeName: testNode, HostNetwork: true,
+		IPs:         []netip.Addr{netip.MustParseAddr("10.1.0.7"), netip.MustParseAddr("fd00::7")},
+		StartTime:   got.Status.StartTime.Time,
+		Labels:      map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
+		Annotations: map[string]string{"note": "x"},
+		Workloads:   []enrich.Workload{{Kind: enrich.ReplicaSet, Name: "web-7c9d8f6b50"}, {Kind: enrich.Deployment, Name: "web"}},
+		Containers: []enrich.Container{
+			{Name: "init", ImageName: "registry.example/init", ImageTag: "0.1", IDs: []string{"init-1", "init-0"}},
+			{Name: "app", ImageName: "registry.example:5000/team/app", ImageTag: "1.2", IDs: []string{"cid-uid-web", "app-0"}},
+			{Name: "sidecar", ImageName: "registry.example/sidecar", IDs: []string{"sidecar-1"}},
+		},
+	}
+	if !reflect.DeepEqual(o.pod, wantPod) {
+		t.Errorf("stamped pod\n%+v\nwant\n%+v", o.pod, wantPod)
+	}
+	if !o.pod.StartTime.Equal(t0.Add(4*time.Second)) || o.phase != kubetypes.PodRunning || !o.deleting ||
+		o.rsName != "web-7c9d8f6b50" || o.rsUID != "rs-uid" || o.ownerUIDs[enrich.ReplicaSet] != "rs-uid" ||
+		o.Namespace != "team" || o.Name != "web-7c9d8f6b50-x2x4z" || o.UID != "uid-web" || o.ResourceVersion != "42" {
+		t.Errorf("pod object %+v", o)
+	}
+
+	// A pod without status.podIPs (an old kubelet) is read by status.podIP.
+	b, err = json.Marshal(&corev1.Pod{TypeMeta: full.TypeMeta, Status: corev1.PodStatus{PodIP: "10.1.0.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err = runtime.Decode(codecs.UniversalDeserializer(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ips := toPodObj(obj.(*kubetypes.Pod)).pod.IPs; !slices.Equal(ips, []netip.Addr{netip.MustParseAddr("10.1.0.9")}) {
+		t.Errorf("IPs from podIP only: %v", ips)
 	}
 }

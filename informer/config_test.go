@@ -68,7 +68,7 @@ func TestInvalidPeerNotHeld(t *testing.T) {
 func TestLastAppliedConfigurationDropped(t *testing.T) {
 	p := mkPod(podSpec{name: "a"})
 	p.Annotations = map[string]string{lastApplied: strings.Repeat("x", 1000), "keep": "1"}
-	o := toPodObj(p)
+	o := podObjOf(p)
 	if _, ok := o.pod.Annotations[lastApplied]; ok || o.pod.Annotations["keep"] != "1" {
 		t.Fatalf("annotations %v", o.pod.Annotations)
 	}

@@ -5,24 +5,24 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // podObj is what the informer's store keeps for one pod: the stripped
 // *enrich.Pod plus the few fields the cache reasons with. The transform
-// function builds it as soon as a pod is decoded, so the full v1.Pod is
+// function builds it as soon as a pod is decoded, so the decoded pod is
 // garbage at once and memory grows only with what is stamped.
 type podObj struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta // Namespace, Name, UID, ResourceVersion only
 
 	pod      *enrich.Pod // without namespace/node metadata and workload UIDs
-	phase    corev1.PodPhase
+	phase    kubetypes.PodPhase
 	start    time.Time // ordering time for IP ownership
 	deleting bool      // deletionTimestamp set
 
@@ -38,20 +38,20 @@ func (o *podObj) DeepCopyObject() runtime.Object {
 }
 
 func (o *podObj) finished() bool {
-	return o.phase == corev1.PodSucceeded || o.phase == corev1.PodFailed
+	return o.phase == kubetypes.PodSucceeded || o.phase == kubetypes.PodFailed
 }
 
 // transform is the informer's TransformFunc.
 func transform(obj any) (any, error) {
 	switch p := obj.(type) {
-	case *corev1.Pod:
+	case *kubetypes.Pod:
 		return toPodObj(p), nil
 	default: // *podObj already, or a tombstone
 		return obj, nil
 	}
 }
 
-func toPodObj(p *corev1.Pod) *podObj {
+func toPodObj(p *kubetypes.Pod) *podObj {
 	o := &podObj{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:       p.Namespace,
@@ -108,7 +108,7 @@ func toPodObj(p *corev1.Pod) *podObj {
 	}
 
 	ids := map[string][]string{}
-	addIDs := func(sts []corev1.ContainerStatus) {
+	addIDs := func(sts []kubetypes.ContainerStatus) {
 		for _, s := range sts {
 			for _, raw := range []string{s.ContainerID, lastID(s)} {
 				if id := trimRuntime(raw); id != "" {
@@ -119,7 +119,7 @@ func toPodObj(p *corev1.Pod) *podObj {
 	}
 	addIDs(p.Status.InitContainerStatuses)
 	addIDs(p.Status.ContainerStatuses)
-	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+	for _, list := range [][]kubetypes.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range list {
 			name, tag := splitImage(c.Image)
 			ep.Containers = append(ep.Containers, enrich.Container{
@@ -148,7 +148,7 @@ func stripAnnotations(a map[string]string) map[string]string {
 	return out
 }
 
-func lastID(s corev1.ContainerStatus) string {
+func lastID(s kubetypes.ContainerStatus) string {
 	if t := s.LastTerminationState.Terminated; t != nil {
 		return t.ContainerID
 	}
@@ -157,7 +157,7 @@ func lastID(s corev1.ContainerStatus) string {
 
 // podIPs returns every entry of status.podIPs (status.podIP when the list is
 // empty), IPv4 addresses in their 4-byte form, without duplicates.
-func podIPs(p *corev1.Pod) []netip.Addr {
+func podIPs(p *kubetypes.Pod) []netip.Addr {
 	raw := make([]string, 0, len(p.Status.PodIPs)+1)
 	for _, ip := range p.Status.PodIPs {
 		raw = append(raw, ip.IP)
@@ -238,7 +238,7 @@ func podFromEvent(obj any) *podObj {
 	switch o := obj.(type) {
 	case *podObj:
 		return o
-	case *corev1.Pod:
+	case *kubetypes.Pod:
 		return toPodObj(o)
 	case cache.DeletedFinalStateUnknown:
 		return podFromEvent(o.Obj)

@@ -31,22 +31,26 @@
 // absent object, Forbidden on the node is reported once.
 //
 // NewAPI implements API on one client-go REST client (rest.RESTClientFor)
-// with a scheme of its own: core/v1 Pod, PodList and Node plus the meta.k8s.io
-// types. Pods and nodes are read as protobuf, JSON when the server does not
-// offer it. Namespaces, ReplicaSets and Jobs are read as metadata only
+// with a scheme of its own: the v1 Pod, PodList and Node of package
+// kubetypes plus the meta.k8s.io types. Those are lean types with only the
+// fields the cache reads (JSON names as in the Kubernetes API, hand-written
+// deep copies), not k8s.io/api/core/v1, so pods and nodes are read as JSON
+// (Accept: application/json; protobuf would need core/v1's generated code).
+// Namespaces, ReplicaSets and Jobs are read as metadata only
 // (Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,
 // application/json; an answer with the whole object is read the same way),
 // which is all that is used of them (labels, annotations, UID, owner
-// references), so apps/v1 and batch/v1 are not linked, and neither is
-// client-go's typed clientset with its scheme of every API group: that code
-// alone cost an idle podstamp about 16 MiB of resident memory. The same
-// RBAC verbs apply (a metadata GET is a get).
+// references). No k8s.io/api package is linked, and neither is client-go's
+// typed clientset with its scheme of every API group: that code alone cost
+// an idle podstamp about 16 MiB of resident memory, and core/v1 was about a
+// sixth of the binary. The same RBAC verbs apply (a metadata GET is a get).
 //
 // client-go's reflector streams the initial list when it can (the
 // WatchListClient feature, a watch with sendInitialEvents=true) and falls
 // back to list+watch when the server refuses; NewAPI's REST client supports
-// both, as the typed clientset did. An API that cannot stream (the tests' fake
-// clientset) says so with an IsWatchListSemanticsUnSupported() bool method,
+// both, as the typed clientset did. An API that cannot stream (the tests'
+// adapter of the fake clientset, which converts its core/v1 objects to the
+// lean types) says so with an IsWatchListSemanticsUnSupported() bool method,
 // which New passes on to the reflector.
 //
 // # Addresses

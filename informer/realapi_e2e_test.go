@@ -20,6 +20,7 @@ import (
 	"github.com/podstamp/podstamp/e2e/cluster"
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // recordingAPI records how the reflector lists and watches.
@@ -30,7 +31,7 @@ type recordingAPI struct {
 	streams int // watches with sendInitialEvents=true (watch-list)
 }
 
-func (r *recordingAPI) ListPods(ctx context.Context, o metav1.ListOptions) (*corev1.PodList, error) {
+func (r *recordingAPI) ListPods(ctx context.Context, o metav1.ListOptions) (*kubetypes.PodList, error) {
 	r.mu.Lock()
 	r.lists++
 	r.mu.Unlock()

@@ -141,18 +141,18 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 				switch ev.kind {
 				case "add":
 					m.added = true
-					c.onUpsert(toPodObj(mkPod(s)))
+					c.onUpsert(podObjOf(mkPod(s)))
 				case "finish":
 					m.fin = true
 					s.phase = corev1.PodSucceeded
-					c.onUpsert(toPodObj(mkPod(s)))
+					c.onUpsert(podObjOf(mkPod(s)))
 				case "delete":
 					m.gone = true
 					s.phase = corev1.PodSucceeded
-					c.onDelete(toPodObj(mkPod(s)))
+					c.onDelete(podObjOf(mkPod(s)))
 				case "tombstone":
 					m.gone = true
-					c.onDelete(cache.DeletedFinalStateUnknown{Key: "default/" + s.name, Obj: toPodObj(mkPod(s))})
+					c.onDelete(cache.DeletedFinalStateUnknown{Key: "default/" + s.name, Obj: podObjOf(mkPod(s))})
 				}
 				want := modelOwner(ms)
 				if got := owner(c, ip); got != want {
@@ -180,13 +180,13 @@ func TestIPReuseSameStartTimeLatestSeenWins(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.6"}}
 	b := podSpec{name: "b", ips: []string{"10.2.0.6"}}
-	c.onUpsert(toPodObj(mkPod(a)))
-	c.onUpsert(toPodObj(mkPod(b)))
+	c.onUpsert(podObjOf(mkPod(a)))
+	c.onUpsert(podObjOf(mkPod(b)))
 	if got := owner(c, "10.2.0.6"); got != "b" {
 		t.Fatalf("owner %q, want b (same start time, seen later)", got)
 	}
 	// An update of a does not take the address back.
-	c.onUpsert(toPodObj(mkPod(a)))
+	c.onUpsert(podObjOf(mkPod(a)))
 	if got := owner(c, "10.2.0.6"); got != "b" {
 		t.Fatalf("after update of a: owner %q, want b", got)
 	}
@@ -197,8 +197,8 @@ func TestDeleteChecksUID(t *testing.T) {
 	// A StatefulSet pod recreated with the same name and address, new UID.
 	old := podSpec{name: "web-0", uid: "u1", ips: []string{"10.2.0.7"}, start: t0}
 	nw := podSpec{name: "web-0", uid: "u2", ips: []string{"10.2.0.7"}, start: t0.Add(time.Minute)}
-	c.onUpsert(toPodObj(mkPod(nw)))
-	c.onDelete(toPodObj(mkPod(old))) // late delete of the old incarnation
+	c.onUpsert(podObjOf(mkPod(nw)))
+	c.onDelete(podObjOf(mkPod(old))) // late delete of the old incarnation
 	if p := c.ByIP(netip.MustParseAddr("10.2.0.7")); p == nil || p.UID != "u2" {
 		t.Fatalf("ByIP = %v, want u2", p)
 	}
@@ -213,8 +213,8 @@ func TestDeleteChecksUID(t *testing.T) {
 func TestDeletedPodGrace(t *testing.T) {
 	c, clk := newDirect(t, 2*time.Minute)
 	a := podSpec{name: "a", ips: []string{"10.2.0.8"}}
-	c.onUpsert(toPodObj(mkPod(a)))
-	c.onDelete(toPodObj(mkPod(a)))
+	c.onUpsert(podObjOf(mkPod(a)))
+	c.onDelete(podObjOf(mkPod(a)))
 	if got := owner(c, "10.2.0.8"); got != "a" {
 		t.Fatalf("within grace: owner %q, want a", got)
 	}
@@ -223,12 +223,12 @@ func TestDeletedPodGrace(t *testing.T) {
 	}
 	// A new pod with the address shadows the deleted one at once.
 	b := podSpec{name: "b", ips: []string{"10.2.0.8"}, start: t0.Add(-time.Hour)} // even with an older start time
-	c.onUpsert(toPodObj(mkPod(b)))
+	c.onUpsert(podObjOf(mkPod(b)))
 	if got := owner(c, "10.2.0.8"); got != "b" {
 		t.Fatalf("live pod must win over a deleted one: owner %q", got)
 	}
 	clk.Step(time.Minute)
-	c.onDelete(toPodObj(mkPod(b)))
+	c.onDelete(podObjOf(mkPod(b)))
 	// b deleted later than a: both in grace; the newer start time (a) wins.
 	if got := owner(c, "10.2.0.8"); got != "a" {
 		t.Fatalf("both deleted: owner %q, want a", got)
@@ -250,9 +250,9 @@ func TestDeletedPodGrace(t *testing.T) {
 func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
 	done := podSpec{name: "job", ips: []string{"10.2.0.9"}, start: t0.Add(time.Hour), phase: corev1.PodFailed}
-	c.onUpsert(toPodObj(mkPod(done)))
+	c.onUpsert(podObjOf(mkPod(done)))
 	older := podSpec{name: "svc", ips: []string{"10.2.0.9"}, start: t0}
-	c.onUpsert(toPodObj(mkPod(older)))
+	c.onUpsert(podObjOf(mkPod(older)))
 	if got := owner(c, "10.2.0.9"); got != "svc" {
 		t.Fatalf("owner %q, want svc (holder finished)", got)
 	}
@@ -261,9 +261,9 @@ func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
 func TestUpdateReleasesAddress(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.10"}}
-	c.onUpsert(toPodObj(mkPod(a)))
+	c.onUpsert(podObjOf(mkPod(a)))
 	a.ips = nil
-	c.onUpsert(toPodObj(mkPod(a)))
+	c.onUpsert(podObjOf(mkPod(a)))
 	if got := owner(c, "10.2.0.10"); got != "" {
 		t.Fatalf("owner %q after the pod lost the address", got)
 	}
@@ -274,7 +274,7 @@ func TestUpdateReleasesAddress(t *testing.T) {
 
 func TestOtherNodesIgnored(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
-	c.onUpsert(toPodObj(mkPod(podSpec{name: "elsewhere", node: "node-b", ips: []string{"10.2.0.11"}})))
+	c.onUpsert(podObjOf(mkPod(podSpec{name: "elsewhere", node: "node-b", ips: []string{"10.2.0.11"}})))
 	if got := owner(c, "10.2.0.11"); got != "" {
 		t.Fatalf("pod of another node indexed: %q", got)
 	}
