@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/podstamp ./cmd/podstamp
+RUN CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags "-s -w -X main.version=${VERSION}" -o /out/podstamp ./cmd/podstamp
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/podstamp /podstamp

@@ -2,6 +2,9 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+# grpcnotrace leaves out gRPC's golang.org/x/net/trace support (and the
+# html/template it brings): podstamp never serves /debug/requests.
+TAGS      := grpcnotrace
 BIN       := bin/podstamp
 
 .PHONY: all build test test-unit lint e2e demo bench chart-test fuzz clean kube-apiserver
@@ -9,7 +12,7 @@ BIN       := bin/podstamp
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/podstamp
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/podstamp
 
 ## test: everything CI runs — lint, unit tests with -race, chart tests, the end-to-end suite.
 test: lint test-unit chart-test e2e

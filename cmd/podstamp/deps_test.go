@@ -19,16 +19,7 @@ import (
 // of informer/kubetypes read as JSON and metadata-only reads of everything
 // else.
 func TestBinaryDependencies(t *testing.T) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("go list -deps: %v\n%s", err, stderr)
-	}
-	deps := strings.Fields(string(out))
+	deps := goListDeps(t)
 	// What the pod cache is built on must still be there, or the list is
 	// not what this test thinks it is.
 	for _, want := range []string{
@@ -57,4 +48,32 @@ func TestBinaryDependencies(t *testing.T) {
 			t.Errorf("podstamp depends on %s (the pod cache reads the API server through informer.NewAPI and the types of informer/kubetypes; see informer/client.go)", p)
 		}
 	}
+}
+
+// TestReleaseBuildTags: `make build` (and the Dockerfile and the bench
+// runner) build with -tags grpcnotrace, which leaves out gRPC's
+// golang.org/x/net/trace and the html/template it brings, about 3 MB.
+func TestReleaseBuildTags(t *testing.T) {
+	if deps := goListDeps(t); !slices.Contains(deps, "html/template") {
+		t.Log("html/template is not linked even without the tag; the tag may no longer be needed")
+	}
+	for _, p := range goListDeps(t, "-tags", "grpcnotrace") {
+		if p == "html/template" || p == "golang.org/x/net/trace" {
+			t.Errorf("with -tags grpcnotrace podstamp still depends on %s", p)
+		}
+	}
+}
+
+func goListDeps(t *testing.T, flags ...string) []string {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out, err := exec.Command(goBin, append(append([]string{"list"}, flags...), "-deps", ".")...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go list -deps: %v\n%s", err, stderr)
+	}
+	return strings.Fields(string(out))
 }

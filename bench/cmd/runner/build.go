@@ -34,11 +34,16 @@ func repoRoot() (string, error) {
 }
 
 // buildFlags are those of `make build` (and of release builds): no symbol
-// table or DWARF, no local paths, no cgo.
-var buildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+// table or DWARF, no local paths, no cgo, no gRPC x/net/trace support.
+var buildFlags = []string{"-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w"}
 
-func goBuild(ctx context.Context, dir, out, pkg string) error {
-	args := append(append([]string{"build"}, buildFlags...), "-o", out, pkg)
+// collectorBuildFlags are those of the Collector's own release builds
+// (its builder's goreleaser configuration): the Collector is measured as its
+// users run it.
+var collectorBuildFlags = []string{"-trimpath", "-ldflags", "-s -w"}
+
+func goBuild(ctx context.Context, dir, out, pkg string, flags []string) error {
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -56,7 +61,7 @@ func collectorBinary(ctx context.Context, root string, log *slog.Logger) (string
 	}
 	dir := filepath.Join(root, "bench", "collector")
 	h := sha256.New()
-	h.Write([]byte(strings.Join(buildFlags, " ")))
+	h.Write([]byte(strings.Join(collectorBuildFlags, " ")))
 	for _, f := range []string{"go.mod", "go.sum", "main.go", "prepare.sh"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
@@ -82,7 +87,7 @@ func collectorBinary(ctx context.Context, root string, log *slog.Logger) (string
 	if b, err := prep.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("bench/collector/prepare.sh: %w\n%s", err, b)
 	}
-	if err := goBuild(ctx, dir, bin+".tmp", "."); err != nil {
+	if err := goBuild(ctx, dir, bin+".tmp", ".", collectorBuildFlags); err != nil {
 		return "", err
 	}
 	if err := os.Rename(bin+".tmp", bin); err != nil {

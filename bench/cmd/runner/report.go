@@ -167,7 +167,8 @@ func (r *runner) report() string {
 	w("  annotations; (C) watches only its node (`filter.node`) and associates by connection; its exporter has no sending\n")
 	w("  queue and no retry, so like podstamp it answers the client only after the sink answered. The Collector is built\n")
 	w("  from its Go modules in bench/collector (k8sattributesprocessor v1.4.1 with its semconv import pointed at a released\n")
-	w("  otel, see bench/collector/prepare.sh). Every forwarder is built like `make build` (`-trimpath -ldflags '-s -w'`).\n")
+	w("  otel, see bench/collector/prepare.sh). podstamp and the raw proxy are built like `make build`\n")
+	w("  (`-trimpath -tags grpcnotrace -ldflags '-s -w'`), the Collector like its own releases (`-trimpath -ldflags '-s -w'`).\n")
 	w("- Each forwarder runs with its own defaults: podstamp on one processor (`--max-procs 1`, its default), the raw\n")
 	w("  proxy and the Collector with Go's default GOMAXPROCS (the core count).\n\n")
 

@@ -142,10 +142,10 @@ func (r *runner) prepare(ctx context.Context) error {
 	r.podstampBin = filepath.Join(bin, "podstamp")
 	r.rawproxyBin = filepath.Join(bin, "rawproxy")
 	r.log.Info("building podstamp and rawproxy")
-	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp"); err != nil {
+	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp", buildFlags); err != nil {
 		return err
 	}
-	if err := goBuild(ctx, r.root, r.rawproxyBin, "./bench/cmd/rawproxy"); err != nil {
+	if err := goBuild(ctx, r.root, r.rawproxyBin, "./bench/cmd/rawproxy", buildFlags); err != nil {
 		return err
 	}
 	if r.want("C") {
