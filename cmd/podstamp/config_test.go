@@ -268,6 +268,10 @@ func TestMaxProcs(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "max-procs") {
 		t.Fatalf("negative max-procs: %v", err)
 	}
+	c.MaxProcs, c.GCPercent = 1, 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "gc-percent") {
+		t.Fatalf("gc-percent 0: %v", err)
+	}
 	if _, err := ParseConfig([]string{"--max-procs", "two"}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("--max-procs two accepted")
 	}

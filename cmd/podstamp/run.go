@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := newLogger(cfg, stdout)
 	if getenv("GOMAXPROCS") == "" && cfg.MaxProcs > 0 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.MaxProcs))
+	}
+	if getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(cfg.GCPercent))
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -96,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		p.Close()
 		return err
 	}
-	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0))
+	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent())
 
 	// The pod cache outlives the ingress: requests in flight during the
 	// drain may still be held for a pod.
@@ -159,4 +163,11 @@ func nodeIPs(ss []string) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// gcPercent reads the garbage collection target in effect.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
 }

@@ -84,14 +84,14 @@ func TestRun(t *testing.T) {
 	}()
 	addrs := map[string]string{}
 	passThrough := false
-	var procs any
+	var procs, gcp any
 	before := runtime.GOMAXPROCS(0)
 	for len(addrs) < 3 {
 		select {
 		case m := <-lines:
 			msg, _ := m["msg"].(string)
 			if msg == "starting" {
-				procs = m["procs"]
+				procs, gcp = m["procs"], m["gc_percent"]
 			}
 			if strings.HasPrefix(msg, "serving ") {
 				addrs[msg] = m["addr"].(string)
@@ -110,6 +110,9 @@ func TestRun(t *testing.T) {
 	}
 	if procs != float64(1) {
 		t.Errorf("started with procs %v, want the default of 1", procs)
+	}
+	if gcp != float64(50) {
+		t.Errorf("started with gc_percent %v, want the default of 50", gcp)
 	}
 
 	cc, err := grpc.NewClient("passthrough:///"+addrs["serving OTLP/gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))
