@@ -124,6 +124,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if !filepath.IsAbs(out) {
 		out = filepath.Join(root, out)
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(out, []byte(r.report()), 0o644); err != nil {
 		return err
 	}
