@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -197,8 +198,11 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		experimental.BufferPool(bufPool),
 		// Handlers run on long-lived workers whose stacks are already grown
 		// (a fresh goroutine per RPC measured ~20% more CPU per request);
-		// when all are busy, gRPC falls back to a goroutine per RPC.
-		grpc.NumStreamWorkers(grpcStreamWorkers),
+		// when all are busy, gRPC falls back to a goroutine per RPC. More
+		// workers than can run at once only add stacks for every garbage
+		// collection to scan: 64 instead of 8 on one processor cost ~7% more
+		// CPU per request at 100 requests/s.
+		grpc.NumStreamWorkers(uint32(grpcWorkersPerProc * runtime.GOMAXPROCS(0))),
 		grpc.StatsHandler(connTimer{}),
 	}
 	p.grpcServer = grpc.NewServer(sopts...)

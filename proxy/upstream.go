@@ -89,12 +89,12 @@ func (u *upstreams) close() error {
 // buffers mean fewer syscalls per message; write buffers are shared, held
 // only while a connection flushes.
 const (
-	grpcBufferSize    = 256 << 10
-	grpcStreamWorkers = 64
-	grpcStreamWindow  = 4 << 20
-	grpcConnWindow    = 8 << 20
-	httpIdlePerHost   = 512
-	maxResponseBytes  = 16 << 20
+	grpcBufferSize     = 256 << 10
+	grpcWorkersPerProc = 8
+	grpcStreamWindow   = 4 << 20
+	grpcConnWindow     = 8 << 20
+	httpIdlePerHost    = 512
+	maxResponseBytes   = 16 << 20
 )
 
 func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*upstreams, error) {
