@@ -278,6 +278,9 @@ func (r *runner) report() string {
 	if r.profileCum != "" {
 		w("\nThe same profile by cumulative time (`-top -cum -nodecount=30`):\n\n```\n%s```\n", trimProfile(r.profileCum))
 	}
+	if r.profilePaced != "" {
+		w("\nAt the paced rate (%g requests/s; 8 s, `-top -cum -nodecount=40`):\n\n```\n%s```\n", r.o.rate, trimProfile(r.profilePaced))
+	}
 	if r.profileGzip != "" {
 		w("\nUnder gzip load (gzip in and out; `-top -nodecount=20`):\n\n```\n%s```\n", trimProfile(r.profileGzip))
 	}
@@ -486,12 +489,23 @@ func (r *runner) analysis() []string {
 	if !met["CPU per million spans, paced"] && r.profileCum != "" {
 		n := fmt.Sprintf("**CPU at the paced rate.** At %g requests/s podstamp spends %.2f CPU-s per million spans against %.2f"+
 			" saturated: per-request costs dominate.", r.o.rate, B.Paced.CPUPerMillion, B.Saturated.CPUPerMillion)
-		n += fmt.Sprintf(" In the profile, system calls are %.0f%% of all CPU (socket writes %.0f%%,"+
-			" frame reads %.0f%%).", profileShare(r.profile, false, "Syscall6"), profileShare(r.profileCum, true, "syscall.write"),
-			profileShare(r.profileCum, true, "io.ReadFull"))
+		if pp := r.profilePaced; pp != "" {
+			n += fmt.Sprintf(" In a CPU profile at that rate, system calls are %.0f%% of podstamp's CPU (flat; socket writes %.0f%%,"+
+				" socket reads %.0f%% cumulative), the Go scheduler finding and switching goroutines %.0f%% and its"+
+				" background monitor thread (runtime.sysmon, which hands the processor to another thread while one"+
+				" sits in a long socket write) %.0f%%; garbage collection %.0f%%, stamping %.0f%%.",
+				profileShare(r.profilePacedFlat, false, "Syscall6"), profileShare(pp, true, "syscall.write"),
+				profileShare(pp, true, "syscall.read"), profileShare(pp, true, "runtime.schedule"),
+				profileShare(pp, true, "runtime.sysmon"), profileShare(pp, true, "runtime.gcBgMarkWorker"),
+				profileShare(pp, true, "enrich.(*Stamper).Enrich"))
+		} else {
+			n += fmt.Sprintf(" In the saturated profile, system calls are %.0f%% of all CPU (socket writes %.0f%%,"+
+				" frame reads %.0f%%).", profileShare(r.profile, false, "Syscall6"), profileShare(r.profileCum, true, "syscall.write"),
+				profileShare(r.profileCum, true, "io.ReadFull"))
+		}
 		if R != nil {
-			n += fmt.Sprintf(" The raw proxy (R) needs %.2f at the same rate, so the gap to the target is transport cost"+
-				" (syscalls and wake-ups per request), which buffer and flush tuning must cut.", R.Paced.CPUPerMillion)
+			n += fmt.Sprintf(" The raw proxy (R) needs %.2f at the same rate: what is left is the cost of a gRPC hop"+
+				" (two socket writes, reads and thread wake-ups per request), not of stamping.", R.Paced.CPUPerMillion)
 		}
 		notes = append(notes, n)
 	}

@@ -55,18 +55,20 @@ type runner struct {
 	sources  []string
 	expected map[string]sink.Expected
 
-	mu           sync.Mutex
-	procs        []*proc
-	results      []*targetResult
-	scaleR       *scaleResult
-	profile      string // pprof top of podstamp's CPU
-	profileCum   string // the same by cumulative time
-	profileGzip  string // under gzip load, by cumulative time
-	heapProfile  string // and of its heap in use
-	cmdRepl      *strings.Replacer
-	collectorErr error
-	loadStart    string // /proc/loadavg at start
-	loadEnd      string // and at the end
+	mu               sync.Mutex
+	procs            []*proc
+	results          []*targetResult
+	scaleR           *scaleResult
+	profile          string // pprof top of podstamp's CPU
+	profileCum       string // the same by cumulative time
+	profileGzip      string // under gzip load, by cumulative time
+	profilePaced     string // at the paced rate, by cumulative time
+	profilePacedFlat string // the same, flat
+	heapProfile      string // and of its heap in use
+	cmdRepl          *strings.Replacer
+	collectorErr     error
+	loadStart        string // /proc/loadavg at start
+	loadEnd          string // and at the end
 }
 
 type phaseResult struct {
@@ -618,10 +620,10 @@ func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float
 	return res, nil
 }
 
-// cpuProfile records 8 s of podstamp CPU under saturated load (gzip or
-// not) and returns the profile's path.
-func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string, gzip bool) (string, error) {
-	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.pprof", gzip))
+// cpuProfile records 8 s of podstamp CPU under load (saturated when rate is
+// 0, gzip or not) and returns the profile's path.
+func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string, gzip bool, rate float64) (string, error) {
+	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.rate-%g.pprof", gzip, rate))
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=8")
@@ -643,7 +645,7 @@ func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string
 		f.Close()
 		errc <- err
 	}()
-	if _, err := r.phase(ctx, p, endpoint, 0, gzip, 9*time.Second); err != nil {
+	if _, err := r.phase(ctx, p, endpoint, rate, gzip, 9*time.Second); err != nil {
 		return "", err
 	}
 	return path, <-errc
@@ -652,7 +654,7 @@ func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string
 // gzipProfile keeps the top of a CPU profile under gzip load (flat: the
 // codec functions are what matter there).
 func (r *runner) gzipProfile(ctx context.Context, p *proc, endpoint, admin string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, admin, true)
+	path, err := r.cpuProfile(ctx, p, endpoint, admin, true, 0)
 	if err != nil {
 		return err
 	}
@@ -667,9 +669,21 @@ func (r *runner) gzipProfile(ctx context.Context, p *proc, endpoint, admin strin
 // takeProfile records 8 s of podstamp CPU under saturated load and keeps
 // the top of `go tool pprof`. It is taken outside the measured phases.
 func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, admin, false)
+	path, err := r.cpuProfile(ctx, p, endpoint, admin, false, 0)
 	if err != nil {
 		return err
+	}
+	// At the paced rate per-request costs (wake-ups, syscalls) dominate,
+	// which a saturated profile hides.
+	if pp, err := r.cpuProfile(ctx, p, endpoint, admin, false, r.o.rate); err == nil {
+		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=40", r.podstampBin, pp).CombinedOutput(); err == nil {
+			r.profilePaced = string(out)
+		}
+		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", r.podstampBin, pp).CombinedOutput(); err == nil {
+			r.profilePacedFlat = string(out)
+		}
+	} else {
+		r.log.Warn("paced profile", "err", err)
 	}
 	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", r.podstampBin, path).CombinedOutput()
 	if err != nil {
