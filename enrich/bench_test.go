@@ -116,3 +116,45 @@ func BenchmarkStamp(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSegments compares Enrich (the output concatenated into a reused
+// dst) with EnrichSegments (unchanged ranges referenced, reused segs and
+// side) on the same requests.
+func BenchmarkSegments(b *testing.B) {
+	s, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, size := range benchSizes(b) {
+		b.Run(size.name+"/concat", func(b *testing.B) {
+			dst := make([]byte, 0, len(size.body)+4096)
+			b.SetBytes(int64(len(size.body)))
+			b.ReportAllocs()
+			cpu0, n := processCPU(), 0
+			for b.Loop() {
+				if _, _, err := s.Enrich(ctx, enrich.Traces, peerCart, size.body, dst); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(n), "cpu-ns/op")
+		})
+		b.Run(size.name+"/segments", func(b *testing.B) {
+			var segs [][]byte
+			var side []byte
+			b.SetBytes(int64(len(size.body)))
+			b.ReportAllocs()
+			cpu0, n := processCPU(), 0
+			for b.Loop() {
+				var err error
+				if segs, side, _, err = s.EnrichSegments(ctx, enrich.Traces, peerCart, size.body, segs, side); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(n), "cpu-ns/op")
+			b.ReportMetric(float64(len(segs)), "segments")
+		})
+	}
+}

@@ -46,7 +46,12 @@
 //     an error wrapping ErrMalformed.
 //   - Cost: one output buffer (appended to the caller's dst) and a constant
 //     number of allocations per request, none per span; encoded attributes are
-//     cached per pod.
+//     cached per pod. EnrichSegments returns the same output without the
+//     output buffer: as segments that reference body's unchanged ranges of
+//     512 bytes or more, and put everything else (new lengths, attributes,
+//     short ranges) in a small side buffer the caller reuses; with reused
+//     slices it allocates nothing in steady state. body is never modified
+//     or retained, but the segments alias it while the caller uses them.
 //
 // Attributes the rules produce, first rule wins for a key: metadata,
 // k8s.cluster.name, otel_annotations (resource.opentelemetry.io/<key>),

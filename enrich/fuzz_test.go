@@ -51,6 +51,11 @@ func FuzzStamp(f *testing.F) {
 		if !bytes.Equal(in, orig) {
 			t.Fatal("input modified")
 		}
+		// The segments, every unchanged range referenced, are Enrich's output.
+		segs, _, _, serr := s.EnrichSegmentsRefMin(context.Background(), sig, peer, in, nil, nil, 1)
+		if (serr == nil) != (err == nil) || err == nil && !bytes.Equal(bytes.Join(segs, nil), out) {
+			t.Fatalf("segments (%v) differ from Enrich's output (%v)", serr, err)
+		}
 		_, perr := resources(sig, in)
 		if err != nil {
 			if !errors.Is(err, enrich.ErrMalformed) {

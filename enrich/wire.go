@@ -56,7 +56,11 @@ func NewStamper(cfg Config, r Resolver) (*Stamper, error) {
 		return nil, err
 	}
 	s := &Stamper{e: engine{r: rs, res: r}}
-	s.pool.New = func() any { return new(scratch) }
+	s.pool.New = func() any {
+		sc := new(scratch)
+		sc.w.segs, sc.w.side = sc.segsArr[:0], sc.sideArr[:0]
+		return sc
+	}
 	return s, nil
 }
 
@@ -67,6 +71,11 @@ type scratch struct {
 	dels  []span    // KeyValue fields to drop
 	adds  [][]byte  // encoded KeyValue fields to append
 	kvs   []kvRef   // the current resource's attributes
+	w     segWriter // Enrich's segments, concatenated into dst
+
+	// The initial backing of w, so a new scratch is one allocation.
+	segsArr [8][]byte
+	sideArr [2048]byte
 
 	// Profiles only: resource attribute keys and string values may be
 	// references into the dictionary's string table (loaded lazily).
@@ -109,11 +118,112 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // package documentation. When an attribute is added the output is appended to
 // dst[:0]; when nothing is added body itself is returned, so a pass-through
 // costs no copy. dst must not overlap body. body is not modified or retained.
+//
+// Enrich is EnrichSegments followed by the concatenation of the segments.
 func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
-	// Every signal has the same envelope and resource shape; only profiles
-	// may refer to their dictionary's string table.
 	sc := s.pool.Get().(*scratch)
 	defer s.release(sc)
+	w := &sc.w
+	w.reset(body, w.segs, w.side, refMinBytes)
+	changed, res, err := s.stamp(ctx, sig, peer, body, sc, w)
+	if err != nil || !changed {
+		if err != nil {
+			return nil, "", err
+		}
+		return body, res, nil
+	}
+	size := 0
+	for _, seg := range w.segs {
+		size += len(seg)
+	}
+	out := slices.Grow(dst[:0], size)
+	for _, seg := range w.segs {
+		out = append(out, seg...)
+	}
+	return out, res, nil
+}
+
+// refMinBytes is the shortest unchanged range of the request EnrichSegments
+// references instead of copying: below it, a segment costs the consumer more
+// (a buffer reference, a separate write) than copying the bytes.
+const refMinBytes = 512
+
+// EnrichSegments stamps like Enrich, but returns the output as segments
+// whose concatenation is Enrich's output, appended to segs[:0]: unchanged
+// ranges of body of at least 512 bytes are subslices of body (not copied);
+// everything else (new lengths and attributes, short unchanged ranges) is
+// appended to side[:0], and each remaining segment is a subslice of the
+// returned side. When nothing is added the only segment is body itself.
+//
+// side is grown by append, so it may be reallocated while segments are
+// written: a segment may then point into side's earlier array, which is
+// never written again. Every segment has its length as capacity. side must
+// not overlap body. body is not modified or retained, but the segments alias
+// it: the caller keeps body (and side) unchanged as long as it uses them.
+// The returned segs and side are for the caller to reuse.
+func (s *Stamper) EnrichSegments(ctx context.Context, sig Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte) ([][]byte, []byte, Result, error) {
+	return s.enrichSegments(ctx, sig, peer, body, segs, side, refMinBytes)
+}
+
+func (s *Stamper) enrichSegments(ctx context.Context, sig Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte, refMin int) ([][]byte, []byte, Result, error) {
+	sc := s.pool.Get().(*scratch)
+	defer s.release(sc)
+	var w segWriter
+	w.reset(body, segs, side, refMin)
+	changed, res, err := s.stamp(ctx, sig, peer, body, sc, &w)
+	switch {
+	case err != nil:
+		clear(w.segs)
+		return w.segs[:0], w.side[:0], "", err
+	case !changed:
+		clear(w.segs)
+		return append(w.segs[:0], body), w.side[:0], res, nil
+	}
+	return w.segs, w.side, res, nil
+}
+
+// segWriter builds the output as segments: ranges of body of at least
+// refMin bytes are referenced, all other bytes are appended to side. Bytes
+// are only ever appended to side, so a segment handed out is never written.
+type segWriter struct {
+	body   []byte
+	segs   [][]byte
+	side   []byte
+	pend   int // start of the side bytes not yet in a segment
+	refMin int
+}
+
+func (w *segWriter) reset(body []byte, segs [][]byte, side []byte, refMin int) {
+	*w = segWriter{body: body, segs: segs[:0], side: side[:0], refMin: max(refMin, 1)}
+}
+
+// body writes body[from:to].
+func (w *segWriter) copy(from, to int) {
+	if to-from < w.refMin {
+		w.side = append(w.side, w.body[from:to]...)
+		return
+	}
+	w.flush()
+	w.segs = append(w.segs, w.body[from:to:to])
+}
+
+func (w *segWriter) bytes(b []byte) { w.side = append(w.side, b...) }
+
+func (w *segWriter) varint(v int) { w.side = protowire.AppendVarint(w.side, uint64(v)) }
+
+// flush ends the pending side segment.
+func (w *segWriter) flush() {
+	if n := len(w.side); n > w.pend {
+		w.segs = append(w.segs, w.side[w.pend:n:n])
+		w.pend = n
+	}
+}
+
+// stamp plans the request and, when an attribute is added or dropped, writes
+// the output to w (which ends flushed); changed reports whether it did.
+func (s *Stamper) stamp(ctx context.Context, sig Signal, peer netip.Addr, body []byte, sc *scratch, w *segWriter) (changed bool, _ Result, _ error) {
+	// Every signal has the same envelope and resource shape; only profiles
+	// may refer to their dictionary's string table.
 	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
 	sc.profiles, sc.strsLoaded, sc.strs = sig == Profiles, false, sc.strs[:0]
 	ps := peerState{peer: peer, size: len(body)}
@@ -121,68 +231,63 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 	for off := 0; off < len(body); {
 		num, typ, n := protowire.ConsumeTag(body[off:])
 		if n < 0 {
-			return nil, "", malformed("request: bad field tag at offset %d", off)
+			return false, "", malformed("request: bad field tag at offset %d", off)
 		}
 		if num != 1 {
 			m := protowire.ConsumeFieldValue(num, typ, body[off+n:])
 			if m < 0 {
-				return nil, "", malformed("request: bad field %d at offset %d", num, off)
+				return false, "", malformed("request: bad field %d at offset %d", num, off)
 			}
 			off += n + m
 			continue
 		}
 		if typ != protowire.BytesType {
-			return nil, "", malformed("request: field 1 (resource %s) has wire type %d, want length-delimited", sig, typ)
+			return false, "", malformed("request: field 1 (resource %s) has wire type %d, want length-delimited", sig, typ)
 		}
 		v, m := protowire.ConsumeBytes(body[off+n:])
 		if m < 0 {
-			return nil, "", malformed("request: resource %s at offset %d: bad length", sig, off)
+			return false, "", malformed("request: resource %s at offset %d: bad length", sig, off)
 		}
 		end := off + n + m
 		p := rsPlan{span: span{tag: off, start: end - len(v), end: end}}
 		if err := s.planResource(ctx, body, &p, sc, &ps); err != nil {
-			return nil, "", err
+			return false, "", err
 		}
 		sc.plans = append(sc.plans, p)
 		off = end
 	}
 
-	// Output size, then one append pass.
-	size := len(body)
-	changed := false
 	for i := range sc.plans {
-		p := &sc.plans[i]
-		if !p.changed() {
-			continue
+		if sc.plans[i].changed() {
+			changed = true
+			break
 		}
-		changed = true
-		oldLen := p.end - p.start
-		nl := newRSLen(body, p, sc)
-		size += sizeVarint(nl) - lenOfLenPrefix(body, p.span) + nl - oldLen
 	}
 	if !changed {
-		return body, ps.result(), nil
+		return false, ps.result(), nil
 	}
-	out := dst[:0]
-	out = slices.Grow(out, size)
 	last := 0
 	for i := range sc.plans {
 		p := &sc.plans[i]
 		if !p.changed() {
 			continue
 		}
-		out = append(out, body[last:p.start-lenOfLenPrefix(body, p.span)]...) // up to and including the tag
-		out = protowire.AppendVarint(out, uint64(newRSLen(body, p, sc)))
-		out = s.writeRS(out, body, p, sc)
+		w.copy(last, p.start-lenOfLenPrefix(body, p.span)) // up to and including the tag
+		w.varint(newRSLen(body, p, sc))
+		s.writeRS(w, body, p, sc)
 		last = p.end
 	}
-	out = append(out, body[last:]...)
-	return out, ps.result(), nil
+	w.copy(last, len(body))
+	w.flush()
+	return true, ps.result(), nil
 }
 
 // maxPooledEntries bounds the scratch kept for the next request, so one
 // pathological request does not pin memory.
 const maxPooledEntries = 1 << 14
+
+// maxPooledSide bounds the side buffer of Enrich kept for the next request.
+const maxPooledSide = 64 << 10
 
 // release returns sc to the pool without references to the request.
 func (s *Stamper) release(sc *scratch) {
@@ -192,6 +297,12 @@ func (s *Stamper) release(sc *scratch) {
 	}
 	clear(sc.kvs[:cap(sc.kvs)])
 	clear(sc.strs[:cap(sc.strs)])
+	w := &sc.w
+	if cap(w.segs) > maxPooledEntries || cap(w.side) > maxPooledSide {
+		w.segs, w.side = sc.segsArr[:0], sc.sideArr[:0]
+	}
+	clear(w.segs[:cap(w.segs)])
+	w.reset(nil, w.segs, w.side, 0)
 	s.pool.Put(sc)
 }
 
@@ -227,14 +338,15 @@ func newRSLen(body []byte, p *rsPlan, sc *scratch) int {
 	return l
 }
 
-func (s *Stamper) writeRS(out, body []byte, p *rsPlan, sc *scratch) []byte {
+func (s *Stamper) writeRS(w *segWriter, body []byte, p *rsPlan, sc *scratch) {
 	if p.resHi == p.resLo { // no Resource: create one, first
-		out = protowire.AppendTag(out, 1, protowire.BytesType)
-		out = protowire.AppendVarint(out, uint64(p.addBytes))
+		w.side = protowire.AppendTag(w.side, 1, protowire.BytesType)
+		w.varint(p.addBytes)
 		for _, a := range sc.adds[p.addLo:p.addHi] {
-			out = append(out, a...)
+			w.bytes(a)
 		}
-		return append(out, body[p.start:p.end]...)
+		w.copy(p.start, p.end)
+		return
 	}
 	last := p.start
 	dels := sc.dels[p.delLo:p.delHi]
@@ -244,23 +356,23 @@ func (s *Stamper) writeRS(out, body []byte, p *rsPlan, sc *scratch) []byte {
 		if !isLast && r.delBytes == 0 {
 			continue
 		}
-		out = append(out, body[last:r.start-lenOfLenPrefix(body, r.span)]...)
-		out = protowire.AppendVarint(out, uint64(newResLen(p, sc, i)))
+		w.copy(last, r.start-lenOfLenPrefix(body, r.span))
+		w.varint(newResLen(p, sc, i))
 		from := r.start
 		for len(dels) > 0 && dels[0].tag < r.end {
-			out = append(out, body[from:dels[0].tag]...)
+			w.copy(from, dels[0].tag)
 			from = dels[0].end
 			dels = dels[1:]
 		}
-		out = append(out, body[from:r.end]...)
+		w.copy(from, r.end)
 		if isLast {
 			for _, a := range sc.adds[p.addLo:p.addHi] {
-				out = append(out, a...)
+				w.bytes(a)
 			}
 		}
 		last = r.end
 	}
-	return append(out, body[last:p.end]...)
+	w.copy(last, p.end)
 }
 
 // planResource parses one Resource<Signal> (its Resource only), finds the

@@ -10,13 +10,15 @@ import (
 	"testing"
 
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/enrich/enrichtest"
 )
 
 // TestConcurrentIntegrity: many concurrent requests of mixed sizes, signals
-// and ingresses, through an Enricher that sometimes grows the request,
-// to gRPC and HTTP upstreams with and without compression: every upstream
-// request is exactly one stamped client request (buffer reuse never mixes
-// requests up).
+// and ingresses, through an Enricher that sometimes grows the request and
+// through the wire stamper's segments (which reference the pooled request
+// buffers until the upstream is done with them), to gRPC and HTTP upstreams
+// with and without compression: every upstream request is exactly one
+// stamped client request (buffer reuse never mixes requests up).
 func TestConcurrentIntegrity(t *testing.T) {
 	grow := funcEnricher(func(_ context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
 		out := append(dst[:0], body...)
@@ -27,8 +29,24 @@ func TestConcurrentIntegrity(t *testing.T) {
 		}
 		return append(out, emptyResource...), enrich.ResultHit, nil
 	})
-	stamped := func(body []byte) []byte {
-		out, _, _ := grow(context.Background(), 0, netip.Addr{}, body, nil)
+	stamper := newSegStamper(t, enrichtest.New(loopbackPod()))
+	for _, e := range []struct {
+		name string
+		e    Enricher
+	}{{"copy", grow}, {"segments", stamper}} {
+		t.Run(e.name, func(t *testing.T) { testConcurrentIntegrity(t, e.e) })
+	}
+	if stamper.refs.Load() == 0 {
+		t.Error("no segment referenced a request")
+	}
+}
+
+func testConcurrentIntegrity(t *testing.T, e Enricher) {
+	stamped := func(sig enrich.Signal, body []byte) []byte {
+		out, _, err := e.Enrich(context.Background(), sig, netip.MustParseAddr("127.0.0.1"), body, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return out
 	}
 	for _, c := range []struct {
@@ -47,7 +65,7 @@ func TestConcurrentIntegrity(t *testing.T) {
 			for i := range targets {
 				targets[i].Compression = c.gzip
 			}
-			tp := newTestProxy(t, targets, func(_ *Config, o *Options) { o.Enricher = grow })
+			tp := newTestProxy(t, targets, func(_ *Config, o *Options) { o.Enricher = e })
 
 			const workers, perWorker = 6, 12
 			want := map[[32]byte]int{}
@@ -64,7 +82,7 @@ func TestConcurrentIntegrity(t *testing.T) {
 						body = append(body, fmt.Appendf(nil, "\x1a\x08w%03di%03d", w, i)...) // unique unknown field 3
 						in := protobufIngresses[rng.IntN(len(protobufIngresses))]
 						mu.Lock()
-						want[sha256.Sum256(stamped(body))]++
+						want[sha256.Sum256(stamped(sig, body))]++
 						mu.Unlock()
 						if _, err := tp.send(t, in, sig, body); err != nil {
 							t.Errorf("%s/%s: %v", in.name, sig, err)

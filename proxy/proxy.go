@@ -33,6 +33,16 @@ type Enricher interface {
 	Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
 }
 
+// SegmentEnricher is an Enricher that can also return its output as
+// segments, as enrich.Stamper does (see its EnrichSegments): unchanged
+// ranges of body are referenced, not copied, and everything else is in side.
+// The proxy then sends the segments upstream without concatenating them and
+// keeps body and side until the upstream is done with them.
+type SegmentEnricher interface {
+	Enricher
+	EnrichSegments(ctx context.Context, sig enrich.Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte) ([][]byte, []byte, enrich.Result, error)
+}
+
 // Check is one readiness check: nil when ready.
 type Check struct {
 	Name  string
@@ -421,14 +431,16 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 		return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
 	}
 
-	out := body
+	var out mem.BufferSlice
 	if p.enricher != nil {
-		pool := bufPool
-		dst := pool.Get(len(data) + 4096)
-		stamped, res, err := p.enricher.Enrich(ctx, sig, peer, data, (*dst)[:0])
+		var res enrich.Result
+		var err error
+		if se, ok := p.enricher.(SegmentEnricher); ok {
+			out, res, err = stampSegments(ctx, se, sig, peer, body)
+		} else {
+			out, res, err = stampCopy(ctx, p.enricher, sig, peer, body)
+		}
 		if err != nil {
-			pool.Put(dst)
-			body.Free()
 			p.m.enrichErrors.Inc()
 			switch {
 			case errors.Is(err, enrich.ErrMalformed):
@@ -443,18 +455,8 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 			}
 		}
 		p.m.countEnrich(res)
-		switch {
-		case len(stamped) > 0 && len(data) > 0 && &stamped[0] == &data[0]:
-			pool.Put(dst) // returned the input itself
-		case cap(stamped) > 0 && cap(*dst) > 0 && &stamped[:1][0] == &(*dst)[:1][0]:
-			*dst = stamped
-			body.Free()
-			out = mem.NewBuffer(dst, pool)
-		default:
-			pool.Put(dst)
-			body.Free()
-			out = mem.SliceBuffer(stamped)
-		}
+	} else {
+		out = mem.BufferSlice{body}
 	}
 	p.m.sentBytes[sig].Add(float64(out.Len()))
 

@@ -62,9 +62,10 @@ func HTTPPath(sig enrich.Signal) string { return signals[sig].path }
 
 // exporter sends one export request upstream.
 type exporter interface {
-	// export forwards body, whose reference it takes over, and returns the
-	// upstream's raw protobuf response, which the caller must free.
-	export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error)
+	// export forwards body (the concatenation of its buffers), whose
+	// references it takes over, and returns the upstream's raw protobuf
+	// response, which the caller must free.
+	export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error)
 }
 
 // upstreams holds one exporter per signal and the connections they share.
@@ -286,7 +287,7 @@ type grpcExporter struct {
 	timeout time.Duration
 }
 
-func (e *grpcExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+func (e *grpcExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
 	if needTimeout(ctx, e.timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.timeout)
@@ -302,7 +303,7 @@ func (e *grpcExporter) export(ctx context.Context, body mem.Buffer, hdr []string
 		}
 		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
-	req := frame{data: mem.BufferSlice{body}}
+	req := frame{data: body}
 	var resp frame
 	err := e.cc.Invoke(ctx, e.method, &req, &resp, e.opts...)
 	if req.data != nil { // never handed to the transport
@@ -325,32 +326,43 @@ type httpExporter struct {
 	userAgent string
 }
 
-// bufferBody is a request body over a reference-counted buffer: every reader
-// holds its own reference, released on Close, so the buffer goes back to its
-// pool only when the transport is done with it.
+// bufferBody is a request body over reference-counted buffers, read one
+// after the other: every reader holds its own references, released on
+// Close, so the buffers go back to their pool only when the transport is
+// done with them.
 type bufferBody struct {
-	r      bytes.Reader
-	buf    mem.Buffer
+	bufs   mem.BufferSlice
+	next   int    // next buffer to read
+	cur    []byte // rest of the buffer being read
 	closed atomic.Bool
 }
 
-func newBufferBody(buf mem.Buffer) *bufferBody {
-	buf.Ref()
-	b := &bufferBody{buf: buf}
-	b.r.Reset(buf.ReadOnlyData())
-	return b
+func newBufferBody(bufs mem.BufferSlice) *bufferBody {
+	bufs.Ref()
+	return &bufferBody{bufs: bufs}
 }
 
-func (b *bufferBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *bufferBody) Read(p []byte) (int, error) {
+	for len(b.cur) == 0 {
+		if b.next == len(b.bufs) {
+			return 0, io.EOF
+		}
+		b.cur = b.bufs[b.next].ReadOnlyData()
+		b.next++
+	}
+	n := copy(p, b.cur)
+	b.cur = b.cur[n:]
+	return n, nil
+}
 
 func (b *bufferBody) Close() error {
 	if b.closed.CompareAndSwap(false, true) {
-		b.buf.Free()
+		b.bufs.Free()
 	}
 	return nil
 }
 
-func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+func (e *httpExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
 	defer func() { body.Free() }() // body may be replaced by its compressed form
 	if needTimeout(ctx, e.timeout) {
 		var cancel context.CancelFunc
@@ -362,16 +374,18 @@ func (e *httpExporter) export(ctx context.Context, body mem.Buffer, hdr []string
 		zb := pool.Get(body.Len()/2 + 64)
 		out := bytes.NewBuffer((*zb)[:0])
 		zw := newGzipWriter(out)
-		_, _ = zw.Write(body.ReadOnlyData())
+		for _, seg := range body {
+			_, _ = zw.Write(seg.ReadOnlyData())
+		}
 		_ = zw.Close()
 		b := out.Bytes()
 		body.Free()
 		if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
 			*zb = b
-			body = mem.NewBuffer(zb, pool)
+			body = mem.BufferSlice{mem.NewBuffer(zb, pool)}
 		} else {
 			pool.Put(zb)
-			body = mem.SliceBuffer(b)
+			body = mem.BufferSlice{mem.SliceBuffer(b)}
 		}
 	}
 	rb := newBufferBody(body)

@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"unsafe"
+
+	"github.com/podstamp/podstamp/enrich"
+	"google.golang.org/grpc/mem"
+)
+
+// stampCopy stamps body with an Enricher that writes its output into one
+// buffer. It takes over body's reference; the result is what goes upstream.
+func stampCopy(ctx context.Context, e Enricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer) (mem.BufferSlice, enrich.Result, error) {
+	data := body.ReadOnlyData()
+	pool := bufPool
+	dst := pool.Get(len(data) + 4096)
+	stamped, res, err := e.Enrich(ctx, sig, peer, data, (*dst)[:0])
+	if err != nil {
+		pool.Put(dst)
+		body.Free()
+		return nil, "", err
+	}
+	switch {
+	case len(stamped) > 0 && len(data) > 0 && &stamped[0] == &data[0]:
+		pool.Put(dst) // returned the input itself
+		return mem.BufferSlice{body}, res, nil
+	case cap(stamped) > 0 && cap(*dst) > 0 && &stamped[:1][0] == &(*dst)[:1][0]:
+		*dst = stamped
+		body.Free()
+		return mem.BufferSlice{mem.NewBuffer(dst, pool)}, res, nil
+	default:
+		pool.Put(dst)
+		body.Free()
+		return mem.BufferSlice{mem.SliceBuffer(stamped)}, res, nil
+	}
+}
+
+// sideBytes is the side buffer offered to a SegmentEnricher: room for the
+// attributes of a few resources; a request that needs more grows it.
+const sideBytes = 4 << 10
+
+// segPool keeps the segment lists between requests.
+var segPool = sync.Pool{New: func() any { return new([][]byte) }}
+
+// stampSegments stamps body with a SegmentEnricher and returns the output as
+// views of body and of a pooled side buffer, each holding a reference, so
+// both go back to the pool only when the upstream leg freed every view
+// (gRPC frees them once written, the HTTP client when it closed the body).
+// It takes over body's reference.
+func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer) (mem.BufferSlice, enrich.Result, error) {
+	data := body.ReadOnlyData()
+	pool := bufPool
+	sp := pool.Get(sideBytes)
+	segsp := segPool.Get().(*[][]byte)
+	segs, side, res, err := e.EnrichSegments(ctx, sig, peer, data, (*segsp)[:0], (*sp)[:0])
+	defer func() {
+		clear(segs)
+		if cap(segs) <= 1<<10 {
+			*segsp = segs[:0]
+			segPool.Put(segsp)
+		}
+	}()
+	if err != nil {
+		pool.Put(sp)
+		body.Free()
+		return nil, "", err
+	}
+	if len(segs) == 1 && sameBytes(segs[0], data) { // nothing added: body itself
+		pool.Put(sp)
+		return mem.BufferSlice{body}, res, nil
+	}
+	// Side bytes are in the pooled array unless the enricher outgrew it: then
+	// earlier segments may still point into the pooled array, which is left
+	// to the garbage collector, like the grown one.
+	var sideBuf mem.Buffer
+	switch {
+	case unsafe.SliceData(side) != unsafe.SliceData(*sp):
+	case len(side) == 0:
+		pool.Put(sp)
+	default:
+		*sp = side
+		sideBuf = mem.NewBuffer(sp, pool)
+	}
+	out := make(mem.BufferSlice, 0, len(segs))
+	for _, seg := range segs {
+		if len(seg) == 0 {
+			continue
+		}
+		if off, ok := offsetIn(data, seg); ok {
+			out = append(out, body.Slice(off, off+len(seg)))
+		} else if off, ok := offsetIn(side, seg); ok && sideBuf != nil {
+			out = append(out, sideBuf.Slice(off, off+len(seg)))
+		} else {
+			out = append(out, mem.SliceBuffer(seg)) // garbage-collected memory
+		}
+	}
+	if sideBuf != nil {
+		sideBuf.Free()
+	}
+	body.Free()
+	return out, res, nil
+}
+
+// sameBytes reports whether a and b are the same slice of the same array.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// offsetIn returns where inner starts in outer, if it lies within outer.
+func offsetIn(outer, inner []byte) (int, bool) {
+	if len(outer) == 0 {
+		return 0, false
+	}
+	o := uintptr(unsafe.Pointer(unsafe.SliceData(outer)))
+	i := uintptr(unsafe.Pointer(unsafe.SliceData(inner)))
+	if i < o || i-o > uintptr(len(outer)) || uintptr(len(inner)) > uintptr(len(outer))-(i-o) {
+		return 0, false
+	}
+	return int(i - o), true
+}
