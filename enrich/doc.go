@@ -48,7 +48,7 @@
 //     number of allocations per request, none per span; encoded attributes are
 //     cached per pod. EnrichSegments returns the same output without the
 //     output buffer: as segments that reference body's unchanged ranges of
-//     512 bytes or more, and put everything else (new lengths, attributes,
+//     2 KiB or more, and put everything else (new lengths, attributes,
 //     short ranges) in a small side buffer the caller reuses; with reused
 //     slices it allocates nothing in steady state. body is never modified
 //     or retained, but the segments alias it while the caller uses them.

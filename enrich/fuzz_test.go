@@ -52,9 +52,14 @@ func FuzzStamp(f *testing.F) {
 			t.Fatal("input modified")
 		}
 		// The segments, every unchanged range referenced, are Enrich's output.
-		segs, _, _, serr := s.EnrichSegmentsRefMin(context.Background(), sig, peer, in, nil, nil, 1)
+		segs, side, _, serr := s.EnrichSegmentsRefMin(context.Background(), sig, peer, in, nil, make([]byte, 0, 3), 1)
 		if (serr == nil) != (err == nil) || err == nil && !bytes.Equal(bytes.Join(segs, nil), out) {
 			t.Fatalf("segments (%v) differ from Enrich's output (%v)", serr, err)
+		}
+		for _, seg := range segs {
+			if len(seg) > 0 && !within(in, seg) && !within(side, seg) {
+				t.Fatal("a segment is in neither the request nor the returned side")
+			}
 		}
 		_, perr := resources(sig, in)
 		if err != nil {

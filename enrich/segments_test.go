@@ -22,9 +22,9 @@ func within(outer, inner []byte) bool {
 }
 
 // checkSegments: the segments concatenate to want; each one is a capped
-// subslice of body of at least refMin bytes or lies outside body; when
-// nothing is added the only segment is body itself.
-func checkSegments(t *testing.T, body, want []byte, segs [][]byte, refMin int) {
+// subslice of body of at least refMin bytes or of side; when nothing is
+// added the only segment is body itself.
+func checkSegments(t *testing.T, body, want []byte, segs [][]byte, side []byte, refMin int) {
 	t.Helper()
 	if unsafe.SliceData(want) == unsafe.SliceData(body) && len(want) == len(body) { // Enrich returned body
 		if len(segs) != 1 || len(segs[0]) != len(body) || unsafe.SliceData(segs[0]) != unsafe.SliceData(body) {
@@ -42,15 +42,21 @@ func checkSegments(t *testing.T, body, want []byte, segs [][]byte, refMin int) {
 		if cap(seg) != len(seg) {
 			t.Fatalf("segment %d: capacity %d, length %d: an append could write past it", i, cap(seg), len(seg))
 		}
-		if within(body, seg) && len(seg) < refMin {
-			t.Fatalf("segment %d: %d bytes of body referenced, under the %d byte threshold", i, len(seg), refMin)
+		switch {
+		case within(body, seg):
+			if len(seg) < refMin {
+				t.Fatalf("segment %d: %d bytes of body referenced, under the %d byte threshold", i, len(seg), refMin)
+			}
+		case !within(side, seg):
+			t.Fatalf("segment %d (%d bytes) is in neither body nor the returned side", i, len(seg))
 		}
 	}
 }
 
 // TestSegmentsMatchEnrich: on random requests (and broken ones), rule sets
 // and peers, the segments concatenate to exactly Enrich's output, whatever
-// the threshold and whether side has room or must grow; body is unchanged.
+// the threshold and whether side has room or must grow; body is unchanged
+// and every segment is in body or in the returned side.
 func TestSegmentsMatchEnrich(t *testing.T) {
 	iterations := 1500
 	if testing.Short() {
@@ -81,7 +87,7 @@ func TestSegmentsMatchEnrich(t *testing.T) {
 		want, wres, werr := s.Enrich(context.Background(), sig, peer, in, nil)
 		for _, refMin := range []int{1, 5, 64, enrich.RefMinBytes} {
 			if i%2 == 0 {
-				side = nil // grow from nothing: earlier segments point into dropped arrays
+				side = make([]byte, 0, i%7) // too small: it must grow once, before it is written
 			}
 			var res enrich.Result
 			var err error
@@ -95,7 +101,7 @@ func TestSegmentsMatchEnrich(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			checkSegments(t, in, want, segs, refMin)
+			checkSegments(t, in, want, segs, side, refMin)
 			if len(segs) > 1 {
 				stamped++
 				for _, seg := range segs {
@@ -126,7 +132,7 @@ func TestSegmentsReferenceLargeRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSegments(t, in, want, segs, enrich.RefMinBytes)
+	checkSegments(t, in, want, segs, side2, enrich.RefMinBytes)
 	referenced, copied := 0, 0
 	for _, seg := range segs {
 		switch {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/enrich/enrichtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -64,7 +65,8 @@ func naiveProxy(b *testing.B, upstreamAddr string) string {
 // naive raw gRPC proxy, all in the same run and process. cpu-ns/op is the
 // process's CPU time per request (client, proxy and upstream together);
 // extra-cpu-ns/op is that minus the direct baseline's, i.e. the forwarder's
-// own cost.
+// own cost. podstamp-grpc-stamper finds no pod (nothing is added);
+// podstamp-grpc-stamped stamps every request, to a gRPC or an HTTP upstream.
 func BenchmarkForward(b *testing.B) {
 	up := newGRPCUpstream(b)
 	up.got = nil
@@ -76,6 +78,15 @@ func BenchmarkForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	tpStamp := newTestProxy(b, up.targets(), func(_ *Config, o *Options) { o.Enricher = stamper })
+	// The client's pod is known: every request is stamped (12 attributes).
+	hit, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(loopbackPod()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tpHit := newTestProxy(b, up.targets(), func(_ *Config, o *Options) { o.Enricher = hit })
+	upHTTP := newHTTPUpstream(b)
+	upHTTP.got = nil
+	tpHitHTTP := newTestProxy(b, upHTTP.targets(), func(_ *Config, o *Options) { o.Enricher = hit })
 
 	dial := func(addr string) *grpc.ClientConn {
 		cc, err := grpc.NewClient("passthrough:///"+addr,
@@ -96,6 +107,8 @@ func BenchmarkForward(b *testing.B) {
 		{name: "naive-grpc-proxy", cc: dial(naive)},
 		{name: "podstamp-grpc", cc: dial(tp.GRPCAddr().String())},
 		{name: "podstamp-grpc-stamper", cc: dial(tpStamp.GRPCAddr().String())},
+		{name: "podstamp-grpc-stamped", cc: dial(tpHit.GRPCAddr().String())},
+		{name: "podstamp-grpc-stamped-http-upstream", cc: dial(tpHitHTTP.GRPCAddr().String())},
 		{name: "podstamp-http", http: tp.httpURL + "/v1/traces"},
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -35,7 +35,8 @@ type Enricher interface {
 
 // SegmentEnricher is an Enricher that can also return its output as
 // segments, as enrich.Stamper does (see its EnrichSegments): unchanged
-// ranges of body are referenced, not copied, and everything else is in side.
+// ranges of body are referenced, not copied, and everything else is in the
+// returned side (grown, if it must be, before anything is written to it).
 // The proxy then sends the segments upstream without concatenating them and
 // keeps body and side until the upstream is done with them.
 type SegmentEnricher interface {
@@ -129,6 +130,7 @@ type Proxy struct {
 	draining  atomic.Bool
 
 	lastUpstreamLog atomic.Int64 // unix nanoseconds
+	sideHint        atomic.Int32 // side bytes the last segmented stamping needed
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
@@ -436,7 +438,7 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 		var res enrich.Result
 		var err error
 		if se, ok := p.enricher.(SegmentEnricher); ok {
-			out, res, err = stampSegments(ctx, se, sig, peer, body)
+			out, res, err = stampSegments(ctx, se, sig, peer, body, &p.sideHint)
 		} else {
 			out, res, err = stampCopy(ctx, p.enricher, sig, peer, body)
 		}

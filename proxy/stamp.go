@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -37,9 +38,13 @@ func stampCopy(ctx context.Context, e Enricher, sig enrich.Signal, peer netip.Ad
 	}
 }
 
-// sideBytes is the side buffer offered to a SegmentEnricher: room for the
-// attributes of a few resources; a request that needs more grows it.
-const sideBytes = 4 << 10
+// minSideBytes is the smallest side buffer offered to a SegmentEnricher:
+// room for the attributes of a few resources.
+const minSideBytes = 4 << 10
+
+// maxSideHint bounds the side buffer offered on the strength of earlier
+// requests.
+const maxSideHint = 256 << 10
 
 // segPool keeps the segment lists between requests.
 var segPool = sync.Pool{New: func() any { return new([][]byte) }}
@@ -48,11 +53,13 @@ var segPool = sync.Pool{New: func() any { return new([][]byte) }}
 // views of body and of a pooled side buffer, each holding a reference, so
 // both go back to the pool only when the upstream leg freed every view
 // (gRPC frees them once written, the HTTP client when it closed the body).
-// It takes over body's reference.
-func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer) (mem.BufferSlice, enrich.Result, error) {
+// It takes over body's reference. sideHint is the side size the last
+// stamped request needed: the next one is offered that much, so a run of
+// requests with many resources does not grow a side buffer each time.
+func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer, sideHint *atomic.Int32) (mem.BufferSlice, enrich.Result, error) {
 	data := body.ReadOnlyData()
 	pool := bufPool
-	sp := pool.Get(sideBytes)
+	sp := pool.Get(max(minSideBytes, int(sideHint.Load())))
 	segsp := segPool.Get().(*[][]byte)
 	segs, side, res, err := e.EnrichSegments(ctx, sig, peer, data, (*segsp)[:0], (*sp)[:0])
 	defer func() {
@@ -71,18 +78,16 @@ func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, pe
 		pool.Put(sp)
 		return mem.BufferSlice{body}, res, nil
 	}
-	// Side bytes are in the pooled array unless the enricher outgrew it: then
-	// earlier segments may still point into the pooled array, which is left
-	// to the garbage collector, like the grown one.
+	sideHint.Store(int32(min(len(side), maxSideHint)))
+	// The side bytes are in the pooled array unless the enricher had to grow
+	// it; then they are in garbage-collected memory.
 	var sideBuf mem.Buffer
-	switch {
-	case unsafe.SliceData(side) != unsafe.SliceData(*sp):
-	case len(side) == 0:
-		pool.Put(sp)
-	default:
+	if len(side) > 0 && unsafe.SliceData(side) == unsafe.SliceData(*sp) {
 		*sp = side
 		sideBuf = mem.NewBuffer(sp, pool)
 	}
+	offered := (*sp)[:cap(*sp)]
+	inOffered := false
 	out := make(mem.BufferSlice, 0, len(segs))
 	for _, seg := range segs {
 		if len(seg) == 0 {
@@ -93,11 +98,18 @@ func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, pe
 		} else if off, ok := offsetIn(side, seg); ok && sideBuf != nil {
 			out = append(out, sideBuf.Slice(off, off+len(seg)))
 		} else {
-			out = append(out, mem.SliceBuffer(seg)) // garbage-collected memory
+			// Garbage-collected memory, unless a SegmentEnricher broke its
+			// promise and wrote into the side buffer before growing it.
+			out = append(out, mem.SliceBuffer(seg))
+			_, in := offsetIn(offered, seg)
+			inOffered = inOffered || in
 		}
 	}
-	if sideBuf != nil {
-		sideBuf.Free()
+	switch {
+	case sideBuf != nil:
+		sideBuf.Free() // the views hold their own references
+	case !inOffered:
+		pool.Put(sp)
 	}
 	body.Free()
 	return out, res, nil
