@@ -342,16 +342,26 @@ func newBufferBody(bufs mem.BufferSlice) *bufferBody {
 	return &bufferBody{bufs: bufs}
 }
 
+// Read fills p across buffer boundaries: a short read would cost the
+// transport a socket write of its own.
 func (b *bufferBody) Read(p []byte) (int, error) {
-	for len(b.cur) == 0 {
-		if b.next == len(b.bufs) {
-			return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		if len(b.cur) == 0 {
+			if b.next == len(b.bufs) {
+				break
+			}
+			b.cur = b.bufs[b.next].ReadOnlyData()
+			b.next++
+			continue
 		}
-		b.cur = b.bufs[b.next].ReadOnlyData()
-		b.next++
+		m := copy(p[n:], b.cur)
+		b.cur = b.cur[m:]
+		n += m
 	}
-	n := copy(p, b.cur)
-	b.cur = b.cur[n:]
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
 	return n, nil
 }
 
