@@ -279,7 +279,7 @@ func (r *runner) report() string {
 		w("\nThe same profile by cumulative time (`-top -cum -nodecount=30`):\n\n```\n%s```\n", trimProfile(r.profileCum))
 	}
 	if r.profilePaced != "" {
-		w("\nAt the paced rate (%g requests/s; 8 s, `-top -cum -nodecount=40`):\n\n```\n%s```\n", r.o.rate, trimProfile(r.profilePaced))
+		w("\nAt the paced rate (%g requests/s; 8 s, `-top -cum`, first 40 nodes):\n\n```\n%s```\n", r.o.rate, firstLines(trimProfile(r.profilePaced), 46))
 	}
 	if r.profileGzip != "" {
 		w("\nUnder gzip load (gzip in and out; `-top -nodecount=20`):\n\n```\n%s```\n", trimProfile(r.profileGzip))
@@ -340,6 +340,15 @@ func oneLine(s string) string {
 }
 
 // trimProfile drops the header lines that name local files.
+// firstLines keeps the first n lines of s, ending with a newline.
+func firstLines(s string, n int) string {
+	l := strings.SplitAfter(s, "\n")
+	if len(l) > n {
+		l = l[:n]
+	}
+	return strings.Join(l, "")
+}
+
 func trimProfile(p string) string {
 	var out []string
 	for _, l := range strings.Split(p, "\n") {
@@ -490,14 +499,27 @@ func (r *runner) analysis() []string {
 		n := fmt.Sprintf("**CPU at the paced rate.** At %g requests/s podstamp spends %.2f CPU-s per million spans against %.2f"+
 			" saturated: per-request costs dominate.", r.o.rate, B.Paced.CPUPerMillion, B.Saturated.CPUPerMillion)
 		if pp := r.profilePaced; pp != "" {
-			n += fmt.Sprintf(" In a CPU profile at that rate, system calls are %.0f%% of podstamp's CPU (flat; socket writes %.0f%%,"+
-				" socket reads %.0f%% cumulative), the Go scheduler finding and switching goroutines %.0f%% and its"+
-				" background monitor thread (runtime.sysmon, which hands the processor to another thread while one"+
-				" sits in a long socket write) %.0f%%; garbage collection %.0f%%, stamping %.0f%%.",
-				profileShare(r.profilePacedFlat, false, "Syscall6"), profileShare(pp, true, "syscall.write"),
-				profileShare(pp, true, "syscall.read"), profileShare(pp, true, "runtime.schedule"),
-				profileShare(pp, true, "runtime.sysmon"), profileShare(pp, true, "runtime.gcBgMarkWorker"),
-				profileShare(pp, true, "enrich.(*Stamper).Enrich"))
+			var parts []string
+			for _, c := range []struct {
+				what  string
+				share float64
+			}{
+				{"system calls (flat)", profileShare(r.profilePacedFlat, false, "Syscall6")},
+				{"socket writes", profileShare(pp, true, "syscall.write")},
+				{"socket reads", profileShare(pp, true, "syscall.read", "readyreader.sysRead")},
+				{"the Go scheduler", profileShare(pp, true, "runtime.schedule")},
+				{"memory allocation", profileShare(pp, true, "runtime.mallocgc")},
+				{"copies (memmove, flat)", profileShare(r.profilePacedFlat, false, "runtime.memmove")},
+				{"garbage collection", profileShare(pp, true, "runtime.gcBgMarkWorker")},
+				{"stamping", profileShare(pp, true, "enrich.(*Stamper).Enrich")},
+			} {
+				if c.share > 0 {
+					parts = append(parts, fmt.Sprintf("%s %.0f%%", c.what, c.share))
+				}
+			}
+			n += " In a CPU profile at that rate (cumulative unless marked flat): " + strings.Join(parts, ", ") + "."
+			n += " Go's profiler attributes system calls but not the kernel's work of waking and switching threads" +
+				" between requests (`perf record -g -p <pid>` shows it)."
 		} else {
 			n += fmt.Sprintf(" In the saturated profile, system calls are %.0f%% of all CPU (socket writes %.0f%%,"+
 				" frame reads %.0f%%).", profileShare(r.profile, false, "Syscall6"), profileShare(r.profileCum, true, "syscall.write"),

@@ -676,10 +676,12 @@ func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin strin
 	// At the paced rate per-request costs (wake-ups, syscalls) dominate,
 	// which a saturated profile hides.
 	if pp, err := r.cpuProfile(ctx, p, endpoint, admin, false, r.o.rate); err == nil {
-		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=40", r.podstampBin, pp).CombinedOutput(); err == nil {
+		// Every node, so the analysis finds what it looks for; the report
+		// prints the top 40.
+		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=1000", r.podstampBin, pp).CombinedOutput(); err == nil {
 			r.profilePaced = string(out)
 		}
-		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", r.podstampBin, pp).CombinedOutput(); err == nil {
+		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=1000", r.podstampBin, pp).CombinedOutput(); err == nil {
 			r.profilePacedFlat = string(out)
 		}
 	} else {
