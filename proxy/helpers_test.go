@@ -263,6 +263,32 @@ func (u *upstream) targets() [numSignals]Target {
 
 func newGRPCUpstream(t testing.TB) *upstream { return newGRPCUpstreamTLS(t, nil) }
 
+// upstreamLegs are the four upstream legs a request can leave by: gRPC or
+// HTTP, plain or gzip.
+var upstreamLegs = []upstreamLeg{
+	{"grpc-upstream", newGRPCUpstream, ""},
+	{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
+	{"http-upstream", newHTTPUpstream, ""},
+	{"http-upstream-gzip", newHTTPUpstream, "gzip"},
+}
+
+type upstreamLeg struct {
+	name string
+	mk   func(testing.TB) *upstream
+	gzip string
+}
+
+// start starts the leg's upstream and returns it with targets that use the
+// leg's compression.
+func (l upstreamLeg) start(t testing.TB) (*upstream, [numSignals]Target) {
+	up := l.mk(t)
+	targets := up.targets()
+	for i := range targets {
+		targets[i].Compression = l.gzip
+	}
+	return up, targets
+}
+
 // newGRPCUpstreamTLS starts a gRPC upstream, serving TLS when tc is set.
 func newGRPCUpstreamTLS(t testing.TB, tc *tls.Config) *upstream {
 	t.Helper()

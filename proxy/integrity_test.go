@@ -49,22 +49,9 @@ func testConcurrentIntegrity(t *testing.T, e Enricher) {
 		}
 		return out
 	}
-	for _, c := range []struct {
-		name string
-		mk   func(testing.TB) *upstream
-		gzip string
-	}{
-		{"grpc-upstream", newGRPCUpstream, ""},
-		{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
-		{"http-upstream", newHTTPUpstream, ""},
-		{"http-upstream-gzip", newHTTPUpstream, "gzip"},
-	} {
+	for _, c := range upstreamLegs {
 		t.Run(c.name, func(t *testing.T) {
-			up := c.mk(t)
-			targets := up.targets()
-			for i := range targets {
-				targets[i].Compression = c.gzip
-			}
+			up, targets := c.start(t)
 			tp := newTestProxy(t, targets, func(_ *Config, o *Options) { o.Enricher = e })
 
 			const workers, perWorker = 6, 12

@@ -67,22 +67,9 @@ func repeatRequest(b []byte, n int) []byte { return bytes.Repeat(b, n) }
 // offers), one small request.
 func TestSegmentedStampingByteExact(t *testing.T) {
 	se := newSegStamper(t, enrichtest.New(loopbackPod()))
-	for _, c := range []struct {
-		name string
-		mk   func(testing.TB) *upstream
-		gzip string
-	}{
-		{"grpc-upstream", newGRPCUpstream, ""},
-		{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
-		{"http-upstream", newHTTPUpstream, ""},
-		{"http-upstream-gzip", newHTTPUpstream, "gzip"},
-	} {
+	for _, c := range upstreamLegs {
 		t.Run(c.name, func(t *testing.T) {
-			up := c.mk(t)
-			targets := up.targets()
-			for i := range targets {
-				targets[i].Compression = c.gzip
-			}
+			up, targets := c.start(t)
 			tp := newTestProxy(t, targets, func(_ *Config, o *Options) { o.Enricher = se })
 			for _, in := range protobufIngresses {
 				for _, sig := range enrich.Signals {
