@@ -364,8 +364,20 @@ func TestAllocationsPerRequestAreConstant(t *testing.T) {
 		})
 		limit := 1.0
 		if raceEnabled {
-			limit = 4 // the pooled scratch is sometimes dropped; still nothing per span
+			// The race detector makes sync.Pool drop a quarter of what is put
+			// back, so some requests rebuild the pooled scratch: bound the
+			// average by half of what a request on a fresh stamper (no
+			// scratch at all) allocates. Anything allocated per span still
+			// fails this.
+			fresh := testing.AllocsPerRun(20, func() {
+				s2, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+				s2.Enrich(ctx, enrich.Traces, peerCart, in, dst)
+			}) - testing.AllocsPerRun(20, func() {
+				enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+			})
+			limit = max(4, fresh/2)
 		}
+		t.Logf("%d spans: %.2f allocations per request (at most %.1f)", n, allocs, limit)
 		if allocs > limit {
 			t.Errorf("%d spans: %.1f allocations per request, want at most %.0f", n, allocs, limit)
 		}
