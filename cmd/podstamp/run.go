@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -165,9 +166,10 @@ func nodeIPs(ss []string) []netip.Addr {
 	return out
 }
 
-// gcPercent reads the garbage collection target in effect.
-func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
+// gcPercent reads the garbage collection target in effect, from GOGC or
+// --gc-percent.
+func gcPercent() uint64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
