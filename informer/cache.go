@@ -3,7 +3,6 @@ package informer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -11,15 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
 	"github.com/podstamp/podstamp/enrich"
-	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // Cache is a node-scoped pod cache. It implements enrich.Resolver.
@@ -30,10 +23,9 @@ type Cache struct {
 	clock  clock.WithTicker
 	m      *metrics
 
-	inf      cache.SharedIndexInformer
-	handler  cache.ResourceEventHandlerRegistration
 	started  atomic.Bool
 	synced   atomic.Bool
+	syncDone chan struct{} // closed when the first list was applied
 	nodeRead chan struct{} // closed after the first attempt to read the node
 
 	mu       sync.RWMutex
@@ -94,6 +86,7 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		nodeIPs:  map[netip.Addr]bool{},
 		gateways: map[netip.Addr]bool{},
 		nodeRead: make(chan struct{}),
+		syncDone: make(chan struct{}),
 	}
 	for _, ip := range cfg.NodeIPs {
 		c.nodeIPs[ip.Unmap()] = true
@@ -104,46 +97,6 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 	}
 	c.m = m
 
-	sel := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			l, err := client.ListPods(ctx, o)
-			if err != nil {
-				return nil, err // not a typed nil *PodList in the interface
-			}
-			return l, nil
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return client.WatchPods(ctx, o)
-		},
-	}
-	// With client-go's WatchListClient feature (on by default) the reflector
-	// first tries a streaming list: a watch with sendInitialEvents=true on
-	// WatchPods, falling back to ListPods+WatchPods when the server refuses
-	// it. NewAPI's REST client supports that, as the typed clientset did, so
-	// production keeps it. An API that cannot stream initial events (the
-	// fake clientset the tests adapt) says so with an
-	// IsWatchListSemanticsUnSupported() bool method, which this wrapper
-	// passes on to the reflector so that it uses plain list+watch.
-	c.inf = cache.NewSharedIndexInformerWithOptions(
-		cache.ToListWatcherWithWatchListSemantics(lw, client), &kubetypes.Pod{},
-		cache.SharedIndexInformerOptions{ResyncPeriod: 0, ObjectDescription: "pods of node " + cfg.NodeName})
-	if err := c.inf.SetTransform(transform); err != nil {
-		return nil, fmt.Errorf("informer: %w", err)
-	}
-	if err := c.inf.SetWatchErrorHandlerWithContext(c.onWatchError); err != nil {
-		return nil, fmt.Errorf("informer: %w", err)
-	}
-	c.handler, err = c.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.onUpsert(obj) },
-		UpdateFunc: func(_, obj any) { c.onUpsert(obj) },
-		DeleteFunc: c.onDelete,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("informer: %w", err)
-	}
 	return c, nil
 }
 
@@ -159,16 +112,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	// expirable), so it is made only when the cache runs.
 	c.metaOnce.Do(func() { c.meta = newMetaCache(c.cfg.MetadataTTL) })
 	var wg sync.WaitGroup
-	wg.Go(func() { c.inf.RunWithContext(ctx) })
-	wg.Go(func() {
-		select {
-		case <-c.handler.HasSyncedChecker().Done():
-			c.synced.Store(true)
-			c.m.synced.Set(1)
-			c.log.Info("pod cache synced", "node", c.cfg.NodeName, "pods", c.podCount())
-		case <-ctx.Done():
-		}
-	})
+	wg.Go(func() { c.reflect(ctx) })
 	wg.Go(func() { c.metaLoop(ctx) })
 	wg.Go(func() { c.sweepLoop(ctx) })
 	wg.Wait()
@@ -193,9 +137,9 @@ func (c *Cache) Ready() error {
 	}
 }
 
-func (c *Cache) isSynced() bool { return c.handler.HasSynced() }
+func (c *Cache) isSynced() bool { return c.synced.Load() }
 
-func (c *Cache) onWatchError(_ context.Context, _ *cache.Reflector, err error) {
+func (c *Cache) onWatchError(err error) {
 	c.m.watchErrors.Inc()
 	if c.warnWatch.allow(c.clock.Now(), 30*time.Second) {
 		c.log.Warn("pod watch failed; serving the cached pods and reconnecting", "node", c.cfg.NodeName, "err", err)

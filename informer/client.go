@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/rest"
+	"golang.org/x/time/rate"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -19,106 +22,254 @@ import (
 // API is what the cache reads from the Kubernetes API server. NewAPI is the
 // implementation for a real API server; tests adapt a fake clientset.
 //
-// Errors keep the semantics of k8s.io/apimachinery/pkg/api/errors: a missing
-// object is IsNotFound (cached as absent), a denied read IsForbidden.
+// A refusal of the server is a *StatusError: IsNotFound tells a missing
+// object (cached as absent), IsForbidden a denied read, IsGone a resource
+// version too old to watch or list from.
 type API interface {
 	// ListPods lists pods in all namespaces with opts (the cache sets the
 	// field selector spec.nodeName=<node>).
-	ListPods(ctx context.Context, opts metav1.ListOptions) (*kubetypes.PodList, error)
+	ListPods(ctx context.Context, opts ListOptions) (*kubetypes.PodList, error)
 	// WatchPods watches pods in all namespaces with opts.
-	WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+	WatchPods(ctx context.Context, opts ListOptions) (Watcher, error)
 	// GetNode reads a node (labels, annotations, UID, addresses, pod CIDRs).
 	GetNode(ctx context.Context, name string) (*kubetypes.Node, error)
 	// GetNamespaceMetadata reads the metadata of a namespace (labels,
 	// annotations, UID).
-	GetNamespaceMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error)
+	GetNamespaceMetadata(ctx context.Context, name string) (*kubetypes.PartialObjectMetadata, error)
 	// GetReplicaSetMetadata reads the metadata of an apps/v1 ReplicaSet (UID
 	// and owner references).
-	GetReplicaSetMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error)
+	GetReplicaSetMetadata(ctx context.Context, namespace, name string) (*kubetypes.PartialObjectMetadata, error)
 	// GetJobMetadata reads the metadata of a batch/v1 Job (UID and owner
 	// references).
-	GetJobMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error)
+	GetJobMetadata(ctx context.Context, namespace, name string) (*kubetypes.PartialObjectMetadata, error)
 }
 
-// Media types NewAPI sends and accepts. Pods and nodes are read as JSON
-// only: protobuf would need the generated code of k8s.io/api/core/v1.
+// ListOptions are the query parameters of a list or watch of pods.
+type ListOptions struct {
+	FieldSelector       string
+	ResourceVersion     string
+	Limit               int64
+	Continue            string
+	TimeoutSeconds      int64 // 0: the server's default
+	AllowWatchBookmarks bool
+}
+
+func (o ListOptions) query(watch bool) url.Values {
+	q := url.Values{}
+	if o.FieldSelector != "" {
+		q.Set("fieldSelector", o.FieldSelector)
+	}
+	if o.ResourceVersion != "" {
+		q.Set("resourceVersion", o.ResourceVersion)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.FormatInt(o.Limit, 10))
+	}
+	if o.Continue != "" {
+		q.Set("continue", o.Continue)
+	}
+	if o.TimeoutSeconds > 0 {
+		q.Set("timeoutSeconds", strconv.FormatInt(o.TimeoutSeconds, 10))
+	}
+	if watch {
+		q.Set("watch", "true")
+		if o.AllowWatchBookmarks {
+			q.Set("allowWatchBookmarks", "true")
+		}
+	}
+	return q
+}
+
+// Watcher is an open watch. Its channel is closed when the watch ends: the
+// server closed it, the connection broke, or Stop was called.
+type Watcher interface {
+	ResultChan() <-chan Event
+	Stop()
+}
+
+// Event is one watch event. Pod is set for ADDED, MODIFIED and DELETED, and
+// for BOOKMARK (metadata.resourceVersion only); Status for ERROR.
+type Event struct {
+	Type   string
+	Pod    *kubetypes.Pod
+	Status *kubetypes.Status
+}
+
+// StatusError is the API server's refusal of a request, with the Status it
+// sent (or one made from the HTTP status when it sent none).
+type StatusError struct {
+	Status kubetypes.Status
+}
+
+func (e *StatusError) Error() string {
+	if e.Status.Message != "" {
+		return e.Status.Message
+	}
+	return fmt.Sprintf("the server answered %d %s", e.Status.Code, e.Status.Reason)
+}
+
+func statusOf(err error) (kubetypes.Status, bool) {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status, true
+	}
+	return kubetypes.Status{}, false
+}
+
+// IsNotFound reports whether err is the server's "not found".
+func IsNotFound(err error) bool {
+	st, ok := statusOf(err)
+	return ok && (st.Reason == kubetypes.StatusReasonNotFound || st.Reason == "" && st.Code == http.StatusNotFound)
+}
+
+// IsForbidden reports whether err is the server's "forbidden".
+func IsForbidden(err error) bool {
+	st, ok := statusOf(err)
+	return ok && (st.Reason == kubetypes.StatusReasonForbidden || st.Reason == "" && st.Code == http.StatusForbidden)
+}
+
+// IsGone reports whether err says a resource version is too old: the
+// client must list again.
+func IsGone(err error) bool {
+	st, ok := statusOf(err)
+	return ok && isGoneStatus(st)
+}
+
+func isGoneStatus(st kubetypes.Status) bool {
+	return st.Reason == kubetypes.StatusReasonExpired || st.Reason == kubetypes.StatusReasonGone || st.Code == http.StatusGone
+}
+
+// restAPI is API over HTTP(S) with JSON.
+type restAPI struct {
+	base      *url.URL
+	client    *http.Client
+	userAgent string
+	limiter   *rate.Limiter
+}
+
+// Media types NewAPI sends and accepts. Pods and nodes are read as JSON.
 const (
 	mediaJSON = "application/json"
 	// acceptMetadata asks for the object's metadata only; a server that
 	// cannot convert answers with the whole object as JSON, whose metadata
 	// is read the same way.
 	acceptMetadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
+	// maxObjectBytes bounds one answer that is not a watch stream.
+	maxObjectBytes = 256 << 20
 )
-
-// scheme knows only what NewAPI decodes: the lean v1 Pod, PodList and Node
-// of package kubetypes, the meta.k8s.io types (options, Status, WatchEvent,
-// PartialObjectMetadata). It is not client-go's scheme of every API group,
-// and no k8s.io/api package is linked.
-var (
-	scheme     = runtime.NewScheme()
-	codecs     = serializer.NewCodecFactory(scheme)
-	paramCodec = runtime.NewParameterCodec(scheme)
-)
-
-func init() {
-	if err := kubetypes.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := metav1.AddMetaToScheme(scheme); err != nil {
-		panic(err)
-	}
-}
-
-// restAPI is API on a client-go REST client.
-type restAPI struct {
-	rc *rest.RESTClient
-}
 
 // NewAPI returns the API of the server cfg points to. Pods and nodes are
 // read as JSON into the lean types of package kubetypes, namespaces,
-// ReplicaSets and Jobs as metadata only, so no typed clientset, no scheme of
-// every API group and no k8s.io/api package is needed. cfg is copied; its
-// QPS, Burst, UserAgent and transport settings apply to every request; its
-// content types are replaced by JSON.
-func NewAPI(cfg *rest.Config) (API, error) {
+// ReplicaSets and Jobs as metadata only. cfg's QPS and Burst bound the
+// request rate (a watch counts once, when it starts).
+func NewAPI(cfg *RESTConfig) (API, error) {
 	if cfg == nil {
-		return nil, errors.New("informer: nil rest config")
+		return nil, errors.New("informer: nil REST config")
 	}
-	c := rest.CopyConfig(cfg)
-	c.APIPath = "/api"
-	c.GroupVersion = &kubetypes.SchemeGroupVersion
-	c.ContentType = mediaJSON
-	c.AcceptContentTypes = mediaJSON
-	c.NegotiatedSerializer = codecs.WithoutConversion()
-	if c.UserAgent == "" {
-		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	base, err := url.Parse(cfg.Host)
+	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") {
+		return nil, fmt.Errorf("informer: API server address %q: want https://host[:port]", cfg.Host)
 	}
-	rc, err := rest.RESTClientFor(c)
+	rt, err := cfg.transport()
 	if err != nil {
 		return nil, fmt.Errorf("informer: %w", err)
 	}
-	return &restAPI{rc: rc}, nil
-}
-
-func timeoutOf(opts metav1.ListOptions) time.Duration {
-	if opts.TimeoutSeconds == nil {
-		return 0
+	a := &restAPI{base: base, client: &http.Client{Transport: rt}, userAgent: cfg.UserAgent}
+	if a.userAgent == "" {
+		a.userAgent = "podstamp"
 	}
-	return time.Duration(*opts.TimeoutSeconds) * time.Second
+	if cfg.QPS > 0 {
+		a.limiter = rate.NewLimiter(rate.Limit(cfg.QPS), max(cfg.Burst, 1))
+	}
+	return a, nil
 }
 
-func (a *restAPI) ListPods(ctx context.Context, opts metav1.ListOptions) (*kubetypes.PodList, error) {
-	l := &kubetypes.PodList{}
-	err := a.rc.Get().Resource("pods").VersionedParams(&opts, paramCodec).Timeout(timeoutOf(opts)).Do(ctx).Into(l)
+// do sends a GET to p (with q) and returns the response of a 2xx answer;
+// any other answer is a *StatusError. timeout bounds the whole request
+// unless it is 0.
+func (a *restAPI) do(ctx context.Context, p string, q url.Values, accept string) (*http.Response, error) {
+	if a.limiter != nil {
+		if err := a.limiter.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	u := *a.base
+	u.Path = path.Join(a.base.Path, p)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", a.userAgent)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	st := kubetypes.Status{}
+	if json.Unmarshal(body, &st) != nil || st.Kind != "Status" {
+		st = kubetypes.Status{Status: "Failure", Code: int32(resp.StatusCode), Message: strings.TrimSpace(string(body))}
+	}
+	if st.Code == 0 {
+		st.Code = int32(resp.StatusCode)
+	}
+	if st.Reason == "" {
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			st.Reason = kubetypes.StatusReasonNotFound
+		case http.StatusForbidden:
+			st.Reason = kubetypes.StatusReasonForbidden
+		case http.StatusGone:
+			st.Reason = kubetypes.StatusReasonGone
+		}
+	}
+	if st.Message == "" {
+		st.Message = fmt.Sprintf("GET %s: %s", u.Path, resp.Status)
+	}
+	return nil, &StatusError{Status: st}
+}
+
+// getJSON GETs p and decodes the answer into v.
+func (a *restAPI) getJSON(ctx context.Context, p string, q url.Values, accept string, v any) error {
+	resp, err := a.do(ctx, p, q, accept)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxObjectBytes)).Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", p, err)
+	}
+	return nil
+}
+
+func (a *restAPI) ListPods(ctx context.Context, opts ListOptions) (*kubetypes.PodList, error) {
+	if opts.TimeoutSeconds > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(opts.TimeoutSeconds)*time.Second)
+		defer cancel()
+	}
+	l := &kubetypes.PodList{}
+	if err := a.getJSON(ctx, "/api/v1/pods", opts.query(false), mediaJSON, l); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func (a *restAPI) WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.Watch = true
-	return a.rc.Get().Resource("pods").VersionedParams(&opts, paramCodec).Timeout(timeoutOf(opts)).Watch(ctx)
+func (a *restAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	resp, err := a.do(ctx, "/api/v1/pods", opts.query(true), mediaJSON)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	w := &streamWatch{body: resp.Body, cancel: cancel, out: make(chan Event), stop: make(chan struct{})}
+	go w.loop()
+	return w, nil
 }
 
 func (a *restAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, error) {
@@ -126,55 +277,108 @@ func (a *restAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, er
 		return nil, errors.New("informer: node name is required")
 	}
 	n := &kubetypes.Node{}
-	if err := a.rc.Get().Resource("nodes").Name(name).Do(ctx).Into(n); err != nil {
+	if err := a.getJSON(ctx, "/api/v1/nodes/"+url.PathEscape(name), nil, mediaJSON, n); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
 
-func (a *restAPI) GetNamespaceMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
-	return a.getMetadata(ctx, "/api", "v1", "", "namespaces", name)
+func (a *restAPI) GetNamespaceMetadata(ctx context.Context, name string) (*kubetypes.PartialObjectMetadata, error) {
+	return a.getMetadata(ctx, "/api/v1", "", "namespaces", name)
 }
 
-func (a *restAPI) GetReplicaSetMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error) {
-	return a.getMetadata(ctx, "/apis", "apps/v1", namespace, "replicasets", name)
+func (a *restAPI) GetReplicaSetMetadata(ctx context.Context, namespace, name string) (*kubetypes.PartialObjectMetadata, error) {
+	return a.getMetadata(ctx, "/apis/apps/v1", namespace, "replicasets", name)
 }
 
-func (a *restAPI) GetJobMetadata(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error) {
-	return a.getMetadata(ctx, "/apis", "batch/v1", namespace, "jobs", name)
+func (a *restAPI) GetJobMetadata(ctx context.Context, namespace, name string) (*kubetypes.PartialObjectMetadata, error) {
+	return a.getMetadata(ctx, "/apis/batch/v1", namespace, "jobs", name)
 }
 
-// getMetadata GETs /<prefix>/<groupVersion>/[namespaces/<ns>/]<resource>/<name>
-// as PartialObjectMetadata.
-func (a *restAPI) getMetadata(ctx context.Context, prefix, groupVersion, ns, resource, name string) (*metav1.PartialObjectMetadata, error) {
+// getMetadata GETs <prefix>/[namespaces/<ns>/]<resource>/<name> as
+// PartialObjectMetadata; a server that answers with the whole object is
+// read the same way, as both carry the object's metadata.
+func (a *restAPI) getMetadata(ctx context.Context, prefix, ns, resource, name string) (*kubetypes.PartialObjectMetadata, error) {
 	if name == "" {
 		return nil, fmt.Errorf("informer: %s name is required", resource)
 	}
-	segs := []string{prefix, groupVersion}
+	p := prefix
 	if ns != "" {
-		segs = append(segs, "namespaces", ns)
+		p += "/namespaces/" + url.PathEscape(ns)
 	}
-	segs = append(segs, resource, name)
-	res := a.rc.Get().AbsPath(segs...).SetHeader("Accept", acceptMetadata).Do(ctx)
-	if err := res.Error(); err != nil {
-		return nil, err // *apierrors.StatusError for answers of the server
+	p += "/" + resource + "/" + url.PathEscape(name)
+	m := &kubetypes.PartialObjectMetadata{}
+	if err := a.getJSON(ctx, p, nil, acceptMetadata, m); err != nil {
+		return nil, err
 	}
-	m := &metav1.PartialObjectMetadata{}
-	err := res.Into(m)
-	if runtime.IsNotRegisteredError(err) {
-		// The whole object (an old or aggregated server): its metadata is
-		// what PartialObjectMetadata reads from it.
-		raw, rerr := res.Raw()
-		if rerr != nil {
-			return nil, rerr
-		}
-		m = &metav1.PartialObjectMetadata{}
-		if err = json.Unmarshal(raw, m); err == nil && m.UID == "" && m.Name == "" {
-			err = fmt.Errorf("no object metadata in the answer for %s %s", resource, name)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("decoding %s %s: %w", resource, name, err)
+	if m.UID == "" && m.Name == "" {
+		return nil, fmt.Errorf("decoding %s %s: no object metadata in the answer", resource, name)
 	}
 	return m, nil
+}
+
+// streamWatch reads a watch stream: one JSON WatchEvent after another.
+type streamWatch struct {
+	body   io.ReadCloser
+	cancel context.CancelFunc
+	out    chan Event
+	stop   chan struct{}
+	once   sync.Once
+}
+
+func (w *streamWatch) ResultChan() <-chan Event { return w.out }
+
+func (w *streamWatch) Stop() {
+	w.once.Do(func() {
+		close(w.stop)
+		w.cancel()
+	})
+}
+
+func (w *streamWatch) loop() {
+	defer close(w.out)
+	defer w.body.Close()
+	defer w.cancel()
+	dec := json.NewDecoder(w.body)
+	for {
+		var raw kubetypes.WatchEvent
+		if err := dec.Decode(&raw); err != nil {
+			if !errors.Is(err, io.EOF) {
+				w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{
+					Status: "Failure", Reason: "StreamError", Message: "watch stream: " + err.Error()}})
+			}
+			return
+		}
+		ev := Event{Type: raw.Type}
+		switch raw.Type {
+		case kubetypes.Added, kubetypes.Modified, kubetypes.Deleted, kubetypes.Bookmark:
+			p := &kubetypes.Pod{}
+			if err := json.Unmarshal(raw.Object, p); err != nil {
+				w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{
+					Status: "Failure", Reason: "StreamError", Message: "decoding a watch event: " + err.Error()}})
+				return
+			}
+			ev.Pod = p
+		case kubetypes.Error:
+			st := &kubetypes.Status{}
+			if err := json.Unmarshal(raw.Object, st); err != nil {
+				st = &kubetypes.Status{Status: "Failure", Message: string(raw.Object)}
+			}
+			ev.Status = st
+		default:
+			continue // an event type this client does not know
+		}
+		if !w.send(ev) {
+			return
+		}
+	}
+}
+
+func (w *streamWatch) send(ev Event) bool {
+	select {
+	case w.out <- ev:
+		return true
+	case <-w.stop:
+		return false
+	}
 }

@@ -15,13 +15,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -191,7 +189,7 @@ func TestNewAPI(t *testing.T) {
 	srv := &apiServer{t: t}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	api, err := NewAPI(&rest.Config{Host: ts.URL, UserAgent: "podstamp/test"})
+	api, err := NewAPI(&RESTConfig{Host: ts.URL, UserAgent: "podstamp/test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +197,7 @@ func TestNewAPI(t *testing.T) {
 	sel := fields.OneTermEqualSelector("spec.nodeName", testNode).String()
 
 	// List
-	l, err := api.ListPods(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
+	l, err := api.ListPods(ctx, ListOptions{FieldSelector: sel, Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +221,7 @@ func TestNewAPI(t *testing.T) {
 	}
 
 	// Watch
-	w, err := api.WatchPods(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: "10", AllowWatchBookmarks: true})
+	w, err := api.WatchPods(ctx, ListOptions{FieldSelector: sel, ResourceVersion: "10", AllowWatchBookmarks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,9 +235,9 @@ events:
 			if !ok {
 				break events
 			}
-			p, isPod := ev.Object.(*kubetypes.Pod)
-			if !isPod {
-				t.Fatalf("watch event %s with %T: %v", ev.Type, ev.Object, ev.Object)
+			p := ev.Pod
+			if p == nil {
+				t.Fatalf("watch event %+v without a pod", ev)
 			}
 			evs = append(evs, fmt.Sprintf("%s %s/%s rv=%s %s %s", ev.Type, p.Namespace, p.Name, p.ResourceVersion, p.Status.Phase, p.Status.PodIP))
 		case <-timeout:
@@ -316,7 +314,7 @@ func TestNewAPIWholeObject(t *testing.T) {
 	srv := &apiServer{t: t, fullRS: true}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	api, err := NewAPI(&rest.Config{Host: ts.URL})
+	api, err := NewAPI(&RESTConfig{Host: ts.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,37 +327,38 @@ func TestNewAPIWholeObject(t *testing.T) {
 	}
 }
 
-// TestNewAPIErrors: answers of the server keep their apierrors meaning, which
+// TestNewAPIErrors: answers of the server keep their Status meaning, which
 // the metadata cache relies on (NotFound is cached as absent, Forbidden for
 // the node is reported once).
 func TestNewAPIErrors(t *testing.T) {
 	srv := &apiServer{t: t}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	api, err := NewAPI(&rest.Config{Host: ts.URL})
+	api, err := NewAPI(&RESTConfig{Host: ts.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	check := func(what string, err error, is func(error) bool, reason metav1.StatusReason) {
+	check := func(what string, err error, is func(error) bool, reason string) {
 		t.Helper()
-		if err == nil || !is(err) || apierrors.ReasonForError(err) != reason {
-			t.Errorf("%s: error %v (reason %q), want %s", what, err, apierrors.ReasonForError(err), reason)
+		st, _ := statusOf(err)
+		if err == nil || !is(err) || st.Reason != reason {
+			t.Errorf("%s: error %v (reason %q), want %s", what, err, st.Reason, reason)
 		}
 	}
 	_, err = api.GetNode(ctx, "secret") // Status
-	check("node secret", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+	check("node secret", err, IsForbidden, kubetypes.StatusReasonForbidden)
 	if err != nil && !strings.Contains(err.Error(), `cannot get resource "nodes"`) {
 		t.Errorf("node secret: the server's message is lost: %v", err)
 	}
 	_, err = api.GetNode(ctx, "missing") // plain 404
-	check("node missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	check("node missing", err, IsNotFound, kubetypes.StatusReasonNotFound)
 	_, err = api.GetNamespaceMetadata(ctx, "gone") // Status
-	check("namespace gone", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	check("namespace gone", err, IsNotFound, kubetypes.StatusReasonNotFound)
 	_, err = api.GetReplicaSetMetadata(ctx, "team", "missing") // plain 404
-	check("replicaset missing", err, apierrors.IsNotFound, metav1.StatusReasonNotFound)
+	check("replicaset missing", err, IsNotFound, kubetypes.StatusReasonNotFound)
 	_, err = api.GetJobMetadata(ctx, "team", "denied") // plain 403
-	check("job denied", err, apierrors.IsForbidden, metav1.StatusReasonForbidden)
+	check("job denied", err, IsForbidden, kubetypes.StatusReasonForbidden)
 }
 
 // fullCorePod is a core/v1 pod with every field the pod cache reads set
@@ -393,7 +392,7 @@ func fullCorePod() *corev1.Pod {
 }
 
 // TestLeanPodFromJSON: a core/v1 pod as JSON (what the API server sends)
-// decodes with NewAPI's scheme into the lean pod with every field the pod
+// decodes into the lean pod with every field the pod
 // cache reads, the same pod the tests' adapter converts field by field, and
 // toPodObj makes of it what it stamps.
 func TestLeanPodFromJSON(t *testing.T) {
@@ -402,19 +401,14 @@ func TestLeanPodFromJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj, err := runtime.Decode(codecs.UniversalDeserializer(), b)
-	if err != nil {
+	got := &kubetypes.Pod{}
+	if err := json.Unmarshal(b, got); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := obj.(*kubetypes.Pod)
-	if !ok {
-		t.Fatalf("decoded %T", obj)
-	}
-	got.SetGroupVersionKind(kubetypes.SchemeGroupVersion.WithKind("Pod"))
 	want := leanPod(full)
-	// metav1.Time decodes in the local zone.
-	for _, tm := range []*metav1.Time{&want.CreationTimestamp, want.DeletionTimestamp, want.Status.StartTime} {
-		tm.Time = tm.Local()
+	// Times decode in the local zone, to the second.
+	for _, tm := range []*kubetypes.Time{&want.CreationTimestamp, want.DeletionTimestamp, want.Status.StartTime} {
+		tm.Time = tm.Local().Truncate(time.Second)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%#v\nwant (the adapter's conversion)\n%#v", got, want)
@@ -448,11 +442,11 @@ func TestLeanPodFromJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj, err = runtime.Decode(codecs.UniversalDeserializer(), b)
-	if err != nil {
+	old := &kubetypes.Pod{}
+	if err := json.Unmarshal(b, old); err != nil {
 		t.Fatal(err)
 	}
-	if ips := toPodObj(obj.(*kubetypes.Pod)).pod.IPs; !slices.Equal(ips, []netip.Addr{netip.MustParseAddr("10.1.0.9")}) {
+	if ips := toPodObj(old).pod.IPs; !slices.Equal(ips, []netip.Addr{netip.MustParseAddr("10.1.0.9")}) {
 		t.Errorf("IPs from podIP only: %v", ips)
 	}
 }

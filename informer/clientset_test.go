@@ -2,6 +2,8 @@ package informer
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"sync"
 	"testing"
 
@@ -9,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/watchlist"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -23,41 +24,69 @@ func FromClientset(cs kubernetes.Interface) API { return clientsetAPI{cs: cs} }
 
 type clientsetAPI struct{ cs kubernetes.Interface }
 
-func (a clientsetAPI) ListPods(ctx context.Context, opts metav1.ListOptions) (*kubetypes.PodList, error) {
-	l, err := a.cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+// metaOptions is opts as client-go's options.
+func metaOptions(opts ListOptions) metav1.ListOptions {
+	o := metav1.ListOptions{
+		FieldSelector:       opts.FieldSelector,
+		ResourceVersion:     opts.ResourceVersion,
+		Limit:               opts.Limit,
+		Continue:            opts.Continue,
+		AllowWatchBookmarks: opts.AllowWatchBookmarks,
+	}
+	if opts.TimeoutSeconds > 0 {
+		o.TimeoutSeconds = &opts.TimeoutSeconds
+	}
+	return o
+}
+
+// leanErr converts the clientset's API errors (*apierrors.StatusError) to
+// *StatusError; other errors pass unchanged.
+func leanErr(err error) error {
+	var se apiStatus
+	if errors.As(err, &se) {
+		st := se.Status()
+		return &StatusError{Status: kubetypes.Status{Status: st.Status, Message: st.Message, Reason: string(st.Reason), Code: st.Code}}
+	}
+	return err
+}
+
+type apiStatus interface{ Status() metav1.Status }
+
+func (a clientsetAPI) ListPods(ctx context.Context, opts ListOptions) (*kubetypes.PodList, error) {
+	l, err := a.cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metaOptions(opts))
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
 	return leanPodList(l), nil
 }
 
-// WatchPods converts the pods of the clientset's watch events; other event
-// objects (a *metav1.Status with an error) pass unchanged.
-func (a clientsetAPI) WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	w, err := a.cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, opts)
+// WatchPods converts the clientset's watch events: pods to lean pods, a
+// *metav1.Status of an ERROR event to a kubetypes.Status.
+func (a clientsetAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, error) {
+	w, err := a.cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, metaOptions(opts))
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
 	return newLeanWatch(w), nil
 }
 
-// leanWatch converts the pods of another watch's events. Unlike
-// watch.Filter, whose goroutine blocks for good when its reader stops
-// reading, it ends when stopped.
+// leanWatch converts another watch's events. Unlike watch.Filter, whose
+// goroutine blocks for good when its reader stops reading, it ends when
+// stopped.
 type leanWatch struct {
 	in   watch.Interface
-	out  chan watch.Event
+	out  chan Event
 	stop chan struct{}
 	once sync.Once
 }
 
 func newLeanWatch(in watch.Interface) *leanWatch {
-	w := &leanWatch{in: in, out: make(chan watch.Event), stop: make(chan struct{})}
+	w := &leanWatch{in: in, out: make(chan Event), stop: make(chan struct{})}
 	go w.loop()
 	return w
 }
 
-func (w *leanWatch) ResultChan() <-chan watch.Event { return w.out }
+func (w *leanWatch) ResultChan() <-chan Event { return w.out }
 
 func (w *leanWatch) Stop() {
 	w.once.Do(func() {
@@ -74,11 +103,15 @@ func (w *leanWatch) loop() {
 			if !ok {
 				return
 			}
-			if p, isPod := ev.Object.(*corev1.Pod); isPod {
-				ev.Object = leanPod(p)
+			out := Event{Type: string(ev.Type)}
+			switch o := ev.Object.(type) {
+			case *corev1.Pod:
+				out.Pod = leanPod(o)
+			case *metav1.Status:
+				out.Status = &kubetypes.Status{Status: o.Status, Message: o.Message, Reason: string(o.Reason), Code: o.Code}
 			}
 			select {
-			case w.out <- ev:
+			case w.out <- out:
 			case <-w.stop:
 				return
 			}
@@ -91,39 +124,59 @@ func (w *leanWatch) loop() {
 func (a clientsetAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, error) {
 	n, err := a.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
 	return leanNode(n), nil
 }
 
-func (a clientsetAPI) GetNamespaceMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
+func (a clientsetAPI) GetNamespaceMetadata(ctx context.Context, name string) (*kubetypes.PartialObjectMetadata, error) {
 	o, err := a.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
-	return &metav1.PartialObjectMetadata{ObjectMeta: o.ObjectMeta}, nil
+	return &kubetypes.PartialObjectMetadata{ObjectMeta: leanMeta(&o.ObjectMeta)}, nil
 }
 
-func (a clientsetAPI) GetReplicaSetMetadata(ctx context.Context, ns, name string) (*metav1.PartialObjectMetadata, error) {
+func (a clientsetAPI) GetReplicaSetMetadata(ctx context.Context, ns, name string) (*kubetypes.PartialObjectMetadata, error) {
 	o, err := a.cs.AppsV1().ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
-	return &metav1.PartialObjectMetadata{ObjectMeta: o.ObjectMeta}, nil
+	return &kubetypes.PartialObjectMetadata{ObjectMeta: leanMeta(&o.ObjectMeta)}, nil
 }
 
-func (a clientsetAPI) GetJobMetadata(ctx context.Context, ns, name string) (*metav1.PartialObjectMetadata, error) {
+func (a clientsetAPI) GetJobMetadata(ctx context.Context, ns, name string) (*kubetypes.PartialObjectMetadata, error) {
 	o, err := a.cs.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, leanErr(err)
 	}
-	return &metav1.PartialObjectMetadata{ObjectMeta: o.ObjectMeta}, nil
+	return &kubetypes.PartialObjectMetadata{ObjectMeta: leanMeta(&o.ObjectMeta)}, nil
 }
 
-// IsWatchListSemanticsUnSupported passes on what the clientset says: the
-// fake one cannot stream initial events, so the reflector lists and watches.
-func (a clientsetAPI) IsWatchListSemanticsUnSupported() bool {
-	return watchlist.DoesClientNotSupportWatchListSemantics(a.cs)
+// leanMeta converts object metadata field by field.
+func leanMeta(m *metav1.ObjectMeta) kubetypes.ObjectMeta {
+	out := kubetypes.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         m.Namespace,
+		UID:               string(m.UID),
+		ResourceVersion:   m.ResourceVersion,
+		CreationTimestamp: kubetypes.NewTime(m.CreationTimestamp.Time),
+		Labels:            maps.Clone(m.Labels),
+		Annotations:       maps.Clone(m.Annotations),
+	}
+	if m.DeletionTimestamp != nil {
+		t := kubetypes.NewTime(m.DeletionTimestamp.Time)
+		out.DeletionTimestamp = &t
+	}
+	for _, r := range m.OwnerReferences {
+		ref := kubetypes.OwnerReference{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID)}
+		if r.Controller != nil {
+			c := *r.Controller
+			ref.Controller = &c
+		}
+		out.OwnerReferences = append(out.OwnerReferences, ref)
+	}
+	return out
 }
 
 // leanPod converts a core/v1 pod field by field; nothing is shared with p.
@@ -134,8 +187,8 @@ func leanPod(p *corev1.Pod) *kubetypes.Pod {
 		return nil
 	}
 	out := &kubetypes.Pod{
-		TypeMeta:   p.TypeMeta,
-		ObjectMeta: *p.ObjectMeta.DeepCopy(),
+		TypeMeta:   kubetypes.TypeMeta{Kind: p.Kind, APIVersion: p.APIVersion},
+		ObjectMeta: leanMeta(&p.ObjectMeta),
 		Spec: kubetypes.PodSpec{
 			InitContainers: leanContainers(p.Spec.InitContainers),
 			Containers:     leanContainers(p.Spec.Containers),
@@ -145,7 +198,7 @@ func leanPod(p *corev1.Pod) *kubetypes.Pod {
 		Status: kubetypes.PodStatus{
 			Phase:                 kubetypes.PodPhase(p.Status.Phase),
 			PodIP:                 p.Status.PodIP,
-			StartTime:             p.Status.StartTime.DeepCopy(),
+			StartTime:             leanTime(p.Status.StartTime),
 			InitContainerStatuses: leanStatuses(p.Status.InitContainerStatuses),
 			ContainerStatuses:     leanStatuses(p.Status.ContainerStatuses),
 		},
@@ -157,6 +210,14 @@ func leanPod(p *corev1.Pod) *kubetypes.Pod {
 		}
 	}
 	return out
+}
+
+func leanTime(t *metav1.Time) *kubetypes.Time {
+	if t == nil {
+		return nil
+	}
+	out := kubetypes.NewTime(t.Time)
+	return &out
 }
 
 func leanContainers(cs []corev1.Container) []kubetypes.Container {
@@ -185,7 +246,10 @@ func leanStatuses(ss []corev1.ContainerStatus) []kubetypes.ContainerStatus {
 }
 
 func leanPodList(l *corev1.PodList) *kubetypes.PodList {
-	out := &kubetypes.PodList{TypeMeta: l.TypeMeta, ListMeta: *l.ListMeta.DeepCopy()}
+	out := &kubetypes.PodList{
+		TypeMeta: kubetypes.TypeMeta{Kind: l.Kind, APIVersion: l.APIVersion},
+		ListMeta: kubetypes.ListMeta{ResourceVersion: l.ResourceVersion, Continue: l.Continue},
+	}
 	if l.Items != nil {
 		out.Items = make([]kubetypes.Pod, len(l.Items))
 		for i := range l.Items {
@@ -197,8 +261,8 @@ func leanPodList(l *corev1.PodList) *kubetypes.PodList {
 
 func leanNode(n *corev1.Node) *kubetypes.Node {
 	out := &kubetypes.Node{
-		TypeMeta:   n.TypeMeta,
-		ObjectMeta: *n.ObjectMeta.DeepCopy(),
+		TypeMeta:   kubetypes.TypeMeta{Kind: n.Kind, APIVersion: n.APIVersion},
+		ObjectMeta: leanMeta(&n.ObjectMeta),
 		Spec: kubetypes.NodeSpec{
 			PodCIDR:  n.Spec.PodCIDR,
 			PodCIDRs: append([]string(nil), n.Spec.PodCIDRs...),
@@ -222,12 +286,12 @@ func TestLeanWatch(t *testing.T) {
 	in.Add(mkPod(podSpec{name: "a", ips: []string{"10.9.0.1"}}))
 	in.Error(&metav1.Status{Status: metav1.StatusFailure, Reason: metav1.StatusReasonExpired})
 	ev := <-w.ResultChan()
-	if p, ok := ev.Object.(*kubetypes.Pod); !ok || ev.Type != watch.Added || p.Name != "a" || p.Status.PodIP != "10.9.0.1" {
-		t.Fatalf("first event %s %#v", ev.Type, ev.Object)
+	if p := ev.Pod; p == nil || ev.Type != kubetypes.Added || p.Name != "a" || p.Status.PodIP != "10.9.0.1" {
+		t.Fatalf("first event %+v", ev)
 	}
 	ev = <-w.ResultChan()
-	if st, ok := ev.Object.(*metav1.Status); !ok || ev.Type != watch.Error || st.Reason != metav1.StatusReasonExpired {
-		t.Fatalf("second event %s %#v", ev.Type, ev.Object)
+	if st := ev.Status; st == nil || ev.Type != kubetypes.Error || st.Reason != kubetypes.StatusReasonExpired {
+		t.Fatalf("second event %+v", ev)
 	}
 	in.Modify(mkPod(podSpec{name: "a", ips: []string{"10.9.0.1"}, phase: corev1.PodSucceeded}))
 	w.Stop() // nobody reads the modification

@@ -47,7 +47,7 @@ func TestRunTwiceAndStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	<-c.handler.HasSyncedChecker().Done()
+	<-c.syncDone
 	if err := c.Run(ctx); err == nil {
 		t.Error("second Run accepted")
 	}

@@ -5,21 +5,16 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/cache"
-
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-// podObj is what the informer's store keeps for one pod: the stripped
-// *enrich.Pod plus the few fields the cache reasons with. The transform
-// function builds it as soon as a pod is decoded, so the decoded pod is
-// garbage at once and memory grows only with what is stamped.
+// podObj is what the cache keeps for one pod: the stripped *enrich.Pod plus
+// the few fields the cache reasons with. It is built as soon as a pod is
+// decoded, so the decoded pod is garbage at once and memory grows only with
+// what is stamped.
 type podObj struct {
-	metav1.TypeMeta
-	metav1.ObjectMeta // Namespace, Name, UID, ResourceVersion only
+	kubetypes.ObjectMeta // Namespace, Name, UID, ResourceVersion only
 
 	pod      *enrich.Pod // without namespace/node metadata and workload UIDs
 	phase    kubetypes.PodPhase
@@ -32,28 +27,13 @@ type podObj struct {
 	ownerUIDs       map[enrich.WorkloadKind]string
 }
 
-func (o *podObj) DeepCopyObject() runtime.Object {
-	c := *o
-	return &c
-}
-
 func (o *podObj) finished() bool {
 	return o.phase == kubetypes.PodSucceeded || o.phase == kubetypes.PodFailed
 }
 
-// transform is the informer's TransformFunc.
-func transform(obj any) (any, error) {
-	switch p := obj.(type) {
-	case *kubetypes.Pod:
-		return toPodObj(p), nil
-	default: // *podObj already, or a tombstone
-		return obj, nil
-	}
-}
-
 func toPodObj(p *kubetypes.Pod) *podObj {
 	o := &podObj{
-		ObjectMeta: metav1.ObjectMeta{
+		ObjectMeta: kubetypes.ObjectMeta{
 			Namespace:       p.Namespace,
 			Name:            p.Name,
 			UID:             p.UID,
@@ -233,17 +213,17 @@ func splitImage(ref string) (name, tag string) {
 	return ref, "latest"
 }
 
-// podFromEvent unwraps an informer event object, tombstones included.
+// podFromEvent is the podObj of a watched pod, or the cache's own podObj
+// (a pod a relist found gone).
 func podFromEvent(obj any) *podObj {
 	switch o := obj.(type) {
 	case *podObj:
 		return o
 	case *kubetypes.Pod:
+		if o == nil {
+			return nil
+		}
 		return toPodObj(o)
-	case cache.DeletedFinalStateUnknown:
-		return podFromEvent(o.Obj)
-	case *cache.DeletedFinalStateUnknown:
-		return podFromEvent(o.Obj)
 	}
 	return nil
 }

@@ -4,9 +4,9 @@
 //
 // # What it watches
 //
-// One client-go informer on the pods of one node (field selector
-// spec.nodeName=<node>, no resync). A transform function turns every pod into
-// the few fields podstamp stamps as soon as it is decoded, so memory grows
+// One list-and-watch of the pods of one node (field selector
+// spec.nodeName=<node>, no resync; reflect.go). Every pod is turned into the
+// few fields podstamp stamps as soon as it is decoded, so memory grows
 // with the pods of this node, not with the cluster. Workloads are derived
 // without cluster-wide watches: the Deployment is the ReplicaSet owner's name
 // minus "-<pod-template-hash>", the CronJob is the Job owner's name minus a
@@ -19,39 +19,47 @@
 // without that metadata, and published again once a later GET (at most one
 // per object every 10s) succeeds.
 //
-// The watch reconnects by itself. While the API server is away the cache keeps
-// serving what it has; the relist that follows catches up on missed events.
+// The pods are listed (in pages of 500; the first list may come from the
+// API server's watch cache), then watched from the list's resource version
+// with bookmarks; a watch the server ends after its timeout (5-10 minutes)
+// is opened again from the last resource version seen. A failed list or
+// watch, or a watch that ends with an error, is counted
+// (podstamp_cache_watch_errors_total), logged at most every 30s, and followed
+// after a backoff (0.8s doubling to 30s, with jitter) by a new list, which
+// catches up on what was missed: pods that are gone from it are deleted
+// (matched by UID), the others upserted. A resource version the server no
+// longer has (410 Gone) leads to a fresh list at once. While the API server
+// is away the cache keeps serving what it has.
 //
 // # Reading the API
 //
 // New reads the API server through API, the six reads the cache makes: list
 // and watch pods (New adds the node's field selector), get a node, and get
-// the metadata of a namespace, a ReplicaSet or a Job. Errors keep the
-// meaning of k8s.io/apimachinery/pkg/api/errors: NotFound is cached as an
-// absent object, Forbidden on the node is reported once.
+// the metadata of a namespace, a ReplicaSet or a Job. A refusal of the
+// server is a *StatusError with the server's Status: IsNotFound is cached as
+// an absent object, IsForbidden on the node is reported once, IsGone makes
+// the watch list again.
 //
-// NewAPI implements API on one client-go REST client (rest.RESTClientFor)
-// with a scheme of its own: the v1 Pod, PodList and Node of package
-// kubetypes plus the meta.k8s.io types. Those are lean types with only the
-// fields the cache reads (JSON names as in the Kubernetes API, hand-written
-// deep copies), not k8s.io/api/core/v1, so pods and nodes are read as JSON
-// (Accept: application/json; protobuf would need core/v1's generated code).
-// Namespaces, ReplicaSets and Jobs are read as metadata only
-// (Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,
-// application/json; an answer with the whole object is read the same way),
-// which is all that is used of them (labels, annotations, UID, owner
-// references). No k8s.io/api package is linked, and neither is client-go's
-// typed clientset with its scheme of every API group: that code alone cost
-// an idle podstamp about 16 MiB of resident memory, and core/v1 was about a
-// sixth of the binary. The same RBAC verbs apply (a metadata GET is a get).
+// NewAPI implements API on net/http (HTTP/2 over TLS, a QPS limit), with
+// the lean types of package kubetypes: only the fields the cache reads,
+// with the Kubernetes API's JSON names. Pods and nodes are read as JSON
+// (Accept: application/json). Namespaces, ReplicaSets and Jobs are read as
+// metadata only (Accept: application/json;as=PartialObjectMetadata;
+// g=meta.k8s.io;v=v1, application/json; an answer with the whole object is
+// read the same way), which is all that is used of them (labels,
+// annotations, UID, owner references). The same RBAC verbs apply (a
+// metadata GET is a get). Its configuration, RESTConfig, comes from the
+// pod's service account (InClusterConfig: the token file is read again
+// every minute, as it rotates) or a kubeconfig file (LoadKubeconfig: the
+// current context's server, CA, token, basic auth or client certificate;
+// credential plugins are refused with a clear error).
 //
-// client-go's reflector streams the initial list when it can (the
-// WatchListClient feature, a watch with sendInitialEvents=true) and falls
-// back to list+watch when the server refuses; NewAPI's REST client supports
-// both, as the typed clientset did. An API that cannot stream (the tests'
-// adapter of the fake clientset, which converts its core/v1 objects to the
-// lean types) says so with an IsWatchListSemanticsUnSupported() bool method,
-// which New passes on to the reflector.
+// No client-go, apimachinery or k8s.io/api package is linked (the tests use
+// client-go's fake clientset through an adapter): client-go's REST client
+// and informer with apimachinery's serializers were 3.7 MB of an 18 MB
+// binary, k8s.io/api/core/v1 and the typed clientset before them much more,
+// and on current kernels the pages of the binary are most of podstamp's
+// resident memory.
 //
 // # Addresses
 //

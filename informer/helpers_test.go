@@ -147,7 +147,7 @@ func (h *harness) startNoWait() {
 func (h *harness) waitSynced() {
 	h.t.Helper()
 	select {
-	case <-h.c.handler.HasSyncedChecker().Done():
+	case <-h.c.syncDone:
 	case <-time.After(10 * time.Second):
 		h.t.Fatal("cache did not sync")
 	}

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 
 	"github.com/podstamp/podstamp/enrich"
 )
@@ -77,7 +76,7 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 	ctx, cancel := context.WithTimeout(ctx, metaGetTimeout)
 	defer cancel()
 	v, err := c.get(ctx, kind, ns, name)
-	if apierrors.IsNotFound(err) {
+	if IsNotFound(err) {
 		err = nil // cache the absence like a value
 	}
 	if err != nil {
@@ -86,7 +85,7 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 		c.meta.fails[key] = now.Add(metaRetryAfter)
 		c.meta.mu.Unlock()
 		switch {
-		case kind == kindNode && !c.cfg.Needs.NodeMetadata && apierrors.IsForbidden(err):
+		case kind == kindNode && !c.cfg.Needs.NodeMetadata && IsForbidden(err):
 			// Reading the node only sharpens the NAT diagnosis (its addresses
 			// and pod-CIDR gateway); the least-privilege RBAC does not grant
 			// it. Say so once, not every MetadataTTL.
@@ -153,7 +152,7 @@ func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVa
 }
 
 // ownedBy is the UID of a ReplicaSet or Job and its owner of ownerKind.
-func ownedBy(o *metav1.PartialObjectMetadata, ownerKind string) metaVal {
+func ownedBy(o *kubetypes.PartialObjectMetadata, ownerKind string) metaVal {
 	v := metaVal{uid: string(o.UID)}
 	for _, r := range o.OwnerReferences {
 		if r.Kind == ownerKind {

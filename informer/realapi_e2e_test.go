@@ -11,10 +11,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/podstamp/podstamp/e2e/cluster"
@@ -23,31 +20,30 @@ import (
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-// recordingAPI records how the reflector lists and watches.
+// recordingAPI records how the cache lists and watches.
 type recordingAPI struct {
 	informer.API
 	mu      sync.Mutex
-	lists   int
-	streams int // watches with sendInitialEvents=true (watch-list)
+	lists   []informer.ListOptions
+	watches []informer.ListOptions
 }
 
-func (r *recordingAPI) ListPods(ctx context.Context, o metav1.ListOptions) (*kubetypes.PodList, error) {
+func (r *recordingAPI) ListPods(ctx context.Context, o informer.ListOptions) (*kubetypes.PodList, error) {
 	r.mu.Lock()
-	r.lists++
+	r.lists = append(r.lists, o)
 	r.mu.Unlock()
 	return r.API.ListPods(ctx, o)
 }
 
-func (r *recordingAPI) WatchPods(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+func (r *recordingAPI) WatchPods(ctx context.Context, o informer.ListOptions) (informer.Watcher, error) {
 	r.mu.Lock()
-	if o.SendInitialEvents != nil && *o.SendInitialEvents {
-		r.streams++
-	}
+	r.watches = append(r.watches, o)
 	r.mu.Unlock()
 	return r.API.WatchPods(ctx, o)
 }
 
-// TestNewAPIRealServer runs NewAPI and a Cache on it against a real
+// TestNewAPIRealServer runs NewAPI (configured from the cluster's admin
+// kubeconfig by LoadKubeconfig) and a Cache on it against a real
 // kube-apiserver: metadata-only reads of namespaces, ReplicaSets and Jobs,
 // the node, NotFound and Forbidden, and the pod watch. Run it with
 // go test -tags e2e -run TestNewAPIRealServer ./informer/ (needs etcd and the
@@ -94,7 +90,11 @@ func TestNewAPIRealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	api, err := informer.NewAPI(c.Config)
+	adminCfg, err := informer.LoadKubeconfig(c.KubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := informer.NewAPI(adminCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +103,11 @@ func TestNewAPIRealServer(t *testing.T) {
 		t.Errorf("namespace: %v %+v", err, ns)
 	}
 	rs, err := api.GetReplicaSetMetadata(ctx, "team", d.ReplicaSetName)
-	if err != nil || rs.UID != d.ReplicaSetUID || len(rs.OwnerReferences) != 1 || rs.OwnerReferences[0].UID != d.DeploymentUID {
+	if err != nil || rs.UID != string(d.ReplicaSetUID) || len(rs.OwnerReferences) != 1 || rs.OwnerReferences[0].UID != string(d.DeploymentUID) {
 		t.Errorf("replicaset: %v %+v", err, rs)
 	}
 	jm, err := api.GetJobMetadata(ctx, "team", job.Name)
-	if err != nil || jm.UID != job.UID || len(jm.OwnerReferences) != 1 || jm.OwnerReferences[0].UID != cj.UID {
+	if err != nil || jm.UID != string(job.UID) || len(jm.OwnerReferences) != 1 || jm.OwnerReferences[0].UID != string(cj.UID) {
 		t.Errorf("job: %v %+v", err, jm)
 	}
 	n, err := api.GetNode(ctx, nodeName)
@@ -120,7 +120,7 @@ func TestNewAPIRealServer(t *testing.T) {
 		"job":       func() error { _, err := api.GetJobMetadata(ctx, "team", "nope"); return err }(),
 		"node":      func() error { _, err := api.GetNode(ctx, "nope"); return err }(),
 	} {
-		if !apierrors.IsNotFound(err) {
+		if !informer.IsNotFound(err) {
 			t.Errorf("%s nope: %v, want NotFound", what, err)
 		}
 	}
@@ -133,9 +133,9 @@ func TestNewAPIRealServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon := rest.AnonymousClientConfig(c.Config)
+	anon := *adminCfg
 	anon.BearerToken = tok
-	denied, err := informer.NewAPI(anon)
+	denied, err := informer.NewAPI(&anon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +144,9 @@ func TestNewAPIRealServer(t *testing.T) {
 		"rs":        func() error { _, err := denied.GetReplicaSetMetadata(ctx, "team", d.ReplicaSetName); return err }(),
 		"job":       func() error { _, err := denied.GetJobMetadata(ctx, "team", job.Name); return err }(),
 		"node":      func() error { _, err := denied.GetNode(ctx, nodeName); return err }(),
-		"pods":      func() error { _, err := denied.ListPods(ctx, metav1.ListOptions{}); return err }(),
+		"pods":      func() error { _, err := denied.ListPods(ctx, informer.ListOptions{}); return err }(),
 	} {
-		if !apierrors.IsForbidden(err) {
+		if !informer.IsForbidden(err) {
 			t.Errorf("%s without RBAC: %v, want Forbidden", what, err)
 		}
 	}
@@ -194,13 +194,15 @@ func TestNewAPIRealServer(t *testing.T) {
 	if err := cache.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
-	// The reflector first asks for a streaming list (watch-list); the test
-	// cluster refuses it (no RequestWatchProgress), so it falls back to
-	// list+watch. Either way NewAPI must not opt out of watch-list.
+	// One list of the node's pods, then a watch from its resource version
+	// with bookmarks.
 	rec.mu.Lock()
-	t.Logf("pod lists %d, streaming watch-lists %d", rec.lists, rec.streams)
-	if rec.streams == 0 {
-		t.Error("the reflector did not try watch-list")
+	defer rec.mu.Unlock()
+	if len(rec.lists) != 1 || rec.lists[0].FieldSelector != "spec.nodeName="+nodeName {
+		t.Errorf("lists %+v", rec.lists)
 	}
-	rec.mu.Unlock()
+	if len(rec.watches) == 0 || rec.watches[0].FieldSelector != "spec.nodeName="+nodeName ||
+		rec.watches[0].ResourceVersion == "" || rec.watches[0].ResourceVersion == "0" || !rec.watches[0].AllowWatchBookmarks {
+		t.Errorf("watches %+v", rec.watches)
+	}
 }

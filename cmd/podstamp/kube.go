@@ -10,9 +10,6 @@ import (
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 )
 
 // kube is the pod cache and what the rest of podstamp needs from it.
@@ -26,17 +23,17 @@ type kube struct {
 // newKube builds the pod cache, or returns nil (pass-through) when there is
 // neither a node name nor any Kubernetes configuration.
 func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.Registerer) (*kube, error) {
-	var restCfg *rest.Config
+	var restCfg *informer.RESTConfig
 	var err error
 	switch {
 	case cfg.Kubeconfig != "":
-		restCfg, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+		restCfg, err = informer.LoadKubeconfig(cfg.Kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("invalid configuration: --kubeconfig: %w", err)
 		}
 	default:
-		restCfg, err = rest.InClusterConfig()
-		if errors.Is(err, rest.ErrNotInCluster) {
+		restCfg, err = informer.InClusterConfig()
+		if errors.Is(err, informer.ErrNotInCluster) {
 			if cfg.NodeName == "" {
 				return nil, nil
 			}
@@ -49,7 +46,6 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 	if cfg.NodeName == "" {
 		return nil, errors.New("invalid configuration: --node-name: required to watch this node's pods (set K8S_NODE_NAME from spec.nodeName)")
 	}
-	klog.SetSlogLogger(log.With("component", "client-go"))
 	restCfg.UserAgent = "podstamp/" + version
 	restCfg.QPS, restCfg.Burst = 20, 40
 	client, err := informer.NewAPI(restCfg)

@@ -9,23 +9,18 @@
 // because of reflection) were about a third of the podstamp binary. Without
 // generated protobuf code these types are read as JSON only.
 //
-// DeepCopy methods are written by hand; a field added here must be copied in
-// deepcopy.go, which the package's tests check.
+// The object metadata, list metadata, Status and watch event types of
+// meta.k8s.io/v1 are here too (meta.go), again with only the fields podstamp
+// reads, so that the podstamp binary links no k8s.io/apimachinery package:
+// apimachinery and client-go were about a quarter of the binary, and on
+// current kernels the pages of the binary are most of podstamp's resident
+// memory.
 package kubetypes
-
-import (
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-)
-
-// SchemeGroupVersion is the core API group's version these types are
-// registered under: v1 (group "").
-var SchemeGroupVersion = schema.GroupVersion{Group: "", Version: "v1"}
 
 // Pod is a v1 Pod.
 type Pod struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   PodSpec   `json:"spec,omitempty"`
 	Status PodStatus `json:"status,omitempty"`
@@ -33,8 +28,8 @@ type Pod struct {
 
 // PodList is a v1 PodList.
 type PodList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
+	TypeMeta `json:",inline"`
+	ListMeta `json:"metadata,omitempty"`
 
 	Items []Pod `json:"items"`
 }
@@ -70,7 +65,7 @@ type PodStatus struct {
 	Phase                 PodPhase          `json:"phase,omitempty"`
 	PodIP                 string            `json:"podIP,omitempty"`
 	PodIPs                []PodIP           `json:"podIPs,omitempty"`
-	StartTime             *metav1.Time      `json:"startTime,omitempty"`
+	StartTime             *Time             `json:"startTime,omitempty"`
 	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
 	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
 }
@@ -101,8 +96,8 @@ type ContainerStateTerminated struct {
 
 // Node is a v1 Node.
 type Node struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   NodeSpec   `json:"spec,omitempty"`
 	Status NodeStatus `json:"status,omitempty"`

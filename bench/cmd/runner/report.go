@@ -141,7 +141,7 @@ func (r *runner) report() string {
 	w("## Versions\n\n")
 	w("| component | version |\n|---|---|\n")
 	w("| podstamp | %s (built from ./cmd/podstamp) |\n", gitDescribe(r.root))
-	for _, m := range []string{"google.golang.org/grpc", "go.opentelemetry.io/collector/pdata", "k8s.io/client-go"} {
+	for _, m := range []string{"google.golang.org/grpc", "go.opentelemetry.io/collector/pdata"} {
 		w("| %s (podstamp) | %s |\n", m, modVersion(filepath.Join(r.root, "go.mod"), m))
 	}
 	cm := filepath.Join(r.root, "bench", "collector", "go.mod")

@@ -1,0 +1,195 @@
+package informer
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
+)
+
+// The list-and-watch loop of the pod cache: list the node's pods, apply the
+// list (pods missing from it are deleted), then watch from the list's
+// resource version, applying events as they come. A watch the server ends
+// (its timeout) is opened again from the last resource version seen; a
+// failed list or watch is counted and logged, and after a backoff the pods
+// are listed again, which catches up on whatever happened meanwhile. A
+// resource version the server has forgotten (410 Gone) leads to a fresh
+// list at once.
+const (
+	listPageSize    = 500
+	listTimeout     = 60 * time.Second
+	watchMinTimeout = 5 * time.Minute // randomised up to twice this
+	backoffInitial  = 800 * time.Millisecond
+	backoffMax      = 30 * time.Second
+	// A watch that ends sooner than this without an error is treated like
+	// a failure for pacing, so a server that closes watches at once is not
+	// asked again in a tight loop.
+	watchMinHealthy = time.Second
+)
+
+func (c *Cache) reflect(ctx context.Context) {
+	sel := "spec.nodeName=" + c.cfg.NodeName
+	bo := backoff{next: backoffInitial}
+	rv := "0" // the first list may come from the API server's watch cache
+	for ctx.Err() == nil {
+		listed, err := c.listAll(ctx, sel, rv)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.onWatchError(err)
+			if IsGone(err) && rv != "" {
+				rv = "" // list the latest state instead
+				continue
+			}
+			if !bo.wait(ctx) {
+				return
+			}
+			continue
+		}
+		c.replace(listed.Items)
+		rv = listed.ResourceVersion
+		c.markSynced()
+		for ctx.Err() == nil {
+			start := time.Now()
+			next, err := c.watchOnce(ctx, sel, rv)
+			if ctx.Err() != nil {
+				return
+			}
+			rv = next
+			if err == nil {
+				if time.Since(start) >= watchMinHealthy {
+					bo.reset()
+				} else if !bo.wait(ctx) {
+					return
+				}
+				continue
+			}
+			c.onWatchError(err)
+			if IsGone(err) {
+				rv = ""
+				break // relist now
+			}
+			if !bo.wait(ctx) {
+				return
+			}
+			break // relist: catch up on what was missed
+		}
+	}
+}
+
+// listAll lists the node's pods page by page.
+func (c *Cache) listAll(ctx context.Context, sel, rv string) (*kubetypes.PodList, error) {
+	opts := ListOptions{FieldSelector: sel, ResourceVersion: rv, Limit: listPageSize, TimeoutSeconds: int64(listTimeout / time.Second)}
+	var out *kubetypes.PodList
+	for {
+		l, err := c.client.ListPods(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = l
+		} else {
+			out.Items = append(out.Items, l.Items...)
+			out.ResourceVersion = l.ResourceVersion
+		}
+		if l.Continue == "" {
+			out.Continue = ""
+			return out, nil
+		}
+		opts.Continue, opts.ResourceVersion = l.Continue, ""
+	}
+}
+
+// watchOnce applies the events of one watch from rv until it ends, and
+// returns the last resource version seen. The error is the watch's: it
+// could not be opened, or it ended with an ERROR event.
+func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, error) {
+	timeout := watchMinTimeout + rand.N(watchMinTimeout)
+	w, err := c.client.WatchPods(ctx, ListOptions{
+		FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
+		TimeoutSeconds: int64(timeout / time.Second),
+	})
+	if err != nil {
+		return rv, err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return rv, nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return rv, nil
+			}
+			switch ev.Type {
+			case kubetypes.Added, kubetypes.Modified:
+				c.onUpsert(ev.Pod)
+			case kubetypes.Deleted:
+				c.onDelete(ev.Pod)
+			case kubetypes.Error:
+				st := kubetypes.Status{Message: "watch ended with an error"}
+				if ev.Status != nil {
+					st = *ev.Status
+				}
+				return rv, &StatusError{Status: st}
+			}
+			if ev.Pod != nil && ev.Pod.ResourceVersion != "" {
+				rv = ev.Pod.ResourceVersion
+			}
+		}
+	}
+}
+
+// replace applies a full list: every listed pod is upserted, and every pod
+// the cache holds as present that is not in the list is deleted (it went
+// away while no watch was open).
+func (c *Cache) replace(items []kubetypes.Pod) {
+	seen := make(map[string]struct{}, len(items))
+	for i := range items {
+		seen[items[i].UID] = struct{}{}
+		c.onUpsert(&items[i])
+	}
+	var gone []*podObj
+	c.mu.RLock()
+	for uid, e := range c.byUID {
+		if _, ok := seen[uid]; !ok && e.cls != classDeleted {
+			gone = append(gone, e.obj)
+		}
+	}
+	c.mu.RUnlock()
+	for _, o := range gone {
+		c.onDelete(o)
+	}
+}
+
+func (c *Cache) markSynced() {
+	if c.synced.CompareAndSwap(false, true) {
+		c.m.synced.Set(1)
+		c.log.Info("pod cache synced", "node", c.cfg.NodeName, "pods", c.podCount())
+		close(c.syncDone)
+	}
+}
+
+// backoff is an exponential delay with jitter, from backoffInitial to
+// backoffMax.
+type backoff struct {
+	next time.Duration
+}
+
+func (b *backoff) reset() { b.next = backoffInitial }
+
+// wait sleeps for the next delay; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	d := b.next/2 + rand.N(b.next/2+1)
+	b.next = min(2*b.next, backoffMax)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
