@@ -86,11 +86,12 @@ func (u *upstreams) close() error {
 // typical export, so a request or response crosses in one go: gRPC's dynamic
 // windows start at 64 KiB, make a 150 KiB export wait for a WINDOW_UPDATE
 // round trip, and send a BDP ping per message; at 100 requests/s that was
-// twice the socket writes per request and 15-20% more CPU. Large socket
-// buffers mean fewer syscalls per message; write buffers are shared, held
-// only while a connection flushes.
+// twice the socket writes per request and 15-20% more CPU. Read and write
+// buffers of 64 KiB (taken from the pool while a connection reads or
+// flushes) cost no measurable CPU against 256 KiB at 100 requests/s and
+// keep about 2.5 MiB less resident under saturating load.
 const (
-	grpcBufferSize     = 256 << 10
+	grpcBufferSize     = 64 << 10
 	grpcWorkersPerProc = 8
 	grpcStreamWindow   = 4 << 20
 	grpcConnWindow     = 8 << 20
