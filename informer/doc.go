@@ -22,7 +22,10 @@
 // The pods are listed (in pages of 500; the first list may come from the
 // API server's watch cache), then watched from the list's resource version
 // with bookmarks; a watch the server ends after its timeout (5-10 minutes)
-// is opened again from the last resource version seen. A failed list or
+// is opened again from the last resource version seen. HTTP/2 pings (after
+// 30s of silence, 15s to answer) drop a dead connection to the API server,
+// and a watch still open 30s past its timeout with nothing received is
+// given up. A failed list or
 // watch, or a watch that ends with an error, is counted
 // (podstamp_cache_watch_errors_total), logged at most every 30s, and followed
 // after a backoff (0.8s doubling to 30s, with jitter) by a new list, which

@@ -2,6 +2,7 @@ package informer
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -17,15 +18,24 @@ import (
 // resource version the server has forgotten (410 Gone) leads to a fresh
 // list at once.
 const (
-	listPageSize    = 500
-	listTimeout     = 60 * time.Second
-	watchMinTimeout = 5 * time.Minute // randomised up to twice this
-	backoffInitial  = 800 * time.Millisecond
-	backoffMax      = 30 * time.Second
+	listPageSize   = 500
+	listTimeout    = 60 * time.Second
+	backoffInitial = 800 * time.Millisecond
+	backoffMax     = 30 * time.Second
 	// A watch that ends sooner than this without an error is treated like
 	// a failure for pacing, so a server that closes watches at once is not
 	// asked again in a tight loop.
 	watchMinHealthy = time.Second
+)
+
+// Watches ask the server to end them after watchMinTimeout to twice that.
+// One that is still open watchSilence after that, with nothing received
+// since, is given up as a failure: the server or the path to it is gone
+// without a word (HTTP/2 pings catch a dead connection sooner). Variables
+// so that tests can shorten them.
+var (
+	watchMinTimeout = 5 * time.Minute
+	watchSilence    = 30 * time.Second
 )
 
 func (c *Cache) reflect(ctx context.Context) {
@@ -115,14 +125,19 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, error) {
 		return rv, err
 	}
 	defer w.Stop()
+	silent := time.NewTimer(timeout + watchSilence)
+	defer silent.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return rv, nil
+		case <-silent.C:
+			return rv, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", watchSilence, timeout)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return rv, nil
 			}
+			silent.Reset(timeout + watchSilence)
 			switch ev.Type {
 			case kubetypes.Added, kubetypes.Modified:
 				c.onUpsert(ev.Pod)

@@ -271,3 +271,43 @@ func TestResolveAfterListWatch(t *testing.T) {
 		t.Fatalf("by address: %+v", p)
 	}
 }
+
+// TestSilentWatchGivenUp: a watch that stays open past its timeout with
+// nothing received is given up as a failure and the pods are listed again.
+func TestSilentWatchGivenUp(t *testing.T) {
+	oldTimeout, oldSilence := watchMinTimeout, watchSilence
+	watchMinTimeout, watchSilence = time.Second, 100*time.Millisecond
+	t.Cleanup(func() { watchMinTimeout, watchSilence = oldTimeout, oldSilence })
+
+	api := newScriptAPI()
+	c, err := New(api, Config{NodeName: testNode}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upserts := make(chan string, 4)
+	c.afterEvent = func(kind string, o *podObj) { upserts <- kind + " " + o.Name }
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	api.listQ <- listAnswer{l: leanList("1", "")}
+	api.watchQ <- watchAnswer{w: newChanWatch()} // never says anything
+	// The relist (after the watch was given up) brings pod y.
+	api.listQ <- listAnswer{l: leanList("2", "", leanPodOf(podSpec{name: "y", ips: []string{"10.8.0.2"}}))}
+	api.watchQ <- watchAnswer{w: newChanWatch()}
+	select {
+	case got := <-upserts:
+		if got != "upsert y" {
+			t.Fatalf("event %q", got)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the silent watch was not given up")
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("watch given up after %v, before its timeout", waited)
+	}
+	if n := testutil.ToFloat64(c.m.watchErrors); n != 1 {
+		t.Errorf("watch errors %v, want 1", n)
+	}
+}

@@ -221,6 +221,10 @@ func (c *RESTConfig) transport() (http.RoundTripper, error) {
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
+		// A watch can be quiet for minutes: ping an HTTP/2 connection that
+		// has been silent for 30s and drop it if no answer comes in 15s, so
+		// a dead API server or path is noticed (client-go does the same).
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
 	}
 	var rt http.RoundTripper = t
 	switch {
