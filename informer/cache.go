@@ -108,8 +108,6 @@ func (c *Cache) Run(ctx context.Context) error {
 		return errors.New("informer: Run called twice")
 	}
 	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
-	// The metadata cache starts a goroutine that never ends (golang-lru/v2
-	// expirable), so it is made only when the cache runs.
 	c.metaOnce.Do(func() { c.meta = newMetaCache(c.cfg.MetadataTTL) })
 	var wg sync.WaitGroup
 	wg.Go(func() { c.reflect(ctx) })

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/podstamp/podstamp/informer/kubetypes"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -31,9 +31,11 @@ const (
 	metaCacheSize  = 4096
 )
 
-// metaCache holds the results of on-demand GETs for MetadataTTL.
+// metaCache holds the results of on-demand GETs for MetadataTTL (by the
+// cache's clock), the least recently used going first when it is full.
 type metaCache struct {
-	lru *expirable.LRU[string, metaVal]
+	lru *lru.Cache[string, metaEntry]
+	ttl time.Duration
 
 	mu    sync.Mutex
 	fails map[string]time.Time // key -> do not GET again before
@@ -42,8 +44,17 @@ type metaCache struct {
 	nodeForbidden sync.Once
 }
 
+type metaEntry struct {
+	v     metaVal
+	until time.Time
+}
+
 func newMetaCache(ttl time.Duration) *metaCache {
-	return &metaCache{lru: expirable.NewLRU[string, metaVal](metaCacheSize, nil, ttl), fails: map[string]time.Time{},
+	l, err := lru.New[string, metaEntry](metaCacheSize)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return &metaCache{lru: l, ttl: ttl, fails: map[string]time.Time{},
 		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {}}}
 }
 
@@ -62,10 +73,13 @@ const (
 // metaRetryAfter, so an unreachable API server costs little.
 func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (metaVal, bool) {
 	key := string(kind) + "/" + ns + "/" + name
-	if v, ok := c.meta.lru.Get(key); ok {
-		return v, true
-	}
 	now := c.clock.Now()
+	if e, ok := c.meta.lru.Get(key); ok {
+		if now.Before(e.until) {
+			return e.v, true
+		}
+		c.meta.lru.Remove(key)
+	}
 	c.meta.mu.Lock()
 	if t, failed := c.meta.fails[key]; failed && now.Before(t) {
 		c.meta.mu.Unlock()
@@ -102,7 +116,7 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 	c.meta.mu.Lock()
 	delete(c.meta.fails, key)
 	c.meta.mu.Unlock()
-	c.meta.lru.Add(key, v)
+	c.meta.lru.Add(key, metaEntry{v: v, until: now.Add(c.meta.ttl)})
 	return v, true
 }
 

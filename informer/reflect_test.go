@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -309,5 +310,47 @@ func TestSilentWatchGivenUp(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(c.m.watchErrors); n != 1 {
 		t.Errorf("watch errors %v, want 1", n)
+	}
+}
+
+// nsAPI answers namespace reads and counts them.
+type nsAPI struct {
+	API
+	mu   sync.Mutex
+	gets int
+}
+
+func (a *nsAPI) GetNamespaceMetadata(_ context.Context, name string) (*kubetypes.PartialObjectMetadata, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gets++
+	return &kubetypes.PartialObjectMetadata{ObjectMeta: kubetypes.ObjectMeta{Name: name, UID: "ns-uid"}}, nil
+}
+
+// TestMetadataExpires: a metadata read is served from the cache for
+// MetadataTTL by the cache's clock, then read again.
+func TestMetadataExpires(t *testing.T) {
+	api := &nsAPI{}
+	c, err := New(api, Config{NodeName: testNode, MetadataTTL: time.Minute}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := testingclock.NewFakeClock(time.Now())
+	c.clock = fc
+	c.meta = newMetaCache(time.Minute)
+	for range 2 {
+		if v, ok := c.lookup(t.Context(), kindNamespace, "", "team"); !ok || v.uid != "ns-uid" {
+			t.Fatalf("lookup: %+v %v", v, ok)
+		}
+	}
+	fc.Step(59 * time.Second)
+	c.lookup(t.Context(), kindNamespace, "", "team")
+	if api.gets != 1 {
+		t.Errorf("%d reads within the TTL, want 1", api.gets)
+	}
+	fc.Step(2 * time.Second)
+	c.lookup(t.Context(), kindNamespace, "", "team")
+	if api.gets != 2 {
+		t.Errorf("%d reads after the TTL, want 2", api.gets)
 	}
 }

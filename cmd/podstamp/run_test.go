@@ -22,9 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// golang-lru's expirable LRU (used by the informer) starts a janitor
-	// goroutine that has no way to be stopped.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/golang-lru/v2/expirable.NewLRU[...].func1"))
+	goleak.VerifyTestMain(m)
 }
 
 // traceSink is an OTLP/gRPC trace receiver built from pdata.
