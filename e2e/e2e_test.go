@@ -144,7 +144,7 @@ func scenarioHostPort(t *testing.T, s *suite) {
 	if got := m.enrich("nat_suspected"); got < float64(acked) {
 		t.Errorf("podstamp_enrich_total{result=nat_suspected} = %g, want >= %d (every request); all: %s", got, acked, m.enrichSummary())
 	}
-	if b, _ := os.ReadFile(ps.logPath); !strings.Contains(strings.ToLower(string(b)), "hostnetwork") {
+	if b, _ := os.ReadFile(ps.LogPath()); !strings.Contains(strings.ToLower(string(b)), "hostnetwork") {
 		t.Errorf("podstamp did not log the NAT warning naming the fix; log:\n%s", ps.logTail())
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/podstamp/podstamp/bench/sink"
 	"github.com/podstamp/podstamp/e2e/cluster"
 	"github.com/podstamp/podstamp/e2e/netns"
+	"github.com/podstamp/podstamp/e2e/proc"
 )
 
 // Fixed ports of the OTLP listeners, as the chart uses them.
@@ -146,84 +146,53 @@ func (s *suite) buildBinaries(t *testing.T) {
 
 // ---------------------------------------------------------------- processes
 
-// proc is a child process run by the suite, killed by PID at cleanup.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
+// child is a process run by the suite, stopped by PID at cleanup.
+type child struct {
+	*proc.Proc
 	stopped bool
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
+// stopGrace is how long a child gets between SIGTERM and SIGKILL; one that
+// needs the SIGKILL fails the test.
+const stopGrace = 15 * time.Second
+
 // start runs bin inside network namespace ns ("" = the suite's own) with its
-// output in a log file; cleanup stops it.
-func (s *suite) start(t *testing.T, name, ns, bin string, args ...string) *proc {
+// output appended to a log file named after the test; cleanup stops it.
+func (s *suite) start(t *testing.T, name, ns, bin string, args ...string) *child {
 	t.Helper()
-	var cmd *exec.Cmd
-	if ns == "" {
-		cmd = exec.Command(bin, args...)
-	} else {
+	argv := append([]string{bin}, args...)
+	if ns != "" {
 		// ip netns exec execs the binary: the PID is the program's own.
-		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
 	}
 	logPath := filepath.Join(s.logDir, unsafeName.ReplaceAllString(t.Name(), "_")+"."+name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := proc.Start(name, logPath, proc.Options{Append: true}, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
+	c := &child{Proc: p}
+	t.Cleanup(func() { c.stop(t) })
+	return c
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the PID, SIGKILL after 15s, and waits.
-func (p *proc) stop(t *testing.T) {
-	if p.stopped {
+// stop sends SIGTERM to the PID, SIGKILL after stopGrace, and waits; it
+// fails the test if the child needed the SIGKILL or reported a data race.
+func (c *child) stop(t *testing.T) {
+	if c.stopped {
 		return
 	}
-	p.stopped = true
-	if !p.exited() {
-		_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			t.Errorf("%s (PID %d) ignored SIGTERM for 15s; killing it", p.name, p.cmd.Process.Pid)
-			_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
+	c.stopped = true
+	if c.Stop(stopGrace) {
+		t.Errorf("%s (PID %d) ignored SIGTERM for %v; killed it", c.Name(), c.PID(), stopGrace)
 	}
-	if b, _ := os.ReadFile(p.logPath); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
-		t.Errorf("%s reported a data race; log %s:\n%s", p.name, p.logPath, tailBytes(b, 8000))
+	if b, _ := os.ReadFile(c.LogPath()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+		t.Errorf("%s reported a data race; log %s:\n%s", c.Name(), c.LogPath(), tailBytes(b, 8000))
 	}
 }
 
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(tailBytes(b, 4000))
-}
+func (c *child) logTail() string { return c.LogTail(4000) }
 
 func tailBytes(b []byte, n int) []byte {
 	if len(b) > n {
@@ -243,41 +212,35 @@ func httpIn(ns string) *http.Client {
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or the
-// deadline passes. The process is external; its readiness endpoint is the
+// timeout passes. The process is external; its readiness endpoint is the
 // only signal it offers.
-func waitHTTP(t *testing.T, p *proc, c *http.Client, url string, timeout time.Duration) {
+func waitHTTP(t *testing.T, p *child, c *http.Client, url string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, body)
-		} else {
-			last = err.Error()
+	err := p.WaitReady(t.Context(), timeout, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s after %v (last: %s); log:\n%s", p.name, url, timeout, last, p.logTail())
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before it was ready (%v); log:\n%s", p.name, p.err, p.logTail())
-		case <-tick.C:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d %s", url, resp.StatusCode, body)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 // ---------------------------------------------------------------- sink
 
 type sinkProc struct {
-	*proc
+	*child
 	ns       string
 	grpcAddr string
 	httpAddr string
@@ -304,8 +267,8 @@ func (s *suite) startSink(t *testing.T, name, ns string, ip netip.Addr) *sinkPro
 		sp.grpcAddr = netip.AddrPortFrom(ip, grpcPort).String()
 		sp.httpAddr = netip.AddrPortFrom(ip, httpPort).String()
 	}
-	sp.proc = s.start(t, name, ns, s.bin("otlpsink"), "--grpc-listen", sp.grpcAddr, "--http-listen", sp.httpAddr)
-	waitHTTP(t, sp.proc, sp.client, "http://"+sp.httpAddr+"/stats", 30*time.Second)
+	sp.child = s.start(t, name, ns, s.bin("otlpsink"), "--grpc-listen", sp.grpcAddr, "--http-listen", sp.httpAddr)
+	waitHTTP(t, sp.child, sp.client, "http://"+sp.httpAddr+"/stats", 30*time.Second)
 	return sp
 }
 
@@ -313,8 +276,8 @@ func (s *suite) startSink(t *testing.T, name, ns string, ip netip.Addr) *sinkPro
 func (sp *sinkProc) restart(t *testing.T, s *suite, name string) *sinkProc {
 	t.Helper()
 	n := &sinkProc{ns: sp.ns, grpcAddr: sp.grpcAddr, httpAddr: sp.httpAddr, client: sp.client}
-	n.proc = s.start(t, name, sp.ns, s.bin("otlpsink"), "--grpc-listen", sp.grpcAddr, "--http-listen", sp.httpAddr)
-	waitHTTP(t, n.proc, n.client, "http://"+n.httpAddr+"/stats", 30*time.Second)
+	n.child = s.start(t, name, sp.ns, s.bin("otlpsink"), "--grpc-listen", sp.grpcAddr, "--http-listen", sp.httpAddr)
+	waitHTTP(t, n.child, n.client, "http://"+n.httpAddr+"/stats", 30*time.Second)
 	return n
 }
 
@@ -349,7 +312,7 @@ func (sp *sinkProc) records(t *testing.T) []sink.Record {
 // ---------------------------------------------------------------- podstamp
 
 type podstampProc struct {
-	*proc
+	*child
 	ns     string
 	client *http.Client
 }
@@ -386,8 +349,8 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 	}
 	args = append(args, o.extra...)
 	p := &podstampProc{ns: o.ns, client: httpIn(o.ns)}
-	p.proc = e.s.start(t, "podstamp", o.ns, e.s.bin("podstamp"), args...)
-	waitHTTP(t, p.proc, p.client, "http://"+adminAddr+"/readyz", 60*time.Second)
+	p.child = e.s.start(t, "podstamp", o.ns, e.s.bin("podstamp"), args...)
+	waitHTTP(t, p.child, p.client, "http://"+adminAddr+"/readyz", 60*time.Second)
 	return p
 }
 
@@ -465,8 +428,8 @@ func (p *podstampProc) waitMetric(t *testing.T, what string, timeout time.Durati
 			t.Fatalf("podstamp: %s not reached after %v; log:\n%s", what, timeout, p.logTail())
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("podstamp exited (%v); log:\n%s", p.err, p.logTail())
+		case <-p.Done():
+			t.Fatalf("podstamp exited (%v); log:\n%s", p.Err(), p.logTail())
 		case <-time.After(25 * time.Millisecond):
 		}
 	}

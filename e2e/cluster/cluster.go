@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,12 +17,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/podstamp/podstamp/e2e/proc"
 )
 
 const (
@@ -76,8 +77,8 @@ type Cluster struct {
 	apiArgs    []string
 
 	mu       sync.Mutex
-	etcd     *proc
-	api      *proc
+	etcd     *proc.Proc
+	api      *proc.Proc
 	apiStart int // how many times the API server was started, for log names
 	stopped  bool
 }
@@ -159,7 +160,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.waitHTTP(ctx, c.etcd, etcdURL+"/health", nil); err != nil {
 		return nil, err
 	}
-	log.Debug("etcd ready", "url", etcdURL, "pid", c.etcd.cmd.Process.Pid)
+	log.Debug("etcd ready", "url", etcdURL, "pid", c.etcd.PID())
 
 	// kube-apiserver
 	if c.Port, err = FreePort(); err != nil {
@@ -205,7 +206,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	log.Info("API server ready", "url", c.URL, "kubeconfig", c.KubeconfigPath,
-		"etcd_pid", c.etcd.cmd.Process.Pid, "apiserver_pid", c.api.cmd.Process.Pid)
+		"etcd_pid", c.etcd.PID(), "apiserver_pid", c.api.PID())
 	return c, nil
 }
 
@@ -232,7 +233,7 @@ func (c *Cluster) APIServerPID() int {
 	if c.api == nil {
 		return 0
 	}
-	return c.api.cmd.Process.Pid
+	return c.api.PID()
 }
 
 // StopAPIServer stops the API server process (SIGTERM, then SIGKILL after
@@ -245,7 +246,7 @@ func (c *Cluster) StopAPIServer() error {
 	if p == nil {
 		return errors.New("API server is not running")
 	}
-	p.stop(10 * time.Second)
+	p.Stop(10 * time.Second)
 	return nil
 }
 
@@ -270,7 +271,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	c.apiStart++
 	logName := filepath.Join(c.Dir, fmt.Sprintf("kube-apiserver.%d.log", c.apiStart))
 	c.mu.Unlock()
-	var p *proc
+	var p *proc.Proc
 	var err error
 	// The port was free a moment ago; after an outage it may still be
 	// lingering for a few hundred milliseconds, so retry a bind failure.
@@ -283,14 +284,14 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		c.api = p
 		c.mu.Unlock()
 		err = c.waitHTTP(ctx, p, c.URL+"/readyz", c.adminTLS())
-		if err == nil || attempt == 2 || !p.exited() || !bytes.Contains(p.logTail(), []byte("address already in use")) {
+		if err == nil || attempt == 2 || !p.Exited() || !strings.Contains(p.LogTail(logTail), "address already in use") {
 			break
 		}
 	}
 	if err != nil {
 		return err
 	}
-	c.log.Debug("kube-apiserver ready", "url", c.URL, "pid", p.cmd.Process.Pid)
+	c.log.Debug("kube-apiserver ready", "url", c.URL, "pid", p.PID())
 	return nil
 }
 
@@ -318,39 +319,33 @@ func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // waitHTTP polls url until it answers 200, the process exits, ctx ends or the
-// start timeout passes. The process is external: polling its health endpoint
-// is the only readiness signal it offers.
-func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url string, client *http.Client) error {
+// start timeout passes; a process not ready in time is stopped. The process
+// is external: polling its health endpoint is the only readiness signal it
+// offers.
+func (c *Cluster) waitHTTP(ctx context.Context, p *proc.Proc, url string, client *http.Client) error {
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	err := p.WaitReady(ctx, c.timeout, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
 		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, body)
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", p.name, p.err, p.logPath, p.logTail())
-		case <-ctx.Done():
-			p.stop(5 * time.Second)
-			return fmt.Errorf("%s not ready at %s: %w (last answer: %s); last lines of %s:\n%s", p.name, url, ctx.Err(), last, p.logPath, p.logTail())
-		case <-tick.C:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d: %s", url, resp.StatusCode, body)
 		}
+		return nil
+	})
+	if err != nil && !p.Exited() {
+		p.Stop(5 * time.Second)
 	}
+	return err
 }
 
 // Stop kills the API server and etcd by PID, waits for them, and removes the
@@ -366,10 +361,10 @@ func (c *Cluster) Stop() {
 	c.api, c.etcd = nil, nil
 	c.mu.Unlock()
 	if api != nil {
-		api.stop(10 * time.Second)
+		api.Stop(10 * time.Second)
 	}
 	if etcd != nil {
-		etcd.stop(10 * time.Second)
+		etcd.Stop(10 * time.Second)
 	}
 	if c.Dir != "" && os.Getenv("PODSTAMP_KEEP_CLUSTER_DIR") == "" {
 		os.RemoveAll(c.Dir)
@@ -423,63 +418,12 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// proc is one child process and its log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	logFile *os.File
-	done    chan struct{}
-	err     error
-}
+// logTail is how much of a process's log the cluster looks at.
+const logTail = 3000
 
-func startProc(name, logPath, bin string, args ...string) (*proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Die with the test process if it is killed before Stop runs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process's PID, then SIGKILL after grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(grace):
-	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *proc) logTail() []byte {
-	b, _ := os.ReadFile(p.logPath)
-	return tail(b, 3000)
+// startProc starts etcd or kube-apiserver. Its log is appended to, so
+// retries of a start share one log; it runs in a process group of its own, so
+// a terminal's Ctrl-C reaches only the parent, which then stops it.
+func startProc(name, logPath, bin string, args ...string) (*proc.Proc, error) {
+	return proc.Start(name, logPath, proc.Options{Append: true, NewProcessGroup: true}, append([]string{bin}, args...)...)
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/podstamp/podstamp/e2e/cluster"
+	"github.com/podstamp/podstamp/e2e/proc"
 )
 
 func main() {
@@ -51,13 +52,13 @@ type demo struct {
 	keep     bool
 	dir      string
 	cl       *cluster.Cluster
-	procs    []*proc
+	procs    []*proc.Proc
 	cleanups []func()
 }
 
 func (d *demo) cleanup() {
 	for i := len(d.procs) - 1; i >= 0; i-- {
-		d.procs[i].stop()
+		d.procs[i].Stop(stopGrace)
 	}
 	for i := len(d.cleanups) - 1; i >= 0; i-- {
 		d.cleanups[i]()
@@ -173,7 +174,7 @@ func (d *demo) run(ctx context.Context) error {
 		"--node-name", node, "--node-ip", "127.0.0.1",
 	}
 	fmt.Printf("    podstamp %s\n", strings.Join(psArgs, " "))
-	ps, err := d.start("podstamp", filepath.Join(d.dir, "podstamp"), psArgs...)
+	ps, err := d.start("podstamp", nil, filepath.Join(d.dir, "podstamp"), psArgs...)
 	if err != nil {
 		return err
 	}
@@ -316,73 +317,42 @@ func indent(s, p string) string {
 
 // ---------------------------------------------------------------- processes
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	done chan struct{}
-	err  error
-}
+// stopGrace is how long a process gets between SIGTERM and SIGKILL.
+const stopGrace = 10 * time.Second
 
-func (d *demo) start(name, bin string, args ...string) (*proc, error) {
-	p := &proc{name: name, out: &bytes.Buffer{}, done: make(chan struct{})}
-	logf, err := os.Create(filepath.Join(d.dir, name+".log"))
+// start runs bin with its output in <name>.log of the demo's directory
+// (truncated); stdout, if not nil, also receives what it prints.
+func (d *demo) start(name string, stdout io.Writer, bin string, args ...string) (*proc.Proc, error) {
+	p, err := proc.Start(name, filepath.Join(d.dir, name+".log"), proc.Options{Stdout: stdout}, append([]string{bin}, args...)...)
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stderr = logf
-	p.cmd.Stdout = io.MultiWriter(logf, syncWriter{p})
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
 	d.procs = append(d.procs, p)
 	return p, nil
 }
 
-var outMu sync.Mutex
-
-// syncWriter appends to the process's output buffer under outMu.
-type syncWriter struct{ p *proc }
-
-func (w syncWriter) Write(b []byte) (int, error) {
-	outMu.Lock()
-	defer outMu.Unlock()
-	return w.p.out.Write(b)
+// syncBuffer is a sink's printed output: the process writes it from a
+// goroutine of os/exec while the demo reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
 }
 
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.cmd.Stderr.(*os.File).Name())
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type sinkProc struct {
-	*proc
+	*proc.Proc
+	out        *syncBuffer
 	grpc, http string
 }
 
@@ -391,19 +361,15 @@ func (d *demo) startSink(ctx context.Context, name string) (*sinkProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sinkProc{grpc: "127.0.0.1:" + strconv.Itoa(ports[0]), http: "127.0.0.1:" + strconv.Itoa(ports[1])}
-	s.proc, err = d.start(name, filepath.Join(d.dir, "otlpsink"), "--grpc-listen", s.grpc, "--http-listen", s.http, "--print")
+	s := &sinkProc{out: &syncBuffer{}, grpc: "127.0.0.1:" + strconv.Itoa(ports[0]), http: "127.0.0.1:" + strconv.Itoa(ports[1])}
+	s.Proc, err = d.start(name, s.out, filepath.Join(d.dir, "otlpsink"), "--grpc-listen", s.grpc, "--http-listen", s.http, "--print")
 	if err != nil {
 		return nil, err
 	}
-	return s, waitHTTP(ctx, s.proc, "http://"+s.http+"/stats")
+	return s, waitHTTP(ctx, s.Proc, "http://"+s.http+"/stats")
 }
 
-func (s *sinkProc) printed() string {
-	outMu.Lock()
-	defer outMu.Unlock()
-	return s.out.String()
-}
+func (s *sinkProc) printed() string { return s.out.String() }
 
 // waitPrinted waits until the sink has printed n resources: it counts them
 // before printing, so its counter alone does not say the text is out yet.
@@ -411,7 +377,7 @@ func (s *sinkProc) waitPrinted(ctx context.Context, n int) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Count(s.printed(), "Items:") < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s printed %d of %d resources", s.name, strings.Count(s.printed(), "Items:"), n)
+			return fmt.Errorf("%s printed %d of %d resources", s.Name(), strings.Count(s.printed(), "Items:"), n)
 		}
 		select {
 		case <-ctx.Done():
@@ -423,28 +389,24 @@ func (s *sinkProc) waitPrinted(ctx context.Context, n int) error {
 }
 
 // waitHTTP polls url until 200 (the process is external: its readiness
-// endpoint is all it offers), the process exits, or 60s pass.
-func waitHTTP(ctx context.Context, p *proc, url string) error {
-	deadline := time.Now().Add(60 * time.Second)
+// endpoint is all it offers), the process exits, ctx ends or 60s pass.
+func waitHTTP(ctx context.Context, p *proc.Proc, url string) error {
 	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+	return p.WaitReady(ctx, 60*time.Second, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready at %s; log:\n%s", p.name, url, p.logTail())
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v); log:\n%s", p.name, p.err, p.logTail())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
 		}
-	}
+		return nil
+	})
 }
 
 func freePorts(n int) ([]int, error) {

@@ -3,108 +3,28 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/podstamp/podstamp/e2e/proc"
 )
 
-// proc is one forwarder process the runner started.
-type proc struct {
-	name    string
-	argv    []string
-	env     []string // extra environment, for the report
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
+// startProc starts one forwarder with env added to its environment; its
+// log is truncated. Stop and the report's command line use the returned
+// process's PID, Argv and Env.
+func startProc(name, logPath string, env []string, argv ...string) (*proc.Proc, error) {
+	return proc.Start(name, logPath, proc.Options{Env: env}, argv...)
 }
 
-func startProc(name, logPath string, env []string, argv ...string) (*proc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, argv: argv, env: env, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
+// stopGrace is how long a forwarder gets between SIGTERM and SIGKILL.
+const stopGrace = 10 * time.Second
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process it started, then SIGKILL after 10s.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-// waitReady polls until check succeeds, the process exits or the timeout
-// passes. A separate process offers no event to wait on, so this polls.
-func (p *proc) waitReady(ctx context.Context, timeout time.Duration, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = check(); last == nil {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.logTail())
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %v\n%s", p.name, timeout, last, p.logTail())
-		case <-p.done:
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func tcpUp(addr string) func() error {
-	return func() error {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+func tcpUp(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
@@ -112,10 +32,14 @@ func tcpUp(addr string) func() error {
 	}
 }
 
-func httpOK(url string) func() error {
-	return func() error {
+func httpOK(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
 		c := http.Client{Timeout: 2 * time.Second}
-		resp, err := c.Get(url)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}

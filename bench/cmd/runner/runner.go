@@ -22,6 +22,7 @@ import (
 	"github.com/podstamp/podstamp/bench/loadgen"
 	"github.com/podstamp/podstamp/bench/sink"
 	"github.com/podstamp/podstamp/e2e/cluster"
+	"github.com/podstamp/podstamp/e2e/proc"
 )
 
 const (
@@ -56,7 +57,7 @@ type runner struct {
 	expected map[string]sink.Expected
 
 	mu               sync.Mutex
-	procs            []*proc
+	procs            []*proc.Proc
 	results          []*targetResult
 	scaleR           *scaleResult
 	profile          string // pprof top of podstamp's CPU
@@ -108,7 +109,7 @@ func (r *runner) cleanup() {
 	r.procs = nil
 	r.mu.Unlock()
 	for _, p := range ps {
-		p.stop()
+		p.Stop(stopGrace)
 	}
 	if r.sink != nil {
 		_ = r.sink.Close()
@@ -118,14 +119,14 @@ func (r *runner) cleanup() {
 	}
 }
 
-func (r *runner) track(p *proc) {
+func (r *runner) track(p *proc.Proc) {
 	r.mu.Lock()
 	r.procs = append(r.procs, p)
 	r.mu.Unlock()
 }
 
-func (r *runner) untrack(p *proc) {
-	p.stop()
+func (r *runner) untrack(p *proc.Proc) {
+	p.Stop(stopGrace)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, q := range r.procs {
@@ -276,7 +277,7 @@ func (r *runner) want(key string) bool {
 
 // start launches target key ("R", "B", "C"); it returns the process and
 // the OTLP/gRPC endpoint to load.
-func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (*proc, string, string, error) {
+func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (*proc.Proc, string, string, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, "", "", err
@@ -293,7 +294,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			return nil, "", "", err
 		}
 		r.track(p)
-		return p, listen, "", p.waitReady(ctx, 30*time.Second, tcpUp(listen))
+		return p, listen, "", p.WaitReady(ctx, 30*time.Second, tcpUp(listen))
 	case "B":
 		admin, err := freeAddr()
 		if err != nil {
@@ -313,7 +314,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			return nil, "", "", err
 		}
 		r.track(p)
-		if err := p.waitReady(ctx, 60*time.Second, httpOK("http://"+admin+"/readyz")); err != nil {
+		if err := p.WaitReady(ctx, 60*time.Second, httpOK("http://"+admin+"/readyz")); err != nil {
 			return p, listen, admin, err
 		}
 		return p, listen, admin, nil
@@ -328,7 +329,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			return nil, "", "", err
 		}
 		r.track(p)
-		return p, listen, "", p.waitReady(ctx, 90*time.Second, tcpUp(listen))
+		return p, listen, "", p.WaitReady(ctx, 90*time.Second, tcpUp(listen))
 	}
 	return nil, "", "", fmt.Errorf("unknown target %q", key)
 }
@@ -404,7 +405,7 @@ var targetNames = map[string]string{
 // instance is one running forwarder (nil proc for (A)).
 type instance struct {
 	res      *targetResult
-	p        *proc
+	p        *proc.Proc
 	endpoint string
 	admin    string
 }
@@ -429,7 +430,7 @@ func (r *runner) startAll(ctx context.Context, gzip bool, tag string) []*instanc
 				continue
 			}
 			in.p, in.endpoint, in.admin = p, ep, admin
-			cmd := commandLine(p.env, p.argv, r.cmdRepl)
+			cmd := commandLine(p.Env(), p.Argv(), r.cmdRepl)
 			if gzip {
 				res.GzipCommand = cmd
 			} else {
@@ -495,7 +496,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 	}
 	for _, in := range ins {
 		if in.p != nil && in.res.Err == "" {
-			m, _ := readMemory(in.p.pid())
+			m, _ := readMemory(in.p.PID())
 			in.res.PeakRSSKiB, in.res.Mem = m.HWM, m
 		}
 		if in.res.Key == "B" && in.res.Err == "" && !r.o.skipProfile {
@@ -575,13 +576,13 @@ func mergePhase(a, b phaseResult) phaseResult {
 }
 
 // phase runs one load against endpoint and accounts the forwarder's CPU.
-func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float64, gzip bool, d time.Duration) (phaseResult, error) {
+func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, rate float64, gzip bool, d time.Duration) (phaseResult, error) {
 	var res phaseResult
 	r.sink.Reset()
 	var cpu0 float64
 	if p != nil {
 		var err error
-		if cpu0, err = cpuSeconds(p.pid()); err != nil {
+		if cpu0, err = cpuSeconds(p.PID()); err != nil {
 			return res, err
 		}
 	}
@@ -594,7 +595,7 @@ func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float
 	}
 	res.Summary = sum
 	if p != nil {
-		cpu1, err := cpuSeconds(p.pid())
+		cpu1, err := cpuSeconds(p.PID())
 		if err != nil {
 			return res, err
 		}
@@ -622,7 +623,7 @@ func (r *runner) phase(ctx context.Context, p *proc, endpoint string, rate float
 
 // cpuProfile records 8 s of podstamp CPU under load (saturated when rate is
 // 0, gzip or not) and returns the profile's path.
-func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string, gzip bool, rate float64) (string, error) {
+func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, admin string, gzip bool, rate float64) (string, error) {
 	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.rate-%g.pprof", gzip, rate))
 	errc := make(chan error, 1)
 	go func() {
@@ -653,7 +654,7 @@ func (r *runner) cpuProfile(ctx context.Context, p *proc, endpoint, admin string
 
 // gzipProfile keeps the top of a CPU profile under gzip load (flat: the
 // codec functions are what matter there).
-func (r *runner) gzipProfile(ctx context.Context, p *proc, endpoint, admin string) error {
+func (r *runner) gzipProfile(ctx context.Context, p *proc.Proc, endpoint, admin string) error {
 	path, err := r.cpuProfile(ctx, p, endpoint, admin, true, 0)
 	if err != nil {
 		return err
@@ -668,7 +669,7 @@ func (r *runner) gzipProfile(ctx context.Context, p *proc, endpoint, admin strin
 
 // takeProfile records 8 s of podstamp CPU under saturated load and keeps
 // the top of `go tool pprof`. It is taken outside the measured phases.
-func (r *runner) takeProfile(ctx context.Context, p *proc, endpoint, admin string) error {
+func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, admin string) error {
 	path, err := r.cpuProfile(ctx, p, endpoint, admin, false, 0)
 	if err != nil {
 		return err
@@ -730,7 +731,7 @@ func (r *runner) scale(ctx context.Context) error {
 		return err
 	}
 	defer r.untrack(p)
-	res.Command = commandLine(p.env, p.argv, r.cmdRepl)
+	res.Command = commandLine(p.Env(), p.Argv(), r.cmdRepl)
 	load := func() error {
 		if _, err := r.phase(ctx, p, endpoint, 0, false, r.o.warmup); err != nil {
 			return err
@@ -742,7 +743,7 @@ func (r *runner) scale(ctx context.Context) error {
 	if err := load(); err != nil {
 		return err
 	}
-	if res.BaseHWM, res.BaseRSS, err = memKiB(p.pid()); err != nil {
+	if res.BaseHWM, res.BaseRSS, err = memKiB(p.PID()); err != nil {
 		return err
 	}
 	if err := r.cl.CreateNamespace(ctx, scaleNS, nil); err != nil {
@@ -783,7 +784,7 @@ func (r *runner) scale(ctx context.Context) error {
 	if err := load(); err != nil {
 		return err
 	}
-	res.AfterHWM, res.AfterRSS, err = memKiB(p.pid())
+	res.AfterHWM, res.AfterRSS, err = memKiB(p.PID())
 	return err
 }
 
