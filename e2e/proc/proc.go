@@ -23,6 +23,8 @@ type Options struct {
 	// Stdout, if not nil, also receives everything the process writes to
 	// stdout (stderr goes to the log file only). The writes come from a
 	// goroutine of os/exec: a Stdout the caller reads meanwhile needs a lock.
+	// Stdout then reaches the log through a pipe, so in the log its lines
+	// may come after stderr lines written later.
 	Stdout io.Writer
 	// Append appends to an existing log file instead of truncating it.
 	Append bool
