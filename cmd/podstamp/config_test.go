@@ -276,3 +276,18 @@ func TestMaxProcs(t *testing.T) {
 		t.Fatal("--max-procs two accepted")
 	}
 }
+
+func TestTimerSlackFlag(t *testing.T) {
+	if c := DefaultConfig(); c.TimerSlack != 5*time.Millisecond {
+		t.Errorf("default timer slack %v", c.TimerSlack)
+	}
+	for _, v := range []string{"-1ms", "2s"} {
+		c, err := ParseConfig([]string{"--timer-slack", v}, func(string) string { return "" }, io.Discard)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "timer-slack") {
+			t.Errorf("--timer-slack %s: %v", v, err)
+		}
+	}
+}

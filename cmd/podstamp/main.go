@@ -12,6 +12,7 @@ import (
 var version = "dev"
 
 func main() {
+	applyTimerSlack(os.Args, os.Getenv) // may run podstamp again in place
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal, restore the default handling: a second one

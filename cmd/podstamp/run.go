@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		p.Close()
 		return err
 	}
-	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent())
+	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent(), "timer_slack", slackString())
 
 	// The pod cache outlives the ingress: requests in flight during the
 	// drain may still be held for a pod.
@@ -172,4 +172,13 @@ func gcPercent() uint64 {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// slackString is the timer slack of the calling thread, for the start-up log.
+func slackString() string {
+	d, ok := timerSlack()
+	if !ok {
+		return "unknown"
+	}
+	return d.String()
 }
