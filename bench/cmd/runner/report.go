@@ -169,8 +169,10 @@ func (r *runner) report() string {
 	w("  from its Go modules in bench/collector (k8sattributesprocessor v1.4.1 with its semconv import pointed at a released\n")
 	w("  otel, see bench/collector/prepare.sh). podstamp and the raw proxy are built like `make build`\n")
 	w("  (`-trimpath -tags grpcnotrace -ldflags '-s -w'`), the Collector like its own releases (`-trimpath -ldflags '-s -w'`).\n")
-	w("- Each forwarder runs with its own defaults: podstamp on one processor (`--max-procs 1`, its default), the raw\n")
-	w("  proxy and the Collector with Go's default GOMAXPROCS (the core count).\n\n")
+	w("- Each forwarder runs with its own defaults: podstamp on one processor (`--max-procs 1`), with the garbage\n")
+	w("  collector at 50%% (`--gc-percent 50`) and 5 ms of Linux timer slack (`--timer-slack 5ms`, which it sets at\n")
+	w("  start by running itself again in place), all its defaults; the raw proxy and the Collector with Go's\n")
+	w("  defaults (GOMAXPROCS = the core count, GOGC 100, the kernel's 50 µs timer slack).\n\n")
 
 	w("## Raw figures\n\n")
 	w("| | items/s saturated | CPU-s per M spans saturated | CPU-s per M spans paced | peak RSS MiB | p50 ms | p99 ms | +p50 vs (A) | +p99 vs (A) | gzip CPU-s per M | gzip items/s | stamped right | lost items | failed requests |\n")
