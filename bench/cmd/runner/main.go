@@ -60,7 +60,7 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "leave out the scale run")
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
-	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. AB (default: ARBC)")
+	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. AB (default: ARBSC; S is podstamp with --timer-slack 0)")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable)")
 	flag.Parse()

@@ -275,7 +275,7 @@ func (r *runner) want(key string) bool {
 	return r.o.only == "" || strings.Contains(r.o.only, key)
 }
 
-// start launches target key ("R", "B", "C"); it returns the process and
+// start launches target key ("R", "B", "S", "C"); it returns the process and
 // the OTLP/gRPC endpoint to load.
 func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (*proc.Proc, string, string, error) {
 	listen, err := freeAddr()
@@ -295,7 +295,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		}
 		r.track(p)
 		return p, listen, "", p.WaitReady(ctx, 30*time.Second, tcpUp(listen))
-	case "B":
+	case "B", "S":
 		admin, err := freeAddr()
 		if err != nil {
 			return nil, "", "", err
@@ -309,6 +309,9 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
 			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
 			"--enable-pprof", "--log-level", "warn"}
+		if key == "S" {
+			argv = append(argv, "--timer-slack", "0")
+		}
 		p, err := startProc("podstamp", logPath, r.o.podstampEnv, append(argv, r.o.podstampArgs...)...)
 		if err != nil {
 			return nil, "", "", err
@@ -399,6 +402,7 @@ var targetNames = map[string]string{
 	"A": "direct to the sink",
 	"R": "raw gRPC pass-through proxy",
 	"B": "podstamp",
+	"S": "podstamp with the kernel's timer slack (--timer-slack 0)",
 	"C": "Collector + k8sattributes",
 }
 
@@ -452,7 +456,7 @@ func (r *runner) fail(in *instance, what string, err error) {
 // share the same minutes of the machine, which keeps background noise out
 // of their differences.
 func (r *runner) measureAll(ctx context.Context) error {
-	for _, key := range []string{"A", "R", "B", "C"} {
+	for _, key := range []string{"A", "R", "B", "S", "C"} {
 		if r.want(key) {
 			res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
 			if key == "C" && r.collectorErr != nil {
