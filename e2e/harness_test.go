@@ -216,22 +216,7 @@ func httpIn(ns string) *http.Client {
 // only signal it offers.
 func waitHTTP(t *testing.T, p *child, c *http.Client, url string, timeout time.Duration) {
 	t.Helper()
-	err := p.WaitReady(t.Context(), timeout, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: HTTP %d %s", url, resp.StatusCode, body)
-		}
-		return nil
-	})
+	err := p.WaitReady(t.Context(), timeout, proc.HTTPOK(c, url))
 	if err != nil {
 		t.Fatal(err)
 	}

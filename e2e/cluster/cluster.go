@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -326,22 +325,7 @@ func (c *Cluster) waitHTTP(ctx context.Context, p *proc.Proc, url string, client
 	if client == nil {
 		client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	}
-	err := p.WaitReady(ctx, c.timeout, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: HTTP %d: %s", url, resp.StatusCode, body)
-		}
-		return nil
-	})
+	err := p.WaitReady(ctx, c.timeout, proc.HTTPOK(client, url))
 	if err != nil && !p.Exited() {
 		p.Stop(5 * time.Second)
 	}

@@ -392,21 +392,7 @@ func (s *sinkProc) waitPrinted(ctx context.Context, n int) error {
 // endpoint is all it offers), the process exits, ctx ends or 60s pass.
 func waitHTTP(ctx context.Context, p *proc.Proc, url string) error {
 	c := &http.Client{Timeout: 2 * time.Second}
-	return p.WaitReady(ctx, 60*time.Second, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return nil
-	})
+	return p.WaitReady(ctx, 60*time.Second, proc.HTTPOK(c, url))
 }
 
 func freePorts(n int) ([]int, error) {

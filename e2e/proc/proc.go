@@ -1,10 +1,12 @@
 package proc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -188,5 +190,26 @@ func (p *Proc) WaitReady(ctx context.Context, timeout time.Duration, check func(
 		case <-p.done:
 		case <-tick.C:
 		}
+	}
+}
+
+// HTTPOK is a WaitReady check: a GET of url with c answers 200. Its error
+// carries the start of any other answer's body.
+func HTTPOK(c *http.Client, url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d: %s", url, resp.StatusCode, bytes.TrimSpace(body))
+		}
+		return nil
 	}
 }

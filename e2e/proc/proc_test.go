@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,5 +336,22 @@ func TestWaitReadyContextCancelled(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
+	}
+}
+
+func TestHTTPOK(t *testing.T) {
+	code := http.StatusServiceUnavailable
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte("not ready yet\n"))
+	}))
+	t.Cleanup(ts.Close)
+	check := proc.HTTPOK(ts.Client(), ts.URL+"/readyz")
+	if err := check(t.Context()); err == nil || !strings.Contains(err.Error(), "HTTP 503: not ready yet") {
+		t.Errorf("503: %v", err)
+	}
+	code = http.StatusOK
+	if err := check(t.Context()); err != nil {
+		t.Errorf("200: %v", err)
 	}
 }

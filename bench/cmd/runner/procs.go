@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -29,25 +27,6 @@ func tcpUp(addr string) func(context.Context) error {
 			return err
 		}
 		return c.Close()
-	}
-}
-
-func httpOK(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		c := http.Client{Timeout: 2 * time.Second}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(url + ": " + resp.Status)
-		}
-		return nil
 	}
 }
 

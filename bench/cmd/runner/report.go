@@ -228,13 +228,7 @@ func (r *runner) report() string {
 		w("\n### Against the naive floor (R)\n\n")
 		w("podstamp must beat a raw pass-through that does no work (informational ratios, (B)/(R); below 1 is better):\n\n")
 		w("| | (R) | (B) | (B)/(R) |\n|---|---|---|---|\n")
-		floor := func(name string, rv, bv float64, f string) {
-			q := "n/a"
-			if rv > 0 {
-				q = fmt.Sprintf("%.2f", bv/rv)
-			}
-			w("| %s | "+f+" | "+f+" | %s |\n", name, rv, bv, q)
-		}
+		floor := func(name string, rv, bv float64, f string) { ratioRow(w, name, rv, bv, f) }
 		floor("CPU-s per M spans, saturated", R.Saturated.CPUPerMillion, B.Saturated.CPUPerMillion, "%.2f")
 		floor("CPU-s per M spans, paced", R.Paced.CPUPerMillion, B.Paced.CPUPerMillion, "%.2f")
 		floor("peak RSS MiB", mib(R.PeakRSSKiB), mib(B.PeakRSSKiB), "%.1f")
@@ -251,13 +245,7 @@ func (r *runner) report() string {
 		w("(S) is podstamp with `--timer-slack 0`, the kernel's 50 µs (informational; the targets are (B), podstamp's defaults).\n")
 		w("With 5 ms of slack Go's scheduler monitor, which polls every 20 µs after each burst of work, wakes far less often:\n\n")
 		w("| | (S) 50 µs | (B) 5 ms | (B)/(S) |\n|---|---|---|---|\n")
-		slack := func(name string, sv, bv float64, f string) {
-			q := "n/a"
-			if sv > 0 {
-				q = fmt.Sprintf("%.2f", bv/sv)
-			}
-			w("| %s | "+f+" | "+f+" | %s |\n", name, sv, bv, q)
-		}
+		slack := func(name string, sv, bv float64, f string) { ratioRow(w, name, sv, bv, f) }
 		slack("CPU-s per M spans, saturated", S.Saturated.CPUPerMillion, B.Saturated.CPUPerMillion, "%.2f")
 		slack("CPU-s per M spans, paced", S.Paced.CPUPerMillion, B.Paced.CPUPerMillion, "%.2f")
 		slack("p50 ms, paced", S.Paced.Summary.LatencyMs.P50, B.Paced.Summary.LatencyMs.P50, "%.2f")
@@ -601,4 +589,13 @@ func heapTotal(top string) string {
 		return "?"
 	}
 	return m[1]
+}
+
+// ratioRow writes a table row: name, base, v (both in format f) and v/base.
+func ratioRow(w func(string, ...any), name string, base, v float64, f string) {
+	q := "n/a"
+	if base > 0 {
+		q = fmt.Sprintf("%.2f", v/base)
+	}
+	w("| %s | "+f+" | "+f+" | %s |\n", name, base, v, q)
 }

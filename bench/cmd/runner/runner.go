@@ -317,7 +317,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			return nil, "", "", err
 		}
 		r.track(p)
-		if err := p.WaitReady(ctx, 60*time.Second, httpOK("http://"+admin+"/readyz")); err != nil {
+		if err := p.WaitReady(ctx, 60*time.Second, proc.HTTPOK(&http.Client{Timeout: 2 * time.Second}, "http://"+admin+"/readyz")); err != nil {
 			return p, listen, admin, err
 		}
 		return p, listen, admin, nil
