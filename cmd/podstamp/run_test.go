@@ -109,8 +109,8 @@ func TestRun(t *testing.T) {
 	if procs != float64(1) {
 		t.Errorf("started with procs %v, want the default of 1", procs)
 	}
-	if gcp != float64(50) {
-		t.Errorf("started with gc_percent %v, want the default of 50", gcp)
+	if gcp != float64(DefaultConfig().GCPercent) || gcp != float64(40) {
+		t.Errorf("started with gc_percent %v, want the default of 40", gcp)
 	}
 
 	cc, err := grpc.NewClient("passthrough:///"+addrs["serving OTLP/gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))

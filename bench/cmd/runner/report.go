@@ -170,7 +170,7 @@ func (r *runner) report() string {
 	w("  otel, see bench/collector/prepare.sh). podstamp and the raw proxy are built like `make build`\n")
 	w("  (`-trimpath -tags grpcnotrace -ldflags '-s -w'`), the Collector like its own releases (`-trimpath -ldflags '-s -w'`).\n")
 	w("- Each forwarder runs with its own defaults: podstamp on one processor (`--max-procs 1`), with the garbage\n")
-	w("  collector at 50%% (`--gc-percent 50`) and 5 ms of Linux timer slack (`--timer-slack 5ms`, which it sets at\n")
+	w("  collector at 40%% (`--gc-percent 40`) and 5 ms of Linux timer slack (`--timer-slack 5ms`, which it sets at\n")
 	w("  start by running itself again in place), all its defaults; the raw proxy and the Collector with Go's\n")
 	w("  defaults (GOMAXPROCS = the core count, GOGC 100, the kernel's 50 µs timer slack).\n\n")
 
