@@ -1,7 +1,6 @@
 package informer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -123,8 +122,8 @@ func leanPodOf(s podSpec) *kubetypes.Pod { return leanPod(mkPod(s)) }
 // answers.
 func TestListWatchLoop(t *testing.T) {
 	api := newScriptAPI()
-	var logs bytes.Buffer
-	c, err := New(api, Config{NodeName: testNode}, slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, nil)), nil)
+	var logs syncBuffer
+	c, err := New(api, Config{NodeName: testNode}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,18 +231,6 @@ func TestListWatchLoop(t *testing.T) {
 	if !strings.Contains(logs.String(), "pod watch failed") {
 		t.Errorf("not logged:\n%s", logs.String())
 	}
-}
-
-// lockedWriter serialises writes of the cache's goroutines to a buffer.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // TestResolveAfterListWatch: a pod the watch delivers resolves by address.
