@@ -43,8 +43,7 @@ type Cache struct {
 	held     atomic.Int64 // bytes of held requests
 	heldReqs atomic.Int64
 
-	meta     *metaCache // nil until Run
-	metaOnce sync.Once
+	meta *metaCache
 
 	warnNAT   rateLimit
 	warnWatch rateLimit
@@ -85,6 +84,7 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		negative: map[netip.Addr]time.Time{},
 		nodeIPs:  map[netip.Addr]bool{},
 		gateways: map[netip.Addr]bool{},
+		meta:     newMetaCache(cfg.MetadataTTL),
 		nodeRead: make(chan struct{}),
 		syncDone: make(chan struct{}),
 	}
@@ -108,7 +108,6 @@ func (c *Cache) Run(ctx context.Context) error {
 		return errors.New("informer: Run called twice")
 	}
 	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
-	c.metaOnce.Do(func() { c.meta = newMetaCache(c.cfg.MetadataTTL) })
 	var wg sync.WaitGroup
 	wg.Go(func() { c.reflect(ctx) })
 	wg.Go(func() { c.metaLoop(ctx) })

@@ -185,8 +185,7 @@ func NewAPI(cfg *RESTConfig) (API, error) {
 }
 
 // do sends a GET to p (with q) and returns the response of a 2xx answer;
-// any other answer is a *StatusError. timeout bounds the whole request
-// unless it is 0.
+// any other answer is a *StatusError. ctx bounds the whole request.
 func (a *restAPI) do(ctx context.Context, p string, q url.Values, accept string) (*http.Response, error) {
 	if a.limiter != nil {
 		if err := a.limiter.Wait(ctx); err != nil {

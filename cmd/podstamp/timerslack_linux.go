@@ -47,10 +47,9 @@ func applyTimerSlack(args []string, getenv func(string) string) {
 		return
 	}
 	env := append(os.Environ(), reexecEnv+"=1")
-	err = syscall.Exec("/proc/self/exe", args, env)
+	_ = syscall.Exec("/proc/self/exe", args, env)
 	// Still here: exec failed. Carry on as before, with the kernel's slack.
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, uintptr(cur), 0)
-	_ = err
 }
 
 // timerSlack is the calling thread's timer slack.
