@@ -75,6 +75,9 @@ func TestE2E(t *testing.T) {
 		{"7_apiserver_outage", scenarioAPIServerOutage},
 		{"8_least_privilege", scenarioLeastPrivilege},
 		{"9_dual_stack", scenarioDualStack},
+		{"10_hostile_senders", scenarioHostile},
+		{"11_exhaustion_128mib", scenarioExhaustion},
+		{"12_rollout_reuseport", scenarioRollout},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.fn(t, s) })
 	}

@@ -162,13 +162,22 @@ const stopGrace = 15 * time.Second
 // output appended to a log file named after the test; cleanup stops it.
 func (s *suite) start(t *testing.T, name, ns, bin string, args ...string) *child {
 	t.Helper()
+	return s.startWith(t, name, ns, nil, nil, bin, args...)
+}
+
+// startWith is start with extra environment and a command that execs the
+// rest of the command line (wrap; e.g. one that joins a cgroup first), so the
+// PID is still the program's own.
+func (s *suite) startWith(t *testing.T, name, ns string, env, wrap []string, bin string, args ...string) *child {
+	t.Helper()
 	argv := append([]string{bin}, args...)
 	if ns != "" {
 		// ip netns exec execs the binary: the PID is the program's own.
 		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
 	}
+	argv = append(slices.Clone(wrap), argv...)
 	logPath := filepath.Join(s.logDir, unsafeName.ReplaceAllString(t.Name(), "_")+"."+name+".log")
-	p, err := proc.Start(name, logPath, proc.Options{Append: true}, argv...)
+	p, err := proc.Start(name, logPath, proc.Options{Append: true, Env: env}, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +308,7 @@ func (sp *sinkProc) records(t *testing.T) []sink.Record {
 type podstampProc struct {
 	*child
 	ns     string
+	admin  string // admin listener (host:port inside ns)
 	client *http.Client
 }
 
@@ -309,6 +319,15 @@ type podstampOpts struct {
 	upstream   string // host:port inside ns
 	protocol   string // upstream protocol, default grpc
 	extra      []string
+	// admin is the admin listen address, default adminAddr; a second
+	// podstamp in the same namespace needs its own.
+	admin string
+	// bin replaces the suite's podstamp binary; env and wrap go to startWith.
+	bin  string
+	env  []string
+	wrap []string
+	// name names the process and its log, default "podstamp".
+	name string
 }
 
 func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
@@ -316,10 +335,19 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 	if o.protocol == "" {
 		o.protocol = "grpc"
 	}
+	if o.admin == "" {
+		o.admin = adminAddr
+	}
+	if o.bin == "" {
+		o.bin = e.s.bin("podstamp")
+	}
+	if o.name == "" {
+		o.name = "podstamp"
+	}
 	args := []string{
 		"--grpc-listen", netip.AddrPortFrom(o.listen, grpcPort).String(),
 		"--http-listen", netip.AddrPortFrom(o.listen, httpPort).String(),
-		"--admin-listen", adminAddr,
+		"--admin-listen", o.admin,
 		"--upstream", "http://" + o.upstream,
 		"--upstream-protocol", o.protocol,
 		"--node-name", e.nodeName,
@@ -333,9 +361,9 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 		args = append(args, "--kubeconfig", o.kubeconfig)
 	}
 	args = append(args, o.extra...)
-	p := &podstampProc{ns: o.ns, client: httpIn(o.ns)}
-	p.child = e.s.start(t, "podstamp", o.ns, e.s.bin("podstamp"), args...)
-	waitHTTP(t, p.child, p.client, "http://"+adminAddr+"/readyz", 60*time.Second)
+	p := &podstampProc{ns: o.ns, admin: o.admin, client: httpIn(o.ns)}
+	p.child = e.s.startWith(t, o.name, o.ns, o.env, o.wrap, o.bin, args...)
+	waitHTTP(t, p.child, p.client, "http://"+o.admin+"/readyz", 60*time.Second)
 	return p
 }
 
@@ -343,9 +371,18 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 // prints it (name{labels}).
 func (p *podstampProc) metrics(t *testing.T) metrics {
 	t.Helper()
-	resp, err := p.client.Get("http://" + adminAddr + "/metrics")
+	m, err := p.scrape()
 	if err != nil {
 		t.Fatalf("scrape podstamp: %v", err)
+	}
+	return m
+}
+
+// scrape is metrics for goroutines other than the test's.
+func (p *podstampProc) scrape() (metrics, error) {
+	resp, err := p.client.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	m := metrics{}
@@ -366,7 +403,7 @@ func (p *podstampProc) metrics(t *testing.T) metrics {
 		}
 		m[line[:i]] = v
 	}
-	return m
+	return m, sc.Err()
 }
 
 type metrics map[string]float64
@@ -538,18 +575,42 @@ type app struct {
 // deployment creates (once) a Deployment + ReplicaSet in the env's namespace.
 func (e *env) deployment(t *testing.T, name string) *cluster.Deployment {
 	t.Helper()
-	if d := e.deps[name]; d != nil {
+	return e.deploymentIn(t, e.ns, name)
+}
+
+// deploymentIn creates (once) a Deployment + ReplicaSet in Kubernetes
+// namespace ns (e.g. one made by e.namespace); its apps' pods go there.
+func (e *env) deploymentIn(t *testing.T, ns, name string) *cluster.Deployment {
+	t.Helper()
+	key := ns + "/" + name
+	if d := e.deps[key]; d != nil {
 		return d
 	}
-	d, err := e.s.cluster.CreateDeployment(context.Background(), e.ns, name, hashFor(name))
+	d, err := e.s.cluster.CreateDeployment(context.Background(), ns, name, hashFor(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.deps == nil {
 		e.deps = map[string]*cluster.Deployment{}
 	}
-	e.deps[name] = d
+	e.deps[key] = d
 	return d
+}
+
+// namespace creates another Kubernetes namespace for the env,
+// "<env namespace>-<suffix>"; cleanup deletes it.
+func (e *env) namespace(t *testing.T, suffix string) string {
+	t.Helper()
+	name := e.ns + "-" + suffix
+	if err := e.s.cluster.CreateNamespace(context.Background(), name, map[string]string{"e2e": e.row.ID}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.s.cluster.DeleteNamespace(context.Background(), name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return name
 }
 
 func hashFor(name string) string {
@@ -581,7 +642,7 @@ func (e *env) addApp(t *testing.T, dep *cluster.Deployment, v6, withObject bool)
 
 func (e *env) addAppAt(t *testing.T, dep *cluster.Deployment, ips []netip.Addr, withObject bool) *app {
 	t.Helper()
-	a := &app{Namespace: e.ns, Deployment: dep.Name, ReplicaSet: dep.ReplicaSetName, Node: e.nodeName, IPs: ips, dep: dep}
+	a := &app{Namespace: dep.Namespace, Deployment: dep.Name, ReplicaSet: dep.ReplicaSetName, Node: e.nodeName, IPs: ips, dep: dep}
 	a.net = e.node.AddPod(fmt.Sprintf("app%d", len(e.apps)), ips...)
 	e.apps = append(e.apps, a)
 	if withObject {
@@ -594,7 +655,7 @@ func (e *env) addAppAt(t *testing.T, dep *cluster.Deployment, ips []netip.Addr, 
 func (e *env) createPodObject(t *testing.T, a *app) *corev1.Pod {
 	t.Helper()
 	pod, err := e.s.cluster.StartPod(context.Background(), cluster.Pod{
-		Namespace: e.ns, NodeName: e.nodeName, Owner: a.dep,
+		Namespace: a.Namespace, NodeName: e.nodeName, Owner: a.dep,
 		Containers: []cluster.Container{{Name: "app", Image: "registry.example/" + a.Deployment + ":1.4.2"}},
 	}, cluster.PodStatus{IPs: a.IPs, HostIP: netns.NodeIP})
 	if err != nil {
