@@ -781,6 +781,8 @@ func (h *hammer) slowBody(ctx context.Context, n int) {
 // byte per half second.
 func (h *hammer) slowGRPC(ctx context.Context, n int) {
 	c := h.h2Client()
+	// A frame header announcing 1 MiB, then the message.
+	msg := grpcFrame(false, make([]byte, 1<<20))
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
@@ -790,9 +792,6 @@ func (h *hammer) slowGRPC(ctx context.Context, n int) {
 			writer := make(chan struct{})
 			go func() {
 				defer close(writer)
-				hdr := grpcFrame(false, nil)
-				binary.BigEndian.PutUint32(hdr[1:], 1<<20)
-				msg := append(hdr, bytes.Repeat([]byte{0}, 1<<20)...)
 				t := time.NewTicker(500 * time.Millisecond)
 				defer t.Stop()
 				for i := range msg {
