@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
 	"github.com/podstamp/podstamp/bench/loadgen"
@@ -523,23 +524,38 @@ func (h *hammer) dialMany(ctx context.Context, attack, addr string, n, workers i
 	wg.Wait()
 }
 
-// outcome reads what the server did with a connection by the end of the
-// window: answered (HTTP status line), closed, or still open.
-func outcome(c net.Conn, wait time.Duration) string {
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	switch {
-	case err == nil && strings.HasPrefix(line, "HTTP/1.1 "):
-		return "http_" + strings.Fields(line)[1]
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "still_open"
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
-		return "closed"
-	case err != nil:
-		return "error"
+// outcome tells what the server did with a connection, without waiting:
+// answered (the HTTP status line), closed, or still open.
+func outcome(c net.Conn) string {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return "unknown"
 	}
-	return "other"
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return "unknown"
+	}
+	var n int
+	var rerr error
+	buf := make([]byte, 64)
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return true // never wait for readiness
+	}); err != nil {
+		return "closed"
+	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return "still_open"
+	case rerr != nil:
+		return "closed" // reset
+	case n == 0:
+		return "closed"
+	}
+	if line := string(buf[:n]); strings.HasPrefix(line, "HTTP/1.1 ") && len(line) >= 12 {
+		return "http_" + line[9:12]
+	}
+	return "answered"
 }
 
 // lyingContentLength: n requests whose headers promise claimed bytes of
@@ -560,7 +576,7 @@ func (h *hammer) lyingContentLength(ctx context.Context, n, claimed int) {
 	})
 	<-ctx.Done()
 	for _, c := range conns {
-		h.record("lying_content_length", outcome(c, time.Millisecond))
+		h.record("lying_content_length", outcome(c))
 	}
 }
 
@@ -709,7 +725,7 @@ func (h *hammer) idle(ctx context.Context, n int) {
 	wg.Wait()
 	<-ctx.Done()
 	for _, c := range conns {
-		h.record("idle_connections", outcome(c, time.Millisecond))
+		h.record("idle_connections", outcome(c))
 	}
 }
 
@@ -727,12 +743,12 @@ func (h *hammer) trickle(ctx context.Context, attack string, c net.Conn, b []byt
 		}
 		select {
 		case <-ctx.Done():
-			h.record(attack, outcome(c, time.Millisecond))
+			h.record(attack, outcome(c))
 			return
 		case <-t.C:
 		}
 	}
-	h.record(attack, outcome(c, time.Second))
+	h.record(attack, outcome(c))
 }
 
 // bucket rounds a duration to a coarse bucket of seconds for the report.
