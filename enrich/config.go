@@ -81,10 +81,15 @@ type Config struct {
 	Annotations []FieldRule `json:"annotations,omitempty"`
 	// Service derives service.* attributes.
 	Service ServiceConfig `json:"service"`
-	// Association lists, in order, how a resource finds its pod: by its
-	// k8s.pod.uid, k8s.pod.ip, k8s.pod.name (+k8s.namespace.name) or
-	// container.id attribute, or by the connection's peer address.
+	// Association lists, in order, how a resource from a trusted relay finds
+	// its pod: by its k8s.pod.uid, k8s.pod.ip, k8s.pod.name
+	// (+k8s.namespace.name) or container.id attribute, or by the connection's
+	// peer address. It applies to trusted relays only: every other sender's
+	// resources are the connection's pod.
 	Association []string `json:"association"`
+	// TrustedRelays are the senders (collectors, agents) whose resources may
+	// name any pod of this node. Empty by default: no sender is trusted.
+	TrustedRelays []TrustedRelay `json:"trusted_relays,omitempty"`
 	// Overwrite says when a client's non-empty value may be replaced.
 	Overwrite OverwriteConfig `json:"overwrite"`
 }
@@ -130,9 +135,9 @@ type Needs struct {
 
 // DefaultConfig returns the defaults: the pod, workload and container
 // attributes of the default metadata list, otel_annotations on, no
-// label/annotation rules, no service derivation, association by
-// k8s.pod.uid, k8s.pod.ip, k8s.pod.name, container.id, then connection,
-// and no overwriting.
+// label/annotation rules, no service derivation, no trusted relays
+// (association, by k8s.pod.uid, k8s.pod.ip, k8s.pod.name, container.id, then
+// connection, applies to trusted relays only), and no overwriting.
 func DefaultConfig() Config {
 	return Config{
 		Metadata:        append([]string(nil), defaultMetadata...),
@@ -186,9 +191,10 @@ var ruleSchema = schema{"from": nil, "key": nil, "key_regex": nil, "tag_name": n
 var configSchema = schema{
 	"cluster_name": nil, "metadata": nil, "otel_annotations": nil,
 	"labels": ruleSchema, "annotations": ruleSchema,
-	"service":     {"derive": nil, "well_known_labels": nil},
-	"association": nil,
-	"overwrite":   {"keys": nil, "unknown_service": nil},
+	"service":        {"derive": nil, "well_known_labels": nil},
+	"association":    nil,
+	"trusted_relays": trustSchema,
+	"overwrite":      {"keys": nil, "unknown_service": nil},
 }
 
 // checkFields rejects keys the schema does not know, naming their path.
@@ -303,6 +309,7 @@ type rules struct {
 	derive          bool
 	wellKnown       bool
 	association     []assocKind
+	trust           []trustRule
 	overwrite       map[string]bool
 	unknownService  bool
 }
@@ -399,6 +406,7 @@ func compile(c Config) (*rules, error) {
 		seen[k] = true
 		r.association = append(r.association, k)
 	}
+	r.trust = compileTrust(c.TrustedRelays, bad)
 	for i, k := range c.Overwrite.Keys {
 		if k == "" {
 			bad("overwrite.keys[%d]: empty key", i)

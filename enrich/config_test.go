@@ -102,6 +102,17 @@ func TestConfigErrorsNameTheRule(t *testing.T) {
 		{"colour: red\n", `colour: unknown field "colour"`},
 		{"service:\n  derive: true\n  extra: 1\n", `service.extra: unknown field "extra"`},
 		{"labels:\n- key: a\n  regex: b\n", `labels[0].regex: unknown field "regex"`},
+		{"trusted_relays:\n- {}\n", "trusted_relays[0]: empty rule: set namespaces, pod_selector or cidrs"},
+		{"trusted_relays:\n- cidrs: [10.0.0.0/8]\n- cidrs: [10.1.0.0/16, 10.1.0.300/32]\n", `trusted_relays[1].cidrs[1]: "10.1.0.300/32" is not a CIDR prefix`},
+		{"trusted_relays:\n- cidrs: [10.1.0.5]\n", `trusted_relays[0].cidrs[0]: "10.1.0.5" is not a CIDR prefix`},
+		{"trusted_relays:\n- cidrs: [10.1.0.5/8]\n", `trusted_relays[0].cidrs[0]: "10.1.0.5/8" has bits set outside the prefix (did you mean 10.0.0.0/8?)`},
+		{"trusted_relays:\n- cidrs: ['::ffff:10.1.0.0/112']\n", `trusted_relays[0].cidrs[0]: "::ffff:10.1.0.0/112" is IPv4-mapped IPv6: write it as IPv4 (10.1.0.0/16)`},
+		{"trusted_relays:\n- namespaces: [monitoring, '']\n", "trusted_relays[0].namespaces[1]: empty namespace"},
+		{"trusted_relays:\n- pod_selector: {}\n", "trusted_relays[0].pod_selector.match_labels: empty selector"},
+		{"trusted_relays:\n- pod_selector: {match_labels: {'': x}}\n", "trusted_relays[0].pod_selector.match_labels: empty label key"},
+		{"trusted_relays:\n- namespace: [monitoring]\n", `trusted_relays[0].namespace: unknown field "namespace"`},
+		{"trusted_relays:\n- pod_selector: {matchLabels: {a: b}}\n", `trusted_relays[0].pod_selector.matchLabels: unknown field "matchLabels"`},
+		{"trusted_relays:\n  cidrs: [10.0.0.0/8]\n", "cannot unmarshal"},
 	}
 	for _, tc := range cases {
 		_, err := enrich.ParseConfig([]byte(tc.yaml))
@@ -119,6 +130,31 @@ func TestConfigReportsEveryBadRule(t *testing.T) {
 	_, err := enrich.ParseConfig([]byte("metadata: [nope]\nassociation: [nope]\n"))
 	if err == nil || !strings.Contains(err.Error(), "metadata[0]") || !strings.Contains(err.Error(), "association[0]") {
 		t.Fatalf("error %v, want both rules named", err)
+	}
+}
+
+func TestTrustedRelaysConfig(t *testing.T) {
+	if got := enrich.DefaultConfig().TrustedRelays; len(got) != 0 {
+		t.Fatalf("default trusts %v, want nobody", got)
+	}
+	c, err := enrich.ParseConfig([]byte(`
+trusted_relays:
+  - namespaces: [monitoring]
+    pod_selector: {match_labels: {app.kubernetes.io/name: otel-collector}}
+  - cidrs: [10.0.0.0/8, "fd00::/64"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []enrich.TrustedRelay{
+		{Namespaces: []string{"monitoring"}, PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "otel-collector"}}},
+		{CIDRs: []string{"10.0.0.0/8", "fd00::/64"}},
+	}
+	if !reflect.DeepEqual(c.TrustedRelays, want) {
+		t.Fatalf("trusted_relays = %+v, want %+v", c.TrustedRelays, want)
+	}
+	if len(c.Association) != 5 || (c.Needs() != enrich.Needs{}) {
+		t.Fatalf("trusted relays changed other fields: %+v", c)
 	}
 }
 

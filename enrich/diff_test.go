@@ -291,9 +291,13 @@ func diffConfigs() []enrich.Config {
 	rules.Labels = []enrich.FieldRule{{KeyRegex: "(.*)", TagName: "l.$1"}, {From: "namespace", Key: "tier"}}
 	rules.Annotations = []enrich.FieldRule{{Key: "owner", TagName: "service.name"}}
 	rules.Association = []string{"connection", "k8s.pod.name", "container.id"}
+	// Trusted relays: worker and the unknown peer by address, cart by namespace.
+	rules.TrustedRelays = []enrich.TrustedRelay{{CIDRs: []string{"10.1.0.9/32", "10.1.0.200/32"}}, {Namespaces: []string{"shop"}}}
 	conn := enrich.DefaultConfig()
 	conn.Association = []string{"k8s.pod.ip", "connection"}
 	conn.Metadata = append(conn.Metadata, "k8s.deployment.uid", "k8s.node.uid")
+	// cart is trusted by its labels over IPv4 only; worker is not.
+	conn.TrustedRelays = []enrich.TrustedRelay{{PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"team": "payments"}}, CIDRs: []string{"10.0.0.0/8"}}}
 	return []enrich.Config{d, ow, svc, rules, conn}
 }
 
@@ -413,16 +417,17 @@ func TestDifferentialWireVsPdata(t *testing.T) {
 	peers := []netip.Addr{peerCart, peerCart6, peerWorker, peerNobody, {}}
 	type pair struct{ wire, ref stamper }
 	var stampers []pair
+	var wireConflicts, refConflicts []enrich.Conflict
 	for _, c := range cfgs {
 		r := enrichtest.New(cartPod(), workerPod())
-		w, err := enrich.NewStamper(c, r)
+		w, err := enrich.NewStamper(c, r, enrich.WithConflictHandler(func(c enrich.Conflict) { wireConflicts = append(wireConflicts, c) }))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _ := enrich.NewPdataStamper(c, r)
+		p, _ := enrich.NewPdataStamper(c, r, enrich.WithConflictHandler(func(c enrich.Conflict) { refConflicts = append(refConflicts, c) }))
 		stampers = append(stampers, pair{w, p})
 	}
-	var stamped, unchanged, noResource int
+	var stamped, unchanged, noResource, conflicts int
 	for i := range iterations {
 		sig := enrich.Signals[g.r.IntN(len(enrich.Signals))]
 		in := g.request(sig)
@@ -432,11 +437,16 @@ func TestDifferentialWireVsPdata(t *testing.T) {
 		ci := g.r.IntN(len(stampers))
 		peer := peers[g.r.IntN(len(peers))]
 		ctx := context.Background()
+		wireConflicts, refConflicts = wireConflicts[:0], refConflicts[:0]
 		wout, wres, werr := stampers[ci].wire.Enrich(ctx, sig, peer, in, nil)
 		pout, pres, perr := stampers[ci].ref.Enrich(ctx, sig, peer, in, nil)
 		if werr != nil || perr != nil {
 			t.Fatalf("#%d %s cfg %d: wire err %v, pdata err %v", i, sig, ci, werr, perr)
 		}
+		if !reflect.DeepEqual(wireConflicts, refConflicts) {
+			t.Fatalf("#%d %s cfg %d peer %v: conflicts\nwire  %+v\npdata %+v", i, sig, ci, peer, wireConflicts, refConflicts)
+		}
+		conflicts += len(wireConflicts)
 		if wres != pres {
 			t.Fatalf("#%d %s cfg %d: result wire %q, pdata %q", i, sig, ci, wres, pres)
 		}
@@ -461,8 +471,10 @@ func TestDifferentialWireVsPdata(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d requests: %d stamped, %d unchanged; %d resources without Resource", iterations, stamped, unchanged, noResource)
-	if stamped < iterations/4 || unchanged < iterations/20 || noResource == 0 {
-		t.Fatalf("generator does not cover the cases: %d stamped, %d unchanged, %d without Resource", stamped, unchanged, noResource)
+	t.Logf("%d requests: %d stamped, %d unchanged; %d resources without Resource, %d identity conflicts",
+		iterations, stamped, unchanged, noResource, conflicts)
+	if stamped < iterations/4 || unchanged < iterations/20 || noResource == 0 || conflicts < iterations/10 {
+		t.Fatalf("generator does not cover the cases: %d stamped, %d unchanged, %d without Resource, %d conflicts",
+			stamped, unchanged, noResource, conflicts)
 	}
 }

@@ -8,8 +8,9 @@ import (
 
 // engine is the rule set and the pod lookup shared by both encoders.
 type engine struct {
-	r   *rules
-	res Resolver // nil: no pod is ever found
+	r          *rules
+	res        Resolver // nil: no pod is ever found
+	onConflict func(Conflict)
 }
 
 // resKeys are the client's non-empty string values of the keys association
@@ -19,14 +20,18 @@ type resKeys struct {
 	uid, ip, name, namespace, containerID, containerName string
 }
 
-// peerState resolves the connection's peer at most once per request.
+// peerState resolves the connection's peer, and decides whether it is a
+// trusted relay, at most once per request.
 type peerState struct {
-	peer   netip.Addr
-	size   int
-	needed bool
-	done   bool
-	pod    *Pod
-	res    Result
+	sig       Signal
+	peer      netip.Addr
+	size      int
+	needed    bool
+	done      bool
+	pod       *Pod
+	res       Result
+	trustDone bool
+	trusted   bool
 }
 
 func (p *peerState) resolve(ctx context.Context, r Resolver) (*Pod, error) {
@@ -55,8 +60,55 @@ func (p *peerState) result() Result {
 	return p.res
 }
 
-// associate finds the pod of one resource: the first association source the
-// resource can use decides. A resource attribute that is present but names no
+// podOf finds the pod of one resource: for a trusted relay by association,
+// for any other sender the connection's pod. untrusted is set when the
+// resource's identity attributes must then be checked against the pod.
+func (e *engine) podOf(ctx context.Context, k *resKeys, ps *peerState) (pod *Pod, fam family, untrusted bool, err error) {
+	trusted, err := e.isTrusted(ctx, ps)
+	if err != nil {
+		return nil, famAny, false, err
+	}
+	if trusted {
+		pod, fam, err = e.associate(ctx, k, ps)
+		return pod, fam, false, err
+	}
+	pod, err = ps.resolve(ctx, e.res)
+	return pod, peerFamily(ps.peer), true, err
+}
+
+// isTrusted reports whether the sender matches a trusted_relays rule. Rules
+// that only name CIDRs are decided by the peer address alone; the others
+// resolve the peer (once per request) and look at its pod.
+func (e *engine) isTrusted(ctx context.Context, ps *peerState) (bool, error) {
+	if ps.trustDone {
+		return ps.trusted, nil
+	}
+	rules := e.r.trust
+	for i := range rules {
+		if !rules[i].needsPod() && rules[i].matchPeer(ps.peer) {
+			ps.trustDone, ps.trusted = true, true
+			return true, nil
+		}
+	}
+	for i := range rules {
+		if !rules[i].needsPod() || !rules[i].matchPeer(ps.peer) {
+			continue
+		}
+		pod, err := ps.resolve(ctx, e.res)
+		if err != nil {
+			return false, err
+		}
+		if rules[i].matchPod(pod) {
+			ps.trustDone, ps.trusted = true, true
+			return true, nil
+		}
+	}
+	ps.trustDone = true
+	return false, nil
+}
+
+// associate finds the pod of one resource of a trusted relay: the first
+// association source the resource can use decides. A resource attribute that is present but names no
 // known pod does not fall through to later sources (its data is another
 // pod's; stamping the sender's identity would be wrong).
 func (e *engine) associate(ctx context.Context, k *resKeys, ps *peerState) (*Pod, family, error) {

@@ -21,19 +21,19 @@ type PdataStamper struct {
 }
 
 // NewPdataStamper compiles cfg; r may be nil (no pod is ever found).
-func NewPdataStamper(cfg Config, r Resolver) (*PdataStamper, error) {
+func NewPdataStamper(cfg Config, r Resolver, opts ...Option) (*PdataStamper, error) {
 	rs, err := compile(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &PdataStamper{e: engine{r: rs, res: r}}, nil
+	return &PdataStamper{e: newEngine(rs, r, opts)}, nil
 }
 
 // Enrich has the contract of Stamper.Enrich, implemented by a pdata round
 // trip: the output is semantically equal to Stamper's, not byte-identical
 // (unknown fields are dropped, fields re-ordered).
 func (s *PdataStamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
-	ps := peerState{peer: peer, size: len(body)}
+	ps := peerState{sig: sig, peer: peer, size: len(body)}
 	var (
 		out []byte
 		err error
@@ -86,28 +86,28 @@ func (s *PdataStamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, 
 
 // StampTraces stamps every resource of td in place.
 func (s *PdataStamper) StampTraces(ctx context.Context, peer netip.Addr, td ptrace.Traces) (Result, error) {
-	ps := peerState{peer: peer}
+	ps := peerState{sig: Traces, peer: peer}
 	err := s.traces(ctx, td, &ps)
 	return ps.result(), err
 }
 
 // StampMetrics stamps every resource of md in place.
 func (s *PdataStamper) StampMetrics(ctx context.Context, peer netip.Addr, md pmetric.Metrics) (Result, error) {
-	ps := peerState{peer: peer}
+	ps := peerState{sig: Metrics, peer: peer}
 	err := s.metrics(ctx, md, &ps)
 	return ps.result(), err
 }
 
 // StampLogs stamps every resource of ld in place.
 func (s *PdataStamper) StampLogs(ctx context.Context, peer netip.Addr, ld plog.Logs) (Result, error) {
-	ps := peerState{peer: peer}
+	ps := peerState{sig: Logs, peer: peer}
 	err := s.logs(ctx, ld, &ps)
 	return ps.result(), err
 }
 
 // StampProfiles stamps every resource of pd in place.
 func (s *PdataStamper) StampProfiles(ctx context.Context, peer netip.Addr, pd pprofile.Profiles) (Result, error) {
-	ps := peerState{peer: peer}
+	ps := peerState{sig: Profiles, peer: peer}
 	err := s.profiles(ctx, pd, &ps)
 	return ps.result(), err
 }
@@ -157,6 +157,10 @@ func pdataClientValue(m pcommon.Map, k string) clientValue {
 	if !ok {
 		return clientValue{}
 	}
+	return pdataValue(v)
+}
+
+func pdataValue(v pcommon.Value) clientValue {
 	switch v.Type() {
 	case pcommon.ValueTypeEmpty:
 		return clientValue{}
@@ -184,11 +188,40 @@ func (s *PdataStamper) stamp(ctx context.Context, res pcommon.Resource, ps *peer
 		containerID:   pdataStr(attrs, AttrContainerID),
 		containerName: pdataStr(attrs, AttrContainerName),
 	}
-	pod, fam, err := s.e.associate(ctx, &k, ps)
+	pod, fam, untrusted, err := s.e.podOf(ctx, &k, ps)
 	if err != nil || pod == nil {
 		return err
 	}
-	for _, a := range s.e.r.podAttrs(pod, selectContainer(pod, k.containerID, k.containerName), fam) {
+	c := selectContainer(pod, k.containerID, k.containerName)
+	var conflicts uint32
+	if untrusted {
+		var claims []Claim
+		for key, v := range attrs.All() {
+			cv := pdataValue(v)
+			idx, bad := s.e.contradicts(pod, key, cv)
+			if !bad || conflicts&(1<<idx) != 0 {
+				continue
+			}
+			conflicts |= 1 << idx
+			claims = append(claims, claimOf(idx, cv))
+		}
+		if conflicts != 0 {
+			s.e.report(ps, pod, claims)
+			attrs.RemoveIf(func(key string, _ pcommon.Value) bool {
+				idx := identityIndex(key)
+				return idx >= 0 && conflicts&(1<<idx) != 0
+			})
+			for idx := range numIdentityKeys {
+				if v := identityValue(pod, idx, c, fam); conflicts&(1<<idx) != 0 && v != "" {
+					attrs.PutStr(identityKeys[idx], v)
+				}
+			}
+		}
+	}
+	for _, a := range s.e.r.podAttrs(pod, c, fam) {
+		if idx := identityIndex(a.key); idx >= 0 && conflicts&(1<<idx) != 0 {
+			continue // replaced above
+		}
 		if s.e.r.replaces(a.key, a.value, pdataClientValue(attrs, a.key)) {
 			attrs.PutStr(a.key, a.value)
 		}

@@ -54,17 +54,27 @@ type stamper interface {
 	Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
 }
 
-func bothStampers(t testing.TB, cfg enrich.Config, r enrich.Resolver) map[string]stamper {
+func bothStampers(t testing.TB, cfg enrich.Config, r enrich.Resolver, opts ...enrich.Option) map[string]stamper {
 	t.Helper()
-	w, err := enrich.NewStamper(cfg, r)
+	w, err := enrich.NewStamper(cfg, r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := enrich.NewPdataStamper(cfg, r)
+	p, err := enrich.NewPdataStamper(cfg, r, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return map[string]stamper{"wire": w, "pdata": p}
+}
+
+// trust makes cfg trust the senders the rules match.
+func trust(rules ...enrich.TrustedRelay) func(*enrich.Config) {
+	return func(c *enrich.Config) { c.TrustedRelays = append(c.TrustedRelays, rules...) }
+}
+
+// trustCIDR trusts the senders whose address is in one of cidrs.
+func trustCIDR(cidrs ...string) func(*enrich.Config) {
+	return trust(enrich.TrustedRelay{CIDRs: cidrs})
 }
 
 func TestStampRules(t *testing.T) {
@@ -77,6 +87,9 @@ func TestStampRules(t *testing.T) {
 		want    []map[string]any
 		result  enrich.Result
 		resolve int // ResolvePeer calls
+		// conflicts are the claims reported, one entry per conflicting
+		// resource: its Claims joined by ", ".
+		conflicts []string
 	}{
 		{
 			name: "defaults by connection", peer: peerCart,
@@ -92,15 +105,17 @@ func TestStampRules(t *testing.T) {
 			in: []map[string]any{{}}, want: []map[string]any{cartAttrs()}, result: enrich.ResultHit, resolve: 1,
 		},
 		{
+			// Identity attributes are not the client's to choose: see the
+			// impersonation cases below.
 			name: "client values win, empty strings count as absent", peer: peerCart,
-			in:     []map[string]any{{"k8s.namespace.name": "theirs", "k8s.pod.name": "", "service.name": "checkout", "k8s.node.name": int64(7)}},
-			want:   []map[string]any{with(cartAttrs(), "k8s.namespace.name", "theirs", "service.name", "checkout", "k8s.node.name", int64(7))},
+			in:     []map[string]any{{"container.image.name": "theirs", "k8s.pod.name": "", "service.name": "checkout", "k8s.pod.start_time": int64(7)}},
+			want:   []map[string]any{with(cartAttrs(), "container.image.name", "theirs", "service.name", "checkout", "k8s.pod.start_time", int64(7))},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
 			name: "overwrite.keys replaces a client value", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Overwrite.Keys = []string{"k8s.namespace.name", "k8s.node.name"} },
-			in:   []map[string]any{{"k8s.namespace.name": "theirs", "k8s.node.name": true, "keep": "me"}},
+			cfg:  func(c *enrich.Config) { c.Overwrite.Keys = []string{"container.image.tag", "k8s.pod.start_time"} },
+			in:   []map[string]any{{"container.image.tag": "theirs", "k8s.pod.start_time": true, "keep": "me"}},
 			want: []map[string]any{with(cartAttrs(), "keep", "me")}, result: enrich.ResultHit, resolve: 1,
 		},
 		{
@@ -152,36 +167,36 @@ func TestStampRules(t *testing.T) {
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "container chosen by id (association by container.id)", peer: peerWorker,
+			name: "container chosen by id", peer: peerWorker,
 			in: []map[string]any{{"container.id": "aaaa"}},
 			want: []map[string]any{with(workerAttrs(), "k8s.container.name", "main", "container.image.name", "reg/report",
 				"container.image.tag", "v2", "container.id", "aaaa")},
-			result: enrich.ResultResourceAttribute,
+			result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "a previous restart's container id is kept", peer: peerNobody,
+			name: "a previous restart's container id is kept", peer: peerCart,
 			in:   []map[string]any{{"container.id": "c0ffee00"}},
-			want: []map[string]any{with(cartAttrs(), "container.id", "c0ffee00")}, result: enrich.ResultResourceAttribute,
+			want: []map[string]any{with(cartAttrs(), "container.id", "c0ffee00")}, result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "relayed resources keep their own pod", peer: peerCart,
+			name: "trusted relay by CIDR: relayed resources keep their own pod", peer: peerCart, cfg: trustCIDR("10.1.0.5/32"),
 			in: []map[string]any{{"k8s.pod.uid": "uid-worker"}, {"k8s.pod.ip": "10.1.0.9"},
 				{"k8s.pod.name": "report-2911-xyz", "k8s.namespace.name": "batch"}},
 			want:   []map[string]any{workerAttrs(), workerAttrs(), workerAttrs()},
 			result: enrich.ResultResourceAttribute,
 		},
 		{
-			name: "unknown uid does not fall through to the connection", peer: peerCart,
+			name: "trusted relay: unknown uid does not fall through to the connection", peer: peerCart, cfg: trustCIDR("10.1.0.0/24"),
 			in: []map[string]any{{"k8s.pod.uid": "uid-gone"}}, want: []map[string]any{{"k8s.pod.uid": "uid-gone"}},
 			result: enrich.ResultResourceAttribute,
 		},
 		{
-			name: "pod name without namespace is not a source", peer: peerCart,
+			name: "trusted relay: pod name without namespace is not a source", peer: peerCart, cfg: trustCIDR("10.1.0.5/32"),
 			in:   []map[string]any{{"k8s.pod.name": "report-2911-xyz"}},
 			want: []map[string]any{with(cartAttrs(), "k8s.pod.name", "report-2911-xyz")}, result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "unparsable k8s.pod.ip is not a source", peer: peerCart,
+			name: "trusted relay: unparsable k8s.pod.ip is not a source", peer: peerCart, cfg: trustCIDR("10.1.0.5/32"),
 			in:   []map[string]any{{"k8s.pod.ip": "nope"}},
 			want: []map[string]any{with(cartAttrs(), "k8s.pod.ip", "nope")}, result: enrich.ResultHit, resolve: 1,
 		},
@@ -190,24 +205,187 @@ func TestStampRules(t *testing.T) {
 			in: []map[string]any{{"a": "b"}, {}}, want: []map[string]any{{"a": "b"}, {}}, result: enrich.ResultUnknown, resolve: 1,
 		},
 		{
-			name: "peer resolved once for several resources", peer: peerCart,
+			name: "trusted relay by namespace: peer resolved once for several resources", peer: peerCart,
+			cfg:    trust(enrich.TrustedRelay{Namespaces: []string{"monitoring", "shop"}}),
 			in:     []map[string]any{{}, {"k8s.pod.uid": "uid-worker"}, {"x": 1.5}},
 			want:   []map[string]any{cartAttrs(), workerAttrs(), with(cartAttrs(), "x", 1.5)},
 			result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "association order: connection first", peer: peerCart,
-			cfg:  func(c *enrich.Config) { c.Association = []string{"connection", "k8s.pod.uid"} },
+			name: "trusted relay: association order, connection first", peer: peerCart,
+			cfg: func(c *enrich.Config) {
+				c.Association = []string{"connection", "k8s.pod.uid"}
+				trustCIDR("10.1.0.5/32")(c)
+			},
 			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
 			want: []map[string]any{with(cartAttrs(), "k8s.pod.uid", "uid-worker")}, result: enrich.ResultHit, resolve: 1,
 		},
 		{
-			name: "no connection association", peer: peerCart,
-			cfg: func(c *enrich.Config) { c.Association = []string{"k8s.pod.uid"} },
-			in:  []map[string]any{{}}, want: []map[string]any{{}}, result: enrich.ResultResourceAttribute,
+			name: "trusted relay: no connection association", peer: peerCart,
+			cfg: func(c *enrich.Config) {
+				c.Association = []string{"k8s.pod.uid"}
+				trustCIDR("10.1.0.5/32")(c)
+			},
+			in: []map[string]any{{}}, want: []map[string]any{{}}, result: enrich.ResultResourceAttribute,
 		},
 		{
 			name: "no resources", peer: peerCart, in: nil, want: nil, result: enrich.ResultResourceAttribute,
+		},
+		// An untrusted sender claiming another pod's identity is stamped as
+		// its own pod, the claims replaced.
+		{
+			name: "impersonation by uid", peer: peerCart,
+			in: []map[string]any{{"k8s.pod.uid": "uid-worker"}}, want: []map[string]any{cartAttrs()},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.pod.uid=uid-worker"},
+		},
+		{
+			name: "impersonation by ip", peer: peerCart,
+			in: []map[string]any{{"k8s.pod.ip": "10.1.0.9", "x": "y"}}, want: []map[string]any{with(cartAttrs(), "x", "y")},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.pod.ip=10.1.0.9"},
+		},
+		{
+			name: "impersonation by name and namespace", peer: peerCart,
+			in:     []map[string]any{{"k8s.pod.name": "report-2911-xyz", "k8s.namespace.name": "batch"}},
+			want:   []map[string]any{cartAttrs()},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.namespace.name=batch, k8s.pod.name=report-2911-xyz"},
+		},
+		{
+			name: "impersonation by another pod's container.id", peer: peerCart,
+			in: []map[string]any{{"container.id": "aaaa"}}, want: []map[string]any{cartAttrs()},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"container.id=aaaa"},
+		},
+		{
+			name: "a known pod claiming kube-system", peer: peerWorker,
+			in:     []map[string]any{{"k8s.namespace.name": "kube-system", "k8s.node.name": "node-a"}, {}},
+			want:   []map[string]any{workerAttrs(), workerAttrs()},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.namespace.name=kube-system"},
+		},
+		{
+			name: "every kind of claim in one resource, overwrite off", peer: peerCart,
+			in: []map[string]any{{
+				"k8s.pod.uid": "uid-gone", "k8s.pod.ip": "nope", "k8s.node.name": int64(7),
+				"k8s.deployment.name": "payments", "k8s.deployment.uid": "uid-other", "k8s.replicaset.uid": "uid-rs",
+				"k8s.job.name": "report-2911", "k8s.statefulset.uid": "uid-ss", "k8s.pod.start_time": "kept",
+			}},
+			// The deployment's true UID replaces the claim although metadata
+			// does not list k8s.deployment.uid; claims of workloads the pod
+			// does not have are removed.
+			want: []map[string]any{with(cartAttrs(), "k8s.deployment.uid", "uid-deploy", "k8s.replicaset.uid", "uid-rs",
+				"k8s.pod.start_time", "kept")},
+			result: enrich.ResultHit, resolve: 1,
+			conflicts: []string{"k8s.pod.uid=uid-gone, k8s.pod.ip=nope, k8s.node.name=(not a string), k8s.deployment.name=payments, " +
+				"k8s.deployment.uid=uid-other, k8s.statefulset.uid=uid-ss, k8s.job.name=report-2911"},
+		},
+		{
+			name: "a claim the pod has no value for is removed", peer: peerWorker,
+			in:     []map[string]any{{"container.id": "c0ffee01", "k8s.deployment.name": "cart"}},
+			want:   []map[string]any{workerAttrs()},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"container.id=c0ffee01, k8s.deployment.name=cart"},
+		},
+		{
+			name: "the pod's other-family address is not a conflict", peer: peerCart,
+			in: []map[string]any{{"k8s.pod.ip": "fd00::5"}}, want: []map[string]any{with(cartAttrs(), "k8s.pod.ip", "fd00::5")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "an IPv4-mapped form of the pod's address is not a conflict", peer: peerCart,
+			in:     []map[string]any{{"k8s.pod.ip": "::ffff:10.1.0.5"}},
+			want:   []map[string]any{with(cartAttrs(), "k8s.pod.ip", "::ffff:10.1.0.5")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "container.id of the pod's own second container selects it", peer: peerWorker,
+			in: []map[string]any{{"container.id": "bbbb"}},
+			want: []map[string]any{with(workerAttrs(), "k8s.container.name", "sidecar", "container.image.name", "reg/proxy",
+				"container.image.tag", "latest", "container.id", "bbbb")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "an unknown container.id is not a conflict", peer: peerWorker,
+			in: []map[string]any{{"container.id": "d00d"}}, want: []map[string]any{with(workerAttrs(), "container.id", "d00d")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "an unknown container.id with a container name", peer: peerWorker,
+			in: []map[string]any{{"container.id": "d00d", "k8s.container.name": "main"}},
+			want: []map[string]any{with(workerAttrs(), "k8s.container.name", "main", "container.image.name", "reg/report",
+				"container.image.tag", "v2", "container.id", "d00d")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "a workload UID the cache did not look up is not checked", peer: peerWorker,
+			in:     []map[string]any{{"k8s.job.uid": "uid-job", "k8s.cronjob.name": "other"}},
+			want:   []map[string]any{with(workerAttrs(), "k8s.job.uid", "uid-job")},
+			result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.cronjob.name=other"},
+		},
+		{
+			name: "matching identity attributes are no conflict", peer: peerCart,
+			in: []map[string]any{{"k8s.pod.uid": "uid-cart", "k8s.namespace.name": "shop", "k8s.pod.name": "cart-7d9f8-abcde",
+				"k8s.pod.ip": "10.1.0.5", "container.id": "c0ffee01", "k8s.deployment.uid": "uid-deploy"}},
+			want:   []map[string]any{with(cartAttrs(), "k8s.deployment.uid", "uid-deploy")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "unknown connection pod: claims pass through unstamped", peer: peerNobody,
+			in:     []map[string]any{{"k8s.pod.uid": "uid-worker"}, {"k8s.namespace.name": "kube-system"}},
+			want:   []map[string]any{{"k8s.pod.uid": "uid-worker"}, {"k8s.namespace.name": "kube-system"}},
+			result: enrich.ResultUnknown, resolve: 1,
+		},
+		{
+			name: "trusted relay by label selector", peer: peerCart,
+			cfg: trust(enrich.TrustedRelay{PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"team": "payments", "tier": "backend"}}}),
+			in:  []map[string]any{{"k8s.pod.ip": "10.1.0.9"}, {"container.id": "bbbb"}},
+			want: []map[string]any{workerAttrs(), with(workerAttrs(), "k8s.container.name", "sidecar", "container.image.name", "reg/proxy",
+				"container.image.tag", "latest", "container.id", "bbbb")},
+			result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "label selector: every label must match", peer: peerCart,
+			cfg:  trust(enrich.TrustedRelay{PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"team": "payments", "tier": "frontend"}}}),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{cartAttrs()}, result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.pod.uid=uid-worker"},
+		},
+		{
+			name: "namespace rule: another namespace is untrusted", peer: peerCart,
+			cfg:  trust(enrich.TrustedRelay{Namespaces: []string{"batch"}}),
+			in:   []map[string]any{{"k8s.pod.name": "report-2911-xyz", "k8s.namespace.name": "batch"}},
+			want: []map[string]any{cartAttrs()}, result: enrich.ResultHit, resolve: 1,
+			conflicts: []string{"k8s.namespace.name=batch, k8s.pod.name=report-2911-xyz"},
+		},
+		{
+			name: "a rule's fields must all match: namespace yes, CIDR no", peer: peerCart,
+			cfg:  trust(enrich.TrustedRelay{Namespaces: []string{"shop"}, CIDRs: []string{"10.2.0.0/16"}}),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{cartAttrs()}, result: enrich.ResultHit, resolve: 1, conflicts: []string{"k8s.pod.uid=uid-worker"},
+		},
+		{
+			name: "a rule's fields must all match: namespace and CIDR", peer: peerCart,
+			cfg:  trust(enrich.TrustedRelay{Namespaces: []string{"shop"}, CIDRs: []string{"10.1.0.0/16"}}),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{workerAttrs()}, result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "any rule may match", peer: peerCart,
+			cfg: trust(enrich.TrustedRelay{CIDRs: []string{"10.9.0.0/16"}},
+				enrich.TrustedRelay{PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"team": "payments"}}}),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{workerAttrs()}, result: enrich.ResultHit, resolve: 1,
+		},
+		{
+			name: "CIDR rule: trusted without a pod, peer never resolved", peer: peerNobody, cfg: trustCIDR("10.1.0.200/32"),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{workerAttrs()}, result: enrich.ResultResourceAttribute,
+		},
+		{
+			name: "CIDR rule: IPv4-mapped peer matches the IPv4 prefix", peer: netip.MustParseAddr("::ffff:10.1.0.5"), cfg: trustCIDR("10.1.0.5/32"),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{workerAttrs()}, result: enrich.ResultResourceAttribute,
+		},
+		{
+			name: "CIDR rule: another address of the same pod is not trusted", peer: peerCart6, cfg: trustCIDR("10.1.0.5/32"),
+			in:   []map[string]any{{"k8s.pod.uid": "uid-worker"}},
+			want: []map[string]any{with(cartAttrs(), "k8s.pod.ip", "fd00::5")}, result: enrich.ResultHit, resolve: 1,
+			conflicts: []string{"k8s.pod.uid=uid-worker"},
 		},
 		{
 			name: "metadata subset, uids, cluster name", peer: peerCart,
@@ -285,13 +463,26 @@ func TestStampRules(t *testing.T) {
 				in := requestWith(t, sig, tc.in...)
 				for _, name := range []string{"wire", "pdata"} {
 					r := enrichtest.New(pod, workerPod())
-					s := bothStampers(t, cfg, r)[name]
+					var conflicts []string
+					s := bothStampers(t, cfg, r, enrich.WithConflictHandler(func(c enrich.Conflict) {
+						if c.Namespace != pod.Namespace && c.Namespace != "batch" || c.Peer != tc.peer.Unmap() || c.Signal != sig {
+							t.Errorf("%s: conflict %+v: wrong pod, peer or signal", name, c)
+						}
+						var claims []string
+						for _, cl := range c.Claims {
+							claims = append(claims, cl.String())
+						}
+						conflicts = append(conflicts, strings.Join(claims, ", "))
+					}))[name]
 					out, res, err := s.Enrich(context.Background(), sig, tc.peer, in, nil)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
 					}
 					if res != tc.result {
 						t.Errorf("%s: result %q, want %q", name, res, tc.result)
+					}
+					if !reflect.DeepEqual(conflicts, tc.conflicts) {
+						t.Errorf("%s: conflicts\n got %q\nwant %q", name, conflicts, tc.conflicts)
 					}
 					if got := r.PeerCalls(); got != tc.resolve {
 						t.Errorf("%s: %d ResolvePeer calls, want %d", name, got, tc.resolve)
@@ -478,9 +669,13 @@ func TestHeldRequestStampedAfterRelease(t *testing.T) {
 }
 
 func TestPeerNotResolvedWhenNoResourceNeedsIt(t *testing.T) {
+	// Only a relay trusted by its address alone can skip resolving the peer:
+	// every other sender's resources are its own pod's.
 	r := enrichtest.New(cartPod(), workerPod())
 	r.Hold() // any ResolvePeer call would block forever
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	cfg := enrich.DefaultConfig()
+	trustCIDR("10.1.0.0/24")(&cfg)
+	s, _ := enrich.NewStamper(cfg, r)
 	out, res, err := s.Enrich(context.Background(), enrich.Logs, peerCart,
 		requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-worker"}), nil)
 	if err != nil || res != enrich.ResultResourceAttribute || r.PeerCalls() != 0 {

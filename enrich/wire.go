@@ -50,12 +50,12 @@ type encAttr struct {
 
 // NewStamper compiles cfg. r may be nil: no pod is ever found, every request
 // passes through unchanged.
-func NewStamper(cfg Config, r Resolver) (*Stamper, error) {
+func NewStamper(cfg Config, r Resolver, opts ...Option) (*Stamper, error) {
 	rs, err := compile(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Stamper{e: engine{r: rs, res: r}}
+	s := &Stamper{e: newEngine(rs, r, opts)}
 	s.pool.New = func() any {
 		sc := new(scratch)
 		sc.w.segs, sc.w.side = sc.segsArr[:0], sc.sideArr[:0]
@@ -251,7 +251,7 @@ func (s *Stamper) stamp(ctx context.Context, sig Signal, peer netip.Addr, body [
 	// may refer to their dictionary's string table.
 	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
 	sc.profiles, sc.strsLoaded, sc.strs = sig == Profiles, false, sc.strs[:0]
-	ps := peerState{peer: peer, size: len(body)}
+	ps := peerState{sig: sig, peer: peer, size: len(body)}
 
 	for off := 0; off < len(body); {
 		num, typ, n := protowire.ConsumeTag(body[off:])
@@ -468,17 +468,60 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 			k.containerName = kv.cv.str
 		}
 	}
-	pod, fam, err := s.e.associate(ctx, &k, ps)
+	pod, fam, untrusted, err := s.e.podOf(ctx, &k, ps)
 	if err != nil {
 		return err
 	}
 	if pod == nil {
 		return nil
 	}
-	ent := s.entry(pod, selectContainer(pod, k.containerID, k.containerName), fam)
+	c := selectContainer(pod, k.containerID, k.containerName)
+	ent := s.entry(pod, c, fam)
 	anyDrop := false
+	var conflicts uint32 // bit i: identityKeys[i] contradicts the pod
+	if untrusted {
+		var claims []Claim
+		for j := range sc.kvs {
+			kv := &sc.kvs[j]
+			idx, bad := s.e.contradicts(pod, bstr(kv.key), kv.cv)
+			if !bad || conflicts&(1<<idx) != 0 {
+				continue
+			}
+			conflicts |= 1 << idx
+			if s.e.onConflict != nil {
+				claims = append(claims, claimOf(idx, kv.cv))
+			}
+		}
+		if conflicts != 0 {
+			s.e.report(ps, pod, claims)
+			// Every occurrence of a contradicting key goes; the pod's
+			// true value, if it has one, replaces them.
+			for j := range sc.kvs {
+				if idx := identityIndex(bstr(sc.kvs[j].key)); idx >= 0 && conflicts&(1<<idx) != 0 {
+					sc.kvs[j].drop, anyDrop = true, true
+				}
+			}
+			for idx := range numIdentityKeys {
+				if conflicts&(1<<idx) == 0 {
+					continue
+				}
+				v := identityValue(pod, idx, c, fam)
+				if v == "" {
+					continue
+				}
+				enc := ent.encoded(identityKeys[idx], v)
+				sc.adds = append(sc.adds, enc)
+				p.addBytes += len(enc)
+			}
+		}
+	}
 	for i := range ent.attrs {
 		a := &ent.attrs[i]
+		if conflicts != 0 {
+			if idx := identityIndex(a.key); idx >= 0 && conflicts&(1<<idx) != 0 {
+				continue // replaced above
+			}
+		}
 		var cv clientValue
 		found := false
 		for j := range sc.kvs {
@@ -720,6 +763,17 @@ func (s *Stamper) entry(pod *Pod, c int, fam family) *podEntry {
 	}
 	slot.Store(e)
 	return e
+}
+
+// encoded is the encoding of attribute k=v: the cached one when the entry
+// stamps exactly that, else a new one.
+func (e *podEntry) encoded(k, v string) []byte {
+	for i := range e.attrs {
+		if a := &e.attrs[i]; a.key == k && a.value == v {
+			return a.enc
+		}
+	}
+	return encodeAttr(k, v)
 }
 
 // encodeAttr encodes Resource.attributes field: KeyValue{key, AnyValue{string_value}}.

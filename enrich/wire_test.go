@@ -160,11 +160,27 @@ func checkResource(t testing.TB, in, out []byte) []string {
 				key, literal = string(kv[i]), true
 			}
 		}
-		if literal && !contains(added, key) {
+		// An identity attribute that contradicts the sender's pod is removed
+		// when the pod has no value for it.
+		if literal && !contains(added, key) && !identityKey(key) {
 			t.Fatalf("attribute %q removed but not replaced", key)
 		}
 	}
 	return added
+}
+
+// identityKey reports whether podstamp checks k against an untrusted sender's pod.
+func identityKey(k string) bool {
+	switch k {
+	case "k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.pod.ip", "k8s.node.name", "container.id":
+		return true
+	}
+	for _, w := range []string{"deployment", "replicaset", "statefulset", "daemonset", "job", "cronjob"} {
+		if k == "k8s."+w+".name" || k == "k8s."+w+".uid" {
+			return true
+		}
+	}
+	return false
 }
 
 func mustBytes(t testing.TB, f []byte) []byte {
@@ -192,7 +208,7 @@ func TestUnknownFieldsPreservedByteForByte(t *testing.T) {
 		field(1, cat(field(1, []byte("custom")), field(2, unknownAny), varintField(9, 1))), // unknown fields inside
 		varintField(2, 3), // dropped_attributes_count
 		field(44, []byte("unknown in Resource")),
-		strKV("k8s.pod.name", "theirs"),
+		strKV("container.image.name", "theirs"),
 	)
 	rs := cat(field(1, res), field(2, []byte{}), field(3, []byte("https://schema")), varintField(99, 7))
 	in := cat(varintField(100, 1), field(1, rs), field(5, []byte("tail")), field(1, field(2, nil)))
@@ -203,7 +219,7 @@ func TestUnknownFieldsPreservedByteForByte(t *testing.T) {
 	}
 	added := checkPreserved(t, in, out)
 	want := cartAttrs()
-	delete(want, "k8s.pod.name")
+	delete(want, "container.image.name")
 	if len(added) != 2 || len(added[0]) != len(want) || len(added[1]) != len(cartAttrs()) {
 		t.Fatalf("added %v", added)
 	}
@@ -213,7 +229,7 @@ func TestUnknownFieldsPreservedByteForByte(t *testing.T) {
 		}
 	}
 	got := attrMaps(t, enrich.Traces, out)
-	if got[0]["k8s.pod.name"] != "theirs" || got[0]["k8s.namespace.name"] != "shop" || got[0]["custom"] != "v" {
+	if got[0]["container.image.name"] != "theirs" || got[0]["k8s.namespace.name"] != "shop" || got[0]["custom"] != "v" {
 		t.Fatalf("attributes %v", got[0])
 	}
 	if !reflect.DeepEqual(got[1], cartAttrs()) {
@@ -250,7 +266,7 @@ func TestNothingAddedIsByteIdentical(t *testing.T) {
 func TestRepeatedResourceFieldMerges(t *testing.T) {
 	// Resource given twice in one Resource<Signal>: decoders merge them; the
 	// client's key in the first occurrence still counts.
-	rs := cat(field(1, strKV("k8s.pod.name", "theirs")), field(2, nil), field(1, strKV("x", "y")))
+	rs := cat(field(1, strKV("container.image.name", "theirs")), field(2, nil), field(1, strKV("x", "y")))
 	in := field(1, rs)
 	for name, s := range bothStampers(t, enrich.DefaultConfig(), enrichtest.New(cartPod())) {
 		out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
@@ -258,7 +274,7 @@ func TestRepeatedResourceFieldMerges(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := attrMaps(t, enrich.Traces, out)[0]
-		if got["k8s.pod.name"] != "theirs" || got["x"] != "y" || got["k8s.pod.uid"] != "uid-cart" {
+		if got["container.image.name"] != "theirs" || got["x"] != "y" || got["k8s.pod.uid"] != "uid-cart" {
 			t.Fatalf("%s: attributes %v", name, got)
 		}
 		assertNoDuplicateKeys(t, enrich.Traces, out)
@@ -326,13 +342,15 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestProfilesStringTableReferences(t *testing.T) {
-	// Keys and values as references: the client's k8s.pod.uid (by reference)
-	// associates; its k8s.pod.name (by reference) is kept.
+	// Keys and values as references: a trusted relay's k8s.pod.uid (by
+	// reference) associates; its k8s.pod.name (by reference) is kept.
 	dict := field(2, cat(field(5, nil), field(5, []byte("k8s.pod.uid")), field(5, []byte("uid-worker")),
 		field(5, []byte("k8s.pod.name")), field(5, []byte("mine"))))
 	kv := func(k, v uint64) []byte { return field(1, cat(varintField(3, k), field(2, varintField(8, v)))) }
 	in := cat(field(1, field(1, cat(kv(1, 2), kv(3, 4)))), dict)
-	for name, s := range bothStampers(t, enrich.DefaultConfig(), enrichtest.New(cartPod(), workerPod())) {
+	relay := enrich.DefaultConfig()
+	trustCIDR("10.1.0.5/32")(&relay)
+	for name, s := range bothStampers(t, relay, enrichtest.New(cartPod(), workerPod())) {
 		out, res, err := s.Enrich(context.Background(), enrich.Profiles, peerCart, in, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -432,7 +450,9 @@ func TestCacheFollowsNewPodObjects(t *testing.T) {
 	// A cache publishes a new *Pod when a pod changes; the stamper must use it.
 	old := cartPod()
 	r := enrichtest.New(old)
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	relay := enrich.DefaultConfig()
+	trustCIDR("10.1.0.200/32")(&relay)
+	s, _ := enrich.NewStamper(relay, r)
 	in := requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-cart"})
 	out, _, _ := s.Enrich(context.Background(), enrich.Logs, peerNobody, in, nil)
 	if got := attrMaps(t, enrich.Logs, out)[0]["k8s.node.name"]; got != "node-a" {
@@ -469,7 +489,9 @@ func TestManyResourceOccurrences(t *testing.T) {
 }
 
 func TestPdataStamperOnDecodedData(t *testing.T) {
-	p, _ := enrich.NewPdataStamper(enrich.DefaultConfig(), enrichtest.New(cartPod(), workerPod()))
+	relay := enrich.DefaultConfig()
+	trust(enrich.TrustedRelay{Namespaces: []string{"shop"}})(&relay)
+	p, _ := enrich.NewPdataStamper(relay, enrichtest.New(cartPod(), workerPod()))
 	ld := plog.NewLogs()
 	ld.ResourceLogs().AppendEmpty()
 	ld.ResourceLogs().AppendEmpty().Resource().Attributes().PutStr("k8s.pod.uid", "uid-worker")
