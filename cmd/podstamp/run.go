@@ -70,7 +70,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if kube != nil {
-		stamper, err := enrich.NewStamper(rules, kube.resolver)
+		conflicts, err := newConflicts(log, reg)
+		if err != nil {
+			return err
+		}
+		stamper, err := enrich.NewStamper(rules, kube.resolver, enrich.WithConflictHandler(conflicts.observe))
 		if err != nil {
 			return fmt.Errorf("invalid configuration: --config: %w", err)
 		}

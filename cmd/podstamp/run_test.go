@@ -229,6 +229,9 @@ current-context: x
 	if code, _ := get("/debug/pods"); code != 200 {
 		t.Errorf("/debug/pods = %d", code)
 	}
+	if _, body := get("/metrics"); !strings.Contains(body, "\npodstamp_identity_conflicts_total 0\n") {
+		t.Error("/metrics has no podstamp_identity_conflicts_total")
+	}
 	cancel()
 	select {
 	case err := <-done:
