@@ -19,22 +19,46 @@
 //     (a Resource<Signal> without a Resource gets one), client attributes
 //     podstamp replaces are removed, and only the two enclosing lengths change.
 //   - Each added key appears exactly once in its resource.
-//   - A non-empty attribute the client sent is never replaced, unless
-//     overwrite.keys lists its key or it is a service.name starting with
-//     "unknown_service" and overwrite.unknown_service is on. An empty string
-//     or an unset value counts as absent.
-//   - Each resource finds its pod by the first association source it can use,
-//     in the configured order: its own k8s.pod.uid, k8s.pod.ip,
+//   - The connection is authoritative. A sender that matches no
+//     trusted_relays rule gets every resource stamped with the pod the
+//     Resolver finds behind its peer address; its resource attributes only
+//     choose among that pod's containers (container.id, k8s.container.name).
+//     When the peer resolves to no pod (unknown, hold timeout, no budget,
+//     NAT, host network) nothing is stamped and nothing is replaced.
+//   - Identity keys are k8s.namespace.name, k8s.pod.name, k8s.pod.uid,
+//     k8s.pod.ip, k8s.node.name, container.id and k8s.<workload>.name /
+//     .uid of deployment, replicaset, statefulset, daemonset, job, cronjob.
+//     Such an attribute from an untrusted sender contradicts its pod when it
+//     is a non-empty value other than the pod's; k8s.pod.ip when it is none
+//     of the pod's addresses (or not an address); container.id only when the
+//     Lookup knows it as a container of another pod (an unknown ID may be a
+//     container whose status has not reached the cache, and is kept); a
+//     workload UID the cache did not look up is not checked. Every
+//     occurrence of a contradicting key is removed and the pod's true value,
+//     when it has one, added, whatever the overwrite settings and metadata
+//     list say. Each resource with a contradiction is reported once to the
+//     WithConflictHandler callback, with copies of the claimed values.
+//   - A sender matches a trusted_relays rule when all of the rule's fields
+//     match: its address is in one of cidrs, its pod is in one of namespaces,
+//     its pod has every pod_selector.match_labels label. A trusted relay's
+//     resources find their pod by the first association source they can
+//     use, in the configured order: their own k8s.pod.uid, k8s.pod.ip,
 //     k8s.pod.name + k8s.namespace.name or container.id attribute, or the
 //     connection's peer. A source that is present but names no known pod
-//     does not fall through: nothing is stamped on that resource, so a
-//     forwarder relaying other pods' data never gets its own identity stamped
-//     on theirs.
+//     does not fall through: nothing is stamped on that resource, so a relay
+//     never gets its own identity stamped on other pods' data. Nothing a
+//     trusted relay sends is checked for contradictions.
+//   - Apart from contradicting identity keys, a non-empty attribute the
+//     client sent is never replaced, unless overwrite.keys lists its key or
+//     it is a service.name starting with "unknown_service" and
+//     overwrite.unknown_service is on. An empty string or an unset value
+//     counts as absent.
 //   - The peer is resolved (Resolver.ResolvePeer, which may hold the request)
-//     at most once per request and only if some resource needs it. The
-//     returned Result is resource_attribute when no resource needed the peer,
-//     else the peer's Result. When ctx ends while held, Enrich returns
-//     ctx's error and no output.
+//     at most once per request, and only if the request has a resource and
+//     the sender is not already trusted by a rule that only names cidrs. The
+//     returned Result is the peer's Result when it was resolved, else
+//     resource_attribute. When ctx ends while held, Enrich returns ctx's
+//     error and no output.
 //   - k8s.pod.ip is only ever an address of the resolved pod: its first
 //     address of the peer's family when found through the connection, else its
 //     first address. Never the peer address itself.
@@ -46,7 +70,8 @@
 //     an error wrapping ErrMalformed.
 //   - Cost: one output buffer (appended to the caller's dst) and a constant
 //     number of allocations per request, none per span; encoded attributes are
-//     cached per pod. EnrichSegments returns the same output without the
+//     cached per pod. Checking identity keys allocates nothing unless a
+//     container.id is not one of the pod's or a contradiction is found. EnrichSegments returns the same output without the
 //     output buffer: as segments that reference body's unchanged ranges of
 //     2 KiB or more, and put everything else (new lengths, attributes,
 //     short ranges) in a small side buffer the caller reuses; with reused
@@ -66,8 +91,10 @@
 //     is forwarded as received.
 //   - Decompression, JSON, or talking to Kubernetes: callers decode the
 //     transport, and the pod cache (package informer) implements Resolver.
-//   - Falling back to the connection when a resource attribute names an
-//     unknown pod, and stamping anything on a resource whose pod is unknown
-//     (k8s.cluster.name included).
+//   - Falling back to the connection when a trusted relay's resource
+//     attribute names an unknown pod, and stamping anything on a resource
+//     whose pod is unknown (k8s.cluster.name included).
+//   - Checking attributes other than the identity keys (k8s.container.name,
+//     service.*, labels) against the pod.
 //   - Validating UTF-8 of keys and values the client sent.
 package enrich
