@@ -239,7 +239,11 @@ func TestMetadataLookups(t *testing.T) {
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true}},
 		ns, rs, job, testNodeObj(), web, bk)
 	h.start()
-	p := h.c.ByName("default", "web-5d8f-x")
+	// The metadata is read off the watch loop, and the pods published again.
+	p := awaitPod(t, h.c, "default", "web-5d8f-x", func(p *enrich.Pod) bool {
+		return p.NamespaceLabels != nil && len(p.Workloads) == 2 && p.Workloads[1].UID != ""
+	})
+	awaitPod(t, h.c, "default", "backup-42-y", func(p *enrich.Pod) bool { return len(p.Workloads) == 2 && p.Workloads[1].UID != "" })
 	if p == nil || p.NamespaceLabels["team"] != "a" || p.NamespaceAnnotations["owner"] != "ops" {
 		t.Fatalf("namespace metadata missing: %+v", p)
 	}
@@ -279,12 +283,22 @@ func TestMetadataFailureDoesNotBlock(t *testing.T) {
 	if p := h.c.ByName("default", "p"); p == nil || p.NamespaceLabels != nil {
 		t.Fatalf("pod %+v", p)
 	}
-	if n := h.metric("podstamp_metadata_lookup_errors_total"); n < 1 {
-		t.Errorf("metadata errors = %v", n)
+	// The read is made off the watch loop; wait for it.
+	for timeout := time.After(10 * time.Second); ; {
+		next := h.c.meta.nextFill()
+		if h.metric("podstamp_metadata_lookup_errors_total") >= 1 {
+			break
+		}
+		select {
+		case <-next:
+		case <-timeout:
+			t.Fatal("no failed metadata read counted")
+		}
 	}
 	// A second pod of the namespace within the retry window does not GET again.
 	h.create(mkPod(podSpec{name: "q", ips: []string{"10.3.0.4"}}))
 	h.waitEvent("upsert", "uid-q")
+	h.c.republish(context.Background(), true) // a pass that would read it for q
 	if gets.Load() != 1 {
 		t.Errorf("%d GETs, want 1 (failures are retried later, not per pod)", gets.Load())
 	}

@@ -157,7 +157,7 @@ func (c *Cache) onUpsert(obj any) {
 	if o.pod.NodeName != c.cfg.NodeName {
 		return // the field selector keeps these out; a fake API server may not
 	}
-	pub, complete := c.publish(context.Background(), o)
+	pub, complete := c.publishNow(o) // never waits for the API server
 	c.mu.Lock()
 	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name, incomplete: !complete}
 	if o.finished() {
@@ -175,6 +175,9 @@ func (c *Cache) onUpsert(obj any) {
 	}
 	c.indexLocked(e)
 	c.mu.Unlock()
+	if !complete {
+		c.fillLater() // after indexing, so that the fill sees this pod
+	}
 	if c.afterEvent != nil {
 		c.afterEvent("upsert", o)
 	}

@@ -99,6 +99,10 @@ type Event struct {
 // sent (or one made from the HTTP status when it sent none).
 type StatusError struct {
 	Status kubetypes.Status
+	// RetryAfter is how long the server asked the client to wait before
+	// asking again (Retry-After of a 429 or 5xx answer, at most
+	// maxRetryAfter); 0 when it did not say.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -106,6 +110,15 @@ func (e *StatusError) Error() string {
 		return e.Status.Message
 	}
 	return fmt.Sprintf("the server answered %d %s", e.Status.Code, e.Status.Reason)
+}
+
+// retryAfterOf is the wait the server asked for with err, if any.
+func retryAfterOf(err error) time.Duration {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	return 0
 }
 
 func statusOf(err error) (kubetypes.Status, bool) {
@@ -145,6 +158,8 @@ type restAPI struct {
 	client    *http.Client
 	userAgent string
 	limiter   *rate.Limiter
+	// sleep waits out a Retry-After; tests shorten it.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Media types NewAPI sends and accepts. Pods and nodes are read as JSON.
@@ -154,8 +169,24 @@ const (
 	// cannot convert answers with the whole object as JSON, whose metadata
 	// is read the same way.
 	acceptMetadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
-	// maxObjectBytes bounds one answer that is not a watch stream.
-	maxObjectBytes = 256 << 20
+	// maxRetryAfter bounds the wait a Retry-After answer asks for, and
+	// maxRetries how often one request is sent again after such answers
+	// (client-go's numbers).
+	maxRetryAfter = time.Minute
+	maxRetries    = 10
+	// Reasons of the ERROR events a Watcher makes up itself when the stream
+	// fails: it broke (the connection dropped, or what came was not a watch
+	// event), or one event was larger than maxEventBytes.
+	reasonStreamBroken  = "StreamError"
+	reasonEventTooLarge = "EventTooLarge"
+)
+
+// Size caps of what the server sends: one list page, and one object (a GET
+// or one watch event). Larger answers are errors, not truncated. Variables
+// so that tests can lower them.
+var (
+	maxListBytes  int64 = 256 << 20
+	maxEventBytes int64 = 16 << 20
 )
 
 // NewAPI returns the API of the server cfg points to. Pods and nodes are
@@ -174,7 +205,7 @@ func NewAPI(cfg *RESTConfig) (API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("informer: %w", err)
 	}
-	a := &restAPI{base: base, client: &http.Client{Transport: rt}, userAgent: cfg.UserAgent}
+	a := &restAPI{base: base, client: &http.Client{Transport: rt}, userAgent: cfg.UserAgent, sleep: sleepCtx}
 	if a.userAgent == "" {
 		a.userAgent = "podstamp"
 	}
@@ -185,29 +216,92 @@ func NewAPI(cfg *RESTConfig) (API, error) {
 }
 
 // do sends a GET to p (with q) and returns the response of a 2xx answer;
-// any other answer is a *StatusError. ctx bounds the whole request.
+// any other answer is a *StatusError. ctx bounds the whole request. A 429
+// or 5xx answer with Retry-After is waited out (at most maxRetryAfter) and
+// the request sent again, up to maxRetries times, unless ctx would end
+// first: then the error carries the wait (StatusError.RetryAfter) for the
+// caller to honour.
 func (a *restAPI) do(ctx context.Context, p string, q url.Values, accept string) (*http.Response, error) {
-	if a.limiter != nil {
-		if err := a.limiter.Wait(ctx); err != nil {
-			return nil, err
-		}
-	}
 	u := *a.base
 	u.Path = path.Join(a.base.Path, p)
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		if a.limiter != nil {
+			if err := a.limiter.Wait(ctx); err != nil {
+				return nil, err
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", accept)
+		req.Header.Set("User-Agent", a.userAgent)
+		resp, err := a.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode/100 == 2 {
+			return resp, nil
+		}
+		wait, ok := retryAfter(resp)
+		if ok && attempt <= maxRetries && fitsIn(ctx, wait) {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if err := a.sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		se := statusError(resp, u.Path)
+		if ok {
+			se.RetryAfter = wait
+		}
+		return nil, se
 	}
-	req.Header.Set("Accept", accept)
-	req.Header.Set("User-Agent", a.userAgent)
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return nil, err
+}
+
+// retryAfter is the wait a 429 or 5xx answer asks for with Retry-After
+// (seconds or an HTTP date), at most maxRetryAfter.
+func retryAfter(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && (resp.StatusCode < 500 || resp.StatusCode > 599) {
+		return 0, false
 	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
+	h := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if h == "" {
+		return 0, false
 	}
+	if s, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(min(s, int64(maxRetryAfter/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return min(max(time.Until(t), 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// fitsIn reports whether ctx is still alive after d.
+func fitsIn(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// statusError reads the Status of a refusal and closes its body.
+func statusError(resp *http.Response, p string) *StatusError {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	st := kubetypes.Status{}
@@ -228,19 +322,55 @@ func (a *restAPI) do(ctx context.Context, p string, q url.Values, accept string)
 		}
 	}
 	if st.Message == "" {
-		st.Message = fmt.Sprintf("GET %s: %s", u.Path, resp.Status)
+		st.Message = fmt.Sprintf("GET %s: %s", p, resp.Status)
 	}
-	return nil, &StatusError{Status: st}
+	return &StatusError{Status: st}
 }
 
-// getJSON GETs p and decodes the answer into v.
-func (a *restAPI) getJSON(ctx context.Context, p string, q url.Values, accept string, v any) error {
+// tooLargeError is an answer larger than its cap.
+type tooLargeError struct {
+	what  string
+	limit int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s is larger than %d MiB; refusing to read it", e.what, e.limit>>20)
+}
+
+// capReader reads r up to limit bytes (in all), then fails with a
+// *tooLargeError naming the cap (size) instead of pretending the input
+// ended, which would surface as a misleading decode error.
+type capReader struct {
+	r           io.Reader
+	n           int64
+	limit, size int64
+	what        string
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		return 0, &tooLargeError{what: c.what, limit: c.size}
+	}
+	if rem := c.limit - c.n; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	return k, err
+}
+
+// getJSON GETs p and decodes the answer, at most limit bytes, into v.
+func (a *restAPI) getJSON(ctx context.Context, p string, q url.Values, accept string, v any, limit int64) error {
 	resp, err := a.do(ctx, p, q, accept)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxObjectBytes)).Decode(v); err != nil {
+	if err := json.NewDecoder(&capReader{r: resp.Body, limit: limit, size: limit, what: "the answer to GET " + p}).Decode(v); err != nil {
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			return err
+		}
 		return fmt.Errorf("decoding %s: %w", p, err)
 	}
 	return nil
@@ -253,7 +383,7 @@ func (a *restAPI) ListPods(ctx context.Context, opts ListOptions) (*kubetypes.Po
 		defer cancel()
 	}
 	l := &kubetypes.PodList{}
-	if err := a.getJSON(ctx, "/api/v1/pods", opts.query(false), mediaJSON, l); err != nil {
+	if err := a.getJSON(ctx, "/api/v1/pods", opts.query(false), mediaJSON, l, maxListBytes); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -276,7 +406,7 @@ func (a *restAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, er
 		return nil, errors.New("informer: node name is required")
 	}
 	n := &kubetypes.Node{}
-	if err := a.getJSON(ctx, "/api/v1/nodes/"+url.PathEscape(name), nil, mediaJSON, n); err != nil {
+	if err := a.getJSON(ctx, "/api/v1/nodes/"+url.PathEscape(name), nil, mediaJSON, n, maxEventBytes); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -307,7 +437,7 @@ func (a *restAPI) getMetadata(ctx context.Context, prefix, ns, resource, name st
 	}
 	p += "/" + resource + "/" + url.PathEscape(name)
 	m := &kubetypes.PartialObjectMetadata{}
-	if err := a.getJSON(ctx, p, nil, acceptMetadata, m); err != nil {
+	if err := a.getJSON(ctx, p, nil, acceptMetadata, m, maxEventBytes); err != nil {
 		return nil, err
 	}
 	if m.UID == "" && m.Name == "" {
@@ -334,17 +464,33 @@ func (w *streamWatch) Stop() {
 	})
 }
 
+// loop decodes the stream. A stream that breaks (the connection drops, or
+// what comes is not a watch event) ends with an ERROR event of reason
+// reasonStreamBroken, one event larger than maxEventBytes with
+// reasonEventTooLarge; the end of the stream (the server closed it) just
+// closes the channel.
 func (w *streamWatch) loop() {
 	defer close(w.out)
 	defer w.body.Close()
 	defer w.cancel()
-	dec := json.NewDecoder(w.body)
+	cr := &capReader{r: w.body, size: maxEventBytes, what: "a watch event"}
+	dec := json.NewDecoder(cr)
+	fail := func(reason, msg string) {
+		w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{Status: "Failure", Reason: reason, Message: msg}})
+	}
 	for {
+		// The cap counts from the end of the last event.
+		cr.limit = dec.InputOffset() + maxEventBytes
 		var raw kubetypes.WatchEvent
 		if err := dec.Decode(&raw); err != nil {
-			if !errors.Is(err, io.EOF) {
-				w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{
-					Status: "Failure", Reason: "StreamError", Message: "watch stream: " + err.Error()}})
+			var tl *tooLargeError
+			switch {
+			case errors.As(err, &tl):
+				fail(reasonEventTooLarge, "watch stream: "+err.Error())
+			case errors.Is(err, io.EOF):
+			case w.stopped():
+			default:
+				fail(reasonStreamBroken, "watch stream: "+err.Error())
 			}
 			return
 		}
@@ -353,8 +499,7 @@ func (w *streamWatch) loop() {
 		case kubetypes.Added, kubetypes.Modified, kubetypes.Deleted, kubetypes.Bookmark:
 			p := &kubetypes.Pod{}
 			if err := json.Unmarshal(raw.Object, p); err != nil {
-				w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{
-					Status: "Failure", Reason: "StreamError", Message: "decoding a watch event: " + err.Error()}})
+				fail(reasonStreamBroken, "decoding a watch event: "+err.Error())
 				return
 			}
 			ev.Pod = p
@@ -370,6 +515,15 @@ func (w *streamWatch) loop() {
 		if !w.send(ev) {
 			return
 		}
+	}
+}
+
+func (w *streamWatch) stopped() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -102,9 +102,8 @@ func TestMetadataRefresh(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
 	h.start()
-	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "a" {
-		t.Fatalf("pod %+v", p)
-	}
+	// Read off the watch loop, then published again.
+	awaitPod(t, h.c, "default", "p", func(p *enrich.Pod) bool { return p.NamespaceLabels["team"] == "a" })
 	ns.Labels = map[string]string{"team": "b"}
 	if _, err := h.cs.CoreV1().Namespaces().Update(context.Background(), ns, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ type metaVal struct {
 	// node only
 	addrs    []netip.Addr
 	gateways []netip.Addr
+	podCIDRs []netip.Prefix
 }
 
 const (
@@ -42,6 +43,13 @@ type metaCache struct {
 	warn  map[metaKind]*rateLimit
 
 	nodeForbidden sync.Once
+
+	// fill wakes fillLoop: a pod was published without metadata that is
+	// not cached yet.
+	fill chan struct{}
+	// passed is closed after each pass of fillLoop (tests wait on it).
+	passMu sync.Mutex
+	passed chan struct{}
 }
 
 type metaEntry struct {
@@ -55,7 +63,8 @@ func newMetaCache(ttl time.Duration) *metaCache {
 		panic(err) // only for a size below 1
 	}
 	return &metaCache{lru: l, ttl: ttl, fails: map[string]time.Time{},
-		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {}}}
+		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {}},
+		fill: make(chan struct{}, 1), passed: make(chan struct{})}
 }
 
 // metaKind is a kind of object podstamp GETs on demand.
@@ -70,7 +79,8 @@ const (
 
 // lookup returns the cached object, or GETs it. ok is false when it could not
 // be read: callers stamp without it. Failed GETs are retried at most every
-// metaRetryAfter, so an unreachable API server costs little.
+// metaRetryAfter (or later if the server asked for it with Retry-After), so
+// an unreachable or overloaded API server costs little.
 func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (metaVal, bool) {
 	key := string(kind) + "/" + ns + "/" + name
 	now := c.clock.Now()
@@ -96,7 +106,7 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 	if err != nil {
 		c.m.metaErrors.WithLabelValues(string(kind)).Inc()
 		c.meta.mu.Lock()
-		c.meta.fails[key] = now.Add(metaRetryAfter)
+		c.meta.fails[key] = now.Add(max(metaRetryAfter, retryAfterOf(err)))
 		c.meta.mu.Unlock()
 		switch {
 		case kind == kindNode && !c.cfg.Needs.NodeMetadata && IsForbidden(err):
@@ -118,6 +128,17 @@ func (c *Cache) lookup(ctx context.Context, kind metaKind, ns, name string) (met
 	c.meta.mu.Unlock()
 	c.meta.lru.Add(key, metaEntry{v: v, until: now.Add(c.meta.ttl)})
 	return v, true
+}
+
+// cachedMeta is lookup without the GET: the cached object, even if it
+// expired (it is better than none until it is read again); fresh is false
+// when there is none or it expired.
+func (c *Cache) cachedMeta(kind metaKind, ns, name string) (v metaVal, fresh bool) {
+	e, ok := c.meta.lru.Get(string(kind) + "/" + ns + "/" + name)
+	if !ok {
+		return metaVal{}, false
+	}
+	return e.v, c.clock.Now().Before(e.until)
 }
 
 func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVal, error) {
@@ -144,6 +165,9 @@ func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVa
 			cidrs = []string{o.Spec.PodCIDR}
 		}
 		for _, s := range cidrs {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				v.podCIDRs = append(v.podCIDRs, p.Masked())
+			}
 			if g, ok := gateway(s); ok {
 				v.gateways = append(v.gateways, g)
 			}
@@ -209,46 +233,95 @@ func (c *Cache) sweepFails(now time.Time) {
 	}
 }
 
+// publishNow is publish for the watch loop: it never waits for the API
+// server. Metadata not cached yet (or expired) is left out (or stale) and
+// fillLoop reads it; the pod is published again then.
+func (c *Cache) publishNow(o *podObj) (pub *enrich.Pod, complete bool) {
+	return c.publish(context.Background(), o, false)
+}
+
+// fillLater wakes fillLoop. The cache calls it after it indexed a pod that
+// publishNow left incomplete, so that the pass sees that pod.
+func (c *Cache) fillLater() {
+	select {
+	case c.meta.fill <- struct{}{}:
+	default: // a pass is due already
+	}
+}
+
+// fillLoop reads the metadata the watch loop left out, off the watch loop:
+// a GET (bounded by metaGetTimeout) never delays the events of other pods
+// or the release of requests held for a pod.
+func (c *Cache) fillLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.meta.fill:
+			c.republish(ctx, true)
+			c.meta.passMu.Lock()
+			close(c.meta.passed)
+			c.meta.passed = make(chan struct{})
+			c.meta.passMu.Unlock()
+		}
+	}
+}
+
+// nextFill is closed when the next pass of fillLoop ends.
+func (m *metaCache) nextFill() <-chan struct{} {
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
+	return m.passed
+}
+
 // publish returns the pod to hand out: the stripped pod plus whatever
-// namespace, node and workload metadata the rules need and can be read.
-// complete is false when a lookup failed: the pod is published again later.
-func (c *Cache) publish(ctx context.Context, o *podObj) (pub *enrich.Pod, complete bool) {
+// namespace, node and workload metadata the rules need and can be read
+// (fetch) or is cached (!fetch). complete is false when some is missing or
+// stale: the pod is published again later.
+func (c *Cache) publish(ctx context.Context, o *podObj, fetch bool) (pub *enrich.Pod, complete bool) {
 	if !c.needsMeta() || c.meta == nil {
 		return o.pod, true
+	}
+	look := func(kind metaKind, ns, name string) (metaVal, bool) {
+		if fetch {
+			return c.lookup(ctx, kind, ns, name)
+		}
+		return c.cachedMeta(kind, ns, name)
 	}
 	complete = true
 	p := *o.pod
 	if c.cfg.Needs.NamespaceMetadata {
-		v, ok := c.lookup(ctx, kindNamespace, "", p.Namespace)
+		v, ok := look(kindNamespace, "", p.Namespace)
 		p.NamespaceLabels, p.NamespaceAnnotations = v.labels, v.annotations
 		complete = complete && ok
 	}
 	if c.cfg.Needs.NodeMetadata && p.NodeName != "" {
-		v, ok := c.lookup(ctx, kindNode, "", p.NodeName)
+		v, ok := look(kindNode, "", p.NodeName)
 		p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
 		complete = complete && ok
 	}
 	if c.cfg.Needs.WorkloadUIDs && len(p.Workloads) > 0 {
 		ws := slices.Clone(p.Workloads)
 		var rs, job metaVal
-		var rsOK, jobOK bool
 		if o.rsName != "" {
-			rs, rsOK = c.lookup(ctx, kindReplicaSet, p.Namespace, o.rsName)
-			complete = complete && rsOK
+			var ok bool
+			rs, ok = look(kindReplicaSet, p.Namespace, o.rsName)
+			complete = complete && ok
 		}
 		if o.jobName != "" {
-			job, jobOK = c.lookup(ctx, kindJob, p.Namespace, o.jobName)
-			complete = complete && jobOK
+			var ok bool
+			job, ok = look(kindJob, p.Namespace, o.jobName)
+			complete = complete && ok
 		}
 		for i := range ws {
 			w := &ws[i]
 			switch w.Kind {
 			case enrich.Deployment:
-				if rsOK && rs.ownerName == w.Name {
+				if rs.ownerName == w.Name {
 					w.UID = rs.ownerUID
 				}
 			case enrich.CronJob:
-				if jobOK && job.ownerName == w.Name {
+				if job.ownerName == w.Name {
 					w.UID = job.ownerUID
 				}
 			default:
@@ -264,6 +337,9 @@ func (c *Cache) publish(ctx context.Context, o *podObj) (pub *enrich.Pod, comple
 // diagnosis, when node read is allowed) and refreshes pod metadata every
 // MetadataTTL.
 func (c *Cache) metaLoop(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { c.fillLoop(ctx) })
 	c.refreshNode(ctx)
 	close(c.nodeRead)
 	t := c.clock.NewTicker(c.cfg.MetadataTTL)
@@ -302,6 +378,7 @@ func (c *Cache) refreshNode(ctx context.Context) {
 	for _, g := range v.gateways {
 		c.gateways[g] = true
 	}
+	c.podCIDRs = v.podCIDRs
 	// Requests held for these addresses (before the first read) get their
 	// answer now.
 	for ip, w := range c.waiters {
@@ -328,7 +405,7 @@ func (c *Cache) republish(ctx context.Context, onlyIncomplete bool) {
 		if ctx.Err() != nil {
 			return
 		}
-		pub, complete := c.publish(ctx, o)
+		pub, complete := c.publish(ctx, o, true)
 		c.mu.Lock()
 		if e := c.byUID[string(o.UID)]; e != nil && e.obj == o {
 			e.incomplete = !complete

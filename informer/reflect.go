@@ -12,16 +12,22 @@ import (
 // The list-and-watch loop of the pod cache: list the node's pods, apply the
 // list (pods missing from it are deleted), then watch from the list's
 // resource version, applying events as they come. A watch the server ends
-// (its timeout) is opened again from the last resource version seen; a
-// failed list or watch is counted and logged, and after a backoff the pods
-// are listed again, which catches up on whatever happened meanwhile. A
-// resource version the server has forgotten (410 Gone) leads to a fresh
-// list at once.
+// (its timeout) is opened again from the last resource version seen. A
+// watch whose stream breaks (the connection drops, or what comes cannot be
+// decoded) is counted and, after a backoff, resumed from the last resource
+// version too; only after maxResumes such breaks in a row with no event
+// between them are the pods listed again. Any other failed list or watch
+// (one that cannot be opened, ends with an ERROR from the server, goes
+// silent or sends an event larger than maxEventBytes) is counted and
+// logged, and after a backoff the pods are listed again, which catches up
+// on whatever happened meanwhile. A resource version the server has
+// forgotten (410 Gone) leads to a fresh list at once. A wait the server
+// asked for (Retry-After) is honoured by the backoff.
 const (
-	listPageSize   = 500
-	listTimeout    = 60 * time.Second
-	backoffInitial = 800 * time.Millisecond
-	backoffMax     = 30 * time.Second
+	listPageSize = 500
+	listTimeout  = 60 * time.Second
+	backoffMax   = 30 * time.Second
+	maxResumes   = 3
 	// A watch that ends sooner than this without an error is treated like
 	// a failure for pacing, so a server that closes watches at once is not
 	// asked again in a tight loop.
@@ -31,11 +37,12 @@ const (
 // Watches ask the server to end them after watchMinTimeout to twice that.
 // One that is still open watchSilence after that, with nothing received
 // since, is given up as a failure: the server or the path to it is gone
-// without a word (HTTP/2 pings catch a dead connection sooner). Variables
-// so that tests can shorten them.
+// without a word (HTTP/2 pings catch a dead connection sooner). The first
+// backoff is backoffInitial. Variables so that tests can shorten them.
 var (
 	watchMinTimeout = 5 * time.Minute
 	watchSilence    = 30 * time.Second
+	backoffInitial  = 800 * time.Millisecond
 )
 
 func (c *Cache) reflect(ctx context.Context) {
@@ -53,7 +60,7 @@ func (c *Cache) reflect(ctx context.Context) {
 				rv = "" // list the latest state instead
 				continue
 			}
-			if !bo.wait(ctx) {
+			if !bo.wait(ctx, retryAfterOf(err)) {
 				return
 			}
 			continue
@@ -61,32 +68,62 @@ func (c *Cache) reflect(ctx context.Context) {
 		c.replace(listed.Items)
 		rv = listed.ResourceVersion
 		c.markSynced()
-		for ctx.Err() == nil {
-			start := time.Now()
-			next, err := c.watchOnce(ctx, sel, rv)
-			if ctx.Err() != nil {
-				return
-			}
-			rv = next
-			if err == nil {
-				if time.Since(start) >= watchMinHealthy {
-					bo.reset()
-				} else if !bo.wait(ctx) {
-					return
-				}
-				continue
-			}
-			c.onWatchError(err)
-			if IsGone(err) {
-				rv = ""
-				break // relist now
-			}
-			if !bo.wait(ctx) {
-				return
-			}
-			break // relist: catch up on what was missed
+		if !c.watch(ctx, sel, &rv, &bo) {
+			return
 		}
 	}
+}
+
+// watch watches from *rv, again and again, until the pods must be listed
+// again (true) or ctx ends (false). *rv is the last resource version seen.
+func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff) bool {
+	breaks := 0 // broken watches in a row without an event
+	for {
+		start := time.Now()
+		next, events, err := c.watchOnce(ctx, sel, *rv)
+		if ctx.Err() != nil {
+			return false
+		}
+		*rv = next
+		if events > 0 {
+			breaks = 0
+		}
+		healthy := time.Since(start) >= watchMinHealthy
+		if err == nil {
+			// The server ended the watch (its timeout): watch on.
+			if healthy {
+				bo.reset()
+			} else if !bo.wait(ctx, 0) {
+				return false
+			}
+			continue
+		}
+		c.onWatchError(err)
+		switch {
+		case IsGone(err):
+			*rv = ""
+			return true // list now
+		case streamBroken(err) && breaks < maxResumes:
+			// Nothing the server said is lost: resume where the stream
+			// broke rather than list everything again.
+			breaks++
+			if healthy {
+				bo.reset()
+			}
+			if !bo.wait(ctx, 0) {
+				return false
+			}
+		default:
+			return bo.wait(ctx, retryAfterOf(err)) // list: catch up on what was missed
+		}
+	}
+}
+
+// streamBroken reports whether err is a watch stream that broke on the
+// client's side: the connection dropped or an event could not be decoded.
+func streamBroken(err error) bool {
+	st, ok := statusOf(err)
+	return ok && st.Reason == reasonStreamBroken
 }
 
 // listAll lists the node's pods page by page.
@@ -113,29 +150,31 @@ func (c *Cache) listAll(ctx context.Context, sel, rv string) (*kubetypes.PodList
 }
 
 // watchOnce applies the events of one watch from rv until it ends, and
-// returns the last resource version seen. The error is the watch's: it
-// could not be opened, or it ended with an ERROR event.
-func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, error) {
+// returns the last resource version seen and how many events (bookmarks
+// included) came. The error is the watch's: it could not be opened, it
+// ended with an ERROR event, or it went silent.
+func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, error) {
 	timeout := watchMinTimeout + rand.N(watchMinTimeout)
 	w, err := c.client.WatchPods(ctx, ListOptions{
 		FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
 		TimeoutSeconds: int64(timeout / time.Second),
 	})
 	if err != nil {
-		return rv, err
+		return rv, 0, err
 	}
 	defer w.Stop()
 	silent := time.NewTimer(timeout + watchSilence)
 	defer silent.Stop()
+	events := 0
 	for {
 		select {
 		case <-ctx.Done():
-			return rv, nil
+			return rv, events, nil
 		case <-silent.C:
-			return rv, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", watchSilence, timeout)
+			return rv, events, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", watchSilence, timeout)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return rv, nil
+				return rv, events, nil
 			}
 			silent.Reset(timeout + watchSilence)
 			switch ev.Type {
@@ -148,8 +187,9 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, error) {
 				if ev.Status != nil {
 					st = *ev.Status
 				}
-				return rv, &StatusError{Status: st}
+				return rv, events, &StatusError{Status: st}
 			}
+			events++
 			if ev.Pod != nil && ev.Pod.ResourceVersion != "" {
 				rv = ev.Pod.ResourceVersion
 			}
@@ -195,16 +235,10 @@ type backoff struct {
 
 func (b *backoff) reset() { b.next = backoffInitial }
 
-// wait sleeps for the next delay; false if ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
+// wait sleeps for the next delay, or for atLeast (a wait the server asked
+// for) if that is longer; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context, atLeast time.Duration) bool {
 	d := b.next/2 + rand.N(b.next/2+1)
 	b.next = min(2*b.next, backoffMax)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return sleepCtx(ctx, max(d, atLeast)) == nil
 }

@@ -139,7 +139,7 @@ func TestCredentialsSent(t *testing.T) {
 	if _, err := api.GetNode(t.Context(), "n"); err != nil {
 		t.Fatal(err)
 	}
-	ba := api.(*restAPI).client.Transport.(*bearerAuth)
+	ba := api.(*restAPI).client.Transport.(*authTransport)
 	ba.mu.Lock()
 	ba.read = ba.read.Add(-2 * 60e9)
 	ba.mu.Unlock()
