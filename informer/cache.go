@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 
@@ -39,14 +40,26 @@ type Cache struct {
 	negative map[netip.Addr]time.Time // address -> not held again until
 	nodeIPs  map[netip.Addr]bool      // Config.NodeIPs and the node's status.addresses
 	gateways map[netip.Addr]bool      // first address of each spec.podCIDRs
+	podCIDRs []netip.Prefix           // the node's spec.podCIDRs
 
+	// holdMu guards the per-peer hold accounting; held and heldReqs change
+	// only under it (they are atomic so that metrics read them lock-free).
+	holdMu   sync.Mutex
+	perPeer  map[netip.Addr]peerHold
 	held     atomic.Int64 // bytes of held requests
 	heldReqs atomic.Int64
+
+	routes *lru.Cache[netip.Addr, routeEntry] // route answers, for routeTTL
+
+	liveMu      sync.Mutex
+	liveProbe   chan struct{} // closed once a pending lock probe got the lock
+	liveTimeout time.Duration
 
 	meta *metaCache
 
 	warnNAT   rateLimit
 	warnWatch rateLimit
+	warnRoute rateLimit
 
 	// test hooks, set before Run
 	afterEvent func(kind string, o *podObj) // after the cache applied an event
@@ -84,7 +97,11 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		negative: map[netip.Addr]time.Time{},
 		nodeIPs:  map[netip.Addr]bool{},
 		gateways: map[netip.Addr]bool{},
+		perPeer:  map[netip.Addr]peerHold{},
+		routes:   newRouteCache(),
 		meta:     newMetaCache(cfg.MetadataTTL),
+
+		liveTimeout: liveTimeout,
 		nodeRead: make(chan struct{}),
 		syncDone: make(chan struct{}),
 	}
@@ -135,6 +152,45 @@ func (c *Cache) Ready() error {
 }
 
 func (c *Cache) isSynced() bool { return c.synced.Load() }
+
+// liveTimeout bounds how long Live waits for the cache's lock.
+const liveTimeout = 500 * time.Millisecond
+
+// Live returns an error when the cache's lock cannot be taken within a short
+// time: the cache is wedged and neither resolves peers nor applies events.
+// One probe waits for the lock at a time; while it is stuck, Live fails at
+// once without starting another.
+func (c *Cache) Live() error {
+	if c.mu.TryLock() {
+		c.mu.Unlock()
+		return nil
+	}
+	c.liveMu.Lock()
+	probe := c.liveProbe
+	if probe == nil {
+		probe = make(chan struct{})
+		c.liveProbe = probe
+		go func() {
+			// The write lock: it waits for readers too, so a stuck reader
+			// (which also stops every event) is caught.
+			c.mu.Lock()
+			c.mu.Unlock()
+			c.liveMu.Lock()
+			c.liveProbe = nil
+			c.liveMu.Unlock()
+			close(probe)
+		}()
+	}
+	c.liveMu.Unlock()
+	t := time.NewTimer(c.liveTimeout)
+	defer t.Stop()
+	select {
+	case <-probe:
+		return nil
+	case <-t.C:
+		return errors.New("pod cache lock not available within " + c.liveTimeout.String() + ": the cache is wedged")
+	}
+}
 
 func (c *Cache) onWatchError(err error) {
 	c.m.watchErrors.Inc()

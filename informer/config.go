@@ -16,6 +16,9 @@ const (
 	DefaultHoldNegativeTTL = 60 * time.Second
 	DefaultPodDeleteGrace  = 2 * time.Minute
 	DefaultMetadataTTL     = 5 * time.Minute
+	// DefaultHoldMaxPerPeerRequests bounds the requests of one peer held at
+	// once. The per-peer byte bound defaults to HoldMaxBytes/8.
+	DefaultHoldMaxPerPeerRequests = 16
 )
 
 // Config configures a Cache. Zero durations and sizes take the defaults above.
@@ -31,6 +34,12 @@ type Config struct {
 	HoldTimeout time.Duration
 	// HoldMaxBytes bounds the bytes of all requests held at once.
 	HoldMaxBytes int64
+	// HoldMaxPerPeerRequests and HoldMaxPerPeerBytes bound what one peer
+	// address may have held at once, so that one sender cannot spend the
+	// whole HoldMaxBytes and leave a new pod's first export unstamped.
+	// Defaults: 16 requests and HoldMaxBytes/8.
+	HoldMaxPerPeerRequests int
+	HoldMaxPerPeerBytes    int64
 	// HoldNegativeTTL is how long an address whose hold timed out is not held
 	// again, unless the informer sees it.
 	HoldNegativeTTL time.Duration
@@ -43,6 +52,12 @@ type Config struct {
 	// (enrich.Config.Needs). Each one costs on-demand GETs of namespaces,
 	// nodes, ReplicaSets and Jobs.
 	Needs enrich.Needs
+
+	// RouteLookup returns the kernel's route to an address (see Route). It
+	// decides whether a sender the cache knows nothing about is on this node
+	// (IsLocal). nil: the kernel's routing table, read over netlink
+	// (RTM_GETROUTE) on Linux; elsewhere every such sender counts as local.
+	RouteLookup func(netip.Addr) (Route, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -60,6 +75,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetadataTTL == 0 {
 		c.MetadataTTL = DefaultMetadataTTL
+	}
+	if c.HoldMaxPerPeerRequests == 0 {
+		c.HoldMaxPerPeerRequests = DefaultHoldMaxPerPeerRequests
+	}
+	if c.HoldMaxPerPeerBytes == 0 {
+		c.HoldMaxPerPeerBytes = max(c.HoldMaxBytes/8, 1)
+	}
+	if c.RouteLookup == nil {
+		c.RouteLookup = kernelRoute
 	}
 	return c
 }
@@ -83,6 +107,12 @@ func (c Config) Validate() error {
 	}
 	if c.HoldMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("informer: hold max bytes must not be negative, got %d", c.HoldMaxBytes))
+	}
+	if c.HoldMaxPerPeerRequests < 0 {
+		errs = append(errs, fmt.Errorf("informer: hold max per-peer requests must not be negative, got %d", c.HoldMaxPerPeerRequests))
+	}
+	if c.HoldMaxPerPeerBytes < 0 {
+		errs = append(errs, fmt.Errorf("informer: hold max per-peer bytes must not be negative, got %d", c.HoldMaxPerPeerBytes))
 	}
 	for i, ip := range c.NodeIPs {
 		if !ip.IsValid() {

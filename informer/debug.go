@@ -40,6 +40,9 @@ type resolution struct {
 	Pod           *podView  `json:"pod,omitempty"`
 	Candidates    []podView `json:"candidates,omitempty"` // every cached pod listing the address
 	HeldRequests  int       `json:"held_requests"`
+	HeldBytes     int64     `json:"held_bytes"`
+	Local         bool      `json:"local"`        // IsLocal: only local senders are held
+	LocalReason   string    `json:"local_reason"` // why it is (not) local
 	NegativeUntil time.Time `json:"negative_until,omitzero"`
 	Synced        bool      `json:"synced"`
 }
@@ -51,6 +54,7 @@ type listing struct {
 	HeldRequests int64     `json:"held_requests"`
 	NodeIPs      []string  `json:"node_ips"`
 	Gateways     []string  `json:"pod_cidr_gateways"`
+	PodCIDRs     []string  `json:"pod_cidrs,omitempty"`
 	Negative     []string  `json:"negative,omitempty"`
 	Pods         []podView `json:"pods"`
 }
@@ -99,12 +103,12 @@ func view(e *entry, now time.Time, grace time.Duration) podView {
 func (c *Cache) explain(ip netip.Addr) resolution {
 	ip = ip.Unmap().WithZone("")
 	now := c.clock.Now()
+	local, localWhy := c.locality(ip) // may read a route: before the lock
+	ph := c.peerHeld(ip)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	r := resolution{IP: ip.String(), Synced: c.isSynced()}
-	if w := c.waiters[ip]; w != nil {
-		r.HeldRequests = w.n
-	}
+	r := resolution{IP: ip.String(), Synced: c.isSynced(), Local: local, LocalReason: localWhy,
+		HeldRequests: ph.reqs, HeldBytes: ph.bytes}
 	owner := c.byIP.get(ip, now, c.cfg.PodDeleteGrace)
 	for _, e := range c.byIP.cands[ip] {
 		v := view(e, now, c.cfg.PodDeleteGrace)
@@ -125,7 +129,9 @@ func (c *Cache) explain(ip netip.Addr) resolution {
 	case nonPod:
 		r.Result, r.Reason = string(res), why
 	case !r.NegativeUntil.IsZero():
-		r.Result, r.Reason = string(enrich.ResultUnknown), "a hold for this address timed out recently; not held again until negative_until unless a pod with it appears"
+		r.Result, r.Reason = string(enrich.ResultUnknown), "a hold for this address timed out or was given up recently; not held again until negative_until unless a pod with it appears"
+	case !local:
+		r.Result, r.Reason = string(enrich.ResultUnknown), "not a sender on this node ("+localWhy+"): never held"
 	case !r.Synced:
 		r.Result, r.Reason = "hold", "pod cache not synced yet: requests are held until the address appears or the hold timeout"
 	default:
@@ -144,6 +150,9 @@ func (c *Cache) list() listing {
 	}
 	for ip := range c.gateways {
 		l.Gateways = append(l.Gateways, ip.String())
+	}
+	for _, p := range c.podCIDRs {
+		l.PodCIDRs = append(l.PodCIDRs, p.String())
 	}
 	for ip, until := range c.negative {
 		if now.Before(until) {

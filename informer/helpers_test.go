@@ -103,6 +103,9 @@ func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
 	if cfg.NodeName == "" {
 		cfg.NodeName = testNode
 	}
+	if cfg.RouteLookup == nil {
+		cfg.RouteLookup = podRoutes
+	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := New(FromClientset(h.cs), cfg, log, h.reg)
 	if err != nil {
@@ -269,6 +272,18 @@ func (h *harness) resolveAsync(ctx context.Context, ip string, size int) <-chan 
 		ch <- r
 	}()
 	return ch
+}
+
+// podRoutes is the harness's routing table: the addresses of testNodeObj
+// are this host's, every other address is reached directly through a pod
+// interface. So every test peer counts as a sender on this node (IsLocal),
+// and is held, whatever the node object says.
+func podRoutes(ip netip.Addr) (Route, error) {
+	switch ip.String() {
+	case "192.168.1.10", "203.0.113.10":
+		return Route{Local: true, Interface: "lo"}, nil
+	}
+	return Route{Interface: "veth-test", InterfaceAddrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}, nil
 }
 
 var podsGVR = corev1.SchemeGroupVersion.WithResource("pods")

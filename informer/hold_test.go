@@ -119,7 +119,9 @@ func TestNegativeCacheExpires(t *testing.T) {
 }
 
 func TestHoldBudget(t *testing.T) {
-	h := newHarness(t, Config{HoldTimeout: 10 * time.Second, HoldMaxBytes: 100})
+	// The per-peer share is the whole budget here: this test is about the
+	// global budget (TestHoldPerPeerCaps is about the shares).
+	h := newHarness(t, Config{HoldTimeout: 10 * time.Second, HoldMaxBytes: 100, HoldMaxPerPeerBytes: 100})
 	h.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -171,13 +173,45 @@ func TestCancelWhileHeld(t *testing.T) {
 	if b := h.metric("podstamp_held_bytes"); b != 0 {
 		t.Errorf("held bytes after cancel = %v", b)
 	}
-	// A canceled hold does not mark the address negative.
+	// A canceled hold marks the address negative, like a timed-out one: a
+	// sender that gives up just before the timeout and sends again must not
+	// keep its share of the hold budget spent.
 	h.c.mu.RLock()
 	_, neg := h.c.negative[netip.MustParseAddr("10.1.0.14")]
 	nw := len(h.c.waiters)
 	h.c.mu.RUnlock()
-	if neg || nw != 0 {
-		t.Errorf("negative=%v waiters=%d after cancel", neg, nw)
+	if !neg || nw != 0 {
+		t.Errorf("negative=%v waiters=%d after cancel, want negative and no waiters", neg, nw)
+	}
+	if p, res, err := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.14"), 500); p != nil || res != enrich.ResultUnknown || err != nil {
+		t.Errorf("after the cancel: %v %v %v, want unknown at once", p, res, err)
+	}
+}
+
+// A hold canceled after its pod appeared does not mark the address negative.
+func TestCancelAfterPodAppearedNotNegative(t *testing.T) {
+	h := newHarness(t, Config{HoldTimeout: 10 * time.Second})
+	h.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	peer := netip.MustParseAddr("10.1.0.16")
+	got := h.resolveAsync(ctx, peer.String(), 10)
+	h.waitHeld(peer.String())
+	// Take the lock so that the pod's event and the cancel are both seen by
+	// the waiter only after the pod is indexed.
+	h.c.mu.Lock()
+	h.c.byIP.add(peer, &entry{obj: podObjOf(mkPod(podSpec{name: "p16", ips: []string{peer.String()}})), cls: classLive})
+	cancel()
+	h.c.mu.Unlock()
+	r := <-got
+	if r.err == nil && r.res != string(enrich.ResultHoldHit) {
+		t.Fatalf("got %+v, want canceled or hold_hit", r)
+	}
+	h.c.mu.RLock()
+	_, neg := h.c.negative[peer]
+	h.c.mu.RUnlock()
+	if neg {
+		t.Error("address marked negative although its pod appeared")
 	}
 }
 

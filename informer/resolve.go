@@ -33,11 +33,13 @@ func (c *Cache) nonPodLocked(ip netip.Addr) (res enrich.Result, why string, ok b
 // ResolvePeer implements enrich.Resolver. peer may be IPv4-mapped IPv6.
 //
 // A peer found in the cache is a hit. A known non-pod address is answered at
-// once (host_network or nat_suspected). A peer that recently timed out is
-// unknown. Any other peer is held: the call waits, charging size bytes to the
-// hold budget, until the informer indexes the address (hold_hit), HoldTimeout
-// passes (hold_timeout), or ctx ends (ctx.Err()). When the budget is spent the
-// call returns no_budget at once.
+// once (host_network or nat_suspected). A peer that recently timed out or
+// gave up while held is unknown, and so is a peer that is not on this node
+// (IsLocal): it cannot be a pod of this cache. Any other peer is held: the
+// call waits, charging size bytes to the hold budget and to the peer's share
+// of it, until the informer indexes the address (hold_hit), HoldTimeout
+// passes (hold_timeout), or ctx ends (ctx.Err()). When the budget or the
+// peer's share is spent the call returns no_budget at once.
 func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*enrich.Pod, enrich.Result, error) {
 	if !peer.IsValid() {
 		return nil, enrich.ResultUnknown, nil // no address (e.g. a Unix socket): nothing to wait for
@@ -59,20 +61,26 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		return nil, res, nil
 	}
 	until, negative := c.negative[peer]
+	local, _, decided := c.localKnownLocked(peer)
+	nodeIPs := c.nodeIPs // replaced, never modified: safe to read unlocked
 	c.mu.RUnlock()
 	if negative && now.Before(until) {
 		return nil, enrich.ResultUnknown, nil
 	}
+	if !decided {
+		local, _ = c.routeLocal(peer, nodeIPs)
+	}
+	if !local {
+		c.m.holdRefused.WithLabelValues(refusedNotLocal).Inc()
+		return nil, enrich.ResultUnknown, nil
+	}
 
-	size = max(size, 0)
-	if !c.reserve(int64(size)) {
+	n := int64(max(size, 0))
+	if reason := c.reserve(peer, n); reason != "" {
+		c.m.holdRefused.WithLabelValues(reason).Inc()
 		return nil, enrich.ResultNoBudget, nil
 	}
-	c.heldReqs.Add(1)
-	defer func() {
-		c.held.Add(-int64(size))
-		c.heldReqs.Add(-1)
-	}()
+	defer c.release(peer, n)
 
 	timer := c.clock.NewTimer(c.cfg.HoldTimeout)
 	defer timer.Stop()
@@ -118,14 +126,23 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 		if w.n--; w.n == 0 && c.waiters[peer] == w {
 			delete(c.waiters, peer)
 		}
-		if res == enrich.ResultHoldTimeout {
-			// The address may have appeared just as the timer fired.
+		if res != "" || err != nil {
+			// The address may have appeared just as the timer fired or the
+			// caller gave up.
 			if e := c.byIP.getConn(peer, c.clock.Now(), c.cfg.PodDeleteGrace, connAt); e != nil {
 				p := e.pod
 				c.mu.Unlock()
+				if err != nil {
+					c.m.holdLatency.WithLabelValues("canceled").Observe(time.Since(start).Seconds())
+					return nil, "", err
+				}
 				c.m.holdLatency.WithLabelValues(string(enrich.ResultHoldHit)).Observe(time.Since(start).Seconds())
 				return p, enrich.ResultHoldHit, nil
 			}
+			// A sender that gives up while held is not held again for a
+			// while, like one that timed out: otherwise one that cancels
+			// just before the timeout and sends again keeps its share of the
+			// budget spent for good.
 			c.negative[peer] = c.clock.Now().Add(c.cfg.HoldNegativeTTL)
 		}
 		c.mu.Unlock()
@@ -141,17 +158,63 @@ func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*en
 	}
 }
 
-// reserve charges n bytes to the hold budget, or reports that it is spent.
-func (c *Cache) reserve(n int64) bool {
-	for {
-		cur := c.held.Load()
-		if cur+n > c.cfg.HoldMaxBytes {
-			return false
-		}
-		if c.held.CompareAndSwap(cur, cur+n) {
-			return true
-		}
+// Reasons of podstamp_hold_refused_total.
+const (
+	refusedPeerRequests = "peer_requests" // the peer has HoldMaxPerPeerRequests held
+	refusedPeerBytes    = "peer_bytes"    // the peer's held bytes would pass HoldMaxPerPeerBytes
+	refusedBudget       = "budget"        // all held bytes would pass HoldMaxBytes
+	refusedNotLocal     = "not_local"     // the peer is not on this node
+)
+
+// peerHold is what one peer has held.
+type peerHold struct {
+	reqs  int
+	bytes int64
+}
+
+// reserve charges n bytes to peer's share and to the hold budget, or returns
+// why it cannot (a refusedX reason).
+func (c *Cache) reserve(peer netip.Addr, n int64) string {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	ph := c.perPeer[peer]
+	switch {
+	case ph.reqs+1 > c.cfg.HoldMaxPerPeerRequests:
+		return refusedPeerRequests
+	case ph.bytes+n > c.cfg.HoldMaxPerPeerBytes:
+		return refusedPeerBytes
+	case c.held.Load()+n > c.cfg.HoldMaxBytes:
+		return refusedBudget
 	}
+	ph.reqs++
+	ph.bytes += n
+	c.perPeer[peer] = ph
+	c.held.Add(n)
+	c.heldReqs.Add(1)
+	return ""
+}
+
+// release returns what reserve charged.
+func (c *Cache) release(peer netip.Addr, n int64) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	ph := c.perPeer[peer]
+	ph.reqs--
+	ph.bytes -= n
+	if ph.reqs <= 0 {
+		delete(c.perPeer, peer)
+	} else {
+		c.perPeer[peer] = ph
+	}
+	c.held.Add(-n)
+	c.heldReqs.Add(-1)
+}
+
+// peerHeld returns what peer has held, for /debug/pods.
+func (c *Cache) peerHeld(peer netip.Addr) peerHold {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return c.perPeer[peer]
 }
 
 func (c *Cache) warnNATSuspected(peer netip.Addr, why string) {
