@@ -75,7 +75,7 @@ func TestAPIServerAccepts(t *testing.T) {
 			if err := c.CreateNamespace(ctx, ns, map[string]string{"team": "t" + fmt.Sprint(i)}); err != nil {
 				t.Fatal(err)
 			}
-			ports := make([]string, 3)
+			ports := make([]string, 4)
 			for j := range ports {
 				p, err := cluster.FreePort()
 				if err != nil {
@@ -83,7 +83,7 @@ func TestAPIServerAccepts(t *testing.T) {
 				}
 				ports[j] = fmt.Sprint(p)
 			}
-			set := append(append([]string(nil), v.set...), "ports.grpc="+ports[0], "ports.http="+ports[1], "ports.admin="+ports[2])
+			set := append(append([]string(nil), v.set...), "ports.grpc="+ports[0], "ports.http="+ports[1], "ports.admin="+ports[2], "ports.debug="+ports[3])
 			out, err := Render(Options{ChartDir: chartDir(t), ValueFiles: v.files, Set: set,
 				ReleaseName: "ps" + fmt.Sprint(i), Namespace: ns})
 			if err != nil {
@@ -176,6 +176,7 @@ func TestAPIServerAccepts(t *testing.T) {
 			}
 
 			checkPodSecurity(ctx, t, c, o, psaNS, fmt.Sprintf("psa-%d", i))
+			checkNoHostPorts(ctx, t, c, o, ns)
 
 			token, err := c.ServiceAccountToken(ctx, ns, sa, time.Hour)
 			if err != nil {
@@ -188,8 +189,7 @@ func TestAPIServerAccepts(t *testing.T) {
 
 // checkPodSecurity creates (dry-run) a pod from the DaemonSet's template in a
 // namespace enforcing the "restricted" Pod Security Standard: it is admitted
-// in service mode, and in hostNetwork mode refused for host networking and
-// host ports only.
+// in service mode, and in hostNetwork mode refused for host networking only.
 func checkPodSecurity(ctx context.Context, t *testing.T, c *cluster.Cluster, o objects, ns, name string) {
 	t.Helper()
 	spec := o.DaemonSet.Spec.Template.Spec.DeepCopy()
@@ -208,10 +208,32 @@ func checkPodSecurity(ctx context.Context, t *testing.T, c *cluster.Cluster, o o
 	if err == nil || !strings.Contains(err.Error(), "hostNetwork=true") {
 		t.Fatalf("want the hostNetwork pod refused by Pod Security restricted for host networking, got %v", err)
 	}
-	for _, check := range []string{"allowPrivilegeEscalation", "capabilities", "runAsNonRoot", "runAsUser", "seccompProfile", "privileged", "volume types"} {
+	for _, check := range []string{"hostPort", "allowPrivilegeEscalation", "capabilities", "runAsNonRoot", "runAsUser", "seccompProfile", "privileged", "volume types"} {
 		if strings.Contains(err.Error(), check) {
 			t.Errorf("Pod Security restricted objects to more than host networking (%s): %v", check, err)
 		}
 	}
 	t.Logf("Pod Security restricted, as expected: %v", err)
+}
+
+// checkNoHostPorts creates (dry-run) a pod from the DaemonSet's template and
+// checks the API server's defaulted pod: it holds no host port, so a surge pod
+// of a rolling update fits on the node next to the old one. (A hostNetwork
+// pod's container ports all become host ports by defaulting.)
+func checkNoHostPorts(ctx context.Context, t *testing.T, c *cluster.Cluster, o objects, ns string) {
+	t.Helper()
+	spec := o.DaemonSet.Spec.Template.Spec.DeepCopy()
+	spec.NodeName = "node-" + ns
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hostports", Namespace: ns}, Spec: *spec}
+	got, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("dry-run pod from the template: %v", err)
+	}
+	for _, ctr := range got.Spec.Containers {
+		for _, p := range ctr.Ports {
+			if p.HostPort != 0 {
+				t.Errorf("the pod holds host port %d (%s): a surge pod could not be scheduled next to it", p.HostPort, p.Name)
+			}
+		}
+	}
 }

@@ -86,10 +86,25 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "bad memory limit type", file: "upstream: {endpoint: 'http://c:4317'}\nresources: {limits: {memory: lots}}\n", want: "memory"},
 		{name: "grace period not above shutdown timeout", set: []string{upstreamSet, "terminationGracePeriodSeconds=20"}, want: "must be larger than drainDelaySeconds + shutdownTimeoutSeconds"},
 		{name: "grace period not above drain delay + shutdown timeout", set: []string{upstreamSet, "drainDelaySeconds=10", "terminationGracePeriodSeconds=30"}, want: "(30) must be larger than drainDelaySeconds + shutdownTimeoutSeconds (30)"},
-		{name: "surge with host network", set: []string{upstreamSet, "updateStrategy.maxSurge=1"}, want: "maxSurge must be 0"},
-		{name: "surge and unavailable", set: []string{upstreamSet, "networkMode=service", "updateStrategy.maxSurge=1"}, want: "maxSurge or maxUnavailable, not both"},
+		{name: "surge and unavailable", set: []string{upstreamSet, "networkMode=service", "updateStrategy.maxSurge=1", "updateStrategy.maxUnavailable=1"}, want: "maxSurge or maxUnavailable, not both"},
+		{name: "surge and unavailable with host network", set: []string{upstreamSet, "updateStrategy.maxSurge=1", "updateStrategy.maxUnavailable=1"}, want: "maxSurge or maxUnavailable, not both"},
 		{name: "neither surge nor unavailable", set: []string{upstreamSet, "updateStrategy.maxUnavailable=0%"}, want: "not both and not neither"},
+		{name: "unknown update strategy key", set: []string{upstreamSet, "updateStrategy.type=OnDelete"}, want: "type"},
 		{name: "bad port", set: []string{upstreamSet, "ports.grpc=70000"}, want: "grpc"},
+		{name: "bad debug port", set: []string{upstreamSet, "ports.debug=0"}, want: "debug"},
+		{name: "bad priorityClassName type", file: "upstream: {endpoint: 'http://c:4317'}\npriorityClassName: 5\n", want: "priorityClassName"},
+		{name: "bad priorityClassName", set: []string{upstreamSet, "priorityClassName=System-Node-Critical"}, want: "priorityClassName"},
+		{name: "forwarded header with a space", file: "upstream: {endpoint: 'http://c:4317'}\nforwardHeaders: ['x scope']\n", want: "forwardHeaders"},
+		{name: "identity header without attribute", file: "upstream: {endpoint: 'http://c:4317'}\nidentityHeaders: [{name: x-scope-orgid}]\n", want: "attribute"},
+		{name: "identity header from an unsupported attribute", file: "upstream: {endpoint: 'http://c:4317'}\nidentityHeaders: [{name: x-scope-orgid, attribute: k8s.pod.label.team}]\n", want: "attribute"},
+		{name: "identity header as a string", file: "upstream: {endpoint: 'http://c:4317'}\nidentityHeaders: ['x-scope-orgid=k8s.namespace.name']\n", want: "identityHeaders"},
+		{name: "allowed CIDR without prefix length", set: []string{upstreamSet, "allowCIDRs={10.0.0.0}"}, want: "allowCIDRs"},
+		{name: "allowed CIDR not an address", set: []string{upstreamSet, "allowCIDRs={everyone/0}"}, want: "allowCIDRs"},
+		{name: "allowed IPv6 CIDR prefix too long", set: []string{upstreamSet, "allowCIDRs={fd00::/129}"}, want: "allowCIDRs"},
+		{name: "empty trusted relay rule", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {trusted_relays: [{}]}\n", want: "trusted_relays"},
+		{name: "trusted relay with a bad CIDR", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {trusted_relays: [{cidrs: [10.0.0.0/33]}]}\n", want: "cidrs"},
+		{name: "trusted relay with an unknown field", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {trusted_relays: [{namespace: relay}]}\n", want: "namespace"},
+		{name: "trusted relay selector without labels", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {trusted_relays: [{pod_selector: {match_labels: {}}}]}\n", want: "match_labels"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +168,7 @@ func TestRBAC(t *testing.T) {
 		"ci-service-mode":            {pods},
 		"ci-tls-headers":             {pods},
 		"ci-servicemonitor":          {pods},
+		"ci-tenants":                 {pods},
 		"examples-collector-gateway": {pods},
 		"ci-rules":                   {pods, "/namespaces:get", "/nodes:get", "apps/replicasets:get", "batch/jobs:get"},
 	}
@@ -247,7 +263,7 @@ func TestNetworkMode(t *testing.T) {
 			t.Errorf("hostNetwork=%v dnsPolicy=%q; want true, ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy)
 		}
 		for _, a := range []string{"--grpc-listen=$(K8S_NODE_IP):4317", "--http-listen=$(K8S_NODE_IP):4318", "--admin-listen=$(K8S_NODE_IP):10291",
-			"--node-name=$(K8S_NODE_NAME)", "--node-ip=$(K8S_NODE_IPS)"} {
+			"--debug-listen=127.0.0.1:10292", "--node-name=$(K8S_NODE_NAME)", "--node-ip=$(K8S_NODE_IPS)"} {
 			if !hasArg(c, a) {
 				t.Errorf("missing arg %s in %v", a, c.Args)
 			}
@@ -262,28 +278,23 @@ func TestNetworkMode(t *testing.T) {
 		fieldRef("K8S_NODE_IP", "status.hostIP")
 		fieldRef("K8S_NODE_IPS", "status.hostIPs")
 		fieldRef("K8S_NODE_NAME", "spec.nodeName")
-		// $(K8S_NODE_IP) is only expanded when the variable is declared in env.
-		want := map[string]int32{"otlp-grpc": 4317, "otlp-http": 4318, "admin": 10291}
-		for _, p := range c.Ports {
-			if want[p.Name] != p.ContainerPort || p.HostPort != p.ContainerPort {
-				t.Errorf("port %+v: want containerPort %d == hostPort", p, want[p.Name])
-			}
-			delete(want, p.Name)
-		}
-		if len(want) != 0 {
-			t.Errorf("ports missing: %v", want)
+		// No container ports at all: the API server gives every container port of a
+		// hostNetwork Pod a hostPort, and the scheduler would keep the surge pod off
+		// the node while the old pod holds them.
+		if len(c.Ports) != 0 {
+			t.Errorf("hostNetwork pod declares ports %+v; each would become a hostPort", c.Ports)
 		}
 		for _, pr := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
-			if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Port.String() != "admin" {
-				t.Fatalf("probe not an HTTP GET on the admin port: %+v", pr)
+			if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Port.IntValue() != 10291 {
+				t.Fatalf("probe not an HTTP GET on the admin port 10291: %+v", pr)
 			}
 		}
 		if c.LivenessProbe.HTTPGet.Path != "/livez" || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 			t.Errorf("probe paths %s, %s; want /livez, /readyz", c.LivenessProbe.HTTPGet.Path, c.ReadinessProbe.HTTPGet.Path)
 		}
 		ru := o.DaemonSet.Spec.UpdateStrategy
-		if ru.Type != "RollingUpdate" || ru.RollingUpdate == nil || ru.RollingUpdate.MaxUnavailable.String() != "1" || ru.RollingUpdate.MaxSurge.String() != "0" {
-			t.Errorf("updateStrategy %+v; want RollingUpdate maxUnavailable 1 maxSurge 0", ru)
+		if ru.Type != "RollingUpdate" || ru.RollingUpdate == nil || ru.RollingUpdate.MaxUnavailable.String() != "0" || ru.RollingUpdate.MaxSurge.String() != "1" {
+			t.Errorf("updateStrategy %+v; want RollingUpdate maxSurge 1 maxUnavailable 0", ru)
 		}
 		if len(o.Services) != 0 {
 			t.Errorf("hostNetwork mode renders Services %v", o.Services)
@@ -309,13 +320,28 @@ func TestNetworkMode(t *testing.T) {
 		if pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirst {
 			t.Errorf("hostNetwork=%v dnsPolicy=%q; want false, ClusterFirst", pod.HostNetwork, pod.DNSPolicy)
 		}
+		want := map[string]int32{"otlp-grpc": 4317, "otlp-http": 4318, "admin": 10291}
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
 				t.Errorf("service mode must not use hostPort (SNAT): %+v", p)
 			}
+			if want[p.Name] != p.ContainerPort {
+				t.Errorf("port %+v: want containerPort %d", p, want[p.Name])
+			}
+			delete(want, p.Name)
 		}
-		if !hasArg(c, "--grpc-listen=:4317") {
+		if len(want) != 0 {
+			t.Errorf("ports missing: %v", want)
+		}
+		if !hasArg(c, "--grpc-listen=:4317") || !hasArg(c, "--admin-listen=:10291") {
 			t.Errorf("service mode should listen on every pod address: %v", c.Args)
+		}
+		if !hasArg(c, "--debug-listen=127.0.0.1:10292") {
+			t.Errorf("the debug listener is not on loopback: %v", c.Args)
+		}
+		ru := o.DaemonSet.Spec.UpdateStrategy.RollingUpdate
+		if ru == nil || ru.MaxUnavailable.String() != "1" || ru.MaxSurge.String() != "0" {
+			t.Errorf("updateStrategy %+v; want maxUnavailable 1 maxSurge 0", ru)
 		}
 		svc := o.Services["podstamp"]
 		if svc == nil {
@@ -328,6 +354,67 @@ func TestNetworkMode(t *testing.T) {
 			t.Errorf("Service selector %v does not match the DaemonSet's pods %v", svc.Spec.Selector, o.DaemonSet.Spec.Selector.MatchLabels)
 		}
 	})
+}
+
+// TestUpdateStrategy: without keys the network mode decides; one key given
+// means the other is 0.
+func TestUpdateStrategy(t *testing.T) {
+	for _, tc := range []struct {
+		set                []string
+		surge, unavailable string
+	}{
+		{nil, "1", "0"},
+		{[]string{"networkMode=service"}, "0", "1"},
+		{[]string{"updateStrategy.maxSurge=25%"}, "25%", "0"},
+		{[]string{"updateStrategy.maxUnavailable=1"}, "0", "1"},
+		{[]string{"networkMode=service", "updateStrategy.maxSurge=1"}, "1", "0"},
+		{[]string{"networkMode=service", "updateStrategy.maxUnavailable=10%"}, "0", "10%"},
+		{[]string{"updateStrategy.maxSurge=0", "updateStrategy.maxUnavailable=2"}, "0", "2"},
+	} {
+		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
+			o := decode(t, render(t, variant{set: append([]string{upstreamSet}, tc.set...)}).Manifest)
+			ru := o.DaemonSet.Spec.UpdateStrategy.RollingUpdate
+			if ru == nil || ru.MaxSurge.String() != tc.surge || ru.MaxUnavailable.String() != tc.unavailable {
+				t.Errorf("rollingUpdate %+v; want maxSurge %s maxUnavailable %s", ru, tc.surge, tc.unavailable)
+			}
+		})
+	}
+}
+
+// TestAccess: who may send and which headers reach the upstream.
+func TestAccess(t *testing.T) {
+	c := container(t, decode(t, render(t, variant{set: []string{upstreamSet}}).Manifest))
+	if got, _ := argValue(c, "--forward-headers"); got != "authorization" {
+		t.Errorf("--forward-headers=%q by default; want authorization only (a client must not pick its tenant)", got)
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--upstream-header-from-identity") || strings.HasPrefix(a, "--allow-cidr") {
+			t.Errorf("%s by default", a)
+		}
+	}
+
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	writeFile(t, f, `identityHeaders:
+  - {name: x-scope-orgid, attribute: k8s.namespace.name}
+  - {name: x-pod, attribute: k8s.pod.name}
+allowCIDRs: [10.0.0.0/8, "fd00::/8"]
+`)
+	c = container(t, decode(t, render(t, variant{files: []string{f}, set: []string{upstreamSet}}).Manifest))
+	var got []string
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--upstream-header-from-identity=") || strings.HasPrefix(a, "--allow-cidr=") {
+			got = append(got, a)
+		}
+	}
+	want := []string{
+		"--upstream-header-from-identity=x-scope-orgid=k8s.namespace.name",
+		"--upstream-header-from-identity=x-pod=k8s.pod.name",
+		"--allow-cidr=10.0.0.0/8",
+		"--allow-cidr=fd00::/8",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("args %q; want %q", got, want)
+	}
 }
 
 // TestGOMEMLIMIT: derived from the memory limit.
@@ -473,6 +560,18 @@ func TestConfigMap(t *testing.T) {
 	if got["cluster_name"] != "prod-eu-1" {
 		t.Errorf("cluster_name %v", got["cluster_name"])
 	}
+
+	// trusted_relays passes through the same ConfigMap.
+	tenants := decode(t, render(t, variant{files: []string{filepath.Join(chartDir(t), "ci", "tenants-values.yaml")}}).Manifest)
+	var relays struct {
+		TrustedRelays []map[string]any `json:"trusted_relays"`
+	}
+	if err := yaml.Unmarshal([]byte(tenants.ConfigMap.Data["config.yaml"]), &relays); err != nil {
+		t.Fatal(err)
+	}
+	if len(relays.TrustedRelays) != 2 || !reflect.DeepEqual(relays.TrustedRelays[1]["cidrs"], []any{"10.200.0.0/16"}) {
+		t.Errorf("trusted_relays in config.yaml: %+v", relays.TrustedRelays)
+	}
 	c := container(t, o)
 	var mounted bool
 	for _, m := range c.VolumeMounts {
@@ -498,8 +597,24 @@ func TestPodSettings(t *testing.T) {
 	if pod.TerminationGracePeriodSeconds == nil || *pod.TerminationGracePeriodSeconds <= 20 {
 		t.Errorf("terminationGracePeriodSeconds %v; want > shutdown timeout 20", pod.TerminationGracePeriodSeconds)
 	}
-	if !hasArg(container(t, o), "--shutdown-timeout=20s") {
+	c := container(t, o)
+	if !hasArg(c, "--shutdown-timeout=20s") {
 		t.Error("--shutdown-timeout=20s missing")
+	}
+	if pod.PriorityClassName != "system-node-critical" {
+		t.Errorf("priorityClassName %q; want system-node-critical", pod.PriorityClassName)
+	}
+	// Guaranteed memory: the request is the limit.
+	req, lim := c.Resources.Requests.Memory(), c.Resources.Limits.Memory()
+	if lim.IsZero() || req.Cmp(*lim) != 0 {
+		t.Errorf("memory request %v, limit %v; want them equal", req, lim)
+	}
+	if !hasArg(c, "--max-request-bytes=20MiB") {
+		t.Errorf("--max-request-bytes=20MiB missing: %v", c.Args)
+	}
+	none := decode(t, render(t, variant{set: []string{upstreamSet, "priorityClassName="}}).Manifest)
+	if got := none.DaemonSet.Spec.Template.Spec.PriorityClassName; got != "" {
+		t.Errorf("priorityClassName=\"\" renders %q", got)
 	}
 	a := o.DaemonSet.Spec.Template.Annotations
 	if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "10291" || a["prometheus.io/path"] != "/metrics" {
@@ -511,7 +626,8 @@ func TestPodSettings(t *testing.T) {
 		t.Fatal("no ServiceMonitor with metrics.serviceMonitor.enabled")
 	}
 	svc := sm.Services["podstamp-metrics"]
-	if svc == nil || svc.Spec.ClusterIP != "None" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 10291 {
+	// The target by number: in hostNetwork mode the pod has no named ports.
+	if svc == nil || svc.Spec.ClusterIP != "None" || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 10291 || svc.Spec.Ports[0].TargetPort.IntValue() != 10291 {
 		t.Errorf("metrics Service %+v", svc)
 	}
 	if _, ok := sm.DaemonSet.Spec.Template.Annotations["prometheus.io/scrape"]; ok {

@@ -191,10 +191,10 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run `go test ./... -run TestGolden -update` to create it)", err)
+		t.Fatalf("%v (run `go test . -run TestGolden -update` to create it)", err)
 	}
 	if !bytes.Equal(want, got) {
-		t.Errorf("%s differs from the rendered chart (run `go test ./... -run TestGolden -update` after checking the change):\n%s",
+		t.Errorf("%s differs from the rendered chart (run `go test . -run TestGolden -update` after checking the change):\n%s",
 			filepath.Base(path), firstDiff(string(want), string(got)))
 	}
 }

@@ -145,7 +145,7 @@ func runUnderChart(ctx context.Context, t *testing.T, c *cluster.Cluster, bin st
 	}
 	env = append(env, "PATH=/usr/bin:/bin")
 	var args []string
-	var admin string
+	var admin, debug string
 	for _, a := range ctr.Args {
 		a = varRef.ReplaceAllStringFunc(a, func(m string) string { return vars[varRef.FindStringSubmatch(m)[1]] })
 		a = strings.ReplaceAll(a, "/etc/podstamp/", root+"/")
@@ -157,11 +157,14 @@ func runUnderChart(ctx context.Context, t *testing.T, c *cluster.Cluster, bin st
 		if v, ok := strings.CutPrefix(a, "--admin-listen="); ok {
 			admin = v
 		}
+		if v, ok := strings.CutPrefix(a, "--debug-listen="); ok {
+			debug = v
+		}
 		args = append(args, a)
 	}
 	args = append(args, "--kubeconfig="+kubeconfig)
-	if admin == "" {
-		t.Fatalf("no --admin-listen in %v", args)
+	if admin == "" || debug == "" {
+		t.Fatalf("no --admin-listen or --debug-listen in %v", args)
 	}
 
 	cmd := exec.Command(bin, args...)
@@ -187,9 +190,12 @@ func runUnderChart(ctx context.Context, t *testing.T, c *cluster.Cluster, bin st
 	}()
 
 	// Ready, then the pod is in the cache with what the config asks for.
-	base := "http://" + admin
 	deadline := time.Now().Add(60 * time.Second)
 	get := func(path string) (int, []byte) {
+		base := "http://" + admin
+		if strings.HasPrefix(path, "/debug/") {
+			base = "http://" + debug // never on the admin listener
+		}
 		resp, err := http.Get(base + path)
 		if err != nil {
 			return 0, nil
