@@ -100,10 +100,10 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		perPeer:  map[netip.Addr]peerHold{},
 		routes:   newRouteCache(),
 		meta:     newMetaCache(cfg.MetadataTTL),
-
-		liveTimeout: liveTimeout,
 		nodeRead: make(chan struct{}),
 		syncDone: make(chan struct{}),
+
+		liveTimeout: liveTimeout,
 	}
 	for _, ip := range cfg.NodeIPs {
 		c.nodeIPs[ip.Unmap()] = true
