@@ -638,7 +638,7 @@ func TestPodSettings(t *testing.T) {
 // TestNotes: the NOTES tell apps which endpoint to use and warn about plain hostPort.
 func TestNotes(t *testing.T) {
 	host := render(t, variant{set: []string{upstreamSet}}).Notes
-	for _, s := range []string{"fieldPath: status.hostIP", "http://$(HOST_IP):4317", "plain hostPort"} {
+	for _, s := range []string{"fieldPath: status.hostIP", "http://$(HOST_IP):4317", "plain hostPort", "127.0.0.1:10292", "port-forward \"pod/$POD\" 10292"} {
 		if !strings.Contains(host, s) {
 			t.Errorf("hostNetwork NOTES lack %q:\n%s", s, host)
 		}
