@@ -27,6 +27,15 @@
 //     permanent classes.
 //   - The client's deadline and cancellation propagate upstream; allow-listed
 //     headers/metadata are forwarded; static upstream headers are added.
+//     Identity headers (Options.IdentityHeaders) are set from the sender's
+//     pod after stamping; a client's header of such a name is never
+//     forwarded, also when the pod is unknown and none is set.
+//   - Admission (Options.Admit) is checked per request before its body is
+//     read: on gRPC in the server's tap handle, before the stream's message
+//     is read; on HTTP before the body is read, which is left unread (the
+//     connection closes). A refused sender gets PERMISSION_DENIED / 403 (a
+//     google.rpc.Status in the request's encoding) with the reason, nothing
+//     is forwarded, and the refusal is counted as outcome "forbidden".
 //   - Bad input is answered by podstamp and not forwarded: a request whose
 //     envelope or resource level is not valid protobuf, or JSON that does not
 //     parse, gets INVALID_ARGUMENT / 400 with the reason; over
@@ -34,6 +43,15 @@
 //     path 404, wrong method 405, unsupported content type or encoding 415.
 //   - Serve drains on cancellation: readiness turns false, listeners close,
 //     in-flight requests finish within ShutdownTimeout.
+//   - On Linux every listener is bound with SO_REUSEPORT, so a new process
+//     binds the same ports while the old one drains: a client that
+//     reconnects after the old one's GOAWAY reaches the new one.
+//   - The admin listener serves /livez, /readyz and /metrics only. /livez
+//     runs the liveness checks (the proxy's own: the OTLP listeners' accept
+//     loops run; plus Options.LiveChecks), each bounded by LiveTimeout, and
+//     answers 503 when one fails or does not answer. /debug/pprof (with
+//     EnablePprof) and Options.DebugHandlers are served only on the debug
+//     listener.
 //   - Metrics (prefix podstamp_) go to an injected prometheus.Registerer;
 //     nothing is logged per request.
 //

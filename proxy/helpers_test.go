@@ -418,6 +418,7 @@ type testProxy struct {
 	grpc    *grpc.ClientConn
 	httpURL string
 	admin   string
+	debug   string
 	hc      *http.Client
 }
 
@@ -428,6 +429,7 @@ func newTestProxy(t testing.TB, targets [numSignals]Target, opts ...proxyOption)
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig()
 	cfg.GRPCListen, cfg.HTTPListen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DebugListen = "127.0.0.1:0"
 	cfg.Upstream = targets
 	cfg.ShutdownTimeout = 10 * time.Second
 	o := Options{Registerer: reg, Gatherer: reg, Version: "test"}
@@ -454,6 +456,9 @@ func newTestProxy(t testing.TB, targets [numSignals]Target, opts ...proxyOption)
 	tp.grpc = cc
 	tp.httpURL = "http://" + p.HTTPAddr().String()
 	tp.admin = "http://" + p.AdminAddr().String()
+	if a := p.DebugAddr(); a != nil {
+		tp.debug = "http://" + a.String()
+	}
 	tp.hc = &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(func() {
 		cc.Close()

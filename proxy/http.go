@@ -28,6 +28,9 @@ func (p *Proxy) HTTPHandler() http.Handler { return http.HandlerFunc(p.serveHTTP
 var errTooLarge = errors.New("request body too large")
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !p.admitHTTP(w, r) {
+		return
+	}
 	sig, ok := signalByPath(r.URL.Path)
 	if !ok {
 		http.Error(w, "404 page not found: OTLP/HTTP paths are /v1/traces, /v1/metrics, /v1/logs and /v1development/profiles", http.StatusNotFound)

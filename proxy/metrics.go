@@ -27,10 +27,11 @@ const (
 	outcomeUpstreamError                // the upstream answered an error or could not be reached
 	outcomeCanceled                     // the client went away or its deadline passed
 	outcomeInternal                     // podstamp failed
+	outcomeForbidden                    // the sender is not admitted (Options.Admit)
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"ok", "bad_request", "too_large", "upstream_error", "canceled", "internal"}
+var outcomeNames = [numOutcomes]string{"ok", "bad_request", "too_large", "upstream_error", "canceled", "internal", "forbidden"}
 
 const numSignals = len(enrich.Signals)
 

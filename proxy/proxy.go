@@ -55,7 +55,8 @@ type Check struct {
 type Config struct {
 	GRPCListen  string // "" disables the gRPC ingress
 	HTTPListen  string // "" disables the HTTP ingress
-	AdminListen string // "" disables the admin listener
+	AdminListen string // "" disables the admin listener (/livez, /readyz, /metrics)
+	DebugListen string // "" disables the debug listener (/debug/pprof, Options.DebugHandlers)
 
 	// Upstream is where each signal goes, indexed by enrich.Signal.
 	Upstream [numSignals]Target
@@ -72,7 +73,9 @@ type Config struct {
 	ReadTimeout       time.Duration // HTTP ingress: whole request, body included
 	IdleTimeout       time.Duration // HTTP ingress keep-alive
 
-	EnablePprof bool // /debug/pprof on the admin listener
+	EnablePprof bool // /debug/pprof on the debug listener
+
+	LiveTimeout time.Duration // how long /livez waits for each liveness check
 }
 
 // DefaultConfig returns the defaults; listeners and upstream are left empty.
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		LiveTimeout:       2 * time.Second,
 	}
 }
 
@@ -115,7 +119,24 @@ type Options struct {
 	Enricher   Enricher                // nil: pass-through
 	Version    string                  // podstamp_build_info and User-Agent
 	Checks     []Check                 // readiness checks for /readyz
-	Handlers   map[string]http.Handler // extra admin handlers, by path (e.g. /debug/pods)
+	LiveChecks []Check                 // liveness checks for /livez, each bounded by Config.LiveTimeout
+	Handlers   map[string]http.Handler // extra admin handlers, by path
+
+	// DebugHandlers are served on the debug listener, by path (e.g.
+	// /debug/pods): what they show is for the node's operators only.
+	DebugHandlers map[string]http.Handler
+
+	// Admit decides, per request and before its body is read, whether the
+	// connection's peer may send: a non-nil error refuses it with
+	// PERMISSION_DENIED / 403 and the error's text. nil admits everyone.
+	Admit func(peer netip.Addr) error
+
+	// IdentityHeaders returns upstream headers (name, value pairs) derived
+	// from the sending pod, called after stamping; nil or an empty answer
+	// sets none. Only names in IdentityHeaderNames are set, and a client's
+	// header of any of those names is never forwarded.
+	IdentityHeaders     func(peer netip.Addr) []string
+	IdentityHeaderNames []string
 }
 
 // Proxy receives OTLP over gRPC and HTTP, stamps it with an Enricher and
@@ -127,6 +148,7 @@ type Proxy struct {
 	m         *metrics
 	up        *upstreams
 	allowList []string // lower-case header names forwarded upstream
+	adm       *admission
 	draining  atomic.Bool
 
 	lastUpstreamLog atomic.Int64 // unix nanoseconds
@@ -135,9 +157,11 @@ type Proxy struct {
 	grpcServer *grpc.Server
 	httpServer *http.Server
 	adminSrv   *http.Server
+	debugSrv   *http.Server
 	grpcLn     net.Listener
 	httpLn     net.Listener
 	adminLn    net.Listener
+	debugLn    net.Listener
 
 	closeOnce sync.Once
 }
@@ -159,6 +183,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = def.IdleTimeout
+	}
+	if cfg.LiveTimeout <= 0 {
+		cfg.LiveTimeout = def.LiveTimeout
 	}
 	log := opts.Logger
 	if log == nil {
@@ -188,12 +215,14 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		enricher: opts.Enricher,
 		m:        m,
 		up:       up,
+		adm:      newAdmission(opts),
 	}
 	for _, h := range cfg.ForwardHeaders {
 		if h = normHeader(h); h != "" && !slices.Contains(p.allowList, h) {
 			p.allowList = append(p.allowList, h)
 		}
 	}
+	p.allowList = p.adm.withoutIdentityNames(p.allowList)
 
 	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
@@ -216,6 +245,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		// CPU per request at 100 requests/s.
 		grpc.NumStreamWorkers(uint32(grpcWorkersPerProc * runtime.GOMAXPROCS(0))),
 		grpc.Creds(newConnTimeCreds()),
+		grpc.InTapHandle(p.inTap), // admission, before the message is read
 	}
 	p.grpcServer = grpc.NewServer(sopts...)
 	for _, sig := range enrich.Signals {
@@ -239,11 +269,16 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 
 	p.adminSrv = &http.Server{
 		Handler: p.adminHandler(adminOptions{
-			gatherer: opts.Gatherer,
-			checks:   opts.Checks,
-			handlers: opts.Handlers,
-			pprof:    cfg.EnablePprof,
+			gatherer:   opts.Gatherer,
+			checks:     opts.Checks,
+			liveChecks: opts.LiveChecks,
+			handlers:   opts.Handlers,
 		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	p.debugSrv = &http.Server{
+		Handler:           debugHandler(opts.DebugHandlers, cfg.EnablePprof),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -263,18 +298,10 @@ func maxUpstreamWait(ts [numSignals]Target) time.Duration {
 
 // Listen binds the configured listeners, so that errors such as an address in
 // use surface before serving, and addresses are known (":0" ports).
+// Every listener is bound with SO_REUSEPORT on Linux: a new podstamp binds
+// the same ports while this one drains.
 func (p *Proxy) Listen() error {
-	var lc net.ListenConfig
-	bind := func(addr, what string) (net.Listener, error) {
-		if addr == "" {
-			return nil, nil
-		}
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s listener: %w", what, err)
-		}
-		return ln, nil
-	}
+	bind := bindListener
 	var err error
 	if p.grpcLn, err = bind(p.cfg.GRPCListen, "gRPC"); err != nil {
 		p.closeListeners()
@@ -288,22 +315,27 @@ func (p *Proxy) Listen() error {
 		p.closeListeners()
 		return err
 	}
+	if p.debugLn, err = bind(p.cfg.DebugListen, "debug"); err != nil {
+		p.closeListeners()
+		return err
+	}
 	return nil
 }
 
 func (p *Proxy) closeListeners() {
-	for _, ln := range []net.Listener{p.grpcLn, p.httpLn, p.adminLn} {
+	for _, ln := range []net.Listener{p.grpcLn, p.httpLn, p.adminLn, p.debugLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
 }
 
-// GRPCAddr, HTTPAddr and AdminAddr return the bound addresses (after Listen),
-// or nil for a disabled listener.
+// GRPCAddr, HTTPAddr, AdminAddr and DebugAddr return the bound addresses
+// (after Listen), or nil for a disabled listener.
 func (p *Proxy) GRPCAddr() net.Addr  { return addrOf(p.grpcLn) }
 func (p *Proxy) HTTPAddr() net.Addr  { return addrOf(p.httpLn) }
 func (p *Proxy) AdminAddr() net.Addr { return addrOf(p.adminLn) }
+func (p *Proxy) DebugAddr() net.Addr { return addrOf(p.debugLn) }
 
 func addrOf(ln net.Listener) net.Addr {
 	if ln == nil {
@@ -320,12 +352,12 @@ func (p *Proxy) Draining() bool { return p.draining.Load() }
 // requests finish (bounded by ShutdownTimeout), upstream connections close.
 // It returns nil after a drain, or the error that stopped a listener.
 func (p *Proxy) Serve(ctx context.Context) error {
-	if p.grpcLn == nil && p.httpLn == nil && p.adminLn == nil {
+	if p.grpcLn == nil && p.httpLn == nil && p.adminLn == nil && p.debugLn == nil {
 		if err := p.Listen(); err != nil {
 			return err
 		}
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	serve := func(what string, f func() error) {
 		wg.Add(1)
@@ -348,6 +380,10 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		serve("admin", func() error { return p.adminSrv.Serve(p.adminLn) })
 		p.log.Info("serving admin", "addr", p.adminLn.Addr().String())
 	}
+	if p.debugLn != nil {
+		serve("debug", func() error { return p.debugSrv.Serve(p.debugLn) })
+		p.log.Info("serving debug", "addr", p.debugLn.Addr().String())
+	}
 
 	var serveErr error
 	select {
@@ -359,7 +395,8 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	return serveErr
 }
 
-// drain stops the ingress listeners gracefully, then the admin listener.
+// drain stops the ingress listeners gracefully, then the admin and debug
+// listeners.
 func (p *Proxy) drain() {
 	p.draining.Store(true)
 	p.log.Info("draining", "delay", p.cfg.DrainDelay, "timeout", p.cfg.ShutdownTimeout)
@@ -399,6 +436,9 @@ func (p *Proxy) drain() {
 	defer acancel()
 	if err := p.adminSrv.Shutdown(actx); err != nil {
 		p.adminSrv.Close()
+	}
+	if err := p.debugSrv.Shutdown(actx); err != nil {
+		p.debugSrv.Close() // e.g. a CPU profile still being taken
 	}
 	p.Close()
 }
@@ -460,6 +500,8 @@ func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer 
 	} else {
 		out = mem.BufferSlice{body}
 	}
+	// After stamping: a held request's pod may only be known now.
+	hdr = p.withIdentity(peer, hdr)
 	p.m.sentBytes[sig].Add(float64(out.Len()))
 
 	start := time.Now()
