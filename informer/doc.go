@@ -110,27 +110,66 @@
 // fixes: run podstamp with hostNetwork, or send through a Service with
 // internalTrafficPolicy: Local.
 //
+// # Which senders are on this node
+//
+// Only a sender on this node can be a pod of this cache, so only such a
+// sender is held. IsLocal says a peer is on this node when it is loopback,
+// an address of this node (Config.NodeIPs and the node's status.addresses),
+// inside one of the node's spec.podCIDRs, or an address of a pod cached on
+// this node (hostNetwork pods included). Any other peer, such as a brand-new
+// pod whose address the cache has not seen yet on a node without a pod CIDR
+// or with an IPAM that does not use it (Calico, AWS VPC CNI), is looked up
+// in the kernel's routing table (Config.RouteLookup; netlink RTM_GETROUTE on
+// Linux): it is on this node when its route is local, or has no gateway and
+// leaves through an interface that carries none of the node's addresses (a
+// bridge such as cni0 or docker0, a per-pod veth such as Calico's cali*).
+// Off-node hosts on the node's own subnet leave through the node's
+// interface; other nodes' pods are reached through a gateway (flannel,
+// Calico IPIP, native routing). Route answers are reused for 10s, for at
+// most 1024 addresses.
+//
+// The route can only tell in the node's network namespace (the chart's
+// default hostNetwork mode). When no node address is known, when none of
+// them is local here (podstamp runs in a pod network namespace, where every
+// peer is reached through the pod's eth0), or when the lookup fails, such a
+// peer counts as on this node and is held as before. A CNI that routes this
+// node's pods through a gateway (Cilium with cluster-pool IPAM) is not
+// recognised by the route: its new pods are only local once cached or inside
+// a pod CIDR.
+//
 // # Holding
 //
-// ResolvePeer holds a request whose peer is not in the cache — before the
-// first sync, every such request — until the informer indexes that address
-// (woken by the event handler, no polling), HoldTimeout passes, or the
-// caller's context ends. Held bytes are bounded by HoldMaxBytes; past it the
-// answer is no_budget at once. An address whose hold timed out is answered
-// unknown for HoldNegativeTTL unless a pod with it appears.
+// ResolvePeer holds a request whose peer is on this node but not in the
+// cache — before the first sync, every such request — until the informer
+// indexes that address (woken by the event handler, no polling), HoldTimeout
+// passes, or the caller's context ends. A peer that is not on this node is
+// answered unknown at once.
+//
+// Held bytes are bounded by HoldMaxBytes, and per peer address by
+// HoldMaxPerPeerRequests (default 16) and HoldMaxPerPeerBytes (default
+// HoldMaxBytes/8): past any of them the answer is no_budget at once, for
+// that peer only when its share is spent. So one sender cannot spend the
+// budget a new pod's first export needs. An address whose hold timed out, or
+// whose caller gave up while held, is answered unknown for HoldNegativeTTL
+// unless a pod with it appears: a sender that cancels just before the
+// timeout and sends again does not keep its share spent.
 //
 // # Readiness, metrics, debugging
 //
 // Ready is nil once the first list of this node's pods has been delivered to
-// the cache and the node has been read once. Metrics, on the Registerer given
-// to New: podstamp_cache_pods, podstamp_cache_synced, podstamp_held_bytes,
-// podstamp_held_requests, podstamp_hold_duration_seconds{result},
+// the cache and the node has been read once. Live fails when the cache's lock
+// cannot be taken within 500ms (a wedged cache); only one probe waits for it
+// at a time. Metrics, on the Registerer given to New: podstamp_cache_pods,
+// podstamp_cache_synced, podstamp_held_bytes, podstamp_held_requests,
+// podstamp_hold_duration_seconds{result},
+// podstamp_hold_refused_total{reason=peer_requests|peer_bytes|budget|not_local},
 // podstamp_cache_watch_errors_total and
 // podstamp_metadata_lookup_errors_total{kind}. Nothing is logged per request:
-// watch errors and the NAT warning are rate-limited. DebugHandler serves
-// /debug/pods: ?ip=ADDR explains how that address resolves and why (owner,
-// competing pods, held requests, negative-cache state); without it, every
-// cached pod.
+// watch errors, the NAT warning and failed route lookups are rate-limited.
+// DebugHandler serves /debug/pods: ?ip=ADDR explains how that address
+// resolves and why (owner, competing pods, whether and why it is on this
+// node, its held requests and bytes, negative-cache state); without it,
+// every cached pod.
 //
 // # Not done here
 //
