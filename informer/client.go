@@ -334,7 +334,10 @@ type tooLargeError struct {
 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("%s is larger than %d MiB; refusing to read it", e.what, e.limit>>20)
+	if e.limit >= 1<<20 {
+		return fmt.Sprintf("%s is larger than %d MiB; refusing to read it", e.what, e.limit>>20)
+	}
+	return fmt.Sprintf("%s is larger than %d bytes; refusing to read it", e.what, e.limit)
 }
 
 // capReader reads r up to limit bytes (in all), then fails with a
@@ -396,7 +399,7 @@ func (a *restAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, err
 		cancel()
 		return nil, err
 	}
-	w := &streamWatch{body: resp.Body, cancel: cancel, out: make(chan Event), stop: make(chan struct{})}
+	w := &streamWatch{body: resp.Body, cancel: cancel, out: make(chan Event), stop: make(chan struct{}), maxEvent: maxEventBytes}
 	go w.loop()
 	return w, nil
 }
@@ -448,11 +451,12 @@ func (a *restAPI) getMetadata(ctx context.Context, prefix, ns, resource, name st
 
 // streamWatch reads a watch stream: one JSON WatchEvent after another.
 type streamWatch struct {
-	body   io.ReadCloser
-	cancel context.CancelFunc
-	out    chan Event
-	stop   chan struct{}
-	once   sync.Once
+	body     io.ReadCloser
+	maxEvent int64
+	cancel   context.CancelFunc
+	out      chan Event
+	stop     chan struct{}
+	once     sync.Once
 }
 
 func (w *streamWatch) ResultChan() <-chan Event { return w.out }
@@ -473,14 +477,14 @@ func (w *streamWatch) loop() {
 	defer close(w.out)
 	defer w.body.Close()
 	defer w.cancel()
-	cr := &capReader{r: w.body, size: maxEventBytes, what: "a watch event"}
+	cr := &capReader{r: w.body, size: w.maxEvent, what: "a watch event"}
 	dec := json.NewDecoder(cr)
 	fail := func(reason, msg string) {
 		w.send(Event{Type: kubetypes.Error, Status: &kubetypes.Status{Status: "Failure", Reason: reason, Message: msg}})
 	}
 	for {
 		// The cap counts from the end of the last event.
-		cr.limit = dec.InputOffset() + maxEventBytes
+		cr.limit = dec.InputOffset() + w.maxEvent
 		var raw kubetypes.WatchEvent
 		if err := dec.Decode(&raw); err != nil {
 			var tl *tooLargeError
