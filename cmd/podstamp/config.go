@@ -57,6 +57,11 @@ type Config struct {
 	PodDeleteGrace  time.Duration
 	MetadataTTL     time.Duration
 
+	// HoldMaxPeerRequests and HoldMaxPeerBytes bound what one peer address
+	// may have held at once; HoldMaxPeerBytes 0 is HoldMaxBytes/8.
+	HoldMaxPeerRequests int
+	HoldMaxPeerBytes    int64
+
 	Version bool
 	Help    bool
 
@@ -85,6 +90,7 @@ func DefaultConfig() Config {
 		HoldTimeout:         3 * time.Second,
 		HoldMaxBytes:        64 << 20,
 		HoldNegativeTTL:     60 * time.Second,
+		HoldMaxPeerRequests: 16,
 		PodDeleteGrace:      2 * time.Minute,
 		MetadataTTL:         5 * time.Minute,
 		set:                 map[string]bool{},
@@ -252,7 +258,9 @@ func (c *Config) flags() []flagDef {
 		{name: "node-ip", usage: "an address of this node (never a pod's); repeatable or comma-separated", value: &listValue{p: &c.NodeIPs}, extraEnv: []string{"K8S_NODE_IP"}},
 		{name: "hold-timeout", usage: "how long a request from a not-yet-known pod is held before it is forwarded unstamped", value: durVar(&c.HoldTimeout)},
 		{name: "hold-max-bytes", usage: "bytes of requests held at once; beyond, requests are forwarded unstamped at once", value: sizeValue{&c.HoldMaxBytes}},
-		{name: "hold-negative-ttl", usage: "how long an address whose hold timed out is not held again", value: durVar(&c.HoldNegativeTTL)},
+		{name: "hold-negative-ttl", usage: "how long an address whose hold timed out or was given up by its client is not held again", value: durVar(&c.HoldNegativeTTL)},
+		{name: "hold-max-peer-requests", usage: "requests of one peer address held at once; beyond, that peer's requests are forwarded unstamped at once", value: (*intValue)(&c.HoldMaxPeerRequests)},
+		{name: "hold-max-peer-bytes", usage: "bytes of one peer address's requests held at once, so one sender cannot spend the whole hold budget; 0 is hold-max-bytes/8", value: sizeValue{&c.HoldMaxPeerBytes}},
 		{name: "pod-delete-grace", usage: "how long a deleted pod stays resolvable for late data on connections opened before its deletion", value: durVar(&c.PodDeleteGrace)},
 		{name: "metadata-ttl", usage: "how long namespace, node and workload lookups are cached", value: durVar(&c.MetadataTTL)},
 		{name: "version", usage: "print the version and exit", value: boolVar(&c.Version)},
@@ -480,6 +488,12 @@ func (c Config) Validate() error {
 	}
 	if c.HoldMaxBytes <= 0 {
 		bad("hold-max-bytes", "must be positive, got %d", c.HoldMaxBytes)
+	}
+	if c.HoldMaxPeerRequests <= 0 {
+		bad("hold-max-peer-requests", "must be positive, got %d", c.HoldMaxPeerRequests)
+	}
+	if c.HoldMaxPeerBytes < 0 {
+		bad("hold-max-peer-bytes", "must be 0 (hold-max-bytes/8) or more, got %d", c.HoldMaxPeerBytes)
 	}
 	if c.GCPercent < 1 {
 		bad("gc-percent", "must be 1 or more, got %d", c.GCPercent)

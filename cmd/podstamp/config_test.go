@@ -46,6 +46,7 @@ func TestValidate(t *testing.T) {
 		{"node-ip-env", nil, map[string]string{"K8S_NODE_IP": "nope"}, "--node-ip: "},
 		{"hold-timeout", []string{"--hold-timeout", "0s"}, nil, "--hold-timeout: "},
 		{"hold-max-bytes", []string{"--hold-max-bytes", "0"}, nil, "--hold-max-bytes: "},
+		{"hold-max-peer-requests", []string{"--hold-max-peer-requests", "0"}, nil, "--hold-max-peer-requests: "},
 		{"config", []string{"--config", missing}, nil, "--config: "},
 		{"kubeconfig", []string{"--kubeconfig", missing}, nil, "--kubeconfig: "},
 	}

@@ -61,6 +61,9 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 		PodDeleteGrace:  cfg.PodDeleteGrace,
 		MetadataTTL:     cfg.MetadataTTL,
 		Needs:           rules.Needs(),
+
+		HoldMaxPerPeerRequests: cfg.HoldMaxPeerRequests,
+		HoldMaxPerPeerBytes:    cfg.HoldMaxPeerBytes,
 	}, log.With("component", "informer"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
