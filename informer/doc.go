@@ -13,11 +13,14 @@
 // "-<digits>" suffix; StatefulSet, DaemonSet, Job and ReplicaSet come from
 // owner references. Namespace labels/annotations, node labels/annotations/UID
 // and workload UIDs are read only when Config asks for them, with on-demand
-// GETs cached for MetadataTTL and refreshed every MetadataTTL. A GET that is
-// not cached is made when a pod event needs it, before the pod is published,
-// bounded by 2s; a failed GET never stops stamping: the pod is published
-// without that metadata, and published again once a later GET (at most one
-// per object every 10s) succeeds.
+// GETs cached for MetadataTTL and refreshed every MetadataTTL. The watch loop
+// never waits for such a GET: a pod is published at once with what is cached
+// (an expired value until it is read again), which releases requests held
+// for it, and a separate goroutine makes the GETs that are missing (each
+// bounded by 2s) and publishes the pod again with them. A failed GET never
+// stops stamping: the pod stays published without that metadata, and is
+// published again once a later GET (at most one per object every 10s, or
+// later if the server said so with Retry-After) succeeds.
 //
 // The pods are listed (in pages of 500; the first list may come from the
 // API server's watch cache), then watched from the list's resource version
@@ -25,10 +28,15 @@
 // is opened again from the last resource version seen. HTTP/2 pings (after
 // 30s of silence, 15s to answer) drop a dead connection to the API server,
 // and a watch still open 30s past its timeout with nothing received is
-// given up. A failed list or
-// watch, or a watch that ends with an error, is counted
+// given up. A watch whose stream breaks (the connection drops, or an event
+// cannot be decoded) is counted and, after the backoff below, opened again
+// from the last resource version seen; after 3 such breaks in a row with no
+// event between them the pods are listed again. Any other failed list or
+// watch (it cannot be opened, ends with an ERROR from the server, goes
+// silent, or sends one event larger than 16 MiB) is counted
 // (podstamp_cache_watch_errors_total), logged at most every 30s, and followed
-// after a backoff (0.8s doubling to 30s, with jitter) by a new list, which
+// after a backoff (0.8s doubling to 30s, with jitter, and at least what the
+// server asked for with Retry-After) by a new list, which
 // catches up on what was missed: pods that are gone from it are deleted
 // (matched by UID), the others upserted. A resource version the server no
 // longer has (410 Gone) leads to a fresh list at once. While the API server
@@ -51,11 +59,36 @@
 // g=meta.k8s.io;v=v1, application/json; an answer with the whole object is
 // read the same way), which is all that is used of them (labels,
 // annotations, UID, owner references). The same RBAC verbs apply (a
-// metadata GET is a get). Its configuration, RESTConfig, comes from the
-// pod's service account (InClusterConfig: the token file is read again
-// every minute, as it rotates) or a kubeconfig file (LoadKubeconfig: the
-// current context's server, CA, token, basic auth or client certificate;
-// credential plugins are refused with a clear error).
+// metadata GET is a get). What it promises in place of client-go:
+//
+//   - A 429 or 5xx answer with Retry-After (seconds or a date) is waited
+//     out, at most 1 minute, and the request sent again, up to 10 times, for
+//     lists, watches and GETs alike. When the request's deadline comes
+//     first, the error carries the wait (StatusError.RetryAfter) and the
+//     cache does not ask again before it.
+//   - A list page larger than 256 MiB, a GET answer or one watch event
+//     larger than 16 MiB is an error saying so, never a truncated read; a
+//     watch stream that breaks ends with an ERROR event the cache tells from
+//     the server's.
+//   - Token and client certificate files are read again every minute and at
+//     once on a 401 answer; if they changed the request is sent once more. A
+//     new client certificate gets new connections (the old ones are closed,
+//     as the server authenticated them with the old one).
+//
+// Its configuration, RESTConfig, comes from the pod's service account
+// (InClusterConfig: token and CA files) or a kubeconfig file
+// (LoadKubeconfig). Every field of the kubeconfig's current context, its
+// cluster and its user is implemented — server, CA (file or data),
+// tls-server-name, insecure-skip-tls-verify, proxy-url, disable-compression,
+// token or tokenFile, basic auth, client certificate and key (files or
+// data), impersonation (as, as-uid, as-groups, as-user-extra) — or ignored
+// because it changes neither who podstamp is nor what it trusts (extensions,
+// the context's namespace, preferences), or refused at start with an error
+// naming it: credential plugins (exec, auth-provider), any field podstamp
+// does not know, and what client-go refuses too (a CA with
+// insecure-skip-tls-verify, the same thing as file and data, a token with a
+// token file or with basic auth, a user that the context names but the file
+// lacks).
 //
 // No client-go, apimachinery or k8s.io/api package is linked (the tests use
 // client-go's fake clientset through an adapter): client-go's REST client
