@@ -82,7 +82,7 @@ func (p *Proxy) inTap(ctx context.Context, info *tap.Info) (context.Context, err
 		}
 		return ctx, status.Error(codes.PermissionDenied, err.Error())
 	}
-	return ctx, nil
+	return p.tapLimits(ctx, info) // reservation and peer slot (limits.go)
 }
 
 // admitHTTP answers a refused sender 403 with a google.rpc.Status in the

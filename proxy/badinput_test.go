@@ -143,7 +143,7 @@ func TestBadInputHTTP(t *testing.T) {
 // podstamp (INVALID_ARGUMENT / RESOURCE_EXHAUSTED) and not forwarded.
 func TestBadInputGRPC(t *testing.T) {
 	up := newGRPCUpstream(t)
-	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) { c.MaxRequestBytes = 64 << 10 })
+	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) { c.MaxGRPCRequestBytes = 64 << 10 })
 	for _, m := range malformedRequests {
 		for _, sig := range enrich.Signals {
 			t.Run(m.name+"/"+sig.String(), func(t *testing.T) {

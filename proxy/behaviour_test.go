@@ -190,7 +190,9 @@ func TestGracefulDrain(t *testing.T) {
 	for uname, mk := range upstreamKinds(t) {
 		t.Run(uname, func(t *testing.T) {
 			up := mk(t)
-			tp := newTestProxy(t, up.targets())
+			// Eight gRPC streams arrive at once: their reservations (2 ×
+			// MaxGRPCRequestBytes each) fill the default budget on their own.
+			tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) { c.MaxInflightBytes = 256 << 20 })
 			release := make(chan struct{})
 			up.setAnswer(func(context.Context, received) upstreamAnswer {
 				<-release

@@ -30,14 +30,17 @@ func newConnTimeCreds() credentials.TransportCredentials {
 type connInfo struct {
 	credentials.CommonAuthInfo
 	accepted time.Time
+	conn     *capConn // nil unless accepted through a capListener
 }
 
 func (connInfo) AuthType() string { return "insecure" }
 
 func (c connTimeCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	cc, _ := conn.(*capConn)
 	return conn, connInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
 		accepted:       time.Now(),
+		conn:           cc,
 	}, nil
 }
 

@@ -26,14 +26,33 @@ func (p *Proxy) serviceDesc(sig enrich.Signal) *grpc.ServiceDesc {
 			MethodName: "Export",
 			Handler: func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 				var req frame
-				if err := dec(&req); err != nil {
-					// Over MaxRequestBytes (after decompression) or undecodable.
+				err := dec(&req)
+				// The tap's reservation and peer slot (limits.go) become
+				// this handler's once the message is in; it gives them back.
+				c := charge{b: &p.lim.budget}
+				defer c.done()
+				if cc := grpcConnOf(ctx); cc != nil && cc.take(ctx.Done()) {
+					c.n = p.lim.grpcReserve
+					defer cc.peer.leave()
+				}
+				if err != nil {
+					// Over MaxGRPCRequestBytes (after decompression), undecodable,
+					// or the stream ended.
 					o := outcomeBadRequest
-					if status.Code(err) == codes.ResourceExhausted {
+					switch status.Code(err) {
+					case codes.ResourceExhausted:
 						o = outcomeTooLarge
+					case codes.Canceled, codes.DeadlineExceeded:
+						o = outcomeCanceled
 					}
 					p.count(sig, protoGRPC, o, 0)
 					return nil, err
+				}
+				// True up to what the message needs from here on: less than
+				// the reservation, which was for the largest message.
+				if !c.set(httpCost(int64(req.data.Len()))) {
+					req.data.Free()
+					return nil, p.reject(sig, protoGRPC, rejectBudget).Err()
 				}
 				return p.exportGRPC(ctx, sig, &req)
 			},

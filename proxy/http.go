@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -64,24 +65,67 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
 
-	body, err := p.readBody(w, r, gz)
-	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			p.count(sig, protoHTTP, outcomeTooLarge, 0)
-			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
-				fmt.Sprintf("request body over the %d byte limit (after decompression)", p.cfg.MaxRequestBytes)))
+	if cc, ok := r.Context().Value(capConnKey{}).(*capConn); ok {
+		if !cc.peer.enter(p.lim.maxPeerRequests) {
+			p.rejectHTTP(w, isJSON, sig, rejectPerPeer)
 			return
 		}
-		p.count(sig, protoHTTP, outcomeBadRequest, 0)
-		writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, "reading request body: "+err.Error()))
+		defer cc.peer.leave()
+	}
+	// Everything the request holds is charged to the in-flight budget
+	// before it is read or made, and given back when the answer is written.
+	c := charge{b: &p.lim.budget}
+	defer c.done()
+	limit := p.cfg.MaxRequestBytes
+	if isJSON {
+		limit = p.lim.maxJSON
+	}
+	body, err := p.readBody(w, r, gz, limit, &c)
+	if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
+			p.count(sig, protoHTTP, outcomeTooLarge, 0)
+			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
+				fmt.Sprintf("request body over the %d byte limit (after decompression)", limit)))
+		case errors.Is(err, errOverBudget):
+			p.rejectHTTP(w, isJSON, sig, rejectBudget)
+		case errors.Is(err, errReadTimeout):
+			// Retryable: a slow client is not a bad request.
+			p.lim.rejected[rejectReadTimeout].Inc()
+			p.count(sig, protoHTTP, outcomeCanceled, 0)
+			w.Header().Set("Connection", "close")
+			writeStatus(w, isJSON, http.StatusServiceUnavailable, retryAfterHeader(retryAfter), status.New(codes.Unavailable,
+				fmt.Sprintf("request body not received within the %v read timeout", p.cfg.ReadTimeout)))
+		default:
+			p.count(sig, protoHTTP, outcomeBadRequest, 0)
+			writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, "reading request body: "+err.Error()))
+		}
 		return
 	}
 	if isJSON {
-		pb, err := signals[sig].requestJSONToProto(body.ReadOnlyData())
+		js := body.ReadOnlyData()
+		cost := jsonDecodeCost(js)
+		if !c.grow(cost) {
+			body.Free()
+			if c.n+cost > p.lim.budget.limit { // would never fit
+				p.count(sig, protoHTTP, outcomeTooLarge, 0)
+				writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
+					fmt.Sprintf("decoding this JSON request would take about %d bytes, over the %d byte in-flight limit: send fewer items per request, or protobuf", cost, p.lim.budget.limit)))
+				return
+			}
+			p.rejectHTTP(w, isJSON, sig, rejectBudget)
+			return
+		}
+		pb, err := signals[sig].requestJSONToProto(js)
 		body.Free()
 		if err != nil {
 			p.count(sig, protoHTTP, outcomeBadRequest, 0)
 			writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, fmt.Sprintf("malformed %s JSON: %v", sig, err)))
+			return
+		}
+		// From here on: the protobuf and its forwarding copy.
+		if !c.set(int64(len(pb)) + forwardCost(int64(len(pb)))) {
+			p.rejectHTTP(w, isJSON, sig, rejectBudget)
 			return
 		}
 		body = mem.SliceBuffer(pb)
@@ -132,22 +176,28 @@ func remoteAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
+// firstChunk is the most a body's buffer starts with. A Content-Length is
+// only a claim: the buffer grows as the bytes arrive, so a client that
+// announces a large body and sends nothing holds a charge, not memory.
+const firstChunk = 64 << 10
+
 // readBody reads the (decompressed) request body into a pooled buffer,
-// enforcing MaxRequestBytes after decompression.
-func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.Buffer, error) {
-	limit := p.cfg.MaxRequestBytes
+// enforcing limit after decompression, and charges c for the body and its
+// forwarding copy: up front from a Content-Length, else as the buffer
+// grows.
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool, limit int64, c *charge) (mem.Buffer, error) {
 	pool := bufPool
 	if !gz && r.ContentLength > limit {
 		return nil, errTooLarge
 	}
 	src := http.MaxBytesReader(w, r.Body, limit)
 	if !gz && r.ContentLength >= 0 {
-		buf := pool.Get(int(r.ContentLength))
-		if _, err := io.ReadFull(src, *buf); err != nil {
-			pool.Put(buf)
-			return nil, readErr(err)
+		if !c.grow(httpCost(r.ContentLength)) {
+			return nil, errOverBudget
 		}
-		return mem.NewBuffer(buf, pool), nil
+		// The charge covers growing too: the buffer before the last
+		// is at most half the body, the forwarding copy not made yet.
+		return readKnown(src, int(r.ContentLength), pool)
 	}
 	hint := 32 << 10
 	if gz {
@@ -158,10 +208,18 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request, gz bool) (mem.B
 		defer zr.Close()
 		src = zr
 		if r.ContentLength > 0 {
-			hint = int(min(r.ContentLength*4, limit))
+			hint = int(min(r.ContentLength*4, limit, firstChunk))
 		}
 	}
-	return readAllPooled(src, hint, limit, pool)
+	body, err := readAllPooled(src, hint, limit, pool, c)
+	if err != nil {
+		return nil, err
+	}
+	if !c.grow(forwardCost(int64(len(body.ReadOnlyData())))) {
+		body.Free()
+		return nil, errOverBudget
+	}
+	return body, nil
 }
 
 func readErr(err error) error {
@@ -169,13 +227,47 @@ func readErr(err error) error {
 	if errors.As(err, &mbe) {
 		return errTooLarge
 	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return errReadTimeout
+	}
 	return err
 }
 
+// readKnown reads a body of n announced bytes into a buffer from pool,
+// starting with at most firstChunk and doubling as the bytes arrive.
+func readKnown(r io.Reader, n int, pool *bytePool) (mem.Buffer, error) {
+	buf := pool.Get(min(n, firstChunk))
+	b := (*buf)[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			nb := pool.Get(min(2*cap(b), n))
+			*nb = append((*nb)[:0], b...)
+			pool.Put(buf)
+			buf, b = nb, *nb
+		}
+		m, err := r.Read(b[len(b):min(cap(b), n)])
+		b = b[:len(b)+m]
+		if err != nil && (err != io.EOF || len(b) < n) {
+			pool.Put(buf)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, readErr(err)
+		}
+	}
+	*buf = b
+	return mem.NewBuffer(buf, pool), nil
+}
+
 // readAllPooled reads r to its end into a buffer from pool, failing with
-// errTooLarge past limit bytes.
-func readAllPooled(r io.Reader, hint int, limit int64, pool mem.BufferPool) (mem.Buffer, error) {
-	buf := pool.Get(max(hint, 512))
+// errTooLarge past limit bytes, and charges c for each buffer before
+// taking it (the one it replaces is given back after the copy).
+func readAllPooled(r io.Reader, hint int, limit int64, pool *bytePool, c *charge) (mem.Buffer, error) {
+	hint = max(hint, 512)
+	if !c.grow(pooledCap(hint)) {
+		return nil, errOverBudget
+	}
+	buf := pool.Get(hint)
 	b := (*buf)[:0]
 	for {
 		if len(b) == cap(b) {
@@ -183,9 +275,15 @@ func readAllPooled(r io.Reader, hint int, limit int64, pool mem.BufferPool) (mem
 				pool.Put(buf)
 				return nil, errTooLarge
 			}
-			nb := pool.Get(min(2*cap(b), int(limit)+1))
+			n := min(2*cap(b), int(limit)+1)
+			if !c.grow(pooledCap(n)) {
+				pool.Put(buf)
+				return nil, errOverBudget
+			}
+			nb := pool.Get(n)
 			*nb = append((*nb)[:0], b...)
 			pool.Put(buf)
+			c.shrink(int64(cap(b)))
 			buf, b = nb, *nb
 		}
 		n, err := r.Read(b[len(b):cap(b)])

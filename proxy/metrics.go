@@ -28,10 +28,11 @@ const (
 	outcomeCanceled                     // the client went away or its deadline passed
 	outcomeInternal                     // podstamp failed
 	outcomeForbidden                    // the sender is not admitted (Options.Admit)
+	outcomeRejected                     // refused for lack of resources (podstamp_rejected_total)
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"ok", "bad_request", "too_large", "upstream_error", "canceled", "internal", "forbidden"}
+var outcomeNames = [numOutcomes]string{"ok", "bad_request", "too_large", "upstream_error", "canceled", "internal", "forbidden", "rejected"}
 
 const numSignals = len(enrich.Signals)
 

@@ -65,7 +65,16 @@ type Config struct {
 	// header names (case-insensitive) copied to upstream requests.
 	ForwardHeaders []string
 
-	MaxRequestBytes int64 // after decompression
+	// Resource limits (limits.go; doc.go states the worst cases). Zero
+	// takes the default.
+	MaxRequestBytes         int64 // OTLP/HTTP body after decompression
+	MaxGRPCRequestBytes     int64 // OTLP/gRPC message after decompression
+	MaxJSONRequestBytes     int64 // OTLP/HTTP JSON body (at most MaxRequestBytes)
+	MaxInflightBytes        int64 // budget of request bytes and their copies held at once
+	MaxConnections          int   // per ingress listener; more are closed at accept
+	MaxConnectionsPerPeer   int   // per peer address, both listeners together
+	MaxRequestsPerPeer      int   // concurrent requests per peer address
+	MaxStreamsPerConnection int   // concurrent gRPC (and HTTP/2) streams per connection
 
 	ShutdownTimeout   time.Duration // bound on draining in-flight requests
 	DrainDelay        time.Duration // readiness is false this long before listeners close
@@ -81,7 +90,14 @@ type Config struct {
 // DefaultConfig returns the defaults; listeners and upstream are left empty.
 func DefaultConfig() Config {
 	return Config{
-		MaxRequestBytes:   64 << 20,
+		MaxRequestBytes:         defaultMaxRequestBytes,
+		MaxGRPCRequestBytes:     defaultMaxGRPCRequestBytes,
+		MaxJSONRequestBytes:     defaultMaxJSONRequestBytes,
+		MaxInflightBytes:        defaultMaxInflightBytes,
+		MaxConnections:          defaultMaxConnections,
+		MaxConnectionsPerPeer:   defaultMaxConnectionsPerPeer,
+		MaxRequestsPerPeer:      defaultMaxRequestsPerPeer,
+		MaxStreamsPerConnection: defaultMaxStreamsPerConnection,
 		ShutdownTimeout:   20 * time.Second,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -149,6 +165,7 @@ type Proxy struct {
 	up        *upstreams
 	allowList []string // lower-case header names forwarded upstream
 	adm       *admission
+	lim       *limits
 	draining  atomic.Bool
 
 	lastUpstreamLog atomic.Int64 // unix nanoseconds
@@ -169,9 +186,7 @@ type Proxy struct {
 // New builds a proxy and its upstream clients. It does not listen yet.
 func New(cfg Config, opts Options) (*Proxy, error) {
 	def := DefaultConfig()
-	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = def.MaxRequestBytes
-	}
+	cfg.applyLimitDefaults()
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = def.ShutdownTimeout
 	}
@@ -204,7 +219,11 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	// Stamping adds attributes: leave room above the ingress limit.
-	maxSend := int(cfg.MaxRequestBytes) + 1<<20
+	lim, err := newLimits(cfg, reg)
+	if err != nil {
+		return nil, err
+	}
+	maxSend := int(max(cfg.MaxRequestBytes, cfg.MaxGRPCRequestBytes)) + 1<<20
 	up, err := newUpstreams(cfg.Upstream, maxSend, "podstamp/"+version)
 	if err != nil {
 		return nil, err
@@ -216,6 +235,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		m:        m,
 		up:       up,
 		adm:      newAdmission(opts),
+		lim:      lim,
 	}
 	for _, h := range cfg.ForwardHeaders {
 		if h = normHeader(h); h != "" && !slices.Contains(p.allowList, h) {
@@ -226,7 +246,10 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 
 	sopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
-		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)),
+		grpc.MaxRecvMsgSize(int(cfg.MaxGRPCRequestBytes)),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConnection)),
+		// Bounds the HTTP/2 preface and settings exchange of a new connection.
+		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
 		grpc.MaxSendMsgSize(maxResponseBytes),
 		grpc.ReadBufferSize(grpcBufferSize),
 		grpc.WriteBufferSize(grpcBufferSize),
@@ -260,7 +283,8 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnContext:       httpConnContext,
+		ConnContext:       lim.httpConnContext,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxStreamsPerConnection},
 	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -369,11 +393,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		}()
 	}
 	if p.grpcLn != nil {
-		serve("gRPC", func() error { return p.grpcServer.Serve(p.grpcLn) })
+		serve("gRPC", func() error { return p.grpcServer.Serve(p.lim.wrap(p.grpcLn, true)) })
 		p.log.Info("serving OTLP/gRPC", "addr", p.grpcLn.Addr().String())
 	}
 	if p.httpLn != nil {
-		serve("HTTP", func() error { return p.httpServer.Serve(p.httpLn) })
+		serve("HTTP", func() error { return p.httpServer.Serve(p.lim.wrap(p.httpLn, false)) })
 		p.log.Info("serving OTLP/HTTP", "addr", p.httpLn.Addr().String())
 	}
 	if p.adminLn != nil {

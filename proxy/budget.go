@@ -1,0 +1,82 @@
+package proxy
+
+import "sync/atomic"
+
+// budget bounds the bytes of requests in flight: every request takes a
+// charge for its body and each copy it needs before the bytes are read or
+// made, and gives it back when it is done. A request whose charge does not
+// fit is refused with a status the client retries, so memory is bounded by
+// the budget instead of by what clients send at once.
+type budget struct {
+	limit int64
+	used  atomic.Int64
+	peak  atomic.Int64 // highest used seen (tests)
+}
+
+// acquire takes n bytes if they fit.
+func (b *budget) acquire(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			if pk := b.peak.Load(); u+n > pk {
+				b.peak.CompareAndSwap(pk, u+n) // best effort: tests read it after the fact
+			}
+			return true
+		}
+	}
+}
+
+func (b *budget) release(n int64) { b.used.Add(-n) }
+
+// charge is what one request holds of the budget. It lives on the
+// request's stack; the zero value (no budget) admits everything.
+type charge struct {
+	b *budget
+	n int64
+}
+
+// grow adds n bytes to the charge, reporting whether they fit.
+func (c *charge) grow(n int64) bool {
+	if c.b == nil || n <= 0 {
+		return true
+	}
+	if !c.b.acquire(n) {
+		return false
+	}
+	c.n += n
+	return true
+}
+
+// shrink gives n bytes of the charge back.
+func (c *charge) shrink(n int64) {
+	if c.b == nil {
+		return
+	}
+	n = min(n, c.n)
+	c.b.release(n)
+	c.n -= n
+}
+
+// set makes the charge n bytes: more must fit, less is given back.
+func (c *charge) set(n int64) bool {
+	if n > c.n {
+		return c.grow(n - c.n)
+	}
+	c.shrink(c.n - n)
+	return true
+}
+
+// done gives the whole charge back.
+func (c *charge) done() { c.shrink(c.n) }
+
+// pooledCap is the capacity bufPool hands out for a request of n bytes:
+// what a buffer of n bytes costs.
+func pooledCap(n int) int64 {
+	if i := poolClass(n); i >= 0 {
+		return int64(poolClassSize(i))
+	}
+	return int64(n)
+}
