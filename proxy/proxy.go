@@ -98,6 +98,7 @@ func DefaultConfig() Config {
 		MaxConnectionsPerPeer:   defaultMaxConnectionsPerPeer,
 		MaxRequestsPerPeer:      defaultMaxRequestsPerPeer,
 		MaxStreamsPerConnection: defaultMaxStreamsPerConnection,
+
 		ShutdownTimeout:   20 * time.Second,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
