@@ -179,13 +179,22 @@ func TestNewAPIRealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := <-got
-	if p == nil {
-		t.Fatal("pod not resolved")
+	if p == nil || p.Name != pod.Name {
+		t.Fatalf("resolved %+v", p)
 	}
+	// The request is released as soon as the pod is known; its metadata is
+	// read off the watch loop (normally already while the pod had no
+	// address) and the pod published again with it.
 	var depUID string
-	for _, w := range p.Workloads {
-		if w.Kind == enrich.Deployment {
-			depUID = w.UID
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		p = cache.ByName(pod.Namespace, pod.Name)
+		for _, w := range p.Workloads {
+			if w.Kind == enrich.Deployment {
+				depUID = w.UID
+			}
+		}
+		if depUID != "" && p.NamespaceLabels != nil && p.NodeUID != "" || time.Now().After(deadline) {
+			break
 		}
 	}
 	if p.Name != pod.Name || depUID != string(d.DeploymentUID) || p.NamespaceLabels["team"] != "blue" || p.NodeUID == "" {
