@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -90,6 +91,7 @@ func tlsAPIServer(t *testing.T, ca *testCA, h http.Handler) *httptest.Server {
 	ts := httptest.NewUnstartedServer(h)
 	ts.EnableHTTP2 = true
 	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the tests make fail on purpose
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	return ts
