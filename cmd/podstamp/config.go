@@ -24,6 +24,14 @@ type Config struct {
 	GRPCListen  string
 	HTTPListen  string
 	AdminListen string
+	DebugListen string
+
+	// AllowCIDRs admits senders from these networks besides loopback,
+	// --node-ip and this node's pods.
+	AllowCIDRs []string
+	// UpstreamHeaderFromIdentity is name=attribute: upstream headers set
+	// from the sending pod.
+	UpstreamHeaderFromIdentity []string
 
 	Upstream            string
 	UpstreamProtocol    string
@@ -76,10 +84,11 @@ func DefaultConfig() Config {
 		GRPCListen:          ":4317",
 		HTTPListen:          ":4318",
 		AdminListen:         ":10291",
+		DebugListen:         "127.0.0.1:10292",
 		UpstreamProtocol:    proxy.ProtocolGRPC,
 		UpstreamCompression: "none",
 		UpstreamTimeout:     10 * time.Second,
-		ForwardHeaders:      []string{"authorization", "x-scope-orgid"},
+		ForwardHeaders:      []string{"authorization"},
 		MaxRequestBytes:     64 << 20,
 		ShutdownTimeout:     20 * time.Second,
 		LogFormat:           "text",
@@ -232,7 +241,9 @@ func (c *Config) flags() []flagDef {
 	return []flagDef{
 		{name: "grpc-listen", usage: "OTLP/gRPC listen address; empty disables", value: strVar(&c.GRPCListen)},
 		{name: "http-listen", usage: "OTLP/HTTP listen address; empty disables", value: strVar(&c.HTTPListen)},
-		{name: "admin-listen", usage: "admin listen address (/livez, /readyz, /metrics, /debug/*); empty disables", value: strVar(&c.AdminListen)},
+		{name: "admin-listen", usage: "admin listen address (/livez, /readyz, /metrics); empty disables", value: strVar(&c.AdminListen)},
+		{name: "debug-listen", usage: "debug listen address (/debug/pods lists every pod of the node; /debug/pprof with --enable-pprof): keep it on loopback; empty disables", value: strVar(&c.DebugListen)},
+		{name: "allow-cidr", usage: "networks whose senders are admitted besides loopback, --node-ip and this node's pods; repeatable or comma-separated; 0.0.0.0/0,::/0 admits everyone (the explicit opt-in to an open proxy)", value: &listValue{p: &c.AllowCIDRs}},
 		{name: "upstream", usage: "upstream endpoint: http://host:4317 (plaintext), https://host:4317 (TLS); for gRPC also dns:///host:4317 or host:4317 (TLS unless --upstream-insecure), round-robin over every resolved address; for http/protobuf the base URL (/v1/<signal> is appended). Falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]ENDPOINT", value: strVar(&c.Upstream)},
 		{name: "upstream-protocol", usage: "upstream protocol: grpc or http/protobuf (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL)", value: strVar(&c.UpstreamProtocol)},
 		{name: "upstream-header", usage: "static header k=v added to upstream requests; repeatable or comma-separated (merged over OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS)", value: &kvListValue{listValue{p: &c.UpstreamHeaders}}},
@@ -242,7 +253,8 @@ func (c *Config) flags() []flagDef {
 		{name: "upstream-ca-file", usage: "PEM CA bundle to verify the upstream (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]CERTIFICATE)", value: strVar(&c.UpstreamCAFile)},
 		{name: "upstream-cert-file", usage: "PEM client certificate for mTLS (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]CLIENT_CERTIFICATE)", value: strVar(&c.UpstreamCertFile)},
 		{name: "upstream-key-file", usage: "PEM client key for mTLS (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]CLIENT_KEY)", value: strVar(&c.UpstreamKeyFile)},
-		{name: "forward-headers", usage: "allow-list of incoming gRPC metadata / HTTP headers copied upstream, comma-separated; empty forwards none", value: &listValue{p: &c.ForwardHeaders}},
+		{name: "forward-headers", usage: "allow-list of incoming gRPC metadata / HTTP headers copied upstream, comma-separated; empty forwards none. A tenant header (x-scope-orgid) here lets each client pick its tenant: prefer --upstream-header-from-identity", value: &listValue{p: &c.ForwardHeaders}},
+		{name: "upstream-header-from-identity", usage: "name=attribute: set upstream header name from the sending pod's attribute (k8s.namespace.name, k8s.pod.name, k8s.pod.uid or k8s.node.name), e.g. x-scope-orgid=k8s.namespace.name; repeatable or comma-separated. Unset when the pod is unknown; a client's header of that name is never forwarded", value: &listValue{p: &c.UpstreamHeaderFromIdentity}},
 		{name: "max-request-bytes", usage: "largest accepted request after decompression (RESOURCE_EXHAUSTED / 413 above)", value: sizeValue{&c.MaxRequestBytes}},
 		{name: "shutdown-timeout", usage: "on SIGTERM, how long in-flight requests may take to finish", value: durVar(&c.ShutdownTimeout)},
 		{name: "drain-delay", usage: "on SIGTERM, how long /readyz fails before the listeners close", value: durVar(&c.DrainDelay)},
@@ -251,7 +263,7 @@ func (c *Config) flags() []flagDef {
 		{name: "max-procs", usage: "processors podstamp runs Go code on at once (GOMAXPROCS); 0 uses Go's default (the CPUs or the cgroup CPU limit, at least 2). The default of 1 costs the least CPU per request: no wake-ups across threads. A GOMAXPROCS environment variable wins", value: (*intValue)(&c.MaxProcs)},
 		{name: "gc-percent", usage: "garbage collection target (GOGC): the heap may grow this many percent over live data before a collection. podstamp's heap is mostly request buffers in flight; 40 keeps peak memory about 3.5 MiB lower than Go's 100 (0.6 MiB lower than 50) at no measured CPU cost. A GOGC environment variable wins", value: (*intValue)(&c.GCPercent)},
 		{name: "timer-slack", usage: "how late the kernel may fire podstamp's timers to save wake-ups (Linux timer slack, as systemd's TimerSlackNSec= sets for services); 0 keeps the kernel's 50µs. Go's scheduler monitor polls every 20µs after each burst of work; 5ms lets it wake about 20 times less often, about 12% less CPU at 100 requests/s. Set at start-up by running the podstamp binary file again in place once (exec by its own path: same PID, arguments and process name), as the Go runtime starts threads before main; when that file was deleted or replaced since start, the kernel's slack stays", value: durVar(&c.TimerSlack)},
-		{name: "enable-pprof", usage: "serve /debug/pprof on the admin listener", value: boolVar(&c.EnablePprof)},
+		{name: "enable-pprof", usage: "serve /debug/pprof on the debug listener", value: boolVar(&c.EnablePprof)},
 		{name: "config", usage: "YAML file with the stamping rules; empty uses the defaults", value: strVar(&c.ConfigFile)},
 		{name: "kubeconfig", usage: "kubeconfig file; empty uses the in-cluster configuration", value: strVar(&c.Kubeconfig)},
 		{name: "node-name", usage: "this node's name: only its pods are watched. Without it and without in-cluster configuration podstamp passes data through unstamped", value: strVar(&c.NodeName), extraEnv: []string{"K8S_NODE_NAME"}},
@@ -403,6 +415,7 @@ func (c Config) Validate() error {
 	}
 	for _, l := range []struct{ name, v string }{
 		{"grpc-listen", c.GRPCListen}, {"http-listen", c.HTTPListen}, {"admin-listen", c.AdminListen},
+		{"debug-listen", c.DebugListen},
 	} {
 		if l.v == "" {
 			continue
@@ -452,6 +465,17 @@ func (c Config) Validate() error {
 		if !validHeaderName(h) {
 			bad("forward-headers", "%q is not a valid header name", h)
 		}
+	}
+	if c.EnablePprof && c.DebugListen == "" {
+		bad("enable-pprof", "needs --debug-listen: pprof is served only there")
+	}
+	_, cidrErrs := parseCIDRs(c.AllowCIDRs)
+	for _, e := range cidrErrs {
+		bad("allow-cidr", "%v", e)
+	}
+	_, idErrs := parseIdentityHeaders(c.UpstreamHeaderFromIdentity)
+	for _, e := range idErrs {
+		bad("upstream-header-from-identity", "%v", e)
 	}
 	if c.MaxRequestBytes <= 0 || c.MaxRequestBytes > 1<<31-1-(1<<20) {
 		bad("max-request-bytes", "must be between 1 and 2047MiB, got %d", c.MaxRequestBytes)

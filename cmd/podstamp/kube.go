@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer"
@@ -16,8 +17,11 @@ import (
 type kube struct {
 	resolver enrich.Resolver
 	ready    func() error
+	live     func() error // fails when the cache is wedged
 	run      func(context.Context) error
 	debug    http.Handler
+	local    localChecker                 // senders on this node, for admission
+	byIP     func(netip.Addr) *enrich.Pod // the pod behind an address, for identity headers
 }
 
 // newKube builds the pod cache, or returns nil (pass-through) when there is
@@ -68,5 +72,6 @@ func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return &kube{resolver: cache, ready: cache.Ready, run: cache.Run, debug: cache.DebugHandler()}, nil
+	return &kube{resolver: cache, ready: cache.Ready, live: cache.Live, run: cache.Run, debug: cache.DebugHandler(),
+		local: cache, byIP: cache.ByIP}, nil
 }

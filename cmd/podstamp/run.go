@@ -63,7 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Registerer: reg,
 		Gatherer:   reg,
 		Version:    version,
-		Handlers:   map[string]http.Handler{},
+		// /debug/pods lists every pod of the node: debug listener only.
+		DebugHandlers: map[string]http.Handler{},
 	}
 	kube, err := newKube(cfg, rules, log, reg)
 	if err != nil {
@@ -80,17 +81,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		opts.Enricher = stamper
 		opts.Checks = append(opts.Checks, proxy.Check{Name: "pod-cache", Check: kube.ready})
+		opts.LiveChecks = append(opts.LiveChecks, proxy.Check{Name: "pod-cache", Check: kube.live})
 		if kube.debug != nil {
-			opts.Handlers["/debug/pods"] = kube.debug
+			opts.DebugHandlers["/debug/pods"] = kube.debug
 		}
 	} else {
 		log.Info("no node name and no Kubernetes configuration: passing data through without pod attributes")
+	}
+
+	if err := wireAdmission(cfg, targets, kube, &opts); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
 	}
 
 	p, err := proxy.New(proxy.Config{
 		GRPCListen:      cfg.GRPCListen,
 		HTTPListen:      cfg.HTTPListen,
 		AdminListen:     cfg.AdminListen,
+		DebugListen:     cfg.DebugListen,
 		Upstream:        targets,
 		ForwardHeaders:  cfg.ForwardHeaders,
 		MaxRequestBytes: cfg.MaxRequestBytes,

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 func TestMain(m *testing.M) {
@@ -29,11 +30,16 @@ func TestMain(m *testing.M) {
 type traceSink struct {
 	ptraceotlp.UnimplementedGRPCServer
 	got chan ptrace.Traces
+	md  chan metadata.MD // the request's metadata, when not nil
 }
 
-func (s *traceSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+func (s *traceSink) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
 	td := ptrace.NewTraces()
 	req.Traces().CopyTo(td)
+	if s.md != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		s.md <- md
+	}
 	s.got <- td
 	return ptraceotlp.NewExportResponse(), nil
 }
@@ -57,10 +63,11 @@ func logLines(t *testing.T) (io.Writer, <-chan map[string]any) {
 }
 
 // TestRun: the binary's whole life with a real upstream: start from flags,
-// report its addresses, forward an OTLP/gRPC export, be ready, drain on
-// cancellation and return nil.
+// report its addresses, forward an OTLP/gRPC export (a client's tenant
+// header is not forwarded by default), be ready, drain on cancellation and
+// return nil.
 func TestRun(t *testing.T) {
-	sink := &traceSink{got: make(chan ptrace.Traces, 1)}
+	sink := &traceSink{got: make(chan ptrace.Traces, 1), md: make(chan metadata.MD, 1)}
 	srv := grpc.NewServer()
 	ptraceotlp.RegisterGRPCServer(srv, sink)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -77,6 +84,7 @@ func TestRun(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{
 			"--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+			"--debug-listen", "127.0.0.1:0",
 			"--upstream", "http://" + ln.Addr().String(), "--log-format", "json",
 		}, env(nil), out)
 	}()
@@ -84,7 +92,7 @@ func TestRun(t *testing.T) {
 	passThrough := false
 	var procs, gcp any
 	before := runtime.GOMAXPROCS(0)
-	for len(addrs) < 3 {
+	for len(addrs) < 4 {
 		select {
 		case m := <-lines:
 			msg, _ := m["msg"].(string)
@@ -120,8 +128,14 @@ func TestRun(t *testing.T) {
 	defer cc.Close()
 	td := ptrace.NewTraces()
 	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("checkout")
-	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+	mctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer t0k", "x-scope-orgid", "tenant-picked-by-client")
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(mctx, ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
 		t.Fatal(err)
+	}
+	md := <-sink.md
+	if strings.Join(md.Get("authorization"), ",") != "Bearer t0k" || len(md.Get("x-scope-orgid")) != 0 {
+		t.Errorf("upstream metadata authorization=%q x-scope-orgid=%q, want only authorization forwarded by default",
+			md.Get("authorization"), md.Get("x-scope-orgid"))
 	}
 	select {
 	case got := <-sink.got:
@@ -163,6 +177,10 @@ func TestRunInvalidConfig(t *testing.T) {
 		{"--upstream", "http://127.0.0.1:4317", "--log-format", "xml"},
 		{"--upstream", "ftp://x"},
 		{"--upstream", "http://127.0.0.1:4317", "--node-name", "n1", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", ""},
+		{"--upstream", "http://127.0.0.1:4317", "--allow-cidr", "everyone"},
+		// Identity headers without a pod cache could never be set.
+		{"--upstream", "http://127.0.0.1:4317", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "",
+			"--debug-listen", "", "--upstream-header-from-identity", "x-scope-orgid=k8s.namespace.name"},
 	} {
 		err := run(t.Context(), args, env(nil), io.Discard)
 		if err == nil || !strings.HasPrefix(err.Error(), "invalid configuration: --") || strings.Contains(err.Error(), "\n") {
@@ -173,7 +191,8 @@ func TestRunInvalidConfig(t *testing.T) {
 
 // TestRunWithPodCache: with --node-name and --kubeconfig, podstamp wires the
 // pod cache: /readyz reports it (not ready while the API server cannot be
-// reached), /debug/pods is served, and cancellation still drains to nil.
+// reached), /livez checks it, /debug/pods is served on the debug listener
+// and not on the admin listener, and cancellation still drains to nil.
 func TestRunWithPodCache(t *testing.T) {
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
@@ -192,16 +211,20 @@ current-context: x
 	go func() {
 		done <- run(ctx, []string{
 			"--grpc-listen", "127.0.0.1:0", "--http-listen", "", "--admin-listen", "127.0.0.1:0",
+			"--debug-listen", "127.0.0.1:0",
 			"--upstream", "http://127.0.0.1:1", "--log-format", "json",
 			"--node-name", "node-a", "--kubeconfig", kubeconfig, "--node-ip", "10.0.0.1",
 		}, env(nil), out)
 	}()
-	admin := ""
-	for admin == "" {
+	admin, debug := "", ""
+	for admin == "" || debug == "" {
 		select {
 		case m := <-lines:
 			if m["msg"] == "serving admin" {
 				admin = m["addr"].(string)
+			}
+			if m["msg"] == "serving debug" {
+				debug = m["addr"].(string)
 			}
 			if msg, _ := m["msg"].(string); strings.Contains(msg, "passing data through") {
 				t.Error("pass-through mode despite --node-name and --kubeconfig")
@@ -209,13 +232,13 @@ current-context: x
 		case err := <-done:
 			t.Fatalf("run returned early: %v", err)
 		case <-time.After(10 * time.Second):
-			t.Fatal("podstamp did not report its admin listener")
+			t.Fatal("podstamp did not report its admin and debug listeners")
 		}
 	}
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	get := func(path string) (int, string) {
-		resp, err := hc.Get("http://" + admin + path)
+	getFrom := func(addr, path string) (int, string) {
+		resp, err := hc.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,11 +246,18 @@ current-context: x
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	get := func(path string) (int, string) { return getFrom(admin, path) }
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "pod-cache") {
 		t.Errorf("/readyz = %d %q, want 503 naming the pod cache", code, body)
 	}
-	if code, _ := get("/debug/pods"); code != 200 {
-		t.Errorf("/debug/pods = %d", code)
+	if code, body := get("/livez"); code != 200 || !strings.Contains(body, "[+] pod-cache") {
+		t.Errorf("/livez = %d %q, want 200 with the pod cache checked", code, body)
+	}
+	if code, _ := get("/debug/pods"); code != http.StatusNotFound {
+		t.Errorf("/debug/pods on the admin listener = %d, want 404", code)
+	}
+	if code, _ := getFrom(debug, "/debug/pods"); code != 200 {
+		t.Errorf("/debug/pods on the debug listener = %d", code)
 	}
 	if _, body := get("/metrics"); !strings.Contains(body, "\npodstamp_identity_conflicts_total 0\n") {
 		t.Error("/metrics has no podstamp_identity_conflicts_total")

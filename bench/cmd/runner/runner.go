@@ -304,8 +304,12 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		if err != nil {
 			return nil, "", "", err
 		}
+		debug, err := freeAddr()
+		if err != nil {
+			return nil, "", "", err
+		}
 		argv := []string{r.podstampBin,
-			"--grpc-listen", listen, "--http-listen", httpL, "--admin-listen", admin,
+			"--grpc-listen", listen, "--http-listen", httpL, "--admin-listen", admin, "--debug-listen", debug,
 			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
 			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
 			"--enable-pprof", "--log-level", "warn"}
@@ -318,9 +322,9 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		}
 		r.track(p)
 		if err := p.WaitReady(ctx, 60*time.Second, proc.HTTPOK(&http.Client{Timeout: 2 * time.Second}, "http://"+admin+"/readyz")); err != nil {
-			return p, listen, admin, err
+			return p, listen, debug, err
 		}
-		return p, listen, admin, nil
+		return p, listen, debug, nil
 	case "C":
 		cfgPath := filepath.Join(r.work, fmt.Sprintf("otelcol-%s.yaml", tag))
 		if err := os.WriteFile(cfgPath, []byte(collectorConfig(listen, r.sink.GRPCAddr(), comp)), 0o644); err != nil {
@@ -411,7 +415,7 @@ type instance struct {
 	res      *targetResult
 	p        *proc.Proc
 	endpoint string
-	admin    string
+	debug    string // podstamp's debug listener (pprof)
 }
 
 // startAll starts every wanted forwarder; a target that fails to start is
@@ -424,7 +428,7 @@ func (r *runner) startAll(ctx context.Context, gzip bool, tag string) []*instanc
 		}
 		in := &instance{res: res, endpoint: r.sink.GRPCAddr()}
 		if res.HasProcess {
-			p, ep, admin, err := r.start(ctx, res.Key, gzip, tag)
+			p, ep, debug, err := r.start(ctx, res.Key, gzip, tag)
 			if err != nil {
 				res.Err = fmt.Sprintf("start (%s): %v", tag, err)
 				r.log.Error("target failed", "target", res.Key, "err", err)
@@ -433,7 +437,7 @@ func (r *runner) startAll(ctx context.Context, gzip bool, tag string) []*instanc
 				}
 				continue
 			}
-			in.p, in.endpoint, in.admin = p, ep, admin
+			in.p, in.endpoint, in.debug = p, ep, debug
 			cmd := commandLine(p.Env(), p.Argv(), r.cmdRepl)
 			if gzip {
 				res.GzipCommand = cmd
@@ -504,7 +508,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 			in.res.PeakRSSKiB, in.res.Mem = m.HWM, m
 		}
 		if in.res.Key == "B" && in.res.Err == "" && !r.o.skipProfile {
-			if err := r.takeProfile(ctx, in.p, in.endpoint, in.admin); err != nil {
+			if err := r.takeProfile(ctx, in.p, in.endpoint, in.debug); err != nil {
 				r.log.Warn("profile", "err", err)
 			}
 		}
@@ -535,7 +539,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 		}
 		in.res.Gzip = ph
 		if in.res.Key == "B" && !r.o.skipProfile {
-			if err := r.gzipProfile(ctx, in.p, in.endpoint, in.admin); err != nil {
+			if err := r.gzipProfile(ctx, in.p, in.endpoint, in.debug); err != nil {
 				r.log.Warn("gzip profile", "err", err)
 			}
 		}
@@ -627,11 +631,11 @@ func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, rate 
 
 // cpuProfile records 8 s of podstamp CPU under load (saturated when rate is
 // 0, gzip or not) and returns the profile's path.
-func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, admin string, gzip bool, rate float64) (string, error) {
+func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, gzip bool, rate float64) (string, error) {
 	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.rate-%g.pprof", gzip, rate))
 	errc := make(chan error, 1)
 	go func() {
-		resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=8")
+		resp, err := http.Get("http://" + debug + "/debug/pprof/profile?seconds=8")
 		if err != nil {
 			errc <- err
 			return
@@ -658,8 +662,8 @@ func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, admin s
 
 // gzipProfile keeps the top of a CPU profile under gzip load (flat: the
 // codec functions are what matter there).
-func (r *runner) gzipProfile(ctx context.Context, p *proc.Proc, endpoint, admin string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, admin, true, 0)
+func (r *runner) gzipProfile(ctx context.Context, p *proc.Proc, endpoint, debug string) error {
+	path, err := r.cpuProfile(ctx, p, endpoint, debug, true, 0)
 	if err != nil {
 		return err
 	}
@@ -673,14 +677,14 @@ func (r *runner) gzipProfile(ctx context.Context, p *proc.Proc, endpoint, admin 
 
 // takeProfile records 8 s of podstamp CPU under saturated load and keeps
 // the top of `go tool pprof`. It is taken outside the measured phases.
-func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, admin string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, admin, false, 0)
+func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, debug string) error {
+	path, err := r.cpuProfile(ctx, p, endpoint, debug, false, 0)
 	if err != nil {
 		return err
 	}
 	// At the paced rate per-request costs (wake-ups, syscalls) dominate,
 	// which a saturated profile hides.
-	if pp, err := r.cpuProfile(ctx, p, endpoint, admin, false, r.o.rate); err == nil {
+	if pp, err := r.cpuProfile(ctx, p, endpoint, debug, false, r.o.rate); err == nil {
 		// Every node, so the analysis finds what it looks for; the report
 		// prints the top 40.
 		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=1000", r.podstampBin, pp).CombinedOutput(); err == nil {
@@ -702,7 +706,7 @@ func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, admin 
 	}
 	// The heap in use right after the load, for the memory targets.
 	heap := filepath.Join(r.work, "podstamp.heap.pprof")
-	resp, err := http.Get("http://" + admin + "/debug/pprof/heap")
+	resp, err := http.Get("http://" + debug + "/debug/pprof/heap")
 	if err != nil {
 		return err
 	}
