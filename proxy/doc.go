@@ -38,8 +38,9 @@
 //     is forwarded, and the refusal is counted as outcome "forbidden".
 //   - Bad input is answered by podstamp and not forwarded: a request whose
 //     envelope or resource level is not valid protobuf, or JSON that does not
-//     parse, gets INVALID_ARGUMENT / 400 with the reason; over
-//     MaxRequestBytes (after decompression) RESOURCE_EXHAUSTED / 413; unknown
+//     parse, gets INVALID_ARGUMENT / 400 with the reason; over the size
+//     limit (after decompression: MaxGRPCRequestBytes, MaxRequestBytes for
+//     HTTP, MaxJSONRequestBytes for JSON) RESOURCE_EXHAUSTED / 413; unknown
 //     path 404, wrong method 405, unsupported content type or encoding 415.
 //   - Serve drains on cancellation: readiness turns false, listeners close,
 //     in-flight requests finish within ShutdownTimeout.
@@ -54,6 +55,62 @@
 //     listener.
 //   - Metrics (prefix podstamp_) go to an injected prometheus.Registerer;
 //     nothing is logged per request.
+//
+// # Bounded resources
+//
+// What clients send at once is bounded by limits (limits.go), not by
+// the clients; each refusal is counted in podstamp_rejected_total{reason}
+// and, for a request, as outcome "rejected".
+//
+//   - In-flight bytes: every request is charged to a budget of
+//     MaxInflightBytes (podstamp_inflight_bytes) before its bytes are read
+//     or copied, and gives the charge back when its answer is written,
+//     whatever ended it. HTTP with a Content-Length is charged its body and
+//     forwarding copy (the stamped copy, or the body compressed for the
+//     upstream) up front, and the body's buffer starts at 64 KiB and grows
+//     as bytes arrive: a client that announces 20 MiB and sends nothing
+//     holds a charge, not 20 MiB. A gzip or chunked body is charged for
+//     each buffer before it is taken, then the forwarding copy. JSON is
+//     also charged 256 bytes per '{' and ',' before decoding (decoding
+//     into pdata measured up to 205 bytes per item; 40-50 for what SDKs
+//     send), then the protobuf and its forwarding copy. A gRPC stream is
+//     charged 2 × MaxGRPCRequestBytes in the tap, before its message is
+//     read (the received bytes, and their decompressed form or the
+//     handler's contiguous copy), trued up to the message and its
+//     forwarding copy once it is in. Not charged: upstream answers (up to
+//     16 MiB, a few bytes in OTLP), gzip and JSON state per request.
+//   - Over the budget, or with MaxRequestsPerPeer requests of the peer
+//     address in flight (both ingresses together): RESOURCE_EXHAUSTED with
+//     a RetryInfo of 1s / 429 with Retry-After: 1 and a google.rpc.Status,
+//     which OTLP exporters retry; nothing is acknowledged that was not
+//     forwarded. JSON whose decoding alone would need more than the whole
+//     budget is 413 (permanent). With the defaults (64 MiB, 4 MiB gRPC
+//     messages), eight gRPC streams whose messages are being received at
+//     the same instant take the whole budget; a ninth is refused and
+//     retried, however small the messages turn out to be.
+//   - Time: HTTP headers within ReadHeaderTimeout and the body within
+//     ReadTimeout, else 503 with Retry-After and the connection closes. A
+//     gRPC connection's HTTP/2 preface within ReadHeaderTimeout; a gRPC
+//     message within ReadTimeout of its headers, else its connection is
+//     closed (a transport cannot be stopped from receiving one stream), and
+//     with it the charge. A stream gRPC refuses after the tap (an unknown
+//     grpc-encoding) or that the client resets keeps its charge until the
+//     connection's next stream, a budget shortfall or that check sweeps it,
+//     or the connection closes.
+//   - Connections: over MaxConnections on a listener, or
+//     MaxConnectionsPerPeer of one address over both, a connection is
+//     closed at accept. An idle accepted gRPC connection costs ~85 KiB
+//     (its 64 KiB read buffer, three goroutines), an HTTP one ~14 KiB: at
+//     the default caps (512 each) about 50 MiB.
+//   - Per connection, at most MaxStreamsPerConnection concurrent streams
+//     (gRPC and HTTP/2; gRPC refuses more with REFUSED_STREAM, not
+//     counted). A gRPC connection's transport buffers what its admitted
+//     streams received and have not read, at most the 4 MiB stream window
+//     each and the 8 MiB connection window together, all within their
+//     charges; data of refused streams is discarded. Besides that it holds
+//     its 64 KiB read buffer and, while it writes, a 64 KiB write buffer
+//     from the pool: a connection without a request in flight holds about
+//     128 KiB at worst.
 //
 // # Non-goals
 //
