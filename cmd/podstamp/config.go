@@ -48,6 +48,15 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	DrainDelay      time.Duration
 
+	// Resource limits: see proxy.Config.
+	MaxGRPCRequestBytes     int64
+	MaxJSONRequestBytes     int64
+	MaxInflightBytes        int64
+	MaxConnections          int
+	MaxConnectionsPerPeer   int
+	MaxRequestsPerPeer      int
+	MaxStreamsPerConnection int
+
 	LogFormat   string
 	LogLevel    string
 	EnablePprof bool
@@ -89,7 +98,7 @@ func DefaultConfig() Config {
 		UpstreamCompression: "none",
 		UpstreamTimeout:     10 * time.Second,
 		ForwardHeaders:      []string{"authorization"},
-		MaxRequestBytes:     64 << 20,
+		MaxRequestBytes:     proxyDefaults.MaxRequestBytes,
 		ShutdownTimeout:     20 * time.Second,
 		LogFormat:           "text",
 		LogLevel:            "info",
@@ -103,8 +112,19 @@ func DefaultConfig() Config {
 		PodDeleteGrace:      2 * time.Minute,
 		MetadataTTL:         5 * time.Minute,
 		set:                 map[string]bool{},
+
+		MaxGRPCRequestBytes:     proxyDefaults.MaxGRPCRequestBytes,
+		MaxJSONRequestBytes:     proxyDefaults.MaxJSONRequestBytes,
+		MaxInflightBytes:        proxyDefaults.MaxInflightBytes,
+		MaxConnections:          proxyDefaults.MaxConnections,
+		MaxConnectionsPerPeer:   proxyDefaults.MaxConnectionsPerPeer,
+		MaxRequestsPerPeer:      proxyDefaults.MaxRequestsPerPeer,
+		MaxStreamsPerConnection: proxyDefaults.MaxStreamsPerConnection,
 	}
 }
+
+// proxyDefaults are the proxy's own defaults, which the flags keep.
+var proxyDefaults = proxy.DefaultConfig()
 
 // envName is the PODSTAMP_* variable of a flag.
 func envName(flagName string) string {
@@ -255,7 +275,14 @@ func (c *Config) flags() []flagDef {
 		{name: "upstream-key-file", usage: "PEM client key for mTLS (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]CLIENT_KEY)", value: strVar(&c.UpstreamKeyFile)},
 		{name: "forward-headers", usage: "allow-list of incoming gRPC metadata / HTTP headers copied upstream, comma-separated; empty forwards none. A tenant header (x-scope-orgid) here lets each client pick its tenant: prefer --upstream-header-from-identity", value: &listValue{p: &c.ForwardHeaders}},
 		{name: "upstream-header-from-identity", usage: "name=attribute: set upstream header name from the sending pod's attribute (k8s.namespace.name, k8s.pod.name, k8s.pod.uid or k8s.node.name), e.g. x-scope-orgid=k8s.namespace.name; repeatable or comma-separated. Unset when the pod is unknown; a client's header of that name is never forwarded", value: &listValue{p: &c.UpstreamHeaderFromIdentity}},
-		{name: "max-request-bytes", usage: "largest accepted request after decompression (RESOURCE_EXHAUSTED / 413 above)", value: sizeValue{&c.MaxRequestBytes}},
+		{name: "max-request-bytes", usage: "largest OTLP/HTTP request body after decompression (413 above); the default is the Collector's OTLP/HTTP receiver's", value: sizeValue{&c.MaxRequestBytes}},
+		{name: "max-grpc-request-bytes", usage: "largest OTLP/gRPC message after decompression (RESOURCE_EXHAUSTED above); the default is the Collector's OTLP/gRPC receiver's (gRPC's own)", value: sizeValue{&c.MaxGRPCRequestBytes}},
+		{name: "max-json-request-bytes", usage: "largest OTLP/HTTP JSON body after decompression, at most max-request-bytes (413 above): decoding JSON takes several times its size", value: sizeValue{&c.MaxJSONRequestBytes}},
+		{name: "max-inflight-bytes", usage: "bytes of requests, and the copies they need, held at once; charged before they are read. Beyond, requests are refused with RESOURCE_EXHAUSTED and RetryInfo / 429 and Retry-After, which exporters retry. A gRPC stream takes 2 × max-grpc-request-bytes until its message is in, so this must hold at least that and 2 × max-request-bytes", value: sizeValue{&c.MaxInflightBytes}},
+		{name: "max-connections", usage: "connections on each OTLP listener; more are closed at accept", value: (*intValue)(&c.MaxConnections)},
+		{name: "max-connections-per-peer", usage: "connections of one peer address, both OTLP listeners together; more are closed at accept", value: (*intValue)(&c.MaxConnectionsPerPeer)},
+		{name: "max-requests-per-peer", usage: "requests of one peer address in flight at once; more are refused with RESOURCE_EXHAUSTED and RetryInfo / 429 and Retry-After", value: (*intValue)(&c.MaxRequestsPerPeer)},
+		{name: "max-streams-per-connection", usage: "concurrent streams on one gRPC or HTTP/2 connection", value: (*intValue)(&c.MaxStreamsPerConnection)},
 		{name: "shutdown-timeout", usage: "on SIGTERM, how long in-flight requests may take to finish", value: durVar(&c.ShutdownTimeout)},
 		{name: "drain-delay", usage: "on SIGTERM, how long /readyz fails before the listeners close", value: durVar(&c.DrainDelay)},
 		{name: "log-format", usage: "log format: text or json", value: strVar(&c.LogFormat)},
@@ -477,8 +504,22 @@ func (c Config) Validate() error {
 	for _, e := range idErrs {
 		bad("upstream-header-from-identity", "%v", e)
 	}
-	if c.MaxRequestBytes <= 0 || c.MaxRequestBytes > 1<<31-1-(1<<20) {
-		bad("max-request-bytes", "must be between 1 and 2047MiB, got %d", c.MaxRequestBytes)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"max-request-bytes", c.MaxRequestBytes}, {"max-grpc-request-bytes", c.MaxGRPCRequestBytes}, {"max-json-request-bytes", c.MaxJSONRequestBytes}} {
+		if f.v <= 0 || f.v > 1<<31-1-(1<<20) {
+			bad(f.name, "must be between 1 and 2047MiB, got %d", f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"max-inflight-bytes", c.MaxInflightBytes}, {"max-connections", int64(c.MaxConnections)}, {"max-connections-per-peer", int64(c.MaxConnectionsPerPeer)},
+		{"max-requests-per-peer", int64(c.MaxRequestsPerPeer)}, {"max-streams-per-connection", int64(c.MaxStreamsPerConnection)}} {
+		if f.v <= 0 {
+			bad(f.name, "must be positive, got %d", f.v)
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)

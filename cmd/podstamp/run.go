@@ -104,6 +104,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		DrainDelay:      cfg.DrainDelay,
 		EnablePprof:     cfg.EnablePprof,
+
+		MaxGRPCRequestBytes:     cfg.MaxGRPCRequestBytes,
+		MaxJSONRequestBytes:     cfg.MaxJSONRequestBytes,
+		MaxInflightBytes:        cfg.MaxInflightBytes,
+		MaxConnections:          cfg.MaxConnections,
+		MaxConnectionsPerPeer:   cfg.MaxConnectionsPerPeer,
+		MaxRequestsPerPeer:      cfg.MaxRequestsPerPeer,
+		MaxStreamsPerConnection: cfg.MaxStreamsPerConnection,
 	}, opts)
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
