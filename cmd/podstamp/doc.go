@@ -11,5 +11,10 @@
 // Without --node-name (K8S_NODE_NAME) and outside a cluster, podstamp runs
 // without a pod cache and passes data through unchanged.
 //
+// Only senders on this node are admitted: loopback, --node-ip, and pods the
+// pod cache places on this node; --allow-cidr adds networks (0.0.0.0/0,::/0
+// admits everyone). /debug/pods and pprof are served on --debug-listen
+// (loopback by default), never on the admin listener.
+//
 // On SIGTERM or SIGINT it drains (see package proxy) and exits 0.
 package main
