@@ -354,7 +354,8 @@ func (l *limits) sweepAll() {
 }
 
 // reserve takes a peer slot and grpcReserve bytes for a stream about to be
-// read, or returns the reason it cannot.
+// read, or returns the reason it cannot (rejectBudget, rejectPerPeer, or -1
+// when the connection is closing).
 func (c *capConn) reserve(done <-chan struct{}) (int, bool) {
 	l := c.ln.l
 	c.mu.Lock()
@@ -372,9 +373,9 @@ func (c *capConn) reserve(done <-chan struct{}) (int, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed { // closing under the stream: gRPC fails it anyway
 		c.releasePending()
-		return rejectConnections, false
+		return -1, false
 	}
 	c.pending = append(c.pending, pendingStream{done: done, since: time.Now()})
 	if len(c.pending) == 1 {
@@ -471,19 +472,20 @@ func (p *Proxy) tapLimits(ctx context.Context, info *tap.Info) (context.Context,
 		return ctx, nil // the handler charges after the message is in
 	}
 	if why, ok := c.reserve(ctx.Done()); !ok {
+		if why < 0 {
+			return ctx, status.Error(codes.Unavailable, "connection closing: retry")
+		}
 		return ctx, p.reject(sig, protoGRPC, why).Err()
 	}
 	return ctx, nil
 }
 
-// reject counts a refusal and returns the status the client gets.
+// reject counts a refusal of a request (rejectBudget or rejectPerPeer) and
+// returns the retryable status the client gets.
 func (p *Proxy) reject(sig enrich.Signal, proto, why int) *status.Status {
 	p.lim.rejected[why].Inc()
 	p.count(sig, proto, outcomeRejected, 0)
-	if why == rejectBudget || why == rejectPerPeer {
-		return p.lim.busy[why]
-	}
-	return status.New(codes.Unavailable, "connection closing: retry")
+	return p.lim.busy[why]
 }
 
 // rejectHTTP answers a refused OTLP/HTTP request: 429 with Retry-After.
