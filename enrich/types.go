@@ -108,7 +108,7 @@ const (
 	ResultNoBudget          Result = "no_budget"          // hold budget full, forwarded unstamped at once
 	ResultNATSuspected      Result = "nat_suspected"      // peer is the node or pod-CIDR gateway: SNAT
 	ResultHostNetwork       Result = "host_network"       // peer is a hostNetwork pod / node address
-	ResultResourceAttribute Result = "resource_attribute" // every resource associated by its own attributes
+	ResultResourceAttribute Result = "resource_attribute" // peer not resolved: no resources, or a relay trusted by cidrs whose resources named their pods
 	ResultUnknown           Result = "unknown"            // peer resolves to no pod (negative cache, disabled)
 )
 
