@@ -54,7 +54,10 @@ func scenarioHostile(t *testing.T, s *suite) {
 `, relayNS), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const holdTimeout = 3 * time.Second
+	const (
+		holdTimeout  = 3 * time.Second
+		holdMaxBytes = 16 << 20
+	)
 	ps := e.podstampHostNetwork(t, "",
 		"--config", cfg,
 		// Every address of the node, so the node address itself can be
@@ -62,7 +65,7 @@ func scenarioHostile(t *testing.T, s *suite) {
 		"--admin-listen", ":"+strconv.Itoa(adminPort),
 		"--hold-timeout", holdTimeout.String(),
 		// Small enough that a squatter without a per-peer cap could fill it.
-		"--hold-max-bytes", "16MiB",
+		"--hold-max-bytes", strconv.Itoa(holdMaxBytes),
 	)
 	expectProcessName(t, ps.child)
 
@@ -72,7 +75,7 @@ func scenarioHostile(t *testing.T, s *suite) {
 
 	t.Run("impersonation", func(t *testing.T) { hostileImpersonation(t, e, ps, batch, shop, relay) })
 	t.Run("off_node", func(t *testing.T) { hostileOffNode(t, e, ps) })
-	t.Run("hold_squatter", func(t *testing.T) { hostileHoldSquatter(t, e, ps, batchNS, holdTimeout) })
+	t.Run("hold_squatter", func(t *testing.T) { hostileHoldSquatter(t, e, ps, batchNS, holdTimeout, holdMaxBytes) })
 	t.Run("debug_endpoints", func(t *testing.T) { hostileDebug(t, e, batch) })
 }
 
@@ -273,15 +276,23 @@ func hostileOffNode(t *testing.T, e *env, ps *podstampProc) {
 // hostileHoldSquatter: a pod without a Pod object sends large requests to
 // be held and cancels each just before the hold times out; meanwhile, in
 // every cycle, a new pod whose object is created after it starts sending
-// must still be held and stamped.
-func hostileHoldSquatter(t *testing.T, e *env, ps *podstampProc, ns string, holdTimeout time.Duration) {
+// must still be held and stamped. holdMaxBytes is podstamp's
+// --hold-max-bytes; the per-peer share is its default, an eighth.
+func hostileHoldSquatter(t *testing.T, e *env, ps *podstampProc, ns string, holdTimeout time.Duration, holdMaxBytes int) {
 	const (
 		cycles    = 6
-		squatters = 4               // connections, one large request each per cycle
+		squatters = 5               // connections, one request each per cycle
 		bigBytes  = 3<<20 + 512<<10 // under the 4 MiB gRPC default
 	)
 	squatter := e.addApp(t, e.deploymentIn(t, ns, "squatter"), false, false) // its object never exists
-	big := payloadOfSize(t, "traces", squatter.IPs[0].String(), bigBytes)
+	// One request larger than a peer's share of the hold budget, and four
+	// that together just fit in it: what a squatter can get held.
+	src := squatter.IPs[0].String()
+	bodies := [][]byte{payloadOfSize(t, "traces", src, bigBytes)}
+	small := payloadOfSize(t, "traces", src, holdMaxBytes/8/(squatters-1)-16<<10)
+	for range squatters - 1 {
+		bodies = append(bodies, small)
+	}
 	conns := make([]*grpc.ClientConn, squatters)
 	for i := range conns {
 		conns[i] = rawGRPCConn(t, squatter.net.NS, netip.AddrPortFrom(netns.NodeIP, grpcPort).String())
@@ -300,9 +311,9 @@ func hostileHoldSquatter(t *testing.T, e *env, ps *podstampProc, ns string, hold
 		timer := time.AfterFunc(holdTimeout-300*time.Millisecond, scancel)
 		var answered atomic.Int32
 		codes := make(chan string, squatters)
-		for _, cc := range conns {
+		for i, cc := range conns {
 			go func() {
-				err := exportRaw(sctx, cc, "traces", big)
+				err := exportRaw(sctx, cc, "traces", bodies[i])
 				answered.Add(1)
 				codes <- status.Code(err).String()
 			}()
@@ -364,9 +375,19 @@ func hostileHoldSquatter(t *testing.T, e *env, ps *podstampProc, ns string, hold
 	for _, c := range squatterCodes {
 		codeCount[c]++
 	}
-	e.row.note("hold squatter (%d x %d MiB, cancelled %v into each hold): held by it per cycle %v, its answers %v; new pods: %d/%d stamped, hold_hit +%g",
-		squatters, bigBytes>>20, holdTimeout-300*time.Millisecond, heldBySquatter, codeCount, id.correct, id.received, hits)
+	e.row.note("hold squatter (1 x %d KiB + %d x %d KiB per cycle, cancelled %v into each hold): held by it per cycle %v, its answers %v; new pods: %d/%d stamped, hold_hit +%g",
+		len(bodies[0])>>10, squatters-1, len(small)>>10, holdTimeout-300*time.Millisecond, heldBySquatter, codeCount, id.correct, id.received, hits)
 	expectAllCorrect(t, tl, id, lost)
+	// The attack is real only if the squatter got held at first; having
+	// cancelled while held, it is not held again (negative cache).
+	if heldBySquatter[0] == 0 {
+		t.Errorf("the squatter was never held in the first cycle (%v): the attack did not reach the hold", heldBySquatter)
+	}
+	for c, h := range heldBySquatter[1:] {
+		if h != 0 {
+			t.Errorf("cycle %d: %g of the squatter's requests held after it cancelled held requests (negative cache)", c+1, h)
+		}
+	}
 	if want := float64(cycles * 2); hits < want {
 		t.Errorf("hold_hit rose by %g over %d cycles, want >= %g (every new pod's first exports)", hits, cycles, want)
 	}
