@@ -31,19 +31,24 @@ func (b *budget) acquire(n int64) bool {
 
 func (b *budget) release(n int64) { b.used.Add(-n) }
 
-// charge is what one request holds of the budget. It lives on the
-// request's stack; the zero value (no budget) admits everything.
+// charge is what one request holds of the budget, and of its peer's share
+// of it. It lives on the request's stack; the zero value (no limits)
+// admits everything.
 type charge struct {
-	b *budget
-	n int64
+	l    *limits
+	peer *peerState // nil: no peer share applies
+	n    int64
+	why  int // after grow failed: rejectBudget or rejectPerPeerBytes
 }
 
 // grow adds n bytes to the charge, reporting whether they fit.
 func (c *charge) grow(n int64) bool {
-	if c.b == nil || n <= 0 {
+	if c.l == nil || n <= 0 {
 		return true
 	}
-	if !c.b.acquire(n) {
+	why, ok := c.l.acquire(c.peer, n)
+	if !ok {
+		c.why = why
 		return false
 	}
 	c.n += n
@@ -52,11 +57,11 @@ func (c *charge) grow(n int64) bool {
 
 // shrink gives n bytes of the charge back.
 func (c *charge) shrink(n int64) {
-	if c.b == nil {
+	if c.l == nil {
 		return
 	}
 	n = min(n, c.n)
-	c.b.release(n)
+	c.l.release(c.peer, n)
 	c.n -= n
 }
 

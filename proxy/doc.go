@@ -79,8 +79,12 @@
 //     handler's contiguous copy), trued up to the message and its
 //     forwarding copy once it is in. Not charged: upstream answers (up to
 //     16 MiB, a few bytes in OTLP), gzip and JSON state per request.
-//   - Over the budget, or with MaxRequestsPerPeer requests of the peer
-//     address in flight (both ingresses together): RESOURCE_EXHAUSTED with
+//   - One peer address holds at most MaxInflightBytesPerPeer of the budget
+//     (default: half, and at least one largest request), so a sender that
+//     keeps its share full leaves the rest to every other pod.
+//   - Over the budget or the peer's share, or with MaxRequestsPerPeer
+//     requests of the peer address in flight (both ingresses together):
+//     RESOURCE_EXHAUSTED with
 //     a RetryInfo of 1s / 429 with Retry-After: 1 and a google.rpc.Status,
 //     which OTLP exporters retry; nothing is acknowledged that was not
 //     forwarded. JSON whose decoding alone would need more than the whole

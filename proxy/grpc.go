@@ -29,11 +29,14 @@ func (p *Proxy) serviceDesc(sig enrich.Signal) *grpc.ServiceDesc {
 				err := dec(&req)
 				// The tap's reservation and peer slot (limits.go) become
 				// this handler's once the message is in; it gives them back.
-				c := charge{b: &p.lim.budget}
+				c := charge{l: p.lim}
 				defer c.done()
-				if cc := grpcConnOf(ctx); cc != nil && cc.take(ctx.Done()) {
-					c.n = p.lim.grpcReserve
-					defer cc.peer.leave()
+				if cc := grpcConnOf(ctx); cc != nil {
+					c.peer = cc.peer
+					if cc.take(ctx.Done()) {
+						c.n = p.lim.grpcReserve
+						defer cc.peer.leave()
+					}
 				}
 				if err != nil {
 					// Over MaxGRPCRequestBytes (after decompression), undecodable,
@@ -52,7 +55,7 @@ func (p *Proxy) serviceDesc(sig enrich.Signal) *grpc.ServiceDesc {
 				// the reservation, which was for the largest message.
 				if !c.set(httpCost(int64(req.data.Len()))) {
 					req.data.Free()
-					return nil, p.reject(sig, protoGRPC, rejectBudget).Err()
+					return nil, p.reject(sig, protoGRPC, c.why).Err()
 				}
 				return p.exportGRPC(ctx, sig, &req)
 			},

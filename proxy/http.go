@@ -65,16 +65,18 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
 
+	// Everything the request holds is charged to the in-flight budget (and
+	// its peer's share) before it is read or made, and given back when the
+	// answer is written.
+	c := charge{l: p.lim}
 	if cc, ok := r.Context().Value(capConnKey{}).(*capConn); ok {
 		if !cc.peer.enter(p.lim.maxPeerRequests) {
 			p.rejectHTTP(w, isJSON, sig, rejectPerPeer)
 			return
 		}
 		defer cc.peer.leave()
+		c.peer = cc.peer
 	}
-	// Everything the request holds is charged to the in-flight budget
-	// before it is read or made, and given back when the answer is written.
-	c := charge{b: &p.lim.budget}
 	defer c.done()
 	limit := p.cfg.MaxRequestBytes
 	if isJSON {
@@ -88,7 +90,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
 				fmt.Sprintf("request body over the %d byte limit (after decompression)", limit)))
 		case errors.Is(err, errOverBudget):
-			p.rejectHTTP(w, isJSON, sig, rejectBudget)
+			p.rejectHTTP(w, isJSON, sig, c.why)
 		case errors.Is(err, errReadTimeout):
 			// Retryable: a slow client is not a bad request.
 			p.lim.rejected[rejectReadTimeout].Inc()
@@ -107,13 +109,17 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		cost := jsonDecodeCost(js)
 		if !c.grow(cost) {
 			body.Free()
-			if c.n+cost > p.lim.budget.limit { // would never fit
+			most := p.lim.budget.limit
+			if c.peer != nil {
+				most = p.lim.maxPeerBytes
+			}
+			if c.n+cost > most { // would never fit
 				p.count(sig, protoHTTP, outcomeTooLarge, 0)
 				writeStatus(w, isJSON, http.StatusRequestEntityTooLarge, "", status.New(codes.ResourceExhausted,
-					fmt.Sprintf("decoding this JSON request would take about %d bytes, over the %d byte in-flight limit: send fewer items per request, or protobuf", cost, p.lim.budget.limit)))
+					fmt.Sprintf("decoding this JSON request would take about %d bytes, over the %d byte in-flight limit: send fewer items per request, or protobuf", cost, most)))
 				return
 			}
-			p.rejectHTTP(w, isJSON, sig, rejectBudget)
+			p.rejectHTTP(w, isJSON, sig, c.why)
 			return
 		}
 		pb, err := signals[sig].requestJSONToProto(js)
@@ -125,7 +131,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// From here on: the protobuf and its forwarding copy.
 		if !c.set(int64(len(pb)) + forwardCost(int64(len(pb)))) {
-			p.rejectHTTP(w, isJSON, sig, rejectBudget)
+			p.rejectHTTP(w, isJSON, sig, c.why)
 			return
 		}
 		body = mem.SliceBuffer(pb)

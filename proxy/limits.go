@@ -73,10 +73,11 @@ const (
 	rejectConnections               // the listener has MaxConnections connections
 	rejectConnectionsPerPeer        // the peer has MaxConnectionsPerPeer connections
 	rejectReadTimeout               // a request's body did not arrive within ReadTimeout
+	rejectPerPeerBytes              // the peer holds MaxInflightBytesPerPeer of the budget
 	numRejects
 )
 
-var rejectNames = [numRejects]string{"budget", "per_peer", "connections", "connections_per_peer", "read_timeout"}
+var rejectNames = [numRejects]string{"budget", "per_peer", "connections", "connections_per_peer", "read_timeout", "per_peer_bytes"}
 
 var (
 	errOverBudget  = errors.New("over the in-flight byte budget")
@@ -86,6 +87,7 @@ var (
 // limits are the proxy's bounds on what requests and connections may take.
 type limits struct {
 	budget          budget
+	maxPeerBytes    int64 // of the budget, one peer address's share
 	maxJSON         int64 // effective JSON limit: min(MaxJSONRequestBytes, MaxRequestBytes)
 	grpcReserve     int64 // taken per gRPC stream before its message is read
 	maxConns        int
@@ -93,7 +95,7 @@ type limits struct {
 	maxPeerRequests int32
 	readTimeout     time.Duration
 	rejected        [numRejects]prometheus.Counter
-	busy            [2]*status.Status // retryable refusals: budget, per peer
+	busy            [numRejects]*status.Status // retryable refusals: budget, per peer, per peer bytes
 
 	mu        sync.Mutex
 	peers     map[netip.Addr]*peerState
@@ -132,9 +134,20 @@ func newLimits(cfg Config, reg prometheus.Registerer) (*limits, error) {
 	l.budget.limit = cfg.MaxInflightBytes
 	// One request of each kind must fit on its own, or it could never be
 	// served and would be refused as retryable forever.
-	if need := max(l.grpcReserve, httpCost(cfg.MaxRequestBytes)); need > l.budget.limit {
+	need := max(l.grpcReserve, httpCost(cfg.MaxRequestBytes))
+	if need > l.budget.limit {
 		return nil, fmt.Errorf("MaxInflightBytes %d cannot hold one request of the largest size: it takes %d (gRPC: 2 × MaxGRPCRequestBytes; HTTP: 2 × MaxRequestBytes)", l.budget.limit, need)
 	}
+	// One address may hold only part of the budget, so a sender that keeps
+	// it full (large requests, slow bodies) leaves room for every other pod.
+	l.maxPeerBytes = cfg.MaxInflightBytesPerPeer
+	if l.maxPeerBytes <= 0 {
+		l.maxPeerBytes = max(l.budget.limit/2, need)
+	}
+	if l.maxPeerBytes < need {
+		return nil, fmt.Errorf("MaxInflightBytesPerPeer %d cannot hold one request of the largest size: it takes %d", l.maxPeerBytes, need)
+	}
+	l.maxPeerBytes = min(l.maxPeerBytes, l.budget.limit)
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podstamp_rejected_total",
 		Help: "Requests and connections refused for lack of resources, by reason: budget (the in-flight byte budget), per_peer (concurrent requests of one peer address), connections and connections_per_peer (closed at accept), read_timeout (a body slower than the read timeout).",
@@ -158,6 +171,10 @@ func newLimits(cfg Config, reg prometheus.Registerer) (*limits, error) {
 	}
 	if l.busy[rejectPerPeer], err = withRetryInfo(status.New(codes.ResourceExhausted,
 		fmt.Sprintf("this address has %d requests in flight, podstamp's limit per peer: retry later", l.maxPeerRequests)), retryAfter); err != nil {
+		return nil, err
+	}
+	if l.busy[rejectPerPeerBytes], err = withRetryInfo(status.New(codes.ResourceExhausted,
+		fmt.Sprintf("this address has %d bytes of requests in flight, podstamp's limit per peer: retry later", l.maxPeerBytes)), retryAfter); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -193,6 +210,30 @@ type peerState struct {
 	addr     netip.Addr
 	conns    int // under limits.mu
 	requests atomic.Int32
+	bytes    atomic.Int64 // of the budget
+}
+
+// acquire takes n bytes of the budget for peer ps (nil: no peer share
+// applies), or returns why they do not fit: rejectPerPeerBytes or
+// rejectBudget.
+func (l *limits) acquire(ps *peerState, n int64) (int, bool) {
+	if !l.budget.acquire(n) {
+		return rejectBudget, false
+	}
+	if ps != nil && ps.bytes.Add(n) > l.maxPeerBytes {
+		ps.bytes.Add(-n)
+		l.budget.release(n)
+		return rejectPerPeerBytes, false
+	}
+	return 0, true
+}
+
+// release gives back n bytes acquired for ps.
+func (l *limits) release(ps *peerState, n int64) {
+	if ps != nil {
+		ps.bytes.Add(-n)
+	}
+	l.budget.release(n)
 }
 
 // enter takes one of the peer's request slots.
@@ -316,7 +357,7 @@ func (c *capConn) Close() error {
 }
 
 func (c *capConn) releasePending() {
-	c.ln.l.budget.release(c.ln.l.grpcReserve)
+	c.ln.l.release(c.peer, c.ln.l.grpcReserve)
 	c.peer.leave()
 }
 
@@ -354,8 +395,8 @@ func (l *limits) sweepAll() {
 }
 
 // reserve takes a peer slot and grpcReserve bytes for a stream about to be
-// read, or returns the reason it cannot (rejectBudget, rejectPerPeer, or -1
-// when the connection is closing).
+// read, or returns the reason it cannot (rejectBudget, rejectPerPeer,
+// rejectPerPeerBytes, or -1 when the connection is closing).
 func (c *capConn) reserve(done <-chan struct{}) (int, bool) {
 	l := c.ln.l
 	c.mu.Lock()
@@ -364,11 +405,11 @@ func (c *capConn) reserve(done <-chan struct{}) (int, bool) {
 	if !c.peer.enter(l.maxPeerRequests) {
 		return rejectPerPeer, false
 	}
-	if !l.budget.acquire(l.grpcReserve) {
+	if _, ok := l.acquire(c.peer, l.grpcReserve); !ok {
 		l.sweepAll()
-		if !l.budget.acquire(l.grpcReserve) {
+		if why, ok := l.acquire(c.peer, l.grpcReserve); !ok {
 			c.peer.leave()
-			return rejectBudget, false
+			return why, false
 		}
 	}
 	c.mu.Lock()

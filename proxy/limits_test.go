@@ -101,6 +101,9 @@ func TestLyingContentLength(t *testing.T) {
 	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) {
 		c.ReadHeaderTimeout = time.Second
 		c.ReadTimeout = time.Second
+		// Every connection comes from 127.0.0.1: this test is about the
+		// whole budget, so that address may hold all of it.
+		c.MaxInflightBytesPerPeer = defaultMaxInflightBytes
 	})
 	headers := func(n int64) string {
 		return fmt.Sprintf("POST /v1/traces HTTP/1.1\r\nHost: podstamp\r\nContent-Type: application/x-protobuf\r\nContent-Length: %d\r\n\r\n", n)
@@ -282,6 +285,7 @@ func TestBudgetExhaustion(t *testing.T) {
 		c.MaxRequestBytes = 256 << 10
 		c.MaxGRPCRequestBytes = 256 << 10
 		c.MaxInflightBytes = 1 << 20
+		c.MaxInflightBytesPerPeer = 1 << 20 // one sender, the whole budget
 	})
 	release := heldUpstream(t, up)
 	body, _ := payload(t, enrich.Traces, 800)
@@ -722,4 +726,74 @@ func TestJSONDecodeCost(t *testing.T) {
 	}
 	up.next(t)
 	waitBudgetZero(t, tp)
+}
+
+// TestPerPeerBudgetShare: one address may hold only its share of the
+// in-flight budget. Its requests beyond it are refused as retryable
+// (per_peer_bytes), over gRPC before the message is read, while another
+// address's requests still fit, are forwarded and answered OK.
+func TestPerPeerBudgetShare(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) {
+		c.MaxRequestBytes = 256 << 10
+		c.MaxGRPCRequestBytes = 256 << 10
+		c.MaxInflightBytes = 2 << 20 // the default share: half of it
+	})
+	if tp.lim.maxPeerBytes != 1<<20 {
+		t.Fatalf("share %d, want half the budget", tp.lim.maxPeerBytes)
+	}
+	release := heldUpstream(t, up)
+	body, _ := payload(t, enrich.Traces, 800)
+	cost := httpCost(int64(len(body)))
+	fits := int(tp.lim.maxPeerBytes / cost)
+	if fits < 2 {
+		t.Fatalf("test set-up: %d-byte body costs %d, %d fit", len(body), cost, fits)
+	}
+	hog := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 100}}
+	defer hog.CloseIdleConnections()
+	var held []chan sendResult
+	for {
+		res := tp.postAsync(hog, body)
+		select {
+		case <-up.got:
+			held = append(held, res)
+			continue
+		case r := <-res:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			checkRetryable(t, r.code, r.h, r.body)
+		}
+		break
+	}
+	if len(held) != fits {
+		t.Errorf("%d requests of one address admitted, want %d (share %d, %d each)", len(held), fits, tp.lim.maxPeerBytes, cost)
+	}
+	if v := rejectedValue(t, tp, "per_peer_bytes"); v != 1 {
+		t.Errorf("rejected{per_peer_bytes} = %v, want 1", v)
+	}
+	// The same address over gRPC: refused in the tap.
+	_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+	checkRetryInfo(t, status.Convert(err))
+
+	// Another address still gets in, though the first holds its share.
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	defer other.CloseIdleConnections()
+	res := tp.postAsync(other, body)
+	select {
+	case <-up.got:
+	case r := <-res:
+		t.Fatalf("another address refused while one holds its share: HTTP %d %v", r.code, r.err)
+	}
+	release()
+	if r := <-res; r.err != nil || r.code != 200 {
+		t.Errorf("other address: HTTP %d %v, want 200", r.code, r.err)
+	}
+	for _, res := range held {
+		if r := <-res; r.err != nil || r.code != 200 {
+			t.Errorf("held request: HTTP %d %v, want 200", r.code, r.err)
+		}
+	}
+	waitBudgetZero(t, tp)
+	up.none(t)
 }

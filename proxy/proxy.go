@@ -71,6 +71,7 @@ type Config struct {
 	MaxGRPCRequestBytes     int64 // OTLP/gRPC message after decompression
 	MaxJSONRequestBytes     int64 // OTLP/HTTP JSON body (at most MaxRequestBytes)
 	MaxInflightBytes        int64 // budget of request bytes and their copies held at once
+	MaxInflightBytesPerPeer int64 // one peer address's share of it; 0: half, at least one largest request
 	MaxConnections          int   // per ingress listener; more are closed at accept
 	MaxConnectionsPerPeer   int   // per peer address, both listeners together
 	MaxRequestsPerPeer      int   // concurrent requests per peer address

@@ -52,6 +52,7 @@ type Config struct {
 	MaxGRPCRequestBytes     int64
 	MaxJSONRequestBytes     int64
 	MaxInflightBytes        int64
+	MaxInflightBytesPerPeer int64 // 0: proxy's default (half the budget, at least one largest request)
 	MaxConnections          int
 	MaxConnectionsPerPeer   int
 	MaxRequestsPerPeer      int
@@ -279,6 +280,7 @@ func (c *Config) flags() []flagDef {
 		{name: "max-grpc-request-bytes", usage: "largest OTLP/gRPC message after decompression (RESOURCE_EXHAUSTED above); the default is the Collector's OTLP/gRPC receiver's (gRPC's own)", value: sizeValue{&c.MaxGRPCRequestBytes}},
 		{name: "max-json-request-bytes", usage: "largest OTLP/HTTP JSON body after decompression, at most max-request-bytes (413 above): decoding JSON takes several times its size", value: sizeValue{&c.MaxJSONRequestBytes}},
 		{name: "max-inflight-bytes", usage: "bytes of requests, and the copies they need, held at once; charged before they are read. Beyond, requests are refused with RESOURCE_EXHAUSTED and RetryInfo / 429 and Retry-After, which exporters retry. A gRPC stream takes 2 × max-grpc-request-bytes until its message is in, so this must hold at least that and 2 × max-request-bytes", value: sizeValue{&c.MaxInflightBytes}},
+		{name: "max-inflight-bytes-per-peer", usage: "of max-inflight-bytes, what one peer address may hold at once, so one sender cannot spend the whole budget; beyond, its requests are refused with RESOURCE_EXHAUSTED and RetryInfo / 429 and Retry-After. Default (0): half of max-inflight-bytes, and at least what one largest request takes", value: sizeValue{&c.MaxInflightBytesPerPeer}},
 		{name: "max-connections", usage: "connections on each OTLP listener; more are closed at accept", value: (*intValue)(&c.MaxConnections)},
 		{name: "max-connections-per-peer", usage: "connections of one peer address, both OTLP listeners together; more are closed at accept", value: (*intValue)(&c.MaxConnectionsPerPeer)},
 		{name: "max-requests-per-peer", usage: "requests of one peer address in flight at once; more are refused with RESOURCE_EXHAUSTED and RetryInfo / 429 and Retry-After", value: (*intValue)(&c.MaxRequestsPerPeer)},
@@ -520,6 +522,9 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			bad(f.name, "must be positive, got %d", f.v)
 		}
+	}
+	if c.MaxInflightBytesPerPeer < 0 {
+		bad("max-inflight-bytes-per-peer", "must not be negative, got %d", c.MaxInflightBytesPerPeer)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)

@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxGRPCRequestBytes:     cfg.MaxGRPCRequestBytes,
 		MaxJSONRequestBytes:     cfg.MaxJSONRequestBytes,
 		MaxInflightBytes:        cfg.MaxInflightBytes,
+		MaxInflightBytesPerPeer: cfg.MaxInflightBytesPerPeer,
 		MaxConnections:          cfg.MaxConnections,
 		MaxConnectionsPerPeer:   cfg.MaxConnectionsPerPeer,
 		MaxRequestsPerPeer:      cfg.MaxRequestsPerPeer,
