@@ -67,16 +67,20 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	raiseNoFile(t, 19000)
 
 	legit := e.addApp(t, e.deployment(t, "web"), false, true)
+	// Three hostile pods, so each attack class gets a peer's full share
+	// (per-peer caps) and together they reach for the global budgets:
+	// connections and slowness; bombs and JSON; concurrent streams.
 	hostile := e.addApp(t, e.deployment(t, "hammer"), false, true)
+	bomber := e.addApp(t, e.deployment(t, "hammer"), false, true)
+	streamer := e.addApp(t, e.deployment(t, "hammer"), false, true)
 
 	// Every payload is built before the clock starts.
-	src := hostile.IPs[0].String()
 	bomb := gzipBomb(t, 1<<30)
-	oneMiB := payloadOfSize(t, "traces", src, 1<<20)
-	jsonSizes := []int{4<<20 - 1024, 8<<20 - 1024, 20<<20 - 1024}
+	oneMiB := payloadOfSize(t, "traces", streamer.IPs[0].String(), 1<<20)
+	jsonSizes := []int{1 << 20, 2 << 20, 4<<20 - 1024, 8<<20 - 1024, 20<<20 - 1024}
 	jsonBodies := make([][]byte, len(jsonSizes))
 	for i, n := range jsonSizes {
-		jsonBodies[i] = jsonPayloadOfSize(t, src, n)
+		jsonBodies[i] = jsonPayloadOfSize(t, bomber.IPs[0].String(), n)
 	}
 	t.Logf("payloads: gzip bomb %d KiB (1 GiB inflated), 1 MiB protobuf, JSON %v bytes", len(bomb)>>10, jsonSizes)
 
@@ -103,10 +107,14 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	}
 	waitSink(t, e.sink, 2, 20*time.Second)
 
-	// The attacks, all at once, all from the hostile pod.
-	h := &hammer{ns: hostile.net.NS, grpcAddr: netip.AddrPortFrom(netns.NodeIP, grpcPort).String(),
-		httpAddr: netip.AddrPortFrom(netns.NodeIP, httpPort).String(), results: map[string]map[string]int{}}
-	defer h.close()
+	// The attacks, all at once, from the hostile pods.
+	newHammer := func(a *app) *hammer {
+		h := &hammer{ns: a.net.NS, grpcAddr: netip.AddrPortFrom(netns.NodeIP, grpcPort).String(),
+			httpAddr: netip.AddrPortFrom(netns.NodeIP, httpPort).String(), results: map[string]map[string]int{}}
+		t.Cleanup(h.close)
+		return h
+	}
+	h, hb, hs := newHammer(hostile), newHammer(bomber), newHammer(streamer)
 	actx, acancel := context.WithTimeout(ctx, attackWindow)
 	defer acancel()
 	attacks := []struct {
@@ -114,14 +122,14 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 		fn   func(context.Context)
 	}{
 		{"lying_content_length", func(ctx context.Context) { h.lyingContentLength(ctx, 1000, 19<<20) }},
-		{"gzip_bomb_http", func(ctx context.Context) { h.gzipBombHTTP(ctx, bomb, 24, 4) }},
-		{"gzip_bomb_grpc", func(ctx context.Context) { h.gzipBombGRPC(ctx, bomb, 24, 4) }},
-		{"json_max", func(ctx context.Context) { h.jsonBodies(ctx, jsonBodies, 6) }},
+		{"gzip_bomb_http", func(ctx context.Context) { hb.gzipBombHTTP(ctx, bomb, 24, 4) }},
+		{"gzip_bomb_grpc", func(ctx context.Context) { hb.gzipBombGRPC(ctx, bomb, 24, 4) }},
+		{"json_max", func(ctx context.Context) { hb.jsonBodies(ctx, jsonBodies, 6) }},
 		{"idle_connections", func(ctx context.Context) { h.idle(ctx, 10000) }},
 		{"slowloris_headers", func(ctx context.Context) { h.slowHeaders(ctx, 100) }},
 		{"slowloris_body", func(ctx context.Context) { h.slowBody(ctx, 100) }},
 		{"slowloris_grpc", func(ctx context.Context) { h.slowGRPC(ctx, 50) }},
-		{"grpc_streams", func(ctx context.Context) { h.grpcStreams(ctx, oneMiB, 1000) }},
+		{"grpc_streams", func(ctx context.Context) { hs.grpcStreams(ctx, oneMiB, 1000) }},
 	}
 	var wg sync.WaitGroup
 	for _, a := range attacks {
@@ -133,7 +141,9 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	}
 	wg.Wait()
 	acancel()
-	h.close()
+	for _, x := range []*hammer{h, hb, hs} {
+		x.close()
+	}
 	attacksDone := time.Since(begin)
 
 	legitWG.Wait()
@@ -181,8 +191,13 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	}
 	e.row.note("peak cgroup memory %.1f MiB of %d MiB (GOMEMLIMIT %.1f MiB, non-race build), podstamp VmHWM %.1f MiB, failcnt %d, oom_kill %d",
 		mib(peak), memLimit>>20, mib(goMemLimit), mib(hwm), failcnt, oomKills)
-	e.row.note("legitimate pod: %d acked, %d rejected %v", acked, failed, tl.fails)
-	e.row.note("attacks (answers seen by the attacker): %s", h.summary())
+	var perRun []string
+	for _, sm := range tl.sums {
+		perRun = append(perRun, fmt.Sprintf("%s %d/%d acked %v", sm.Protocol, sm.Acked, sm.Sent, sm.FailedByCode))
+	}
+	sort.Strings(perRun)
+	e.row.note("legitimate pod: %d acked, %d rejected %v (%s)", acked, failed, tl.fails, strings.Join(perRun, "; "))
+	e.row.note("attacks (answers seen by the attackers): %s; %s; %s", h.summary(), hb.summary(), hs.summary())
 	e.row.note("podstamp: %s, rejections %s", m.enrichSummary(), rejectSummary(m))
 	e.row.note("attacks over %v after start-up", attacksDone.Round(time.Second))
 
@@ -688,17 +703,33 @@ func (h *hammer) gzipBombGRPC(ctx context.Context, bomb []byte, n, conc int) {
 	})
 }
 
-// jsonBodies sends conc requests of each body size at once.
+// jsonBodies keeps conc senders per body size busy for the whole window,
+// as an attacker that retries would: a refusal to retry (429, 503, a
+// dropped connection) is retried after a pause, an acceptance is repeated;
+// a final answer (413) ends that sender.
 func (h *hammer) jsonBodies(ctx context.Context, bodies [][]byte, conc int) {
 	c := h.httpClient()
 	var wg sync.WaitGroup
 	for _, b := range bodies {
+		name := fmt.Sprintf("json_%dKiB", len(b)>>10)
 		for range conc {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out := postHTTP(ctx, c, "http://"+h.httpAddr+"/v1/traces", "application/json", false, bytes.NewReader(b))
-				h.record(fmt.Sprintf("json_%dMiB", (len(b)+1024)>>20), out)
+				for ctx.Err() == nil {
+					out := postHTTP(ctx, c, "http://"+h.httpAddr+"/v1/traces", "application/json", false, bytes.NewReader(b))
+					if out == "cancelled" {
+						return
+					}
+					h.record(name, out)
+					if out == "http_413" || out == "http_400" {
+						return
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(100 * time.Millisecond): // the attacker's pace
+					}
+				}
 			}()
 		}
 	}
