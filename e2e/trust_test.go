@@ -404,6 +404,14 @@ func hostileHoldSquatter(t *testing.T, e *env, ps *podstampProc, ns string, hold
 			t.Errorf("cycle %d: %g of the squatter's requests held after it cancelled held requests (negative cache)", c+1, h)
 		}
 	}
+	// Not held, its requests are answered at once (forwarded or refused):
+	// none may sit unanswered until the client gives up.
+	for c, d := range squatterSlowest[1:] {
+		if d >= holdTimeout-300*time.Millisecond {
+			t.Errorf("cycle %d: a request of the (negatively cached, so never held) squatter went unanswered until it cancelled it after %v; slowest answer per cycle %v",
+				c+1, d, squatterSlowest)
+		}
+	}
 	if want := float64(cycles * 2); hits < want {
 		t.Errorf("hold_hit rose by %g over %d cycles, want >= %g (every new pod's first exports)", hits, cycles, want)
 	}
