@@ -87,7 +87,12 @@ func NewNode(tb testing.TB, prefix string) *Node {
 	n.must("ip", "-n", n.NS, "addr", "add", NodeIP.String()+"/24", "dev", "eth0")
 	n.must("ip", "-n", n.NS, "addr", "add", NodeIP6.String()+"/64", "dev", "eth0", "nodad")
 	n.must("ip", "-n", n.NS, "link", "set", "eth0", "up")
-	n.must("ip", "-n", n.NS, "link", "add", "cni0", "type", "bridge")
+	// A bridge without an address of its own takes the lowest of its
+	// ports' and changes it as pods come and go: pods' ARP entries for the
+	// gateway then point at a MAC the bridge dropped, and their open
+	// connections stall until the entries expire. The CNI bridge plugin
+	// gives the bridge a fixed address for the same reason.
+	n.must("ip", "-n", n.NS, "link", "add", "cni0", "address", "02:00:0a:f4:00:01", "type", "bridge")
 	n.must("ip", "-n", n.NS, "addr", "add", Gateway.String()+"/24", "dev", "cni0")
 	n.must("ip", "-n", n.NS, "addr", "add", Gateway6.String()+"/64", "dev", "cni0", "nodad")
 	n.must("ip", "-n", n.NS, "link", "set", "cni0", "up")
