@@ -35,12 +35,9 @@ import (
 	"github.com/podstamp/podstamp/e2e/netns"
 )
 
-// The exhaustion scenario's memory limit, and GOMEMLIMIT as the chart
-// derives it from the limit (goMemLimit.percent, 80).
-const (
-	memLimit   = 128 << 20
-	goMemLimit = memLimit * 80 / 100
-)
+// The exhaustion scenario's memory limit; the chart renders GOMEMLIMIT
+// from it (resources.limits.memory).
+const memLimit = 128 << 20
 
 // scenarioExhaustion: podstamp in a 128 MiB memory cgroup while a hostile
 // pod throws every cheap resource attack at it and a legitimate pod keeps
@@ -50,15 +47,20 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	e := s.newEnv(t, "11", "exhaustion under a 128 MiB memory limit")
 	begin := time.Now()
 	cg := newMemCgroup(t, "podstamp-e2e-"+s.prefix+"-11", memLimit)
+	// The chart's default configuration for a 128Mi container: it derives
+	// GOMEMLIMIT from resources.limits.memory (the request is set to the
+	// same, as the chart's default keeps them equal).
+	cc := e.chartDefaults(t, "resources.limits.memory=128Mi", "resources.requests.memory=128Mi")
+	goMemLimit := cc.goMemLimit(t)
+	if goMemLimit <= 0 || goMemLimit >= memLimit {
+		t.Fatalf("the chart's GOMEMLIMIT %d for a %d byte limit is not below the limit", goMemLimit, memLimit)
+	}
 	ps := e.startPodstamp(t, podstampOpts{
-		ns: e.node.NS, listen: netns.NodeIP,
+		ns: e.node.NS, listen: netns.NodeIP, chart: cc,
 		kubeconfig: e.kubeconfig(t, e.node.NS, s.cluster.AdminToken()),
 		upstream:   e.upstream(t, e.node.NS, false).Addr,
 		bin:        bin,
-		env:        []string{"GOMEMLIMIT=" + strconv.Itoa(goMemLimit)},
 		wrap:       cg.wrap(),
-		// Debug logging under attack would measure the log, not the proxy.
-		extra: []string{"--log-level", "info"},
 	})
 	pid := ps.PID()
 	if !cg.has(t, pid) {

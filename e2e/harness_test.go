@@ -188,13 +188,17 @@ func (s *suite) startWith(t *testing.T, name, ns string, env, wrap []string, bin
 
 // stop sends SIGTERM to the PID, SIGKILL after stopGrace, and waits; it
 // fails the test if the child needed the SIGKILL or reported a data race.
-func (c *child) stop(t *testing.T) {
+func (c *child) stop(t *testing.T) { c.stopWithin(t, stopGrace) }
+
+// stopWithin is stop with grace between SIGTERM and SIGKILL (e.g. the pod's
+// terminationGracePeriodSeconds, as the kubelet gives it).
+func (c *child) stopWithin(t *testing.T, grace time.Duration) {
 	if c.stopped {
 		return
 	}
 	c.stopped = true
-	if c.Stop(stopGrace) {
-		t.Errorf("%s (PID %d) ignored SIGTERM for %v; killed it", c.Name(), c.PID(), stopGrace)
+	if c.Stop(grace) {
+		t.Errorf("%s (PID %d) ignored SIGTERM for %v; killed it", c.Name(), c.PID(), grace)
 	}
 	if b, _ := os.ReadFile(c.LogPath()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
 		t.Errorf("%s reported a data race; log %s:\n%s", c.Name(), c.LogPath(), tailBytes(b, 8000))
@@ -328,6 +332,15 @@ type podstampOpts struct {
 	wrap []string
 	// name names the process and its log, default "podstamp".
 	name string
+	// chart, when set, is the configuration the chart's DaemonSet renders
+	// (e.chartDefaults): its arguments come first and reach podstamp
+	// unchanged, with its listen addresses, and its environment; then the
+	// harness's endpoints (upstream, kubeconfig, node), then extra, whose
+	// flags win (a later value replaces an earlier one in podstamp's parser;
+	// list flags accumulate, so extra must not repeat one the chart sets).
+	// listen is not used (the chart's listeners are on the node address),
+	// and admin, when set, replaces the chart's admin address.
+	chart *chartConfig
 }
 
 func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
@@ -335,14 +348,17 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 	if o.protocol == "" {
 		o.protocol = "grpc"
 	}
-	if o.admin == "" {
-		o.admin = adminAddr
-	}
 	if o.bin == "" {
 		o.bin = e.s.bin("podstamp")
 	}
 	if o.name == "" {
 		o.name = "podstamp"
+	}
+	if o.chart != nil {
+		return e.startChartPodstamp(t, o)
+	}
+	if o.admin == "" {
+		o.admin = adminAddr
 	}
 	args := []string{
 		"--grpc-listen", netip.AddrPortFrom(o.listen, grpcPort).String(),
@@ -365,6 +381,54 @@ func (e *env) startPodstamp(t *testing.T, o podstampOpts) *podstampProc {
 	p.child = e.s.startWith(t, o.name, o.ns, o.env, o.wrap, o.bin, args...)
 	waitHTTP(t, p.child, p.client, "http://"+o.admin+"/readyz", 60*time.Second)
 	return p
+}
+
+// startChartPodstamp is startPodstamp with the chart's configuration.
+func (e *env) startChartPodstamp(t *testing.T, o podstampOpts) *podstampProc {
+	t.Helper()
+	cc := o.chart
+	for _, f := range o.extra {
+		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if _, set := cc.flag(name); set && strings.HasPrefix(f, "-") && listFlags[name] {
+			t.Fatalf("scenario flag %s: the chart already sets --%s, and list flags accumulate; merge them deliberately", f, name)
+		}
+	}
+	args := slices.Clone(cc.Args)
+	own := o.extra // the scenario's flags, for the row note
+	if o.admin != "" {
+		args = append(args, "--admin-listen", o.admin)
+		own = append([]string{"--admin-listen", o.admin}, o.extra...)
+	} else if a, ok := cc.flag("admin-listen"); ok && a != "" {
+		o.admin = a
+	} else {
+		t.Fatal("the chart renders no --admin-listen: the harness has no readiness endpoint to wait for")
+	}
+	args = append(args,
+		"--upstream", "http://"+o.upstream,
+		"--upstream-protocol", o.protocol,
+		"--node-name", e.nodeName,
+		"--node-ip", netns.NodeIP.String(),
+		"--node-ip", netns.NodeIP6.String(),
+	)
+	if o.kubeconfig != "" {
+		args = append(args, "--kubeconfig", o.kubeconfig)
+	}
+	args = append(args, o.extra...)
+	// The chart's environment first: a scenario's own wins (exec keeps the
+	// last value of a variable).
+	env := append(slices.Clone(cc.Env), o.env...)
+	e.row.note("%s", cc.describe(o.name, own))
+	p := &podstampProc{ns: o.ns, admin: o.admin, client: httpIn(o.ns)}
+	p.child = e.s.startWith(t, o.name, o.ns, env, o.wrap, o.bin, args...)
+	waitHTTP(t, p.child, p.client, "http://"+o.admin+"/readyz", 60*time.Second)
+	return p
+}
+
+// listFlags are podstamp's repeatable flags: repeated, they accumulate
+// instead of the later value winning.
+var listFlags = map[string]bool{
+	"allow-cidr": true, "upstream-header": true, "forward-headers": true,
+	"upstream-header-from-identity": true, "node-ip": true,
 }
 
 // metrics scrapes /metrics into series -> value, the series as Prometheus
@@ -553,6 +617,18 @@ func (e *env) podstampHostNetwork(t *testing.T, token string, extra ...string) *
 	return e.startPodstamp(t, podstampOpts{
 		ns: e.node.NS, listen: netns.NodeIP,
 		kubeconfig: e.kubeconfig(t, e.node.NS, token),
+		upstream:   e.upstream(t, e.node.NS, false).Addr,
+		extra:      extra,
+	})
+}
+
+// podstampChart runs podstamp in the node namespace with the configuration
+// the chart renders (cc, from e.chartDefaults), then extra.
+func (e *env) podstampChart(t *testing.T, cc *chartConfig, extra ...string) *podstampProc {
+	t.Helper()
+	return e.startPodstamp(t, podstampOpts{
+		ns: e.node.NS, listen: netns.NodeIP, chart: cc,
+		kubeconfig: e.kubeconfig(t, e.node.NS, e.s.cluster.AdminToken()),
 		upstream:   e.upstream(t, e.node.NS, false).Addr,
 		extra:      extra,
 	})

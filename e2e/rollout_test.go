@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"os/exec"
 	"sync"
 	"testing"
@@ -24,14 +25,18 @@ func scenarioRollout(t *testing.T, s *suite) {
 	}
 	kubeconfig := e.kubeconfig(t, e.node.NS, s.cluster.AdminToken())
 	upstream := e.upstream(t, e.node.NS, false).Addr
-	opts := func(name, admin, debug string) podstampOpts {
+	cc := e.chartDefaults(t)
+	if cc.TerminationGrace <= 0 {
+		t.Fatal("the chart renders no terminationGracePeriodSeconds")
+	}
+	opts := func(name, admin string, extra ...string) podstampOpts {
 		return podstampOpts{
 			ns: e.node.NS, listen: netns.NodeIP, kubeconfig: kubeconfig, upstream: upstream,
-			name: name, admin: admin,
-			extra: []string{"--debug-listen", debug, "--shutdown-timeout", "10s"},
+			name: name, chart: cc, admin: admin, extra: extra,
 		}
 	}
-	old := e.startPodstamp(t, opts("podstamp-old", "127.0.0.1:10291", "127.0.0.1:10292"))
+	// The old one runs exactly what the chart renders.
+	old := e.startPodstamp(t, opts("podstamp-old", ""))
 	expectProcessName(t, old.child)
 
 	grpcApp := e.addApp(t, e.deployment(t, "web"), false, true)
@@ -67,13 +72,25 @@ func scenarioRollout(t *testing.T, s *suite) {
 
 	// The new one binds the same ports while the old one serves.
 	started := time.Now()
-	fresh := e.startPodstamp(t, opts("podstamp-new", "127.0.0.1:10293", "127.0.0.1:10294"))
+	// The chart gives the surge pod the same admin and debug ports too
+	// (every listener is bound with SO_REUSEPORT), but then a scrape would
+	// reach either process: the test reads each one's own metrics, so the
+	// new one's admin and debug listeners get ports of their own (same
+	// hosts as the chart's).
+	admin, _ := cc.flag("admin-listen")
+	adminHost, _, err := net.SplitHostPort(admin)
+	if err != nil {
+		t.Fatalf("the chart's --admin-listen=%s: %v", admin, err)
+	}
+	fresh := e.startPodstamp(t, opts("podstamp-new", net.JoinHostPort(adminHost, "10293"), "--debug-listen", "127.0.0.1:10294"))
 	readyAfter := time.Since(started)
 	expectProcessName(t, fresh.child)
 	oldServed := old.metrics(t).sum("podstamp_requests_total{")
 
 	term := time.Now()
-	old.stop(t) // SIGTERM; fails the test if it needed SIGKILL
+	// SIGTERM; fails the test if it needed the SIGKILL that the kubelet
+	// sends after the chart's terminationGracePeriodSeconds.
+	old.stopWithin(t, cc.TerminationGrace)
 	drained := time.Since(term)
 	if err := old.Err(); err != nil {
 		t.Errorf("the old podstamp did not exit 0 after SIGTERM: %v; log:\n%s", err, old.logTail())

@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,26 +44,23 @@ const (
 func scenarioHostile(t *testing.T, s *suite) {
 	e := s.newEnv(t, "10", "hostile senders (impersonation, trusted relay, off-node, hold squatting, debug endpoints)")
 	batchNS, shopNS, relayNS := e.namespace(t, "batch"), e.namespace(t, "shop"), e.namespace(t, "relay")
-	cfg := filepath.Join(t.TempDir(), "podstamp.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `trusted_relays:
-  - namespaces: [%q]
-    pod_selector:
-      match_labels:
-        app.kubernetes.io/name: otel-gateway
-`, relayNS), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	const (
-		holdTimeout  = 3 * time.Second
-		holdMaxBytes = 16 << 20
-	)
-	ps := e.podstampHostNetwork(t, "",
-		"--config", cfg,
-		// Every address of the node, so the node address itself can be
-		// probed for what it must not serve.
-		"--admin-listen", ":"+strconv.Itoa(adminPort),
-		"--hold-timeout", holdTimeout.String(),
-		// Small enough that a squatter without a per-peer cap could fill it.
+	// The chart's default configuration, with one relay trusted: the
+	// chart's rules file gets trusted_relays (empty by default), the rest
+	// of it and every other flag it renders stay as they are. Its admin
+	// listener is on the node address, where the debug probes below look.
+	cc := e.chartDefaults(t)
+	cc.mergeConfig(t, map[string]any{"trusted_relays": []any{map[string]any{
+		"namespaces":   []any{relayNS},
+		"pod_selector": map[string]any{"match_labels": map[string]any{"app.kubernetes.io/name": "otel-gateway"}},
+	}}})
+	// The squatter cancels just before the chart's hold timeout.
+	holdTimeout := cc.duration(t, "hold-timeout")
+	const holdMaxBytes = 16 << 20
+	ps := e.podstampChart(t, cc,
+		// Smaller than the chart's 64MiB: small enough that a squatter
+		// without a per-peer cap (one 3.5 MiB request and four that fill
+		// its eighth) could fill it, which the attack needs to mean
+		// anything.
 		"--hold-max-bytes", strconv.Itoa(holdMaxBytes),
 	)
 	expectProcessName(t, ps.child)
@@ -442,7 +438,8 @@ func hostileDebug(t *testing.T, e *env, known *app) {
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("GET /debug/pods on %s:%d from off the node: want connection refused, got %v", node, debugPort, err)
 	}
-	// The admin listener (here on every address) does not serve it.
+	// The admin listener (on the node address, as the chart puts it) does
+	// not serve it.
 	code, _, err := get(c, "http://"+net.JoinHostPort(node, strconv.Itoa(adminPort))+"/debug/pods")
 	if err != nil || code != http.StatusNotFound {
 		t.Errorf("GET /debug/pods on the admin port %s:%d: want 404, got %d %v", node, adminPort, code, err)
