@@ -1,6 +1,10 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
 // budget bounds the bytes of requests in flight: every request takes a
 // charge for its body and each copy it needs before the bytes are read or
@@ -11,6 +15,27 @@ type budget struct {
 	limit int64
 	used  atomic.Int64
 	peak  atomic.Int64 // highest used seen (tests)
+
+	waiters atomic.Int32  // requests waiting for bytes to be released
+	mu      sync.Mutex    // guards freed
+	freed   chan struct{} // closed (and replaced) by a release while waiters > 0
+}
+
+// budgetWait is how long a request waits for bytes to be given back before
+// it is refused. Most charges are held for the microseconds to
+// milliseconds a message takes to arrive or be forwarded, so a short wait
+// turns the refusals a burst of ordinary exports would meet into a small
+// delay; a sender that keeps the budget full still meets refusals.
+const budgetWait = 100 * time.Millisecond
+
+// released returns a channel closed by the next release.
+func (b *budget) released() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.freed == nil {
+		b.freed = make(chan struct{})
+	}
+	return b.freed
 }
 
 // acquire takes n bytes if they fit.
@@ -29,7 +54,18 @@ func (b *budget) acquire(n int64) bool {
 	}
 }
 
-func (b *budget) release(n int64) { b.used.Add(-n) }
+func (b *budget) release(n int64) {
+	b.used.Add(-n)
+	if b.waiters.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	if b.freed != nil {
+		close(b.freed)
+		b.freed = nil
+	}
+	b.mu.Unlock()
+}
 
 // charge is what one request holds of the budget, and of its peer's share
 // of it. It lives on the request's stack; the zero value (no limits)
@@ -46,7 +82,7 @@ func (c *charge) grow(n int64) bool {
 	if c.l == nil || n <= 0 {
 		return true
 	}
-	why, ok := c.l.acquire(c.peer, n)
+	why, ok := c.l.acquireWait(c.peer, n, nil)
 	if !ok {
 		c.why = why
 		return false

@@ -82,6 +82,10 @@
 //   - One peer address holds at most MaxInflightBytesPerPeer of the budget
 //     (default: half, and at least one largest request), so a sender that
 //     keeps its share full leaves the rest to every other pod.
+//   - A request whose charge does not fit waits up to 100ms for charges to
+//     be given back (a gRPC stream in the tap, which holds its
+//     connection's reader that long at most), so a burst of ordinary
+//     exports is delayed rather than refused.
 //   - Over the budget or the peer's share, or with MaxRequestsPerPeer
 //     requests of the peer address in flight (both ingresses together):
 //     RESOURCE_EXHAUSTED with

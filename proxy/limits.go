@@ -228,6 +228,34 @@ func (l *limits) acquire(ps *peerState, n int64) (int, bool) {
 	return 0, true
 }
 
+// acquireWait is acquire that, when the bytes do not fit, waits up to
+// budgetWait (or until done is closed) for others to give bytes back
+// before it reports why they do not fit.
+func (l *limits) acquireWait(ps *peerState, n int64, done <-chan struct{}) (int, bool) {
+	why, ok := l.acquire(ps, n)
+	if ok {
+		return why, ok
+	}
+	b := &l.budget
+	b.waiters.Add(1)
+	defer b.waiters.Add(-1)
+	timer := time.NewTimer(budgetWait)
+	defer timer.Stop()
+	for {
+		freed := b.released()
+		if why, ok = l.acquire(ps, n); ok {
+			return why, ok
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return l.acquire(ps, n)
+		case <-done:
+			return why, false
+		}
+	}
+}
+
 // release gives back n bytes acquired for ps.
 func (l *limits) release(ps *peerState, n int64) {
 	if ps != nil {
@@ -407,7 +435,8 @@ func (c *capConn) reserve(done <-chan struct{}) (int, bool) {
 	}
 	if _, ok := l.acquire(c.peer, l.grpcReserve); !ok {
 		l.sweepAll()
-		if why, ok := l.acquire(c.peer, l.grpcReserve); !ok {
+		// The tap runs on the connection's reader: wait only briefly.
+		if why, ok := l.acquireWait(c.peer, l.grpcReserve, done); !ok {
 			c.peer.leave()
 			return why, false
 		}

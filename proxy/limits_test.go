@@ -797,3 +797,62 @@ func TestPerPeerBudgetShare(t *testing.T) {
 	waitBudgetZero(t, tp)
 	up.none(t)
 }
+
+// TestBudgetWaitsBriefly: a request whose charge does not fit waits up to
+// budgetWait for bytes to be given back before it is refused, so a burst
+// of ordinary exports is delayed rather than refused: over HTTP (the
+// handler waits) and over gRPC (the tap waits).
+func TestBudgetWaitsBriefly(t *testing.T) {
+	up := newGRPCUpstream(t)
+	body, _ := payload(t, enrich.Traces, 800)
+	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) {
+		c.MaxRequestBytes = int64(len(body))
+		c.MaxGRPCRequestBytes = int64(len(body))
+		// Room for one request in flight, not two.
+		c.MaxInflightBytes = max(grpcReservation(int64(len(body))), httpCost(int64(len(body)))) + httpCost(int64(len(body)))/2
+		c.MaxInflightBytesPerPeer = c.MaxInflightBytes
+	})
+	for _, proto := range []string{"http", "grpc"} {
+		t.Run(proto, func(t *testing.T) {
+			release := heldUpstream(t, up)
+			hc := &http.Client{Transport: &http.Transport{}}
+			defer hc.CloseIdleConnections()
+			first := tp.postAsync(hc, body)
+			<-up.got // holds its charge at the upstream
+			second := make(chan error, 1)
+			go func() {
+				if proto == "http" {
+					r := <-tp.postAsync(hc, body)
+					if r.err == nil && r.code != 200 {
+						r.err = fmt.Errorf("HTTP %d", r.code)
+					}
+					second <- r.err
+					return
+				}
+				_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+				second <- err
+			}()
+			for tp.lim.budget.waiters.Load() == 0 {
+				select {
+				case err := <-second:
+					t.Fatalf("second request answered before the first gave its bytes back: %v", err)
+				default:
+					runtime.Gosched()
+				}
+			}
+			release() // the first completes within the second's wait
+			if r := <-first; r.err != nil || r.code != 200 {
+				t.Fatalf("first: HTTP %d %v", r.code, r.err)
+			}
+			if err := <-second; err != nil {
+				t.Errorf("second request refused although bytes were given back while it waited: %v", err)
+			} else {
+				<-up.got
+			}
+			waitBudgetZero(t, tp)
+		})
+	}
+	if v := rejectedValue(t, tp, "budget"); v != 0 {
+		t.Errorf("rejected{budget} = %v, want 0", v)
+	}
+}
