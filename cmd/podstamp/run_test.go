@@ -80,6 +80,8 @@ func TestRun(t *testing.T) {
 	out, lines := logLines(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Read before run starts: it sets GOMAXPROCS while it runs.
+	before := runtime.GOMAXPROCS(0)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{
@@ -91,7 +93,6 @@ func TestRun(t *testing.T) {
 	addrs := map[string]string{}
 	passThrough := false
 	var procs, gcp any
-	before := runtime.GOMAXPROCS(0)
 	for len(addrs) < 4 {
 		select {
 		case m := <-lines:
