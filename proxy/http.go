@@ -29,6 +29,9 @@ func (p *Proxy) HTTPHandler() http.Handler { return http.HandlerFunc(p.serveHTTP
 var errTooLarge = errors.New("request body too large")
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.draining.Load() {
+		w.Header().Set("Connection", "close") // see keepAliveDrain
+	}
 	if !p.admitHTTP(w, r) {
 		return
 	}

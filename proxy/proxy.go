@@ -421,13 +421,25 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// keepAliveDrain is how long a draining proxy keeps its listeners before
+// closing idle HTTP/1.1 connections. Meanwhile every answer says
+// Connection: close, so a connection in use is closed by its own answer
+// instead of under a request the client may be writing at that moment
+// (which an HTTP client cannot tell from a lost one, so it does not retry
+// a POST). With SO_REUSEPORT the new process is already accepting.
+const keepAliveDrain = time.Second
+
 // drain stops the ingress listeners gracefully, then the admin and debug
 // listeners.
 func (p *Proxy) drain() {
 	p.draining.Store(true)
 	p.log.Info("draining", "delay", p.cfg.DrainDelay, "timeout", p.cfg.ShutdownTimeout)
-	if p.cfg.DrainDelay > 0 {
-		time.Sleep(p.cfg.DrainDelay)
+	delay := p.cfg.DrainDelay
+	if p.httpLn != nil {
+		delay = max(delay, keepAliveDrain)
+	}
+	if delay > 0 {
+		time.Sleep(delay)
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout)
