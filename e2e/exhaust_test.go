@@ -415,21 +415,7 @@ func gzipBomb(t *testing.T, n int) []byte {
 // jsonPayloadOfSize builds an OTLP/JSON traces request of about size bytes.
 func jsonPayloadOfSize(t *testing.T, source string, size int) []byte {
 	t.Helper()
-	build := func(items int) []byte {
-		b, err := loadgen.BuildPayload(loadgen.PayloadSpec{Signal: "traces", Items: items, Attrs: 8, Source: source, JSON: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	probe := build(256)
-	items := max(1, 256*size/len(probe))
-	b := build(items)
-	for len(b) > size && items > 1 {
-		items = items * 97 / 100
-		b = build(items)
-	}
-	return b
+	return sizedPayload(t, loadgen.PayloadSpec{Signal: "traces", Attrs: 8, Source: source, JSON: true}, size)
 }
 
 // grpcFrame is a gRPC length-prefixed message.

@@ -548,8 +548,16 @@ func exportRaw(ctx context.Context, cc *grpc.ClientConn, signal string, body []b
 // payloadOfSize builds an OTLP protobuf export request of about size bytes.
 func payloadOfSize(t *testing.T, signal, source string, size int) []byte {
 	t.Helper()
+	return sizedPayload(t, loadgen.PayloadSpec{Signal: signal, Attrs: 8, Source: source}, size)
+}
+
+// sizedPayload builds the request spec describes with as many items as
+// keep it at or just under size bytes.
+func sizedPayload(t *testing.T, spec loadgen.PayloadSpec, size int) []byte {
+	t.Helper()
 	build := func(items int) []byte {
-		b, err := loadgen.BuildPayload(loadgen.PayloadSpec{Signal: signal, Items: items, Attrs: 8, Source: source})
+		spec.Items = items
+		b, err := loadgen.BuildPayload(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -559,7 +567,7 @@ func payloadOfSize(t *testing.T, signal, source string, size int) []byte {
 	items := max(1, 256*size/len(probe))
 	b := build(items)
 	for len(b) > size && items > 1 {
-		items = items * 95 / 100
+		items = items * 97 / 100
 		b = build(items)
 	}
 	return b
