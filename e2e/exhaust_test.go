@@ -606,46 +606,27 @@ func (h *hammer) h2Client() *http.Client {
 
 // postHTTP sends one request and returns its outcome.
 func postHTTP(ctx context.Context, c *http.Client, url, contentType string, gz bool, body io.Reader) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
-	if err != nil {
-		return "request_error"
-	}
-	req.Header.Set("Content-Type", contentType)
+	hdr := [][2]string{{"Content-Type", contentType}}
 	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
+		hdr = append(hdr, [2]string{"Content-Encoding", "gzip"})
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "cancelled"
-		}
-		return "transport_error"
+	resp, outcome := post(ctx, c, url, hdr, body)
+	if resp == nil {
+		return outcome
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
 	return "http_" + strconv.Itoa(resp.StatusCode)
 }
 
 // postGRPC sends one raw gRPC export and returns its outcome.
 func postGRPC(ctx context.Context, c *http.Client, addr string, gz bool, body io.Reader) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+exportMethod["traces"], body)
-	if err != nil {
-		return "request_error"
-	}
-	req.Header.Set("Content-Type", "application/grpc")
-	req.Header.Set("Te", "trailers")
+	hdr := [][2]string{{"Content-Type", "application/grpc"}, {"Te", "trailers"}}
 	if gz {
-		req.Header.Set("Grpc-Encoding", "gzip")
+		hdr = append(hdr, [2]string{"Grpc-Encoding", "gzip"})
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "cancelled"
-		}
-		return "transport_error"
+	resp, outcome := post(ctx, c, "http://"+addr+exportMethod["traces"], hdr, body)
+	if resp == nil {
+		return outcome
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "http_" + strconv.Itoa(resp.StatusCode)
 	}
@@ -658,6 +639,29 @@ func postGRPC(ctx context.Context, c *http.Client, addr string, gz bool, body io
 		return "no_grpc_status"
 	}
 	return codes.Code(n).String()
+}
+
+// post sends one POST with hdr. It returns the response, its body read (so
+// its trailers are in) and closed, or nil and the outcome when the request
+// never got an answer.
+func post(ctx context.Context, c *http.Client, url string, hdr [][2]string, body io.Reader) (*http.Response, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		return nil, "request_error"
+	}
+	for _, kv := range hdr {
+		req.Header.Set(kv[0], kv[1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "cancelled"
+		}
+		return nil, "transport_error"
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return resp, ""
 }
 
 // parallel runs fn n times, at most conc at once, until ctx ends.
