@@ -251,6 +251,28 @@ func heldUpstream(t *testing.T, up *upstream) (release func()) {
 	return rel
 }
 
+// postUntilRefused posts body through hc, one request after another, each
+// held at the upstream once admitted, until one is refused; it checks that
+// refusal is retryable and returns the held requests' results.
+func postUntilRefused(t *testing.T, tp *testProxy, up *upstream, hc *http.Client, body []byte) []chan sendResult {
+	t.Helper()
+	var held []chan sendResult
+	for {
+		res := tp.postAsync(hc, body)
+		select {
+		case <-up.got: // admitted and held
+			held = append(held, res)
+			continue
+		case r := <-res:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			checkRetryable(t, r.code, r.h, r.body)
+		}
+		return held
+	}
+}
+
 type sendResult struct {
 	code int
 	h    http.Header
@@ -296,21 +318,7 @@ func TestBudgetExhaustion(t *testing.T) {
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 100}}
 	defer hc.CloseIdleConnections()
-	var held []chan sendResult
-	for {
-		res := tp.postAsync(hc, body)
-		select {
-		case <-up.got: // admitted and held
-			held = append(held, res)
-			continue
-		case r := <-res:
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			checkRetryable(t, r.code, r.h, r.body)
-		}
-		break
-	}
+	held := postUntilRefused(t, tp, up, hc, body)
 	if len(held) != fits {
 		t.Errorf("%d requests admitted, want %d (budget %d, %d each)", len(held), fits, tp.lim.budget.limit, cost)
 	}
@@ -751,21 +759,7 @@ func TestPerPeerBudgetShare(t *testing.T) {
 	}
 	hog := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 100}}
 	defer hog.CloseIdleConnections()
-	var held []chan sendResult
-	for {
-		res := tp.postAsync(hog, body)
-		select {
-		case <-up.got:
-			held = append(held, res)
-			continue
-		case r := <-res:
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			checkRetryable(t, r.code, r.h, r.body)
-		}
-		break
-	}
+	held := postUntilRefused(t, tp, up, hog, body)
 	if len(held) != fits {
 		t.Errorf("%d requests of one address admitted, want %d (share %d, %d each)", len(held), fits, tp.lim.maxPeerBytes, cost)
 	}
