@@ -128,15 +128,19 @@ func repoRoot(t *testing.T) string {
 // process fails the scenario), the sink and the load generator.
 func (s *suite) buildBinaries(t *testing.T) {
 	t.Helper()
-	builds := [][]string{
-		{"build", "-race", "-o", s.bin("podstamp"), "./cmd/podstamp"},
-		{"build", "-o", s.bin("otlpsink"), "./bench/cmd/otlpsink"},
-		{"build", "-o", s.bin("loadgen"), "./bench/cmd/loadgen"},
+	builds := []struct {
+		dir  string // module directory, relative to the repository root
+		args []string
+	}{
+		{".", []string{"build", "-race", "-o", s.bin("podstamp"), "./cmd/podstamp"}},
+		{"bench", []string{"build", "-o", s.bin("otlpsink"), "./cmd/otlpsink"}},
+		{"bench", []string{"build", "-o", s.bin("loadgen"), "./cmd/loadgen"}},
 	}
-	for _, args := range builds {
+	for _, b := range builds {
+		args := b.args
 		start := time.Now()
 		cmd := exec.Command("go", args...)
-		cmd.Dir = s.root
+		cmd.Dir = filepath.Join(s.root, b.dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -6,7 +6,7 @@
 // "pod" once straight to a sink and once through podstamp, and shows the two
 // side by side. Everything it started is stopped and removed at the end.
 //
-//	make demo        # or: go run ./e2e/demo
+//	make demo        # or: cd e2e && go run ./demo
 //
 // The first run builds kube-apiserver (several minutes); later runs reuse it.
 package main

@@ -95,11 +95,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	step("building podstamp, otlpsink and loadgen")
-	for _, b := range []struct{ name, pkg string }{
-		{"podstamp", "./cmd/podstamp"}, {"otlpsink", "./bench/cmd/otlpsink"}, {"loadgen", "./bench/cmd/loadgen"},
+	for _, b := range []struct{ name, dir, pkg string }{
+		{"podstamp", ".", "./cmd/podstamp"}, {"otlpsink", "bench", "./cmd/otlpsink"}, {"loadgen", "bench", "./cmd/loadgen"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(d.dir, b.name), b.pkg)
-		cmd.Dir = root
+		cmd.Dir = filepath.Join(root, b.dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}

@@ -125,7 +125,7 @@ func (r *runner) report() string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	args := strings.Join(os.Args[1:], " ")
 	w("# podstamp benchmark results\n\n")
-	w("Written by `make bench` (`go run ./bench/cmd/runner %s`) on %s; the run took %s.\n\n",
+	w("Written by `make bench` (`cd bench && go run ./cmd/runner %s`) on %s; the run took %s.\n\n",
 		args, r.started.UTC().Format("2006-01-02 15:04 UTC"), r.finished.Sub(r.started).Round(time.Second))
 	w("Issue 7 asks podstamp to beat a Collector running `k8sattributes` by wide margins, and to beat a naive raw gRPC\n")
 	w("pass-through proxy while stamping. All four set-ups below ran in this one run, on this machine, with the same load\n")

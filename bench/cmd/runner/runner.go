@@ -148,7 +148,7 @@ func (r *runner) prepare(ctx context.Context) error {
 	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp", buildFlags); err != nil {
 		return err
 	}
-	if err := goBuild(ctx, r.root, r.rawproxyBin, "./bench/cmd/rawproxy", buildFlags); err != nil {
+	if err := goBuild(ctx, filepath.Join(r.root, "bench"), r.rawproxyBin, "./cmd/rawproxy", buildFlags); err != nil {
 		return err
 	}
 	if r.want("C") {

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package informer_test
+package e2e
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func (r *recordingAPI) WatchPods(ctx context.Context, o informer.ListOptions) (i
 // kubeconfig by LoadKubeconfig) and a Cache on it against a real
 // kube-apiserver: metadata-only reads of namespaces, ReplicaSets and Jobs,
 // the node, NotFound and Forbidden, and the pod watch. Run it with
-// go test -tags e2e -run TestNewAPIRealServer ./informer/ (needs etcd and the
+// cd e2e && go test -tags e2e -run TestNewAPIRealServer . (needs etcd and the
 // kube-apiserver that make e2e builds).
 func TestNewAPIRealServer(t *testing.T) {
 	if bin, ok := cluster.CachedKubeAPIServer(); !ok {
