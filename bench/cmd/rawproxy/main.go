@@ -6,10 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -32,6 +36,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:4317", "OTLP/gRPC listen address")
 	upstream := fs.String("upstream", "127.0.0.1:14317", "upstream OTLP/gRPC host:port")
 	compression := fs.String("upstream-compression", "none", "none or gzip")
+	httpListen := fs.String("http-listen", "", "OTLP/HTTP listen address (empty: no HTTP floor)")
+	httpUpstream := fs.String("http-upstream", "127.0.0.1:14318", "upstream OTLP/HTTP host:port")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -45,6 +51,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("rawproxy listening", "addr", p.lis.Addr().String(), "upstream", *upstream)
+	if *httpListen != "" {
+		h, err := startHTTP(*httpListen, *httpUpstream)
+		if err != nil {
+			log.Error("start http", "err", err)
+			p.stop()
+			return 1
+		}
+		defer h.stop()
+		log.Info("rawproxy listening for OTLP/HTTP", "addr", h.lis.Addr().String(), "upstream", *httpUpstream)
+	}
 	<-ctx.Done()
 	p.stop()
 	return 0
@@ -108,4 +124,44 @@ func (p *proxy) stop() {
 	p.srv.GracefulStop()
 	<-p.done
 	_ = p.cc.Close()
+}
+
+// httpProxy is the HTTP floor: net/http/httputil's ReverseProxy, which
+// streams each request body and answer unchanged to and from one upstream.
+// Its transport keeps as many idle upstream connections as clients use, so
+// that it does not dial per request (the default keeps two).
+type httpProxy struct {
+	lis  net.Listener
+	srv  *http.Server
+	done chan struct{}
+}
+
+func startHTTP(listen, upstream string) (*httpProxy, error) {
+	u, err := url.Parse("http://" + upstream)
+	if err != nil {
+		return nil, err
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
+		DisableCompression: true}
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, err
+	}
+	h := &httpProxy{lis: lis, srv: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		_ = h.srv.Serve(lis)
+	}()
+	return h, nil
+}
+
+func (h *httpProxy) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = h.srv.Shutdown(ctx)
+	<-h.done
+	if t, ok := h.srv.Handler.(*httputil.ReverseProxy).Transport.(*http.Transport); ok {
+		t.CloseIdleConnections()
+	}
 }

@@ -53,3 +53,32 @@ func TestForwardsBytesUnchanged(t *testing.T) {
 		t.Fatalf("%v %+v", err, sum)
 	}
 }
+
+func TestHTTPFloorPassesBodiesThrough(t *testing.T) {
+	s, err := sink.Start(sink.Config{HTTPListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h, err := startHTTP("127.0.0.1:0", s.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	for _, enc := range []string{"proto", "json"} {
+		s.Reset()
+		sum, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: h.lis.Addr().String(), Protocol: "http",
+			Encoding: enc, Gzip: enc == "json", Requests: 4, Items: 3, Conns: 2, ResourceAttrs: map[string]string{"x": "y"}})
+		if err != nil || sum.Acked != 4 {
+			t.Fatalf("%s: %v %+v", enc, err, sum)
+		}
+		if st := s.Stats(); st.TotalItems != 12 {
+			t.Fatalf("%s: sink items %d", enc, st.TotalItems)
+		}
+	}
+	s.SetFail(true)
+	sum, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: h.lis.Addr().String(), Protocol: "http", Requests: 2, Items: 1})
+	if err != nil || sum.FailedByCode["http_503"] != 2 {
+		t.Fatalf("%v %+v", err, sum)
+	}
+}
