@@ -172,7 +172,7 @@ func TestNewAPIRealServer(t *testing.T) {
 	ip := netip.MustParseAddr("10.244.0.7")
 	got := make(chan *enrich.Pod, 1)
 	go func() {
-		p, _, _ := cache.ResolvePeer(ctx, ip, 1)
+		p, _, _ := cache.ResolvePeer(ctx, enrich.Peer{Addr: ip}, 1)
 		got <- p
 	}()
 	if _, err := c.SetPodRunning(ctx, pod, cluster.PodStatus{IPs: []netip.Addr{ip}}); err != nil {

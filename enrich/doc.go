@@ -3,9 +3,10 @@
 // Given the rule set (Config) and a pod lookup (Resolver), a Stamper adds the
 // k8s.* attributes of the pod each resource came from to every resource of a
 // protobuf-encoded Export{Traces,Metrics,Logs,Profiles}ServiceRequest,
-// working on the wire format directly. PdataStamper applies the same rules
-// through a pdata round trip; it is the reference the wire stamper is tested
-// and measured against.
+// working on the wire format directly, and counts the request's items in the
+// same pass. The package's tests apply the same rules through a pdata round
+// trip (PdataStamper): the reference the wire stamper is tested and
+// measured against.
 //
 // # Promises
 //
@@ -57,7 +58,7 @@
 //     at most once per request, and only if the request has a resource and
 //     the sender is not already trusted by a rule that only names cidrs. The
 //     returned Result is the peer's Result when it was resolved, else
-//     resource_attribute. When ctx ends while held, Enrich returns ctx's
+//     resource_attribute. When ctx ends while held, Stamp returns ctx's
 //     error and no output.
 //   - k8s.pod.ip is only ever an address of the resolved pod: its first
 //     address of the peer's family when found through the connection, else its
@@ -68,15 +69,14 @@
 //     k8s.container.name.
 //   - A request whose envelope or resource level is not valid protobuf gets
 //     an error wrapping ErrMalformed.
-//   - Cost: one output buffer (appended to the caller's dst) and a constant
-//     number of allocations per request, none per span; encoded attributes are
-//     cached per pod. Checking identity keys allocates nothing unless a
-//     container.id is not one of the pod's or a contradiction is found. EnrichSegments returns the same output without the
-//     output buffer: as segments that reference body's unchanged ranges of
-//     2 KiB or more, and put everything else (new lengths, attributes,
-//     short ranges) in a small side buffer the caller reuses; with reused
-//     slices it allocates nothing in steady state. body is never modified
-//     or retained, but the segments alias it while the caller uses them.
+//   - Cost: no copy of the request. The output is segments that reference
+//     body's unchanged ranges of 2 KiB or more, with everything else (new
+//     lengths, attributes, short ranges) in a small side buffer the caller
+//     reuses; with reused slices a request allocates nothing in steady
+//     state, none per span; encoded attributes are cached per pod. Checking
+//     identity keys allocates nothing unless a container.id is not one of
+//     the pod's or a contradiction is found. body is never modified or
+//     retained, but the segments alias it while the caller uses them.
 //
 // Attributes the rules produce, first rule wins for a key: metadata,
 // k8s.cluster.name, otel_annotations (resource.opentelemetry.io/<key>),

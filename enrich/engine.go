@@ -24,7 +24,7 @@ type resKeys struct {
 // trusted relay, at most once per request.
 type peerState struct {
 	sig       Signal
-	peer      netip.Addr
+	peer      Peer // Addr unmapped
 	size      int
 	needed    bool
 	done      bool
@@ -40,11 +40,11 @@ func (p *peerState) resolve(ctx context.Context, r Resolver) (*Pod, error) {
 		return p.pod, nil
 	}
 	p.done = true
-	if r == nil || !p.peer.IsValid() {
+	if r == nil || !p.peer.Addr.IsValid() {
 		p.res = ResultUnknown
 		return nil, nil
 	}
-	pod, res, err := r.ResolvePeer(ctx, p.peer.Unmap(), p.size)
+	pod, res, err := r.ResolvePeer(ctx, p.peer, p.size)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (e *engine) podOf(ctx context.Context, k *resKeys, ps *peerState) (pod *Pod
 		return pod, fam, false, err
 	}
 	pod, err = ps.resolve(ctx, e.res)
-	return pod, peerFamily(ps.peer), true, err
+	return pod, peerFamily(ps.peer.Addr), true, err
 }
 
 // isTrusted reports whether the sender matches a trusted_relays rule. Rules
@@ -85,13 +85,13 @@ func (e *engine) isTrusted(ctx context.Context, ps *peerState) (bool, error) {
 	}
 	rules := e.r.trust
 	for i := range rules {
-		if !rules[i].needsPod() && rules[i].matchPeer(ps.peer) {
+		if !rules[i].needsPod() && rules[i].matchPeer(ps.peer.Addr) {
 			ps.trustDone, ps.trusted = true, true
 			return true, nil
 		}
 	}
 	for i := range rules {
-		if !rules[i].needsPod() || !rules[i].matchPeer(ps.peer) {
+		if !rules[i].needsPod() || !rules[i].matchPeer(ps.peer.Addr) {
 			continue
 		}
 		pod, err := ps.resolve(ctx, e.res)
@@ -146,7 +146,7 @@ func (e *engine) associate(ctx context.Context, k *resKeys, ps *peerState) (*Pod
 			}
 		case assocConnection:
 			pod, err := ps.resolve(ctx, e.res)
-			return pod, peerFamily(ps.peer), err
+			return pod, peerFamily(ps.peer.Addr), err
 		}
 	}
 	return nil, famAny, nil

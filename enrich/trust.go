@@ -318,7 +318,7 @@ func (c Claim) String() string {
 	return c.Key + "=" + c.Value
 }
 
-// Option configures NewStamper and NewPdataStamper.
+// Option configures NewStamper.
 type Option func(*engine)
 
 // WithConflictHandler makes the stamper call f, synchronously, for every
@@ -350,5 +350,5 @@ func (e *engine) report(ps *peerState, p *Pod, claims []Claim) {
 		return
 	}
 	slices.SortFunc(claims, func(a, b Claim) int { return identityIndex(a.Key) - identityIndex(b.Key) })
-	e.onConflict(Conflict{Signal: ps.sig, Peer: ps.peer.Unmap(), Namespace: p.Namespace, Name: p.Name, UID: p.UID, Claims: claims})
+	e.onConflict(Conflict{Signal: ps.sig, Peer: ps.peer.Addr, Namespace: p.Namespace, Name: p.Name, UID: p.UID, Claims: claims})
 }

@@ -135,21 +135,19 @@ type Resolver interface {
 	// size is the request's size in bytes, charged to the hold budget while
 	// the call waits. It returns a non-nil error only when ctx ended while
 	// holding: the caller must then forward nothing.
-	ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*Pod, Result, error)
+	ResolvePeer(ctx context.Context, peer Peer, size int) (*Pod, Result, error)
 }
 
-type connTimeKey struct{}
-
-// WithConnTime records in ctx when the connection that carries a request was
-// accepted. A Resolver uses it for time-aware IP ownership: a pod that was
-// already deleted when the connection was accepted cannot have opened it, so
-// its address is not attributed to it even within the delete grace period.
-func WithConnTime(ctx context.Context, t time.Time) context.Context {
-	return context.WithValue(ctx, connTimeKey{}, t)
-}
-
-// ConnTime returns the time recorded by WithConnTime, or the zero time.
-func ConnTime(ctx context.Context) time.Time {
-	t, _ := ctx.Value(connTimeKey{}).(time.Time)
-	return t
+// Peer is the connection a request arrived on: the only source of a
+// sender's identity (see the package documentation).
+type Peer struct {
+	// Addr is the connection's remote address; invalid when it has none
+	// (e.g. a Unix socket). It may be IPv4-mapped IPv6.
+	Addr netip.Addr
+	// Accepted is when the connection was accepted; zero when unknown. A
+	// Resolver uses it for time-aware IP ownership: a pod that was already
+	// deleted when the connection was accepted cannot have opened it, so
+	// its address is not attributed to it even within the delete grace
+	// period.
+	Accepted time.Time
 }

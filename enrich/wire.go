@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,11 +55,7 @@ func NewStamper(cfg Config, r Resolver, opts ...Option) (*Stamper, error) {
 		return nil, err
 	}
 	s := &Stamper{e: newEngine(rs, r, opts)}
-	s.pool.New = func() any {
-		sc := new(scratch)
-		sc.w.segs, sc.w.side = sc.segsArr[:0], sc.sideArr[:0]
-		return sc
-	}
+	s.pool.New = func() any { return new(scratch) }
 	return s, nil
 }
 
@@ -71,11 +66,8 @@ type scratch struct {
 	dels  []span    // KeyValue fields to drop
 	adds  [][]byte  // encoded KeyValue fields to append
 	kvs   []kvRef   // the current resource's attributes
-	w     segWriter // Enrich's segments, concatenated into dst
-
-	// The initial backing of w, so a new scratch is one allocation.
-	segsArr [8][]byte
-	sideArr [2048]byte
+	sig   Signal
+	items int // the request's items counted so far
 
 	// Profiles only: resource attribute keys and string values may be
 	// references into the dictionary's string table (loaded lazily).
@@ -114,36 +106,7 @@ type kvRef struct {
 // and must not be retained.
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// Enrich stamps one protobuf-encoded Export<Signal>ServiceRequest; see the
-// package documentation. When an attribute is added the output is appended to
-// dst[:0]; when nothing is added body itself is returned, so a pass-through
-// costs no copy. dst must not overlap body. body is not modified or retained.
-//
-// Enrich is EnrichSegments followed by the concatenation of the segments.
-func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
-	sc := s.pool.Get().(*scratch)
-	defer s.release(sc)
-	w := &sc.w
-	w.reset(body, w.segs, w.side, refMinBytes)
-	changed, res, err := s.stamp(ctx, sig, peer, body, sc, w)
-	if err != nil || !changed {
-		if err != nil {
-			return nil, "", err
-		}
-		return body, res, nil
-	}
-	size := 0
-	for _, seg := range w.segs {
-		size += len(seg)
-	}
-	out := slices.Grow(dst[:0], size)
-	for _, seg := range w.segs {
-		out = append(out, seg...)
-	}
-	return out, res, nil
-}
-
-// refMinBytes is the shortest unchanged range of the request EnrichSegments
+// refMinBytes is the shortest unchanged range of the request Stamp
 // references instead of copying. A referenced range costs its consumer a
 // buffer reference and a slice entry: measured through the proxy (stamping,
 // views, the transport's copy, freeing) on requests of 24 small resources,
@@ -151,39 +114,81 @@ func (s *Stamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body,
 // copying them, and 2 KiB was no slower than 512 B on any shape measured.
 const refMinBytes = 2 << 10
 
-// EnrichSegments stamps like Enrich, but returns the output as segments
-// whose concatenation is Enrich's output, appended to segs[:0]: unchanged
+// Stamped is what Stamp made of one request.
+type Stamped struct {
+	// Segs is the output: its concatenation is the stamped request. When
+	// nothing was added or dropped it is body itself, alone.
+	Segs [][]byte
+	// Side holds every byte of Segs that is not in body.
+	Side []byte
+	// Result is how the request's pod was found (or why not).
+	Result Result
+	// Items counts the request's spans, metric data points, log records or
+	// profiles. It is set on error too: the items before the defect.
+	Items int
+}
+
+// Stamp stamps one protobuf-encoded Export<Signal>ServiceRequest from the
+// connection peer (see the package documentation) and counts its items, in
+// one pass over the request.
+//
+// The output is returned as segments, appended to segs[:0]: unchanged
 // ranges of body of at least 2 KiB are subslices of body (not copied);
 // everything else (new lengths and attributes, short unchanged ranges) is
 // appended to side[:0], and each remaining segment is a subslice of the
-// returned side. When nothing is added the only segment is body itself.
+// returned Side.
 //
 // side is grown at most once, before anything is written to it, to exactly
 // the bytes needed: every segment is a subslice of body or of the returned
-// side (never of the array side had when it was too small). Every segment
+// Side (never of the array side had when it was too small). Every segment
 // has its length as capacity. side must not overlap body. body is not
 // modified or retained, but the segments alias it: the caller keeps body
-// and side unchanged as long as it uses them. The returned segs and side
+// and Side unchanged as long as it uses them. The returned Segs and Side
 // are for the caller to reuse.
-func (s *Stamper) EnrichSegments(ctx context.Context, sig Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte) ([][]byte, []byte, Result, error) {
-	return s.enrichSegments(ctx, sig, peer, body, segs, side, refMinBytes)
+//
+// An error wrapping ErrMalformed means the request's envelope or resource
+// level is not valid protobuf; any other error is ctx's, which ended while
+// the request was held. Nothing is to be forwarded on error.
+func (s *Stamper) Stamp(ctx context.Context, sig Signal, peer Peer, body []byte, segs [][]byte, side []byte) (Stamped, error) {
+	return s.stampSegments(ctx, sig, peer, body, segs, side, refMinBytes)
 }
 
-func (s *Stamper) enrichSegments(ctx context.Context, sig Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte, refMin int) ([][]byte, []byte, Result, error) {
+func (s *Stamper) stampSegments(ctx context.Context, sig Signal, peer Peer, body []byte, segs [][]byte, side []byte, refMin int) (Stamped, error) {
 	sc := s.pool.Get().(*scratch)
 	defer s.release(sc)
 	var w segWriter
 	w.reset(body, segs, side, refMin)
 	changed, res, err := s.stamp(ctx, sig, peer, body, sc, &w)
+	out := Stamped{Segs: w.segs, Side: w.side, Result: res, Items: sc.items}
 	switch {
 	case err != nil:
 		clear(w.segs)
-		return w.segs[:0], w.side[:0], "", err
+		out.Segs, out.Side, out.Result = w.segs[:0], w.side[:0], ""
+		return out, err
 	case !changed:
 		clear(w.segs)
-		return append(w.segs[:0], body), w.side[:0], res, nil
+		out.Segs, out.Side = append(w.segs[:0], body), w.side[:0]
 	}
-	return w.segs, w.side, res, nil
+	return out, nil
+}
+
+// scanner checks and counts requests: a Stamper without rules or pods.
+var scanner = func() *Stamper {
+	s, err := NewStamper(Config{}, nil)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// Scan checks a request's wire structure as Stamp does and counts its items,
+// without stamping: what a proxy without a Stamper forwards.
+func Scan(sig Signal, body []byte) (items int, err error) {
+	sc := scanner.pool.Get().(*scratch)
+	defer scanner.release(sc)
+	var w segWriter
+	_, _, err = scanner.stamp(context.Background(), sig, Peer{}, body, sc, &w)
+	return sc.items, err
 }
 
 // segWriter builds the output as segments: ranges of body of at least
@@ -246,11 +251,13 @@ func (w *segWriter) flush() {
 
 // stamp plans the request and, when an attribute is added or dropped, writes
 // the output to w (which ends flushed); changed reports whether it did.
-func (s *Stamper) stamp(ctx context.Context, sig Signal, peer netip.Addr, body []byte, sc *scratch, w *segWriter) (changed bool, _ Result, _ error) {
+func (s *Stamper) stamp(ctx context.Context, sig Signal, peer Peer, body []byte, sc *scratch, w *segWriter) (changed bool, _ Result, _ error) {
 	// Every signal has the same envelope and resource shape; only profiles
 	// may refer to their dictionary's string table.
 	sc.plans, sc.res, sc.dels, sc.adds = sc.plans[:0], sc.res[:0], sc.dels[:0], sc.adds[:0]
 	sc.profiles, sc.strsLoaded, sc.strs = sig == Profiles, false, sc.strs[:0]
+	sc.sig, sc.items = sig, 0
+	peer.Addr = peer.Addr.Unmap()
 	ps := peerState{sig: sig, peer: peer, size: len(body)}
 
 	for off := 0; off < len(body); {
@@ -271,7 +278,7 @@ func (s *Stamper) stamp(ctx context.Context, sig Signal, peer netip.Addr, body [
 		}
 		v, m := protowire.ConsumeBytes(body[off+n:])
 		if m < 0 {
-			return false, "", malformed("request: resource %s at offset %d: bad length", sig, off)
+			return false, "", malformed("request: resource entry %d at offset %d: bad length", len(sc.plans), off)
 		}
 		end := off + n + m
 		p := rsPlan{span: span{tag: off, start: end - len(v), end: end}}
@@ -321,9 +328,6 @@ func (s *Stamper) write(w *segWriter, body []byte, sc *scratch) {
 // pathological request does not pin memory.
 const maxPooledEntries = 1 << 14
 
-// maxPooledSide bounds the side buffer of Enrich kept for the next request.
-const maxPooledSide = 64 << 10
-
 // release returns sc to the pool without references to the request.
 func (s *Stamper) release(sc *scratch) {
 	if cap(sc.plans) > maxPooledEntries || cap(sc.res) > maxPooledEntries || cap(sc.dels) > maxPooledEntries ||
@@ -332,12 +336,6 @@ func (s *Stamper) release(sc *scratch) {
 	}
 	clear(sc.kvs[:cap(sc.kvs)])
 	clear(sc.strs[:cap(sc.strs)])
-	w := &sc.w
-	if cap(w.segs) > maxPooledEntries || cap(w.side) > maxPooledSide {
-		w.segs, w.side = sc.segsArr[:0], sc.sideArr[:0]
-	}
-	clear(w.segs[:cap(w.segs)])
-	w.reset(nil, w.segs, w.side, 0)
 	s.pool.Put(sc)
 }
 
@@ -418,22 +416,26 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 	for off := p.start; off < p.end; {
 		num, typ, n := protowire.ConsumeTag(body[off:p.end])
 		if n < 0 {
-			return malformed("resource #%d: bad field tag at offset %d", len(sc.plans), off)
+			return malformed("resource entry %d: bad field tag at offset %d", len(sc.plans), off)
 		}
 		if num != 1 {
 			m := protowire.ConsumeFieldValue(num, typ, body[off+n:p.end])
 			if m < 0 {
-				return malformed("resource #%d: bad field %d at offset %d", len(sc.plans), num, off)
+				return malformed("resource entry %d: bad field %d at offset %d", len(sc.plans), num, off)
+			}
+			if num == 2 && typ == protowire.BytesType { // Scope<Signal>: count its items
+				v, _ := protowire.ConsumeBytes(body[off+n : off+n+m])
+				sc.items += countScope(sc.sig, v)
 			}
 			off += n + m
 			continue
 		}
 		if typ != protowire.BytesType {
-			return malformed("resource #%d: field 1 (Resource) has wire type %d, want length-delimited", len(sc.plans), typ)
+			return malformed("resource entry %d: field 1 (resource) has wire type %d, want length-delimited", len(sc.plans), typ)
 		}
 		v, m := protowire.ConsumeBytes(body[off+n : p.end])
 		if m < 0 {
-			return malformed("resource #%d: Resource at offset %d: bad length", len(sc.plans), off)
+			return malformed("resource entry %d: resource at offset %d: bad length", len(sc.plans), off)
 		}
 		end := off + n + m
 		r := resSpan{span: span{tag: off, start: end - len(v), end: end}}
@@ -562,26 +564,26 @@ func (s *Stamper) parseResource(body []byte, r span, sc *scratch, idx int) error
 	for off := r.start; off < r.end; {
 		num, typ, n := protowire.ConsumeTag(body[off:r.end])
 		if n < 0 {
-			return malformed("resource #%d: Resource: bad field tag at offset %d", idx, off)
+			return malformed("resource entry %d: resource: bad field tag at offset %d", idx, off)
 		}
 		if num != 1 {
 			m := protowire.ConsumeFieldValue(num, typ, body[off+n:r.end])
 			if m < 0 {
-				return malformed("resource #%d: Resource: bad field %d at offset %d", idx, num, off)
+				return malformed("resource entry %d: resource: bad field %d at offset %d", idx, num, off)
 			}
 			off += n + m
 			continue
 		}
 		if typ != protowire.BytesType {
-			return malformed("resource #%d: Resource: attribute at offset %d has wire type %d, want length-delimited", idx, off, typ)
+			return malformed("resource entry %d: resource: attribute at offset %d has wire type %d, want length-delimited", idx, off, typ)
 		}
 		v, m := protowire.ConsumeBytes(body[off+n : r.end])
 		if m < 0 {
-			return malformed("resource #%d: Resource: attribute at offset %d: bad length", idx, off)
+			return malformed("resource entry %d: resource: attribute at offset %d: bad length", idx, off)
 		}
 		kv := kvRef{span: span{tag: off, start: off + n + m - len(v), end: off + n + m}, occ: len(sc.res)}
 		if err := parseKeyValue(body, v, &kv, sc); err != nil {
-			return malformed("resource #%d: Resource: attribute at offset %d: %v", idx, off, err)
+			return malformed("resource entry %d: resource: attribute at offset %d: %v", idx, off, err)
 		}
 		sc.kvs = append(sc.kvs, kv)
 		off += n + m

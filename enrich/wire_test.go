@@ -304,17 +304,17 @@ func TestMalformed(t *testing.T) {
 		in   []byte
 		want string
 	}{
-		{"truncated request", enrich.Traces, good[:len(good)-1], "request: resource traces at offset 0: bad length"},
+		{"truncated request", enrich.Traces, good[:len(good)-1], "request: resource entry 0 at offset 0: bad length"},
 		{"bad tag", enrich.Traces, []byte{0x00}, "request: bad field tag at offset 0"},
 		{"field 1 not length-delimited", enrich.Metrics, varintField(1, 5), "field 1 (resource metrics) has wire type 0"},
 		{"truncated unknown field", enrich.Traces, cat(good, []byte{0x12, 0x05, 0x01}), "request: bad field 2"},
-		{"Resource not length-delimited", enrich.Logs, field(1, varintField(1, 1)), "resource #0: field 1 (Resource) has wire type 0"},
-		{"Resource truncated", enrich.Logs, field(1, []byte{0x0a, 0x09, 0x01}), "resource #0: Resource at offset 2: bad length"},
-		{"attribute not length-delimited", enrich.Traces, field(1, field(1, varintField(1, 1))), "resource #0: Resource: attribute at offset 4 has wire type 0"},
-		{"attribute truncated", enrich.Traces, field(1, field(1, []byte{0x0a, 0x05, 0x0a})), "resource #0: Resource: attribute at offset 4: bad length"},
+		{"Resource not length-delimited", enrich.Logs, field(1, varintField(1, 1)), "resource entry 0: field 1 (resource) has wire type 0"},
+		{"Resource truncated", enrich.Logs, field(1, []byte{0x0a, 0x09, 0x01}), "resource entry 0: resource at offset 2: bad length"},
+		{"attribute not length-delimited", enrich.Traces, field(1, field(1, varintField(1, 1))), "resource entry 0: resource: attribute at offset 4 has wire type 0"},
+		{"attribute truncated", enrich.Traces, field(1, field(1, []byte{0x0a, 0x05, 0x0a})), "resource entry 0: resource: attribute at offset 4: bad length"},
 		{"KeyValue key varint", enrich.Traces, field(1, field(1, field(1, varintField(1, 1)))), "KeyValue field 1 has wire type 0"},
 		{"AnyValue string varint", enrich.Traces, field(1, field(1, field(1, cat(field(1, []byte("k")), field(2, varintField(1, 1)))))), "AnyValue field 1 has wire type 0"},
-		{"Resource unknown field truncated", enrich.Traces, field(1, field(1, []byte{0x22, 0x04})), "Resource: bad field 4"},
+		{"Resource unknown field truncated", enrich.Traces, field(1, field(1, []byte{0x22, 0x04})), "resource: bad field 4"},
 		{"profiles key_strindex out of range", enrich.Profiles,
 			cat(field(1, field(1, field(1, varintField(3, 4)))), field(2, field(5, nil))), "key_strindex: index 4 outside the string table (1 entries)"},
 		{"profiles key and key_strindex", enrich.Profiles,
@@ -495,7 +495,7 @@ func TestPdataStamperOnDecodedData(t *testing.T) {
 	ld := plog.NewLogs()
 	ld.ResourceLogs().AppendEmpty()
 	ld.ResourceLogs().AppendEmpty().Resource().Attributes().PutStr("k8s.pod.uid", "uid-worker")
-	res, err := p.StampLogs(context.Background(), peerCart, ld)
+	res, err := p.StampLogs(context.Background(), enrich.Peer{Addr: peerCart}, ld)
 	if err != nil || res != enrich.ResultHit {
 		t.Fatalf("res=%q err=%v", res, err)
 	}

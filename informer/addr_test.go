@@ -36,7 +36,7 @@ func testNodeObj() *corev1.Node {
 func resolveNow(t *testing.T, c *Cache, ip string) (*enrich.Pod, enrich.Result) {
 	t.Helper()
 	start := time.Now()
-	p, res, err := c.ResolvePeer(context.Background(), netip.MustParseAddr(ip), 100)
+	p, res, err := c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr(ip)}, 100)
 	if err != nil {
 		t.Fatalf("%s: %v", ip, err)
 	}

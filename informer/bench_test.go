@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/podstamp/podstamp/enrich"
 )
 
 func BenchmarkResolvePeerHit(b *testing.B) {
@@ -18,7 +20,7 @@ func BenchmarkResolvePeerHit(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if p, _, _ := c.ResolvePeer(ctx, peer, 1000); p == nil {
+			if p, _, _ := c.ResolvePeer(ctx, enrich.Peer{Addr: peer}, 1000); p == nil {
 				b.Fatal("miss")
 			}
 		}
@@ -30,7 +32,7 @@ func TestResolvePeerHitDoesNotAllocate(t *testing.T) {
 	c.onUpsert(podObjOf(mkPod(podSpec{name: "p", ips: []string{"10.8.0.1"}})))
 	peer := netip.MustParseAddr("10.8.0.1")
 	ctx := context.Background()
-	if n := testing.AllocsPerRun(100, func() { _, _, _ = c.ResolvePeer(ctx, peer, 10) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = c.ResolvePeer(ctx, enrich.Peer{Addr: peer}, 10) }); n != 0 {
 		t.Errorf("%v allocations per hit", n)
 	}
 }

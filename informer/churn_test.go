@@ -67,7 +67,7 @@ func TestChurnNoWrongIdentity(t *testing.T) {
 				if r.IntN(2) == 0 {
 					peer = netip.AddrFrom16(peer.As16()) // IPv4-mapped
 				}
-				p, res, err := h.c.ResolvePeer(context.Background(), peer, 100)
+				p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: peer}, 100)
 				resolves.Add(1)
 				if res == enrich.ResultHoldHit {
 					holds.Add(1)

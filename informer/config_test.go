@@ -59,7 +59,7 @@ func TestRunTwiceAndStop(t *testing.T) {
 
 func TestInvalidPeerNotHeld(t *testing.T) {
 	c, _ := newDirect(t, time.Minute)
-	p, res, err := c.ResolvePeer(context.Background(), netip.Addr{}, 10)
+	p, res, err := c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.Addr{}}, 10)
 	if p != nil || res != enrich.ResultUnknown || err != nil {
 		t.Fatalf("%v %v %v", p, res, err)
 	}

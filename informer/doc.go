@@ -114,7 +114,7 @@
 //
 // Ownership is also time-aware: a pod that finished or was deleted owns its
 // address only for connections accepted before the cache saw it finish or go
-// (enrich.ConnTime, which the proxy records per connection). A connection
+// (enrich.Peer.Accepted, which the proxy records per connection). A connection
 // opened later cannot be that pod's; it is most likely from a new pod that reused the address and
 // whose status has not reached the cache yet, so its request is held like any
 // other miss instead of being stamped with the deleted pod's identity.

@@ -124,7 +124,7 @@ func TestHoldPerPeerCaps(t *testing.T) {
 		h.waitHeld("10.7.0.1")
 	}
 	start := time.Now()
-	if _, res, _ := h.c.ResolvePeer(ctx, netip.MustParseAddr("10.7.0.1"), 0); res != enrich.ResultNoBudget {
+	if _, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.7.0.1")}, 0); res != enrich.ResultNoBudget {
 		t.Fatalf("4th request of one peer: %v, want no_budget", res)
 	}
 	if d := time.Since(start); d > 100*time.Millisecond {
@@ -136,7 +136,7 @@ func TestHoldPerPeerCaps(t *testing.T) {
 	// Bytes: 300 fit, one more byte does not.
 	chans = append(chans, h.resolveAsync(ctx, "10.7.0.2", 300))
 	h.waitHeld("10.7.0.2")
-	if _, res, _ := h.c.ResolvePeer(ctx, netip.MustParseAddr("10.7.0.2"), 1); res != enrich.ResultNoBudget {
+	if _, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.7.0.2")}, 1); res != enrich.ResultNoBudget {
 		t.Fatalf("past a peer's bytes: %v, want no_budget", res)
 	}
 	if n := h.refused(refusedPeerBytes); n != 1 {
@@ -146,7 +146,7 @@ func TestHoldPerPeerCaps(t *testing.T) {
 	third := h.resolveAsync(ctx, "10.7.0.3", 300)
 	h.waitHeld("10.7.0.3")
 	// The global budget still applies: 600 of 800 are held.
-	if _, res, _ := h.c.ResolvePeer(ctx, netip.MustParseAddr("10.7.0.4"), 300); res != enrich.ResultNoBudget {
+	if _, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.7.0.4")}, 300); res != enrich.ResultNoBudget {
 		t.Fatalf("past the global budget: %v, want no_budget", res)
 	}
 	if n := h.refused(refusedBudget); n != 1 {

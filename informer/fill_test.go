@@ -88,7 +88,7 @@ func TestMetadataReadOffTheWatchLoop(t *testing.T) {
 	}
 	got := make(chan res, 1)
 	go func() {
-		p, r, _ := c.ResolvePeer(t.Context(), netip.MustParseAddr("10.9.0.1"), 1)
+		p, r, _ := c.ResolvePeer(t.Context(), enrich.Peer{Addr: netip.MustParseAddr("10.9.0.1")}, 1)
 		got <- res{p, r}
 	}()
 	select {

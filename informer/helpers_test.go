@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podstamp/podstamp/enrich"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -261,10 +262,16 @@ type resolved struct {
 }
 
 func (h *harness) resolveAsync(ctx context.Context, ip string, size int) <-chan resolved {
+	return h.resolveConnAsync(ctx, time.Time{}, ip, size)
+}
+
+// resolveConnAsync resolves ip for a connection accepted at accepted (zero:
+// unknown).
+func (h *harness) resolveConnAsync(ctx context.Context, accepted time.Time, ip string, size int) <-chan resolved {
 	ch := make(chan resolved, 1)
 	go func() {
 		start := time.Now()
-		p, res, err := h.c.ResolvePeer(ctx, netip.MustParseAddr(ip), size)
+		p, res, err := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr(ip), Accepted: accepted}, size)
 		r := resolved{res: string(res), err: err, elapsed: time.Since(start)}
 		if p != nil {
 			r.pod = p.Namespace + "/" + p.Name

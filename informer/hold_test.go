@@ -42,7 +42,7 @@ func TestHoldReleasedByPodEvent(t *testing.T) {
 		t.Errorf("hold latency samples = %v, want 1", n)
 	}
 	// Now a plain hit.
-	if p, res, _ := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.7"), 10); p == nil || res != enrich.ResultHit {
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.7")}, 10); p == nil || res != enrich.ResultHit {
 		t.Errorf("second resolve: %v %v, want hit", p, res)
 	}
 }
@@ -80,7 +80,7 @@ func TestHoldTimeoutThenNegativeCache(t *testing.T) {
 	}
 	// Negatively cached: answered at once, not held.
 	start := time.Now()
-	p, res, err := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.9"), 100)
+	p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.9")}, 100)
 	if p != nil || res != enrich.ResultUnknown || err != nil {
 		t.Fatalf("negative: %v %v %v, want unknown", p, res, err)
 	}
@@ -90,7 +90,7 @@ func TestHoldTimeoutThenNegativeCache(t *testing.T) {
 	// The informer seeing the address clears the negative entry.
 	h.create(mkPod(podSpec{name: "p9", ips: []string{"10.1.0.9"}}))
 	h.waitEvent("upsert", "uid-p9")
-	if p, res, _ := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.9"), 100); p == nil || p.Name != "p9" || res != enrich.ResultHit {
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.9")}, 100); p == nil || p.Name != "p9" || res != enrich.ResultHit {
 		t.Fatalf("after the pod appeared: %v %v, want hit p9", p, res)
 	}
 	h.c.mu.RLock()
@@ -107,7 +107,7 @@ func TestNegativeCacheExpires(t *testing.T) {
 	if r := <-h.resolveAsync(context.Background(), "10.1.0.10", 1); r.res != string(enrich.ResultHoldTimeout) {
 		t.Fatalf("got %+v", r)
 	}
-	if _, res, _ := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.10"), 1); res != enrich.ResultUnknown {
+	if _, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.10")}, 1); res != enrich.ResultUnknown {
 		t.Fatalf("got %v, want unknown", res)
 	}
 	h.c.mu.Lock()
@@ -129,7 +129,7 @@ func TestHoldBudget(t *testing.T) {
 	h.waitHeld("10.1.0.11")
 
 	start := time.Now()
-	p, res, err := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.12"), 30)
+	p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.12")}, 30)
 	if p != nil || res != enrich.ResultNoBudget || err != nil {
 		t.Fatalf("over budget: %v %v %v, want no_budget", p, res, err)
 	}
@@ -151,7 +151,7 @@ func TestHoldBudget(t *testing.T) {
 		t.Errorf("second: %+v", r)
 	}
 	// A request larger than the whole budget is never held.
-	if _, res, _ := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.13"), 101); res != enrich.ResultNoBudget {
+	if _, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.13")}, 101); res != enrich.ResultNoBudget {
 		t.Errorf("oversized: %v, want no_budget", res)
 	}
 }
@@ -183,7 +183,7 @@ func TestCancelWhileHeld(t *testing.T) {
 	if !neg || nw != 0 {
 		t.Errorf("negative=%v waiters=%d after cancel, want negative and no waiters", neg, nw)
 	}
-	if p, res, err := h.c.ResolvePeer(context.Background(), netip.MustParseAddr("10.1.0.14"), 500); p != nil || res != enrich.ResultUnknown || err != nil {
+	if p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.14")}, 500); p != nil || res != enrich.ResultUnknown || err != nil {
 		t.Errorf("after the cancel: %v %v %v, want unknown at once", p, res, err)
 	}
 }
@@ -283,19 +283,19 @@ func TestDeletedPodOnlyOwnsOlderConnections(t *testing.T) {
 	old := mkPod(podSpec{name: "old", ips: []string{"10.1.0.30"}})
 	h.create(old)
 	h.waitEvent("upsert", string(old.UID))
-	oldConn := enrich.WithConnTime(context.Background(), time.Now())
+	oldConn := time.Now()
 	h.delete(old)
 	h.waitEvent("delete", string(old.UID))
 
-	if r := <-h.resolveAsync(oldConn, "10.1.0.30", 10); r.res != string(enrich.ResultHit) || r.pod != "default/old" {
+	if r := <-h.resolveConnAsync(context.Background(), oldConn, "10.1.0.30", 10); r.res != string(enrich.ResultHit) || r.pod != "default/old" {
 		t.Fatalf("connection from before the delete: got %+v, want hit default/old", r)
 	}
 	if r := <-h.resolveAsync(context.Background(), "10.1.0.30", 10); r.res != string(enrich.ResultHit) || r.pod != "default/old" {
 		t.Fatalf("unknown connection time: got %+v, want hit default/old (grace)", r)
 	}
 
-	newConn := enrich.WithConnTime(context.Background(), time.Now())
-	got := h.resolveAsync(newConn, "10.1.0.30", 10)
+	newConn := time.Now()
+	got := h.resolveConnAsync(context.Background(), newConn, "10.1.0.30", 10)
 	h.waitHeld("10.1.0.30")
 	h.create(mkPod(podSpec{name: "new", ips: []string{"10.1.0.30"}}))
 	if r := <-got; r.err != nil || r.res != string(enrich.ResultHoldHit) || r.pod != "default/new" {
@@ -311,7 +311,7 @@ func TestDeletedPodNewConnectionTimesOutUnstamped(t *testing.T) {
 	h.waitEvent("upsert", string(old.UID))
 	h.delete(old)
 	h.waitEvent("delete", string(old.UID))
-	r := <-h.resolveAsync(enrich.WithConnTime(context.Background(), time.Now()), "10.1.0.31", 10)
+	r := <-h.resolveConnAsync(context.Background(), time.Now(), "10.1.0.31", 10)
 	if r.res != string(enrich.ResultHoldTimeout) || r.pod != "" {
 		t.Fatalf("got %+v, want hold_timeout and no pod", r)
 	}
@@ -327,15 +327,15 @@ func TestFinishedPodOnlyOwnsOlderConnections(t *testing.T) {
 	job := mkPod(spec)
 	h.create(job)
 	h.waitEvent("upsert", string(job.UID))
-	oldConn := enrich.WithConnTime(context.Background(), time.Now())
+	oldConn := time.Now()
 	spec.phase = corev1.PodSucceeded
 	h.update(mkPod(spec))
 	h.waitEvent("upsert", string(job.UID))
 
-	if r := <-h.resolveAsync(oldConn, "10.1.0.32", 10); r.res != string(enrich.ResultHit) || r.pod != "default/job" {
+	if r := <-h.resolveConnAsync(context.Background(), oldConn, "10.1.0.32", 10); r.res != string(enrich.ResultHit) || r.pod != "default/job" {
 		t.Fatalf("connection from before it finished: got %+v, want hit default/job", r)
 	}
-	got := h.resolveAsync(enrich.WithConnTime(context.Background(), time.Now()), "10.1.0.32", 10)
+	got := h.resolveConnAsync(context.Background(), time.Now(), "10.1.0.32", 10)
 	h.waitHeld("10.1.0.32")
 	h.create(mkPod(podSpec{name: "next", ips: []string{"10.1.0.32"}}))
 	if r := <-got; r.err != nil || r.res != string(enrich.ResultHoldHit) || r.pod != "default/next" {

@@ -66,7 +66,7 @@ func TestProxyChurn(t *testing.T) {
 // a while, as Job pods do, instead of being deleted at once. A new pod's
 // first requests, sent before its status reached the cache, must not be
 // stamped with the finished pod's identity: connections accepted after the
-// cache saw a pod finish skip it (enrich.ConnTime), as they skip deleted pods.
+// cache saw a pod finish skip it (enrich.Peer.Accepted), as they skip deleted pods.
 func TestProxyChurnFinishedPods(t *testing.T) {
 	testProxyChurn(t, true)
 }
@@ -347,7 +347,7 @@ func (e *churnEnv) barrier() {
 	e.create(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, res, err := e.cache.ResolvePeer(ctx, ip, 0)
+	got, res, err := e.cache.ResolvePeer(ctx, enrich.Peer{Addr: ip}, 0)
 	if res == enrich.ResultHoldTimeout {
 		// Only with a HoldTimeout shorter than the informer's latency (as
 		// when checking that this test can fail): watch for the pod instead.

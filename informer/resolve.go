@@ -40,12 +40,12 @@ func (c *Cache) nonPodLocked(ip netip.Addr) (res enrich.Result, why string, ok b
 // of it, until the informer indexes the address (hold_hit), HoldTimeout
 // passes (hold_timeout), or ctx ends (ctx.Err()). When the budget or the
 // peer's share is spent the call returns no_budget at once.
-func (c *Cache) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*enrich.Pod, enrich.Result, error) {
-	if !peer.IsValid() {
+func (c *Cache) ResolvePeer(ctx context.Context, p enrich.Peer, size int) (*enrich.Pod, enrich.Result, error) {
+	if !p.Addr.IsValid() {
 		return nil, enrich.ResultUnknown, nil // no address (e.g. a Unix socket): nothing to wait for
 	}
-	peer = peer.Unmap().WithZone("")
-	connAt := enrich.ConnTime(ctx)
+	peer := p.Addr.Unmap().WithZone("")
+	connAt := p.Accepted
 	now := c.clock.Now()
 	c.mu.RLock()
 	if e := c.byIP.getConn(peer, now, c.cfg.PodDeleteGrace, connAt); e != nil {

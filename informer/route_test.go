@@ -109,7 +109,7 @@ func TestNotLocalNeverHeld(t *testing.T) {
 	h.start()
 	for _, ip := range []string{"10.244.2.5", "192.168.1.20", "198.51.100.1"} {
 		start := time.Now()
-		p, res, err := h.c.ResolvePeer(context.Background(), netip.MustParseAddr(ip), 100)
+		p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr(ip)}, 100)
 		if p != nil || res != enrich.ResultUnknown || err != nil {
 			t.Errorf("%s: %v %v %v, want unknown", ip, p, res, err)
 		}

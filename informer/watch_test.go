@@ -72,7 +72,7 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The cache keeps serving what it has while the watch is down.
-	if p, res, _ := h.c.ResolvePeer(ctx, netip.MustParseAddr("10.4.0.2"), 1); p == nil || res != enrich.ResultHit {
+	if p, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.4.0.2")}, 1); p == nil || res != enrich.ResultHit {
 		t.Fatalf("during the outage: %v %v", p, res)
 	}
 

@@ -6,13 +6,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/podstamp/podstamp/enrich/enrichtest"
+
 	"github.com/podstamp/podstamp/enrich"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // TestMetrics: requests, items, bytes, upstream latency, build info and the
@@ -71,15 +73,25 @@ func TestMetrics(t *testing.T) {
 }
 
 // TestItemCount: the wire walk counts spans, data points, log records and
-// profiles across resources and scopes.
+// profiles across resources and scopes, with (Stamp) and without
+// (Scan) stamping.
 func TestItemCount(t *testing.T) {
+	stamper, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(&enrich.Pod{
+		Namespace: "shop", Name: "cart-0", UID: "uid-cart", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, sig := range enrich.Signals {
 		for _, n := range []int{0, 1, 17} {
 			body, _ := payload(t, sig, n)
 			double := append(append([]byte{}, body...), body...) // two resources
-			got, err := scanRequest(sig, double)
+			got, err := enrich.Scan(sig, double)
 			if err != nil || got != 2*n {
-				t.Errorf("%s with 2x%d items: counted %d (%v)", sig, n, got, err)
+				t.Errorf("%s with 2x%d items: Scan counted %d (%v)", sig, n, got, err)
+			}
+			st, err := stamper.Stamp(t.Context(), sig, enrich.Peer{Addr: netip.MustParseAddr("127.0.0.1")}, double, nil, nil)
+			if err != nil || st.Items != 2*n || st.Result != enrich.ResultHit {
+				t.Errorf("%s with 2x%d items: Stamp counted %d, %s (%v)", sig, n, st.Items, st.Result, err)
 			}
 		}
 	}
@@ -223,69 +235,4 @@ func httpGet(t *testing.T, hc *http.Client, url string, want int) string {
 		t.Errorf("GET %s: %d, want %d (%s)", url, resp.StatusCode, want, b)
 	}
 	return string(b)
-}
-
-// FuzzItemCount: the counting walk never panics and, on any input, counts
-// exactly what a plain protowire walk counts.
-func FuzzItemCount(f *testing.F) {
-	for _, sig := range enrich.Signals {
-		body, _ := payload(f, sig, 3)
-		f.Add(uint8(sig), body)
-	}
-	f.Fuzz(func(t *testing.T, s uint8, b []byte) {
-		sig := enrich.Signal(s % uint8(len(enrich.Signals)))
-		got := countScope(sig, b)
-		if want := refCount(sig, b); got != want {
-			t.Fatalf("countScope = %d, reference walk = %d", got, want)
-		}
-		_, _ = scanRequest(sig, b)
-	})
-}
-
-// refCount is countScope without fast paths.
-func refCount(sig enrich.Signal, b []byte) int {
-	items := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeField(b)
-		if n < 0 {
-			return items
-		}
-		if num == 2 && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(b[tagLen(b):n])
-			if sig == enrich.Metrics {
-				items += refDataPoints(v)
-			} else {
-				items++
-			}
-		}
-		b = b[n:]
-	}
-	return items
-}
-
-func tagLen(b []byte) int { _, _, n := protowire.ConsumeTag(b); return n }
-
-func refDataPoints(b []byte) int {
-	points := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeField(b)
-		if n < 0 {
-			return points
-		}
-		if typ == protowire.BytesType && (num == 5 || num == 7 || num == 9 || num == 10 || num == 11) {
-			v, _ := protowire.ConsumeBytes(b[tagLen(b):n])
-			for len(v) > 0 {
-				num, typ, m := protowire.ConsumeField(v)
-				if m < 0 {
-					break
-				}
-				if num == 1 && typ == protowire.BytesType {
-					points++
-				}
-				v = v[m:]
-			}
-		}
-		b = b[n:]
-	}
-	return points
 }

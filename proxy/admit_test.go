@@ -158,7 +158,7 @@ func TestIdentityHeaders(t *testing.T) {
 			var stamped atomic.Bool // set by the enricher, read by the identity hook
 			tp := newTestProxy(t, up.targets(), func(c *Config, o *Options) {
 				c.ForwardHeaders = []string{"authorization", "x-scope-orgid"}
-				o.Enricher = funcEnricher(func(_ context.Context, _ enrich.Signal, _ netip.Addr, body, _ []byte) ([]byte, enrich.Result, error) {
+				o.Enricher = funcEnricher(func(_ context.Context, _ enrich.Signal, _ enrich.Peer, body, _ []byte) ([]byte, enrich.Result, error) {
 					stamped.Store(true)
 					return body, enrich.ResultHit, nil
 				})

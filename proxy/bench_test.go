@@ -175,53 +175,37 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-// enrichOnly hides everything but Enrich: the proxy then stamps by copying.
-type enrichOnly struct{ Enricher }
-
-// BenchmarkStampStage measures forward's stamping stage alone, both ways,
-// on a received request in a pooled buffer: stamping, what goes upstream as
-// buffers, the transport's copy of them into its write buffer, and freeing.
-// copy is the Enrich path (the output concatenated into a second pooled
-// buffer); segments references the request. held-B/op is the pooled
-// capacity, besides the request's buffer (which the copy frees after
-// stamping and segments keep), taken for stamping and kept until the
-// upstream answers.
+// BenchmarkStampStage measures forward's stamping stage alone on a received
+// request in a pooled buffer: stamping, what goes upstream as buffers (the
+// request referenced, the rest in a side buffer), the transport's copy of
+// them into its write buffer, and freeing. held-B/op is the pooled side
+// capacity, besides the request's buffer, taken for stamping and kept until
+// the upstream answers.
 func BenchmarkStampStage(b *testing.B) {
 	stamper, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(loopbackPod()))
 	if err != nil {
 		b.Fatal(err)
 	}
-	peer := netip.MustParseAddr("127.0.0.1")
+	peer := enrich.Peer{Addr: netip.MustParseAddr("127.0.0.1")}
 	for _, n := range []int{10, 512, 10000} {
 		body, _ := payload(b, enrich.Traces, n)
 		wire := make([]byte, 0, 2*len(body)+64<<10)
-		for _, way := range []string{"copy", "segments"} {
-			b.Run(fmt.Sprintf("%dspans/%s", n, way), func(b *testing.B) {
-				var hint atomic.Int32
-				b.SetBytes(int64(len(body)))
-				b.ReportAllocs()
-				for b.Loop() {
-					in := mem.Copy(body, bufPool)
-					var out mem.BufferSlice
-					var err error
-					if way == "copy" {
-						out, _, err = stampCopy(context.Background(), enrichOnly{stamper}, enrich.Traces, peer, in)
-					} else {
-						out, _, err = stampSegments(context.Background(), stamper, enrich.Traces, peer, in, &hint)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					wire = wire[:out.Len()]
-					out.CopyTo(wire)
-					out.Free()
+		b.Run(fmt.Sprintf("%dspans", n), func(b *testing.B) {
+			var hint atomic.Int32
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				in := mem.Copy(body, bufPool)
+				out, _, _, err := stampSegments(context.Background(), stamper, enrich.Traces, peer, in, &hint)
+				if err != nil {
+					b.Fatal(err)
 				}
-				held := poolClassSize(poolClass(len(body) + 4096)) // the copy's buffer
-				if way == "segments" {
-					held = poolClassSize(poolClass(max(minSideBytes, int(hint.Load())))) // the side buffer
-				}
-				b.ReportMetric(float64(held), "held-B/op")
-			})
-		}
+				wire = wire[:out.Len()]
+				out.CopyTo(wire)
+				out.Free()
+			}
+			held := poolClassSize(poolClass(max(minSideBytes, int(hint.Load())))) // the side buffer
+			b.ReportMetric(float64(held), "held-B/op")
+		})
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"net/http"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -15,7 +16,7 @@ import (
 // connTimeCreds are plaintext transport credentials that record when each
 // gRPC connection was accepted, so the resolver can tell a pod that was
 // already deleted when the connection was opened from the pod that sent on
-// it (enrich.WithConnTime). The time travels in the connection's AuthInfo,
+// it (enrich.Peer.Accepted). The time travels in the connection's AuthInfo,
 // which gRPC hands to every RPC in its peer.Peer; unlike a stats handler,
 // nothing runs or is allocated per RPC event.
 type connTimeCreds struct {
@@ -46,18 +47,44 @@ func (c connTimeCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 
 func (c connTimeCreds) Clone() credentials.TransportCredentials { return c }
 
-// withGRPCConnTime records the accept time of the request's connection in
-// ctx, if the connection came through connTimeCreds.
-func withGRPCConnTime(ctx context.Context) context.Context {
+// grpcPeer is the connection of a gRPC request: its peer address and, if
+// the connection came through connTimeCreds, its accept time.
+func grpcPeer(ctx context.Context) enrich.Peer {
+	p := enrich.Peer{Addr: peerAddr(ctx)}
 	if pr, ok := peer.FromContext(ctx); ok {
 		if ci, ok := pr.AuthInfo.(connInfo); ok {
-			return enrich.WithConnTime(ctx, ci.accepted)
+			p.Accepted = ci.accepted
 		}
 	}
-	return ctx
+	return p
 }
 
-// httpConnContext does the same for HTTP connections.
-func httpConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return enrich.WithConnTime(ctx, time.Now())
+// httpConnKey carries an HTTP connection's httpConn in its requests' context.
+type httpConnKey struct{}
+
+// httpConn is what the proxy knows of an HTTP connection.
+type httpConn struct {
+	accepted time.Time
+	conn     *capConn // nil unless accepted through a capListener
+}
+
+// httpConnContext records the connection's accept time and, when it came
+// through a capListener, the connection itself.
+func httpConnContext(ctx context.Context, c net.Conn) context.Context {
+	cc, _ := c.(*capConn)
+	return context.WithValue(ctx, httpConnKey{}, &httpConn{accepted: time.Now(), conn: cc})
+}
+
+// httpConnOf returns what httpConnContext recorded for r's connection.
+func httpConnOf(r *http.Request) *httpConn {
+	hc, _ := r.Context().Value(httpConnKey{}).(*httpConn)
+	if hc == nil {
+		return &httpConn{}
+	}
+	return hc
+}
+
+// httpPeer is the connection of an HTTP request.
+func httpPeer(r *http.Request) enrich.Peer {
+	return enrich.Peer{Addr: remoteAddr(r), Accepted: httpConnOf(r).accepted}
 }

@@ -14,11 +14,12 @@
 //     bytes back. JSON requests are decoded with pdata and forwarded as
 //     protobuf. Without an Enricher (or when it adds nothing) the upstream
 //     receives exactly the bytes the client sent.
-//   - An Enricher that is also a SegmentEnricher (enrich.Stamper) returns
-//     the stamped request as segments that reference the received request's
-//     unchanged bytes; they go upstream (gRPC, or HTTP with or without gzip)
-//     without being concatenated, and the received request's buffer is
-//     released only when the upstream leg is done with every segment.
+//   - The Enricher (enrich.Stamper) checks, counts and stamps a request in
+//     one pass and returns it as segments that reference the received
+//     request's unchanged bytes; they go upstream (gRPC, or HTTP with or
+//     without gzip) without being concatenated, and the received request's
+//     buffer is released only when the upstream leg is done with every
+//     segment. Without an Enricher, enrich.Scan checks and counts.
 //   - Forwarding is synchronous: a client's export completes only when the
 //     upstream answered, so nothing is buffered here. The upstream's answer
 //     returns unchanged: OK, partial success, and errors with their code,

@@ -15,11 +15,22 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// funcEnricher is an Enricher made of a function.
-type funcEnricher func(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
+// funcEnricher is an Enricher made of a function that appends its output to
+// dst[:0] (the offered side buffer) or returns body itself; items are
+// counted by enrich.Scan, as the real stamper counts them.
+type funcEnricher func(ctx context.Context, sig enrich.Signal, peer enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error)
 
-func (f funcEnricher) Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
-	return f(ctx, sig, peer, body, dst)
+func (f funcEnricher) Stamp(ctx context.Context, sig enrich.Signal, peer enrich.Peer, body []byte, segs [][]byte, side []byte) (enrich.Stamped, error) {
+	items, _ := enrich.Scan(sig, body)
+	out, res, err := f(ctx, sig, peer, body, side[:0])
+	if err != nil {
+		return enrich.Stamped{Segs: segs[:0], Side: side[:0], Items: items}, err
+	}
+	st := enrich.Stamped{Segs: append(segs[:0], out), Side: side[:0], Result: res, Items: items}
+	if !sameBytes(out, body) {
+		st.Side = out
+	}
+	return st, nil
 }
 
 // emptyResource is an extra, empty Resource<Signal> entry.
@@ -33,8 +44,8 @@ func TestEnricherOutputForwarded(t *testing.T) {
 		t.Run(uname, func(t *testing.T) {
 			up := mk(t)
 			peers := make(chan netip.Addr, 16)
-			e := funcEnricher(func(_ context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
-				peers <- peer
+			e := funcEnricher(func(_ context.Context, sig enrich.Signal, peer enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error) {
+				peers <- peer.Addr
 				out := append(dst[:0], body...)
 				return append(out, emptyResource...), enrich.ResultHit, nil
 			})
@@ -68,7 +79,7 @@ func TestEnricherOutputForwarded(t *testing.T) {
 func TestEnricherGrowsOutput(t *testing.T) {
 	up := newGRPCUpstream(t)
 	extra := bytes.Repeat(emptyResource, 8<<10)
-	e := funcEnricher(func(_ context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
+	e := funcEnricher(func(_ context.Context, _ enrich.Signal, _ enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error) {
 		return append(append(dst[:0], body...), extra...), enrich.ResultHit, nil
 	})
 	tp := newTestProxy(t, up.targets(), func(_ *Config, o *Options) { o.Enricher = e })
@@ -86,7 +97,7 @@ func TestEnricherGrowsOutput(t *testing.T) {
 func TestEnricherErrors(t *testing.T) {
 	up := newGRPCUpstream(t)
 	held := make(chan struct{}, 4)
-	e := funcEnricher(func(ctx context.Context, sig enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
+	e := funcEnricher(func(ctx context.Context, sig enrich.Signal, _ enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error) {
 		switch string(body) {
 		case "\x0a\x00":
 			return nil, "", fmt.Errorf("%w: resource 0: bad attribute", enrich.ErrMalformed)
@@ -181,15 +192,15 @@ func sampleValue(m *dto.Metric) float64 {
 	return 0
 }
 
-// TestConnTimeReachesEnricher: the Enricher's context carries the time the
-// client's connection was accepted (enrich.ConnTime), the same for every
+// TestConnTimeReachesEnricher: the Enricher's peer carries the time the
+// client's connection was accepted (enrich.Peer.Accepted), the same for every
 // request on one connection, so the resolver can apply time-aware IP
 // ownership.
 func TestConnTimeReachesEnricher(t *testing.T) {
 	up := newGRPCUpstream(t)
 	times := make(chan time.Time, 16)
-	e := funcEnricher(func(ctx context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
-		times <- enrich.ConnTime(ctx)
+	e := funcEnricher(func(ctx context.Context, _ enrich.Signal, peer enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error) {
+		times <- peer.Accepted
 		return append(dst[:0], body...), enrich.ResultHit, nil
 	})
 	before := time.Now()

@@ -72,7 +72,7 @@ func (p *Proxy) exportGRPC(ctx context.Context, sig enrich.Signal, req *frame) (
 	req.data.Free()
 	req.data = nil
 
-	resp, err := p.forward(withGRPCConnTime(ctx), sig, protoGRPC, peerAddr(ctx), body, p.grpcHeaders(ctx))
+	resp, err := p.forward(ctx, sig, protoGRPC, grpcPeer(ctx), body, p.grpcHeaders(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// its peer's share) before it is read or made, and given back when the
 	// answer is written.
 	c := charge{l: p.lim}
-	if cc, ok := r.Context().Value(capConnKey{}).(*capConn); ok {
+	if cc := httpConnOf(r).conn; cc != nil {
 		if !cc.peer.enter(p.lim.maxPeerRequests) {
 			p.rejectHTTP(w, isJSON, sig, rejectPerPeer)
 			return
@@ -140,7 +140,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		body = mem.SliceBuffer(pb)
 	}
 
-	resp, err := p.forward(r.Context(), sig, protoHTTP, remoteAddr(r), body, p.httpHeaders(r))
+	resp, err := p.forward(r.Context(), sig, protoHTTP, httpPeer(r), body, p.httpHeaders(r))
 	if err != nil {
 		p.writeError(w, isJSON, err)
 		return

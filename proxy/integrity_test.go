@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"sync"
 	"testing"
 
@@ -20,7 +19,7 @@ import (
 // with and without compression: every upstream request is exactly one
 // stamped client request (buffer reuse never mixes requests up).
 func TestConcurrentIntegrity(t *testing.T) {
-	grow := funcEnricher(func(_ context.Context, _ enrich.Signal, _ netip.Addr, body, dst []byte) ([]byte, enrich.Result, error) {
+	grow := funcEnricher(func(_ context.Context, _ enrich.Signal, _ enrich.Peer, body, dst []byte) ([]byte, enrich.Result, error) {
 		out := append(dst[:0], body...)
 		if len(body)%3 == 0 { // sometimes beyond the offered capacity
 			for range 3000 {
@@ -43,7 +42,7 @@ func TestConcurrentIntegrity(t *testing.T) {
 
 func testConcurrentIntegrity(t *testing.T, e Enricher) {
 	stamped := func(sig enrich.Signal, body []byte) []byte {
-		out, _, err := e.Enrich(context.Background(), sig, netip.MustParseAddr("127.0.0.1"), body, nil)
+		out, _, err := stampedBytes(e, sig, body)
 		if err != nil {
 			t.Fatal(err)
 		}

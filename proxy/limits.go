@@ -505,19 +505,6 @@ func (c *capConn) checkSlow() {
 	c.Close()
 }
 
-// capConnKey carries an HTTP request's *capConn in its context.
-type capConnKey struct{}
-
-// httpConnContext records the connection's accept time and, when it came
-// through a capListener, the connection itself.
-func (l *limits) httpConnContext(ctx context.Context, c net.Conn) context.Context {
-	ctx = httpConnContext(ctx, c)
-	if cc, ok := c.(*capConn); ok {
-		ctx = context.WithValue(ctx, capConnKey{}, cc)
-	}
-	return ctx
-}
-
 // grpcConnOf returns the connection of a gRPC stream, if it came through a
 // capListener.
 func grpcConnOf(ctx context.Context) *capConn {

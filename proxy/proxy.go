@@ -24,24 +24,17 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Enricher stamps one protobuf-encoded Export<Signal>ServiceRequest; see
-// enrich.Stamper, which satisfies it. The output is appended to dst[:0] (or
-// is body itself, unsliced); it must not alias body otherwise. An error
-// wrapping enrich.ErrMalformed is answered INVALID_ARGUMENT / 400; after ctx
-// ended, ctx's error is answered as such; nothing is forwarded on error.
+// Enricher stamps one protobuf-encoded Export<Signal>ServiceRequest and
+// counts its items; *enrich.Stamper is the one podstamp runs, and its Stamp
+// states the contract: the output comes back as segments (unchanged ranges
+// of body referenced, everything else in the returned side, grown, if it
+// must be, before anything is written to it), which the proxy sends
+// upstream without concatenating them, keeping body and side until the
+// upstream is done with them. An error wrapping enrich.ErrMalformed is
+// answered INVALID_ARGUMENT / 400; after ctx ended, ctx's error is answered
+// as such; nothing is forwarded on error.
 type Enricher interface {
-	Enrich(ctx context.Context, sig enrich.Signal, peer netip.Addr, body, dst []byte) ([]byte, enrich.Result, error)
-}
-
-// SegmentEnricher is an Enricher that can also return its output as
-// segments, as enrich.Stamper does (see its EnrichSegments): unchanged
-// ranges of body are referenced, not copied, and everything else is in the
-// returned side (grown, if it must be, before anything is written to it).
-// The proxy then sends the segments upstream without concatenating them and
-// keeps body and side until the upstream is done with them.
-type SegmentEnricher interface {
-	Enricher
-	EnrichSegments(ctx context.Context, sig enrich.Signal, peer netip.Addr, body []byte, segs [][]byte, side []byte) ([][]byte, []byte, enrich.Result, error)
+	Stamp(ctx context.Context, sig enrich.Signal, peer enrich.Peer, body []byte, segs [][]byte, side []byte) (enrich.Stamped, error)
 }
 
 // Check is one readiness check: nil when ready.
@@ -285,7 +278,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnContext:       lim.httpConnContext,
+		ConnContext:       httpConnContext,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: cfg.MaxStreamsPerConnection},
 	}
 	protocols := new(http.Protocols)
@@ -501,45 +494,44 @@ func errorf(c codes.Code, format string, args ...any) error {
 // forward is the path every request takes, whatever its ingress: check,
 // stamp, forward, count. It takes over body's reference. The returned
 // response must be freed by the caller.
-func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer netip.Addr, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
-	data := body.ReadOnlyData()
-	p.m.receivedBytes[sig][proto].Add(float64(len(data)))
-	items, err := scanRequest(sig, data)
-	if err != nil {
-		body.Free()
-		p.count(sig, proto, outcomeBadRequest, items)
-		return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
-	}
-
-	var out mem.BufferSlice
+func (p *Proxy) forward(ctx context.Context, sig enrich.Signal, proto int, peer enrich.Peer, body mem.Buffer, hdr []string) (mem.BufferSlice, error) {
+	p.m.receivedBytes[sig][proto].Add(float64(body.Len()))
+	var (
+		out   mem.BufferSlice
+		items int
+		err   error
+	)
 	if p.enricher != nil {
 		var res enrich.Result
-		var err error
-		if se, ok := p.enricher.(SegmentEnricher); ok {
-			out, res, err = stampSegments(ctx, se, sig, peer, body, &p.sideHint)
-		} else {
-			out, res, err = stampCopy(ctx, p.enricher, sig, peer, body)
-		}
+		out, res, items, err = stampSegments(ctx, p.enricher, sig, peer, body, &p.sideHint)
 		if err != nil {
 			p.m.enrichErrors.Inc()
-			switch {
-			case errors.Is(err, enrich.ErrMalformed):
-				p.count(sig, proto, outcomeBadRequest, items)
-				return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
-			case ctx.Err() != nil:
-				p.count(sig, proto, outcomeCanceled, items)
-				return nil, status.FromContextError(ctx.Err()).Err()
-			default:
-				p.count(sig, proto, outcomeInternal, items)
-				return nil, errorf(codes.Internal, "stamping %s request: %v", sig, err)
-			}
+		} else {
+			p.m.countEnrich(res)
 		}
-		p.m.countEnrich(res)
 	} else {
-		out = mem.BufferSlice{body}
+		items, err = enrich.Scan(sig, body.ReadOnlyData())
+		if err == nil {
+			out = mem.BufferSlice{body}
+		} else {
+			body.Free()
+		}
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, enrich.ErrMalformed):
+			p.count(sig, proto, outcomeBadRequest, items)
+			return nil, errorf(codes.InvalidArgument, "malformed %s request: %v", sig, err)
+		case ctx.Err() != nil:
+			p.count(sig, proto, outcomeCanceled, items)
+			return nil, status.FromContextError(ctx.Err()).Err()
+		default:
+			p.count(sig, proto, outcomeInternal, items)
+			return nil, errorf(codes.Internal, "stamping %s request: %v", sig, err)
+		}
 	}
 	// After stamping: a held request's pod may only be known now.
-	hdr = p.withIdentity(peer, hdr)
+	hdr = p.withIdentity(peer.Addr, hdr)
 	p.m.sentBytes[sig].Add(float64(out.Len()))
 
 	start := time.Now()

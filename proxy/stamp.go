@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -11,34 +10,7 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// stampCopy stamps body with an Enricher that writes its output into one
-// buffer. It takes over body's reference; the result is what goes upstream.
-func stampCopy(ctx context.Context, e Enricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer) (mem.BufferSlice, enrich.Result, error) {
-	data := body.ReadOnlyData()
-	pool := bufPool
-	dst := pool.Get(len(data) + 4096)
-	stamped, res, err := e.Enrich(ctx, sig, peer, data, (*dst)[:0])
-	if err != nil {
-		pool.Put(dst)
-		body.Free()
-		return nil, "", err
-	}
-	switch {
-	case len(stamped) > 0 && len(data) > 0 && &stamped[0] == &data[0]:
-		pool.Put(dst) // returned the input itself
-		return mem.BufferSlice{body}, res, nil
-	case cap(stamped) > 0 && cap(*dst) > 0 && &stamped[:1][0] == &(*dst)[:1][0]:
-		*dst = stamped
-		body.Free()
-		return mem.BufferSlice{mem.NewBuffer(dst, pool)}, res, nil
-	default:
-		pool.Put(dst)
-		body.Free()
-		return mem.BufferSlice{mem.SliceBuffer(stamped)}, res, nil
-	}
-}
-
-// minSideBytes is the smallest side buffer offered to a SegmentEnricher:
+// minSideBytes is the smallest side buffer offered to an Enricher:
 // room for the attributes of a few resources.
 const minSideBytes = 4 << 10
 
@@ -49,19 +21,20 @@ const maxSideHint = 256 << 10
 // segPool keeps the segment lists between requests.
 var segPool = sync.Pool{New: func() any { return new([][]byte) }}
 
-// stampSegments stamps body with a SegmentEnricher and returns the output as
+// stampSegments stamps body with an Enricher and returns the output as
 // views of body and of a pooled side buffer, each holding a reference, so
 // both go back to the pool only when the upstream leg freed every view
 // (gRPC frees them once written, the HTTP client when it closed the body).
 // It takes over body's reference. sideHint is the side size the last
 // stamped request needed: the next one is offered that much, so a run of
 // requests with many resources does not grow a side buffer each time.
-func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, peer netip.Addr, body mem.Buffer, sideHint *atomic.Int32) (mem.BufferSlice, enrich.Result, error) {
+func stampSegments(ctx context.Context, e Enricher, sig enrich.Signal, peer enrich.Peer, body mem.Buffer, sideHint *atomic.Int32) (_ mem.BufferSlice, _ enrich.Result, items int, _ error) {
 	data := body.ReadOnlyData()
 	pool := bufPool
 	sp := pool.Get(max(minSideBytes, int(sideHint.Load())))
 	segsp := segPool.Get().(*[][]byte)
-	segs, side, res, err := e.EnrichSegments(ctx, sig, peer, data, (*segsp)[:0], (*sp)[:0])
+	st, err := e.Stamp(ctx, sig, peer, data, (*segsp)[:0], (*sp)[:0])
+	segs, side, res, items := st.Segs, st.Side, st.Result, st.Items
 	defer func() {
 		clear(segs)
 		if cap(segs) <= 1<<10 {
@@ -72,11 +45,11 @@ func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, pe
 	if err != nil {
 		pool.Put(sp)
 		body.Free()
-		return nil, "", err
+		return nil, "", items, err
 	}
 	if len(segs) == 1 && sameBytes(segs[0], data) { // nothing added: body itself
 		pool.Put(sp)
-		return mem.BufferSlice{body}, res, nil
+		return mem.BufferSlice{body}, res, items, nil
 	}
 	sideHint.Store(int32(min(len(side), maxSideHint)))
 	// The side bytes are in the pooled array unless the enricher had to grow
@@ -98,7 +71,7 @@ func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, pe
 		} else if off, ok := offsetIn(side, seg); ok && sideBuf != nil {
 			out = append(out, sideBuf.Slice(off, off+len(seg)))
 		} else {
-			// Garbage-collected memory, unless a SegmentEnricher broke its
+			// Garbage-collected memory, unless an Enricher broke its
 			// promise and wrote into the side buffer before growing it.
 			out = append(out, mem.SliceBuffer(seg))
 			_, in := offsetIn(offered, seg)
@@ -112,7 +85,7 @@ func stampSegments(ctx context.Context, e SegmentEnricher, sig enrich.Signal, pe
 		pool.Put(sp)
 	}
 	body.Free()
-	return out, res, nil
+	return out, res, items, nil
 }
 
 // sameBytes reports whether a and b are the same slice of the same array.

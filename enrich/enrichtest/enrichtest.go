@@ -128,7 +128,8 @@ func (r *Resolver) ByContainerID(id string) *enrich.Pod {
 }
 
 // ResolvePeer implements enrich.Resolver.
-func (r *Resolver) ResolvePeer(ctx context.Context, peer netip.Addr, size int) (*enrich.Pod, enrich.Result, error) {
+func (r *Resolver) ResolvePeer(ctx context.Context, p enrich.Peer, size int) (*enrich.Pod, enrich.Result, error) {
+	peer := p.Addr
 	r.mu.Lock()
 	r.calls++
 	hold := r.hold

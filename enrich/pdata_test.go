@@ -14,8 +14,8 @@ import (
 
 // PdataStamper applies the same rules as Stamper to decoded pdata. It is the
 // straightforward implementation (unmarshal, put attributes, marshal) that
-// the wire stamper is tested and measured against, and a way to stamp data
-// that is already decoded. It is safe for concurrent use.
+// the wire stamper is tested and measured against. It is safe for
+// concurrent use.
 type PdataStamper struct {
 	e engine
 }
@@ -33,7 +33,7 @@ func NewPdataStamper(cfg Config, r Resolver, opts ...Option) (*PdataStamper, err
 // trip: the output is semantically equal to Stamper's, not byte-identical
 // (unknown fields are dropped, fields re-ordered).
 func (s *PdataStamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, body, dst []byte) ([]byte, Result, error) {
-	ps := peerState{sig: sig, peer: peer, size: len(body)}
+	ps := peerState{sig: sig, peer: Peer{Addr: peer.Unmap()}, size: len(body)}
 	var (
 		out []byte
 		err error
@@ -85,29 +85,29 @@ func (s *PdataStamper) Enrich(ctx context.Context, sig Signal, peer netip.Addr, 
 }
 
 // StampTraces stamps every resource of td in place.
-func (s *PdataStamper) StampTraces(ctx context.Context, peer netip.Addr, td ptrace.Traces) (Result, error) {
-	ps := peerState{sig: Traces, peer: peer}
+func (s *PdataStamper) StampTraces(ctx context.Context, peer Peer, td ptrace.Traces) (Result, error) {
+	ps := peerState{sig: Traces, peer: Peer{Addr: peer.Addr.Unmap(), Accepted: peer.Accepted}}
 	err := s.traces(ctx, td, &ps)
 	return ps.result(), err
 }
 
 // StampMetrics stamps every resource of md in place.
-func (s *PdataStamper) StampMetrics(ctx context.Context, peer netip.Addr, md pmetric.Metrics) (Result, error) {
-	ps := peerState{sig: Metrics, peer: peer}
+func (s *PdataStamper) StampMetrics(ctx context.Context, peer Peer, md pmetric.Metrics) (Result, error) {
+	ps := peerState{sig: Metrics, peer: Peer{Addr: peer.Addr.Unmap(), Accepted: peer.Accepted}}
 	err := s.metrics(ctx, md, &ps)
 	return ps.result(), err
 }
 
 // StampLogs stamps every resource of ld in place.
-func (s *PdataStamper) StampLogs(ctx context.Context, peer netip.Addr, ld plog.Logs) (Result, error) {
-	ps := peerState{sig: Logs, peer: peer}
+func (s *PdataStamper) StampLogs(ctx context.Context, peer Peer, ld plog.Logs) (Result, error) {
+	ps := peerState{sig: Logs, peer: Peer{Addr: peer.Addr.Unmap(), Accepted: peer.Accepted}}
 	err := s.logs(ctx, ld, &ps)
 	return ps.result(), err
 }
 
 // StampProfiles stamps every resource of pd in place.
-func (s *PdataStamper) StampProfiles(ctx context.Context, peer netip.Addr, pd pprofile.Profiles) (Result, error) {
-	ps := peerState{sig: Profiles, peer: peer}
+func (s *PdataStamper) StampProfiles(ctx context.Context, peer Peer, pd pprofile.Profiles) (Result, error) {
+	ps := peerState{sig: Profiles, peer: Peer{Addr: peer.Addr.Unmap(), Accepted: peer.Accepted}}
 	err := s.profiles(ctx, pd, &ps)
 	return ps.result(), err
 }
