@@ -25,7 +25,11 @@ type options struct {
 	warmup        time.Duration
 	saturated     time.Duration
 	paced         time.Duration
-	gzipDur       time.Duration
+	ingress       listFlag
+	cpNodes       int
+	cpPodsPerNode int
+	cpSteady      time.Duration
+	skipCP        bool
 	skipCollector bool
 	skipScale     bool
 	skipProfile   bool
@@ -43,7 +47,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "short run (about 4 minutes): short phases, 2,000 pods in the scale run")
+	flag.BoolVar(&o.quick, "quick", false, "short run (a few minutes): short phases, three ingresses, 2,000 pods in the scale run, 10 nodes in the control-plane run")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "results file (relative to the repository root)")
 	flag.IntVar(&o.pods, "pods", 250, "pods on the benchmark node")
 	flag.IntVar(&o.scalePods, "scale-pods", 20000, "pods added on other nodes in the scale run")
@@ -52,22 +56,35 @@ func main() {
 	flag.IntVar(&o.items, "items", 512, "spans per request")
 	flag.IntVar(&o.attrs, "attrs", 8, "attributes per span")
 	flag.Float64Var(&o.rate, "rate", 100, "paced phase: requests per second")
-	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "closed-loop warm-up before measuring")
-	flag.DurationVar(&o.saturated, "saturated", 20*time.Second, "saturated (closed-loop) phase length")
-	flag.DurationVar(&o.paced, "paced", 20*time.Second, "paced phase length")
-	flag.DurationVar(&o.gzipDur, "gzip", 15*time.Second, "gzip in + out saturated phase length")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "closed-loop warm-up before measuring, per set-up and ingress")
+	flag.DurationVar(&o.saturated, "saturated", 6*time.Second, "saturated (closed-loop) phase length, per set-up and ingress")
+	flag.DurationVar(&o.paced, "paced", 8*time.Second, "paced phase length, per set-up and ingress (in 4 interleaved rounds)")
+	flag.Var(&o.ingress, "ingress", "measure only this ingress (repeatable): grpc, grpc-gzip, http-proto, http-proto-gzip, http-json, http-json-gzip, http-proto-metrics, http-proto-logs")
+	flag.IntVar(&o.cpNodes, "cp-nodes", 50, "control-plane run: simulated nodes, one podstamp (then one Collector) each")
+	flag.IntVar(&o.cpPodsPerNode, "cp-pods-per-node", 30, "control-plane run: pods per simulated node")
+	flag.DurationVar(&o.cpSteady, "cp-steady", 30*time.Second, "control-plane run: steady phase length per fleet")
+	flag.BoolVar(&o.skipCP, "skip-control-plane", false, "leave out the control-plane run")
 	flag.BoolVar(&o.skipCollector, "skip-collector", false, "leave out (C), the Collector")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "leave out the scale run")
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
-	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. AB (default: ARBSC; S is podstamp with --timer-slack 0)")
+	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, podstamp with --timer-slack 0, only when named here)")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable)")
 	flag.Parse()
 	if o.quick {
-		o.warmup, o.saturated, o.paced, o.gzipDur = time.Second, 5*time.Second, 5*time.Second, 4*time.Second
+		o.warmup, o.saturated, o.paced = 500*time.Millisecond, 2*time.Second, 4*time.Second
 		if !isSet("scale-pods") {
 			o.scalePods = 2000
+		}
+		if !isSet("ingress") {
+			o.ingress = listFlag{"grpc", "http-proto-gzip", "http-json"}
+		}
+		if !isSet("cp-nodes") {
+			o.cpNodes = 10
+		}
+		if !isSet("cp-steady") {
+			o.cpSteady = 10 * time.Second
 		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -112,6 +129,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if err := r.measureAll(ctx); err != nil {
 		return err
+	}
+	if !o.skipCP {
+		if err := r.controlPlaneRun(ctx); err != nil {
+			return fmt.Errorf("control-plane run: %w", err)
+		}
 	}
 	if !o.skipScale {
 		if err := r.scale(ctx); err != nil {

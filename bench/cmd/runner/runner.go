@@ -48,6 +48,7 @@ type runner struct {
 	finished time.Time
 
 	podstampBin, rawproxyBin, otelcolBin string
+	tcprelayBin                          string
 	apiserverBin                         string
 
 	cl       *cluster.Cluster
@@ -58,11 +59,13 @@ type runner struct {
 
 	mu               sync.Mutex
 	procs            []*proc.Proc
-	results          []*targetResult
+	matrix           []*ingressResult
+	cp               *controlPlane
 	scaleR           *scaleResult
 	profile          string // pprof top of podstamp's CPU
 	profileCum       string // the same by cumulative time
-	profileGzip      string // under gzip load, by cumulative time
+	profileGzip      string // under gzip load, flat
+	profileJSON      string // under OTLP/HTTP JSON load, flat
 	profilePaced     string // at the paced rate, by cumulative time
 	profilePacedFlat string // the same, flat
 	heapProfile      string // and of its heap in use
@@ -82,16 +85,14 @@ type phaseResult struct {
 }
 
 type targetResult struct {
-	Key, Name   string
-	Command     string
-	GzipCommand string
-	Saturated   phaseResult
-	Paced       phaseResult
-	Gzip        phaseResult
-	PeakRSSKiB  int64
-	Mem         memory // read with PeakRSSKiB: what the resident set is made of
-	HasProcess  bool
-	Err         string
+	Key, Name  string
+	Command    string
+	Saturated  phaseResult
+	Paced      phaseResult
+	PeakRSSKiB int64
+	Mem        memory // read with PeakRSSKiB: what the resident set is made of
+	HasProcess bool
+	Err        string
 }
 
 type scaleResult struct {
@@ -144,11 +145,15 @@ func (r *runner) prepare(ctx context.Context) error {
 	}
 	r.podstampBin = filepath.Join(bin, "podstamp")
 	r.rawproxyBin = filepath.Join(bin, "rawproxy")
-	r.log.Info("building podstamp and rawproxy")
+	r.log.Info("building podstamp, rawproxy and tcprelay")
 	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp", buildFlags); err != nil {
 		return err
 	}
 	if err := goBuild(ctx, filepath.Join(r.root, "bench"), r.rawproxyBin, "./cmd/rawproxy", buildFlags); err != nil {
+		return err
+	}
+	r.tcprelayBin = filepath.Join(bin, "tcprelay")
+	if err := goBuild(ctx, filepath.Join(r.root, "bench"), r.tcprelayBin, "./cmd/tcprelay", buildFlags); err != nil {
 		return err
 	}
 	if r.want("C") {
@@ -196,7 +201,7 @@ func (r *runner) prepare(ctx context.Context) error {
 	}
 	r.log.Info("pods on the benchmark node", "pods", r.o.pods, "took", time.Since(start).Round(time.Millisecond))
 
-	r.sink, err = sink.Start(sink.Config{GRPCListen: "127.0.0.1:0", MaxRecords: -1, Logger: r.log})
+	r.sink, err = sink.Start(sink.Config{GRPCListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", MaxRecords: -1, Logger: r.log})
 	return err
 }
 
@@ -275,26 +280,46 @@ func (r *runner) want(key string) bool {
 	return r.o.only == "" || strings.Contains(r.o.only, key)
 }
 
-// start launches target key ("R", "B", "S", "C"); it returns the process and
-// the OTLP/gRPC endpoint to load.
-func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (*proc.Proc, string, string, error) {
+// start launches target key ("T", "R", "B", "S", "C") for ingress ing; it
+// returns the process, the endpoint to load (host:port) and podstamp's
+// debug listener.
+func (r *runner) start(ctx context.Context, key string, ing ingress, tag string) (*proc.Proc, string, string, error) {
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, "", "", err
 	}
 	comp := "none"
-	if gzip {
+	if ing.Gzip {
 		comp = "gzip"
 	}
 	logPath := filepath.Join(r.work, fmt.Sprintf("%s-%s.log", key, tag))
 	switch key {
-	case "R":
-		p, err := startProc("rawproxy", logPath, nil, r.rawproxyBin, "--listen", listen, "--upstream", r.sink.GRPCAddr(), "--upstream-compression", comp)
+	case "T":
+		up := r.sink.GRPCAddr()
+		if ing.Protocol == "http" {
+			up = r.sink.HTTPAddr()
+		}
+		p, err := startProc("tcprelay", logPath, nil, r.tcprelayBin, "--listen", listen, "--upstream", up)
 		if err != nil {
 			return nil, "", "", err
 		}
 		r.track(p)
 		return p, listen, "", p.WaitReady(ctx, 30*time.Second, tcpUp(listen))
+	case "R":
+		argv := []string{r.rawproxyBin, "--listen", listen, "--upstream", r.sink.GRPCAddr(), "--upstream-compression", comp}
+		endpoint := listen
+		if ing.Protocol == "http" {
+			if endpoint, err = freeAddr(); err != nil {
+				return nil, "", "", err
+			}
+			argv = append(argv, "--http-listen", endpoint, "--http-upstream", r.sink.HTTPAddr())
+		}
+		p, err := startProc("rawproxy", logPath, nil, argv...)
+		if err != nil {
+			return nil, "", "", err
+		}
+		r.track(p)
+		return p, endpoint, "", p.WaitReady(ctx, 30*time.Second, tcpUp(endpoint))
 	case "B", "S":
 		admin, err := freeAddr()
 		if err != nil {
@@ -316,19 +341,31 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 		if key == "S" {
 			argv = append(argv, "--timer-slack", "0")
 		}
+		endpoint := listen
+		if ing.Protocol == "http" {
+			endpoint = httpL
+		}
 		p, err := startProc("podstamp", logPath, r.o.podstampEnv, append(argv, r.o.podstampArgs...)...)
 		if err != nil {
 			return nil, "", "", err
 		}
 		r.track(p)
 		if err := p.WaitReady(ctx, 60*time.Second, proc.HTTPOK(&http.Client{Timeout: 2 * time.Second}, "http://"+admin+"/readyz")); err != nil {
-			return p, listen, debug, err
+			return p, endpoint, debug, err
 		}
-		return p, listen, debug, nil
+		return p, endpoint, debug, nil
 	case "C":
-		cfgPath := filepath.Join(r.work, fmt.Sprintf("otelcol-%s.yaml", tag))
-		if err := os.WriteFile(cfgPath, []byte(collectorConfig(listen, r.sink.GRPCAddr(), comp)), 0o644); err != nil {
+		httpL, err := freeAddr()
+		if err != nil {
 			return nil, "", "", err
+		}
+		cfgPath := filepath.Join(r.work, fmt.Sprintf("otelcol-%s.yaml", tag))
+		if err := os.WriteFile(cfgPath, []byte(collectorConfig(listen, httpL, r.sink.GRPCAddr(), comp, benchNode)), 0o644); err != nil {
+			return nil, "", "", err
+		}
+		endpoint := listen
+		if ing.Protocol == "http" {
+			endpoint = httpL
 		}
 		env := []string{"KUBECONFIG=" + r.kubecfg}
 		p, err := startProc("otelcol", logPath, env, r.otelcolBin, "--config", "file:"+cfgPath)
@@ -336,7 +373,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 			return nil, "", "", err
 		}
 		r.track(p)
-		return p, listen, "", p.WaitReady(ctx, 90*time.Second, tcpUp(listen))
+		return p, endpoint, "", p.WaitReady(ctx, 90*time.Second, tcpUp(endpoint))
 	}
 	return nil, "", "", fmt.Errorf("unknown target %q", key)
 }
@@ -344,7 +381,7 @@ func (r *runner) start(ctx context.Context, key string, gzip bool, tag string) (
 // collectorConfig is (C): OTLP receiver, k8sattributes with podstamp's
 // default attributes and a node filter, OTLP exporter without a sending
 // queue (synchronous, like podstamp).
-func collectorConfig(listen, upstream, compression string) string {
+func collectorConfig(grpcListen, httpListen, upstream, compression, node string) string {
 	var md strings.Builder
 	for _, m := range metadata {
 		fmt.Fprintf(&md, "        - %s\n", m)
@@ -353,6 +390,8 @@ func collectorConfig(listen, upstream, compression string) string {
   otlp:
     protocols:
       grpc:
+        endpoint: %s
+      http:
         endpoint: %s
 processors:
   k8sattributes:
@@ -399,164 +438,12 @@ service:
       receivers: [otlp]
       processors: [k8sattributes]
       exporters: [otlp_grpc]
-`, listen, benchNode, md.String(), upstream, compression)
-}
-
-var targetNames = map[string]string{
-	"A": "direct to the sink",
-	"R": "raw gRPC pass-through proxy",
-	"B": "podstamp",
-	"S": "podstamp with the kernel's timer slack (--timer-slack 0)",
-	"C": "Collector + k8sattributes",
-}
-
-// instance is one running forwarder (nil proc for (A)).
-type instance struct {
-	res      *targetResult
-	p        *proc.Proc
-	endpoint string
-	debug    string // podstamp's debug listener (pprof)
-}
-
-// startAll starts every wanted forwarder; a target that fails to start is
-// reported and left out.
-func (r *runner) startAll(ctx context.Context, gzip bool, tag string) []*instance {
-	var out []*instance
-	for _, res := range r.results {
-		if res.Err != "" {
-			continue
-		}
-		in := &instance{res: res, endpoint: r.sink.GRPCAddr()}
-		if res.HasProcess {
-			p, ep, debug, err := r.start(ctx, res.Key, gzip, tag)
-			if err != nil {
-				res.Err = fmt.Sprintf("start (%s): %v", tag, err)
-				r.log.Error("target failed", "target", res.Key, "err", err)
-				if p != nil {
-					r.untrack(p)
-				}
-				continue
-			}
-			in.p, in.endpoint, in.debug = p, ep, debug
-			cmd := commandLine(p.Env(), p.Argv(), r.cmdRepl)
-			if gzip {
-				res.GzipCommand = cmd
-			} else {
-				res.Command = cmd
-			}
-		}
-		out = append(out, in)
-	}
-	return out
+`, grpcListen, httpListen, node, md.String(), upstream, compression)
 }
 
 func (r *runner) fail(in *instance, what string, err error) {
 	in.res.Err = fmt.Sprintf("%s: %v", what, err)
 	r.log.Error("target failed", "target", in.res.Key, "phase", what, "err", err)
-}
-
-// measureAll runs every set-up. All forwarders run at once (idle when not
-// loaded), so the paced phase can interleave them: rounds of A, R, B, C
-// share the same minutes of the machine, which keeps background noise out
-// of their differences.
-func (r *runner) measureAll(ctx context.Context) error {
-	for _, key := range []string{"A", "R", "B", "S", "C"} {
-		if r.want(key) {
-			res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
-			if key == "C" && r.collectorErr != nil {
-				res.Err = "build: " + r.collectorErr.Error()
-			}
-			r.results = append(r.results, res)
-		}
-	}
-	r.log.Info("starting the forwarders")
-	ins := r.startAll(ctx, false, "plain")
-	for _, in := range ins {
-		if in.res.Err != "" {
-			continue
-		}
-		r.log.Info("saturated", "target", in.res.Key)
-		if _, err := r.phase(ctx, in.p, in.endpoint, 0, false, r.o.warmup); err != nil {
-			r.fail(in, "warm-up", err)
-			continue
-		}
-		ph, err := r.phase(ctx, in.p, in.endpoint, 0, false, r.o.saturated)
-		if err != nil {
-			r.fail(in, "saturated", err)
-			continue
-		}
-		in.res.Saturated = ph
-	}
-	const rounds = 4
-	r.log.Info("paced, interleaved", "rounds", rounds, "rate", r.o.rate)
-	for round := 0; round < rounds; round++ {
-		for _, in := range ins {
-			if in.res.Err != "" {
-				continue
-			}
-			ph, err := r.phase(ctx, in.p, in.endpoint, r.o.rate, false, r.o.paced/rounds)
-			if err != nil {
-				r.fail(in, "paced", err)
-				continue
-			}
-			in.res.Paced = mergePhase(in.res.Paced, ph)
-		}
-	}
-	for _, in := range ins {
-		if in.p != nil && in.res.Err == "" {
-			m, _ := readMemory(in.p.PID())
-			in.res.PeakRSSKiB, in.res.Mem = m.HWM, m
-		}
-		if in.res.Key == "B" && in.res.Err == "" && !r.o.skipProfile {
-			if err := r.takeProfile(ctx, in.p, in.endpoint, in.debug); err != nil {
-				r.log.Warn("profile", "err", err)
-			}
-		}
-	}
-	for _, in := range ins {
-		if in.p != nil {
-			r.untrack(in.p)
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	// gzip in (client -> forwarder) and out (forwarder -> sink), fresh instances.
-	ins = r.startAll(ctx, true, "gzip")
-	for _, in := range ins {
-		if in.res.Err != "" {
-			continue
-		}
-		r.log.Info("gzip saturated", "target", in.res.Key)
-		if _, err := r.phase(ctx, in.p, in.endpoint, 0, true, r.o.warmup); err != nil {
-			r.fail(in, "gzip warm-up", err)
-			continue
-		}
-		ph, err := r.phase(ctx, in.p, in.endpoint, 0, true, r.o.gzipDur)
-		if err != nil {
-			r.fail(in, "gzip", err)
-			continue
-		}
-		in.res.Gzip = ph
-		if in.res.Key == "B" && !r.o.skipProfile {
-			if err := r.gzipProfile(ctx, in.p, in.endpoint, in.debug); err != nil {
-				r.log.Warn("gzip profile", "err", err)
-			}
-		}
-	}
-	for _, in := range ins {
-		if in.p != nil {
-			r.untrack(in.p)
-		}
-	}
-	for _, res := range r.results {
-		r.log.Info("measured", "target", res.Key, "err", res.Err,
-			"items_per_s", res.Saturated.Summary.ItemsPerSec, "cpu_s_per_M", round2(res.Saturated.CPUPerMillion),
-			"paced_cpu_s_per_M", round2(res.Paced.CPUPerMillion), "p50_ms", res.Paced.Summary.LatencyMs.P50,
-			"p99_ms", res.Paced.Summary.LatencyMs.P99, "peak_rss_MiB", round2(mib(res.PeakRSSKiB)),
-			"stamped", res.Paced.Identity.Share, "gzip_cpu_s_per_M", round2(res.Gzip.CPUPerMillion))
-	}
-	return ctx.Err()
 }
 
 // mergePhase adds phase b to a.
@@ -584,7 +471,7 @@ func mergePhase(a, b phaseResult) phaseResult {
 }
 
 // phase runs one load against endpoint and accounts the forwarder's CPU.
-func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, rate float64, gzip bool, d time.Duration) (phaseResult, error) {
+func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, ing ingress, rate float64, d time.Duration) (phaseResult, error) {
 	var res phaseResult
 	r.sink.Reset()
 	var cpu0 float64
@@ -596,7 +483,8 @@ func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, rate 
 	}
 	sum, err := loadgen.Run(ctx, loadgen.Config{
 		Endpoint: endpoint, Duration: d, Items: r.o.items, Attrs: r.o.attrs, Conns: r.o.conns,
-		Rate: rate, Gzip: gzip, SourceIPs: r.sources, Timeout: 10 * time.Second, KeepLatencies: rate > 0,
+		Rate: rate, Protocol: ing.Protocol, Encoding: ing.Encoding, Gzip: ing.Gzip, Signal: ing.Signal,
+		SourceIPs: r.sources, Timeout: 10 * time.Second, KeepLatencies: rate > 0,
 	})
 	if err != nil {
 		return res, err
@@ -631,8 +519,8 @@ func (r *runner) phase(ctx context.Context, p *proc.Proc, endpoint string, rate 
 
 // cpuProfile records 8 s of podstamp CPU under load (saturated when rate is
 // 0, gzip or not) and returns the profile's path.
-func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, gzip bool, rate float64) (string, error) {
-	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.gzip-%v.rate-%g.pprof", gzip, rate))
+func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, ing ingress, rate float64) (string, error) {
+	path := filepath.Join(r.work, fmt.Sprintf("podstamp.cpu.%s.rate-%g.pprof", ing.Key, rate))
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + debug + "/debug/pprof/profile?seconds=8")
@@ -654,37 +542,36 @@ func (r *runner) cpuProfile(ctx context.Context, p *proc.Proc, endpoint, debug s
 		f.Close()
 		errc <- err
 	}()
-	if _, err := r.phase(ctx, p, endpoint, rate, gzip, 9*time.Second); err != nil {
+	if _, err := r.phase(ctx, p, endpoint, ing, rate, 9*time.Second); err != nil {
 		return "", err
 	}
 	return path, <-errc
 }
 
-// gzipProfile keeps the top of a CPU profile under gzip load (flat: the
-// codec functions are what matter there).
-func (r *runner) gzipProfile(ctx context.Context, p *proc.Proc, endpoint, debug string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, debug, true, 0)
+// flatProfile returns the flat top of a saturated CPU profile under ing's
+// load (for gzip and JSON the codec functions are what matter).
+func (r *runner) flatProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, ing ingress) (string, error) {
+	path, err := r.cpuProfile(ctx, p, endpoint, debug, ing, 0)
 	if err != nil {
-		return err
+		return "", err
 	}
 	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=20", r.podstampBin, path).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("go tool pprof: %w\n%s", err, out)
+		return "", fmt.Errorf("go tool pprof: %w\n%s", err, out)
 	}
-	r.profileGzip = string(out)
-	return nil
+	return string(out), nil
 }
 
 // takeProfile records 8 s of podstamp CPU under saturated load and keeps
 // the top of `go tool pprof`. It is taken outside the measured phases.
-func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, debug string) error {
-	path, err := r.cpuProfile(ctx, p, endpoint, debug, false, 0)
+func (r *runner) takeProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, ing ingress) error {
+	path, err := r.cpuProfile(ctx, p, endpoint, debug, ing, 0)
 	if err != nil {
 		return err
 	}
 	// At the paced rate per-request costs (wake-ups, syscalls) dominate,
 	// which a saturated profile hides.
-	if pp, err := r.cpuProfile(ctx, p, endpoint, debug, false, r.o.rate); err == nil {
+	if pp, err := r.cpuProfile(ctx, p, endpoint, debug, ing, r.o.rate); err == nil {
 		// Every node, so the analysis finds what it looks for; the report
 		// prints the top 40.
 		if out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=1000", r.podstampBin, pp).CombinedOutput(); err == nil {
@@ -734,17 +621,17 @@ func (r *runner) scale(ctx context.Context) error {
 	r.log.Info("scale run", "node_pods", r.o.pods, "other_pods", r.o.scalePods)
 	res := &scaleResult{BasePods: r.o.pods, OtherPods: r.o.scalePods, OtherNodes: r.o.scaleNodes}
 	r.scaleR = res
-	p, endpoint, _, err := r.start(ctx, "B", false, "scale")
+	p, endpoint, _, err := r.start(ctx, "B", ingresses[0], "scale")
 	if err != nil {
 		return err
 	}
 	defer r.untrack(p)
 	res.Command = commandLine(p.Env(), p.Argv(), r.cmdRepl)
 	load := func() error {
-		if _, err := r.phase(ctx, p, endpoint, 0, false, r.o.warmup); err != nil {
+		if _, err := r.phase(ctx, p, endpoint, ingresses[0], 0, r.o.warmup); err != nil {
 			return err
 		}
-		ph, err := r.phase(ctx, p, endpoint, r.o.rate, false, r.o.paced/2)
+		ph, err := r.phase(ctx, p, endpoint, ingresses[0], r.o.rate, r.o.paced)
 		res.Identity = ph.Identity
 		return err
 	}

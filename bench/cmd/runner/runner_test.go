@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"sigs.k8s.io/yaml"
@@ -36,13 +37,16 @@ func TestProcReaders(t *testing.T) {
 
 func TestCollectorConfigIsYAMLWithTheSameAttributes(t *testing.T) {
 	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(collectorConfig("127.0.0.1:1", "127.0.0.1:2", "gzip")), &cfg); err != nil {
+	if err := yaml.Unmarshal([]byte(collectorConfig("127.0.0.1:1", "127.0.0.1:3", "127.0.0.1:2", "gzip", benchNode)), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	k8s := cfg["processors"].(map[string]any)["k8sattributes"].(map[string]any)
 	md := k8s["extract"].(map[string]any)["metadata"].([]any)
 	if len(md) != len(metadata) || k8s["filter"].(map[string]any)["node"] != benchNode {
 		t.Fatalf("k8sattributes: %v", k8s)
+	}
+	if http := cfg["receivers"].(map[string]any)["otlp"].(map[string]any)["protocols"].(map[string]any)["http"].(map[string]any); http["endpoint"] != "127.0.0.1:3" {
+		t.Fatalf("http receiver: %v", http)
 	}
 	exp := cfg["exporters"].(map[string]any)["otlp_grpc"].(map[string]any)
 	if exp["compression"] != "gzip" || exp["sending_queue"].(map[string]any)["enabled"] != false {
@@ -56,36 +60,48 @@ func TestChecks(t *testing.T) {
 			Identity: sink.IdentityReport{Share: share}}
 	}
 	r := &runner{o: options{pods: 250}}
-	r.results = []*targetResult{
+	grpc := &ingressResult{Ing: ingresses[0], Targets: []*targetResult{
 		{Key: "A", Paced: ph(0, 1, 2, 0)},
-		{Key: "B", Saturated: ph(0.9, 0, 0, 1), Paced: ph(1.5, 1.5, 3, 1), Gzip: ph(2, 0, 0, 1), PeakRSSKiB: 20 << 10, HasProcess: true},
-		{Key: "C", Saturated: ph(4.9, 0, 0, 1), Paced: ph(7.9, 4, 8, 1), Gzip: ph(9, 0, 0, 1), PeakRSSKiB: 100 << 10, HasProcess: true},
-	}
+		{Key: "T", Saturated: ph(0.5, 0, 0, 0), Paced: ph(1.2, 1.1, 2.2, 0), PeakRSSKiB: 5 << 10, HasProcess: true},
+		{Key: "B", Saturated: ph(0.9, 0, 0, 1), Paced: ph(1.5, 1.5, 3, 1), PeakRSSKiB: 19 << 10, HasProcess: true},
+		{Key: "C", Saturated: ph(4.9, 0, 0, 1), Paced: ph(7.9, 4, 8, 1), PeakRSSKiB: 100 << 10, HasProcess: true},
+	}}
+	json := &ingressResult{Ing: ingresses[4], Targets: []*targetResult{
+		{Key: "A", Paced: ph(0, 1, 2, 0)},
+		{Key: "B", Saturated: ph(3, 0, 0, 1), Paced: ph(4, 1.5, 3, 1), PeakRSSKiB: 20 << 10, HasProcess: true},
+		{Key: "C", Saturated: ph(10, 0, 0, 1), Paced: ph(13, 4, 8, 1), PeakRSSKiB: 100 << 10, HasProcess: true},
+	}}
+	r.matrix = []*ingressResult{grpc, json}
 	got := map[string]bool{}
 	for _, c := range r.checks() {
-		got[c.Name] = c.Met
+		got[c.Group+": "+c.Name] = c.Met
 	}
+	g, j := ingresses[0].Name+": ", ingresses[4].Name+": "
 	want := map[string]bool{
-		"CPU per million spans, saturated":     true, // 0.9/4.9 = 0.18
-		"CPU per million spans, paced":         true, // 1.5/7.9 = 0.19
-		"Peak RSS":                             true, // 20/100
-		"Added latency p50 at paced rate":      true, // 0.5/3
-		"Added latency p99 at paced rate":      true, // 1/6
-		"gzip in + out: CPU per million spans": true, // 2/9
-		"Peak RSS with 250 pods on the node":   true, // 20 MiB
-		"Stamped with the right pod":           true, //
-		"Lost items / failed requests":         true, //
+		g + "CPU per item, saturated":                      true, // 0.9/4.9 = 0.18
+		g + "CPU per item, paced":                          true, // 1.5/7.9 = 0.19
+		g + "Peak RSS":                                     true, // 19/100
+		g + "Added latency p50, paced":                     true, // 0.5/3
+		g + "Added latency p99, paced":                     true, // 1/6
+		g + "CPU per item vs the TCP floor, saturated":     true, // 0.9/0.5 = 1.8
+		g + "CPU per item vs the TCP floor, paced":         true, // 1.5/1.2 = 1.25
+		g + "Peak RSS (gRPC, close to the floor)":          true,
+		g + "Peak RSS with 250 pods on the node (issue 7)": true,
+		g + "Stamped with the right pod":                   true,
+		g + "Lost items / failed requests":                 true,
+		j + "CPU per item, saturated":                      true, // 3/10 = 0.3 ≤ 1/3 (JSON)
+		j + "CPU per item, paced":                          true, // 4/13
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: met=%v, want %v", k, got[k], v)
 		}
 	}
-	r.results[1].Saturated.CPUPerMillion = 1.2 // 1.2/4.9 = 0.245 > 0.2
-	r.results[1].Paced.Identity.Share = 0.99
+	grpc.Targets[2].Saturated.CPUPerMillion = 1.2 // 1.2/4.9 = 0.245 > 0.2; 1.2/0.5 = 2.4 > 2
+	grpc.Targets[2].Paced.Identity.Share = 0.99
 	for _, c := range r.checks() {
-		switch c.Name {
-		case "CPU per million spans, saturated", "Stamped with the right pod":
+		switch c.Group + ": " + c.Name {
+		case g + "CPU per item, saturated", g + "Stamped with the right pod", g + "CPU per item vs the TCP floor, saturated":
 			if c.Met || c.Miss == "" {
 				t.Errorf("%s should be missed with a reason: %+v", c.Name, c)
 			}
@@ -93,6 +109,51 @@ func TestChecks(t *testing.T) {
 	}
 	if !strings.Contains(r.headline(), "MISSED") {
 		t.Fatal("headline does not show the miss")
+	}
+	if rep := r.report(); !strings.Contains(rep, "## "+ingresses[4].Name) || !strings.Contains(rep, "**no**") {
+		t.Fatal("report lacks the JSON table or the miss")
+	}
+}
+
+func TestAPIServerMetrics(t *testing.T) {
+	text := `# HELP apiserver_request_total x
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="cluster",subresource="",verb="LIST",version="v1"} 4
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="cluster",subresource="",verb="WATCH",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="namespace",subresource="status",verb="PATCH",version="v1"} 7
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/metrics",verb="GET",version=""} 9
+apiserver_response_sizes_sum{component="apiserver",group="",resource="pods",scope="cluster",subresource="",verb="LIST",version="v1"} 4096
+apiserver_watch_events_total{group="apps",resource="replicasets",version="v1"} 10
+apiserver_watch_events_sizes_sum{group="apps",resource="replicasets",version="v1"} 20000
+apiserver_longrunning_requests{component="apiserver",group="",resource="pods",scope="cluster",subresource="",verb="WATCH",version="v1"} 3
+apiserver_longrunning_requests{component="apiserver",group="apps",resource="replicasets",scope="cluster",subresource="",verb="WATCH",version="v1"} 0
+process_cpu_seconds_total 12.5
+`
+	a := parseAPIMetrics(text)
+	if a.requests["LIST pods"] != 4 || a.requests["PATCH pods/status"] != 7 || len(a.requests) != 3 {
+		t.Fatalf("requests %v", a.requests)
+	}
+	if a.respB["LIST pods"] != 4096 || a.watchEv["replicasets"] != 10 || a.watchB["replicasets"] != 20000 || a.open["WATCH pods"] != 3 {
+		t.Fatalf("parsed %+v", a)
+	}
+	b := parseAPIMetrics(strings.NewReplacer(`verb="LIST",version="v1"} 4`, `verb="LIST",version="v1"} 54`,
+		`verb="WATCH",version="v1"} 3`, `verb="WATCH",version="v1"} 53`,
+		`resource="replicasets",version="v1"} 10`, `resource="replicasets",version="v1"} 60`).Replace(text))
+	b.at = a.at.Add(10 * time.Second)
+	d := cpDiff(a, b)
+	// 50 lists; 50 watches opened (none ended, 50 more open).
+	if d.Requests["LIST pods"] != 50 || d.Requests["WATCH pods"] != 50 || d.reads() != 100 || d.openWatches() != 53 {
+		t.Fatalf("delta %+v", d)
+	}
+	d.Changes = map[string]int{"replicasets": 1}
+	if f := fanOut(d)["replicasets"]; f != 50 {
+		t.Fatalf("fan-out %v", f)
+	}
+	net := fleetOnly(d, d)
+	if net.reads() != 0 || net.bytes() != 0 {
+		t.Fatalf("minus itself: %+v", net)
+	}
+	if human(3<<20) != "3.0 MiB" || human(-2048) != "-2.0 KiB" {
+		t.Fatal(human(3<<20), human(-2048))
 	}
 }
 

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// The control-plane part of the report: what each fleet asked of the API
+// server, per node, and that extrapolated to a large cluster.
+
+const (
+	bigNodes       = 5000
+	bigPodsPerNode = 110
+)
+
+// cpFleetOnly returns the fleet's windows minus the baseline's.
+func (cp *controlPlane) cpFleetOnly(f *cpFleetResult) map[string]*cpDelta {
+	base := cp.fleet("none")
+	out := map[string]*cpDelta{}
+	for _, w := range cpWindows {
+		d := f.Windows[w]
+		if d == nil {
+			continue
+		}
+		var b *cpDelta
+		if base != nil {
+			b = base.Windows[w]
+		}
+		out[w] = fleetOnly(d, b)
+	}
+	return out
+}
+
+// cpTotals sums reads and bytes over every window.
+func cpTotals(ws map[string]*cpDelta) (reads, bytes float64) {
+	for _, d := range ws {
+		reads += d.reads()
+		bytes += d.bytes()
+	}
+	return
+}
+
+// fanOut is, for each resource, watch events sent during the churn per
+// object change the churn made: about 1 when each change goes to the one
+// node it concerns, about the node count when every agent watches every
+// object of the cluster.
+func fanOut(d *cpDelta) map[string]float64 {
+	out := map[string]float64{}
+	for res, ev := range d.WatchEv {
+		if c := d.Changes[res]; c > 0 && ev > 0.5 {
+			out[res] = ev / float64(c)
+		}
+	}
+	return out
+}
+
+func (r *runner) cpChecks() []check {
+	cp := r.cp
+	if cp == nil {
+		return nil
+	}
+	P, C := cp.fleet("podstamp"), cp.fleet("collector")
+	g := "control plane"
+	var cs []check
+	if P != nil && C != nil {
+		pr, pb := cpTotals(cp.cpFleetOnly(P))
+		cr, cb := cpTotals(cp.cpFleetOnly(C))
+		n := float64(cp.Nodes)
+		cs = append(cs, ratioCheck(g, "API requests per node", pr/n, cr/n, 0.2, "requests", "the Collector agent's"))
+		cs = append(cs, ratioCheck(g, "API server bytes per node", pb/n, cb/n, 0.2, "bytes", "the Collector agent's"))
+	}
+	if P != nil {
+		ws := cp.cpFleetOnly(P)
+		var wide []string
+		if ch := ws["churn"]; ch != nil {
+			for res, f := range fanOut(ch) {
+				if f > 2 {
+					wide = append(wide, fmt.Sprintf("%s (%.1f events per change)", res, f))
+				}
+			}
+		}
+		measured := "every watch is node-scoped"
+		if ch := ws["churn"]; ch != nil {
+			if f, ok := fanOut(ch)["pods"]; ok {
+				measured = fmt.Sprintf("pods: %.2f watch events per pod change; no other resource watched", f)
+			}
+		}
+		if len(wide) > 0 {
+			measured = "cluster-wide: " + strings.Join(wide, ", ")
+		}
+		cs = append(cs, check{Group: g, Name: "No cluster-wide watch", Required: "none (no rule needs one)", Measured: measured,
+			Known: true, Met: len(wide) == 0, Miss: ifs(len(wide) > 0, "a watch is cluster-wide")})
+	}
+	return cs
+}
+
+// cpDominant names the resource with the most bytes in the Collector's
+// fleet (for the analysis).
+func (r *runner) cpDominant() string {
+	cp := r.cp
+	if cp == nil {
+		return "n/a"
+	}
+	C := cp.fleet("collector")
+	if C == nil {
+		return "n/a"
+	}
+	by := map[string]float64{}
+	for _, d := range cp.cpFleetOnly(C) {
+		for k, v := range d.RespBytes {
+			_, res, _ := strings.Cut(k, " ")
+			by[res] += v
+		}
+		for k, v := range d.WatchB {
+			by[k] += v
+		}
+	}
+	best, bv := "", 0.0
+	for k, v := range by {
+		if v > bv {
+			best, bv = k, v
+		}
+	}
+	return fmt.Sprintf("the Collector's %s (%.0f%% of its bytes)", best, 100*bv/math.Max(1, sumMap(by)))
+}
+
+func sumMap(m map[string]float64) float64 {
+	t := 0.0
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+func (r *runner) reportControlPlane(w func(string, ...any)) {
+	cp := r.cp
+	if cp == nil {
+		return
+	}
+	w("## Control plane: what each fleet asks of the API server\n\n")
+	w("%d simulated nodes (Node objects) carry %d pods (%d per node): per node one pod of each of %d DaemonSets, the rest from\n",
+		cp.Nodes, cp.Pods, cp.PodsPerNode, cp.DaemonSets)
+	w("%d Deployments (with their ReplicaSets), %d StatefulSets and %d Jobs (%d CronJobs own two of three), spread over %d\n",
+		cp.Deployments, cp.StatefulSets, cp.Jobs, cp.CronJobs, cp.Namespaces)
+	w("namespaces; every pod is running with an IP (created as its controller would name it, then its status set, as a\n")
+	w("kubelet would); created in %.1f s. No controller-manager runs: the churn writes what the controllers would (below).\n\n", cp.CreateSeconds)
+	w("Per fleet: one forwarder per node started at once (6 at a time), each with `--node-name`/`filter.node` of its node and\n")
+	w("%s; the fleet receives no OTLP (neither asks the API server more when it does, with the default\n", cp.Auth)
+	w("attributes). Windows:\n\n")
+	w("- **start**: from launching the fleet until every member is ready (podstamp `/readyz` after its first list; the\n")
+	w("  Collector's receiver listens after `wait_for_metadata`) and 3 s more;\n")
+	w("- **steady**: %s with nothing changing;\n", cp.Steady)
+	w("- **churn**: every tenth pod deleted and recreated (a Job's pod as the next run of a new Job, which replaces the\n")
+	w("  old Job), with two status updates of its owner (ReplicaSet, StatefulSet, DaemonSet) as its controller makes them,\n")
+	w("  then a rollout of every tenth Deployment (a new ReplicaSet, its pods replacing the old one's one by one, a status\n")
+	w("  update of the new ReplicaSet per pod, the old one scaled to 0 and kept); then 3 s for the watchers.\n\n")
+	w("Figures are the API server's own metrics (`apiserver_request_total` by verb and resource; WATCH counted as opened:\n")
+	w("ended plus the change in `apiserver_longrunning_requests`; bytes: `apiserver_response_sizes` of GET/LIST answers plus\n")
+	w("`apiserver_watch_events_sizes` of watch events sent), and kube-apiserver's CPU time and VmRSS from /proc, each minus\n")
+	w("the same window of the baseline run without a fleet (the server's own work and the churn's writes).\n\n")
+
+	w("| fleet | window | s | read requests (GET, LIST, WATCH) | per node | bytes sent | per node | watch events | open watches at end | kube-apiserver CPU-s | kube-apiserver RSS Δ MiB | fleet CPU-s |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	n := float64(cp.Nodes)
+	for _, f := range cp.Fleets {
+		if f.Err != "" {
+			w("| %s | failed: %s |||||||||||\n", cpFleetNames[f.Fleet], oneLine(f.Err))
+			continue
+		}
+		ws := f.Windows
+		if f.Fleet != "none" {
+			ws = cp.cpFleetOnly(f)
+		}
+		for _, win := range cpWindows {
+			d := ws[win]
+			if d == nil {
+				continue
+			}
+			evs := sumMap(d.WatchEv)
+			w("| %s | %s | %.0f | %.0f | %.2f | %s | %s | %.0f | %.0f | %.2f | %+.1f | %.2f |\n", cpFleetNames[f.Fleet], win, d.Seconds,
+				d.reads(), d.reads()/n, human(d.bytes()), human(d.bytes()/n), evs, d.openWatches(), d.CPU, mib(d.RSSKiB), d.FleetCPU)
+		}
+	}
+	w("\n(The baseline's rows are its raw figures; the fleets' rows are net of them, so small negative figures are noise.)\n\n")
+
+	w("By verb and resource, per node, over all three windows (net of the baseline):\n\n")
+	w("| fleet | request | requests per node | bytes per node |\n|---|---|---|---|\n")
+	for _, f := range cp.Fleets {
+		if f.Err != "" || f.Fleet == "none" {
+			continue
+		}
+		reqs, byts := map[string]float64{}, map[string]float64{}
+		for _, d := range cp.cpFleetOnly(f) {
+			for k, v := range d.Requests {
+				reqs[k] += v
+			}
+			for k, v := range d.RespBytes {
+				byts[k] += v
+			}
+			for k, v := range d.WatchB {
+				byts["WATCH "+k] += v
+			}
+		}
+		for _, k := range sortedKeys(reqs) {
+			verb, _, _ := strings.Cut(k, " ")
+			if verb != "GET" && verb != "LIST" && verb != "WATCH" {
+				continue
+			}
+			if math.Abs(reqs[k]/n) < 0.05 && math.Abs(byts[k]/n) < 64 {
+				continue
+			}
+			w("| %s | %s | %.2f | %s |\n", f.Fleet, k, reqs[k]/n, human(byts[k]/n))
+		}
+	}
+	w("\nWatch fan-out during the churn: watch events sent per object change, by resource (about 1: each change goes to the\n")
+	w("one node it concerns; about the node count: every agent watches every such object in the cluster):\n\n")
+	w("| fleet | resource | changes | watch events sent | events per change | bytes per event |\n|---|---|---|---|---|---|\n")
+	for _, f := range cp.Fleets {
+		if f.Err != "" || f.Fleet == "none" {
+			continue
+		}
+		ch := cp.cpFleetOnly(f)["churn"]
+		if ch == nil {
+			continue
+		}
+		for _, res := range sortedKeys(ch.WatchEv) {
+			ev := ch.WatchEv[res]
+			if ev < 0.5 {
+				continue
+			}
+			per := "–"
+			if c := ch.Changes[res]; c > 0 {
+				per = fmt.Sprintf("%.2f", ev/float64(c))
+			}
+			w("| %s | %s | %d | %.0f | %s | %.0f |\n", f.Fleet, res, ch.Changes[res], ev, per, ch.WatchB[res]/ev)
+		}
+	}
+	r.reportExtrapolation(w)
+}
+
+// reportExtrapolation scales the per-node figures to bigNodes nodes with
+// bigPodsPerNode pods each: what a node-scoped watch is sent grows with the
+// pods of its node; what a cluster-wide watch is sent grows with the
+// objects of the cluster, for every node.
+func (r *runner) reportExtrapolation(w func(string, ...any)) {
+	cp := r.cp
+	podF := float64(bigPodsPerNode) / float64(cp.PodsPerNode)
+	clusterF := float64(bigNodes*bigPodsPerNode) / float64(cp.Pods)
+	n := float64(cp.Nodes)
+	w("\n### Extrapolated to %d nodes × %d pods\n\n", bigNodes, bigPodsPerNode)
+	w("On paper, from the figures above: per node, what a resource watched or listed only for the node's own pods costs\n")
+	w("grows with the pods per node (×%.2f); what a resource listed or watched for the whole cluster costs grows with the\n", podF)
+	w("cluster's objects (×%.0f, assuming the same mix: the ReplicaSets, Jobs and namespaces grow with the pods). A resource\n", clusterF)
+	w("is taken as cluster-wide when its churn fan-out above is over 2 events per change. The cluster total is %d times the\n", bigNodes)
+	w("per-node figure. *start* is every agent starting once (a DaemonSet rollout of the agent); *churn* is the same churn\n")
+	w("(10%% of the pods replaced, 10%% of the Deployments rolled out) in the big cluster.\n\n")
+	w("| fleet | window | per node: requests | per node: bytes | cluster: requests | cluster: bytes |\n|---|---|---|---|---|---|\n")
+	for _, f := range cp.Fleets {
+		if f.Err != "" || f.Fleet == "none" {
+			continue
+		}
+		ws := cp.cpFleetOnly(f)
+		wide := map[string]bool{}
+		if ch := ws["churn"]; ch != nil {
+			for res, fo := range fanOut(ch) {
+				if fo > 2 {
+					wide[res] = true
+				}
+			}
+		}
+		for _, win := range cpWindows {
+			d := ws[win]
+			if d == nil {
+				continue
+			}
+			var bytes float64
+			for k, v := range d.RespBytes {
+				_, res, _ := strings.Cut(k, " ")
+				bytes += v / n * scaleFor(wide[strings.Split(res, "/")[0]], podF, clusterF)
+			}
+			for res, v := range d.WatchB {
+				bytes += v / n * scaleFor(wide[res], podF, clusterF)
+			}
+			// Requests do not grow with objects (pages of 500 aside), except
+			// in the churn, where watch events are not requests.
+			reqs := d.reads() / n
+			if win == "steady" {
+				w("| %s | %s (%s) | %.2f | %s | %.0f | %s |\n", f.Fleet, win, cp.Steady, reqs, human(bytes), reqs*bigNodes, human(bytes*bigNodes))
+				continue
+			}
+			w("| %s | %s | %.2f | %s | %.0f | %s |\n", f.Fleet, win, reqs, human(bytes), reqs*bigNodes, human(bytes*bigNodes))
+		}
+	}
+	w("\nWhat would change it:\n\n")
+	w("- **Watch timeouts.** Both fleets hold their watches open and reopen them when the server ends them (after 5-10\n")
+	w("  minutes): about %d × (watches per node) × 8 WATCH requests per hour in the big cluster, each resuming from its\n", bigNodes)
+	w("  resource version without a new list. The steady window is shorter than a watch's life, so it shows none of them.\n")
+	w("- **Metadata TTL.** With its default attributes podstamp derives the Deployment and CronJob from owner names and makes\n")
+	w("  no GETs. Asking for namespace labels/annotations, node labels or workload UIDs adds on-demand GETs, each cached for\n")
+	w("  `--metadata-ttl` (5 minutes): at most (namespaces + workloads + 1 node with pods on the node) GETs per node per TTL,\n")
+	w("  e.g. 12 namespaces and ~80 owners of 110 pods: ~93 GETs per node per 5 minutes, ~1,550 requests/s for %d nodes;\n", bigNodes)
+	w("  doubling the TTL halves it. The Collector instead watches namespaces (or nodes) cluster-wide when asked for their\n")
+	w("  labels: one more cluster-wide watch per agent.\n")
+	w("- **Namespace count.** Namespace GETs grow with the namespaces that have pods on a node, not with the cluster's;\n")
+	w("  a cluster-wide namespace watch is sent every namespace change, on every node.\n")
+	w("- **The cluster's ReplicaSets.** A Collector agent that extracts `k8s.deployment.name` lists and watches every\n")
+	w("  ReplicaSet in the cluster, and Deployments keep 10 old ReplicaSets each by default (`revisionHistoryLimit`): its\n")
+	w("  start and churn costs grow with the cluster's workloads times its nodes; podstamp's do not.\n")
+}
+
+func scaleFor(wide bool, podF, clusterF float64) float64 {
+	if wide {
+		return clusterF
+	}
+	return podF
+}
+
+// human renders a byte count.
+func human(b float64) string {
+	neg := b < 0
+	if neg {
+		b = -b
+	}
+	s := ""
+	switch {
+	case b >= 1<<40:
+		s = fmt.Sprintf("%.1f TiB", b/(1<<40))
+	case b >= 1<<30:
+		s = fmt.Sprintf("%.1f GiB", b/(1<<30))
+	case b >= 1<<20:
+		s = fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		s = fmt.Sprintf("%.1f KiB", b/(1<<10))
+	default:
+		s = fmt.Sprintf("%.0f B", b)
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
