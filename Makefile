@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TAGS      := grpcnotrace
 BIN       := bin/podstamp
 
-.PHONY: all build test test-unit lint e2e demo bench chart-test fuzz clean kube-apiserver
+.PHONY: all build test test-unit lint e2e e2e-node demo bench chart-test fuzz clean kube-apiserver kube-node image
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/podstamp
 
 ## test: everything CI runs — lint, unit tests with -race, chart tests, the end-to-end suite.
-test: lint test-unit chart-test e2e
+test: lint test-unit chart-test e2e e2e-node
 
 # The main module, then the side modules whose code runs outside the binary
 # (the end-to-end suite's helpers and the benchmark harness).
@@ -34,6 +34,25 @@ lint:
 e2e:
 	cd e2e && $(GO) test -tags e2e -race -count=1 -timeout 30m -v . 2>&1 | tee ../e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true; \
 	grep -qE '^(ok|PASS)' e2e.log && ! grep -qE '^(--- FAIL|FAIL)' e2e.log
+
+## e2e-node: a real one-node cluster (kubelet, containerd, CNI bridge+portmap, kube-proxy) in network
+## namespaces of its own (needs root, containerd, runc, containernetworking-plugins); the chart
+## installed with the Helm SDK; scenarios seed, fix, upgrade and service mode.
+e2e-node:
+	rm -f e2e-node.log
+	cd e2e/node && $(GO) vet ./...
+	cd e2e/node && $(GO) test -race -count=1 -timeout 25m -v ./... 2>&1 | tee ../../e2e-node.log | grep -vE '^\s+[EIW][0-9]{4} ' || true
+	grep -qE '^ok' e2e-node.log && ! grep -qE '^(--- FAIL|FAIL)' e2e-node.log
+
+## kube-node: build (or reuse) the Kubernetes binaries of e2e-node (cached like kube-apiserver).
+kube-node:
+	cd e2e/node && $(GO) run ./cmd/kube-binaries
+
+## image: podstamp's container image as a docker-archive tarball (bin/podstamp-image.tar), built
+## without a container engine; load it with `ctr -n k8s.io images import` or `docker load`.
+image:
+	mkdir -p bin && cd e2e/node && $(GO) run ./cmd/podstamp-image -out ../../bin/podstamp-image.tar \
+		-ref ghcr.io/podstamp/podstamp:$(VERSION) -version $(VERSION)
 
 ## demo: a local API server, a few pods on loopback addresses, podstamp and a sink, side by side.
 demo:
@@ -55,4 +74,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzStamp -fuzztime 30s ./enrich/
 
 clean:
-	rm -rf bin e2e.log
+	rm -rf bin e2e.log e2e-node.log

@@ -419,11 +419,12 @@ state = %q
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
 `, filepath.Join(d, "root"), filepath.Join(d, "state"), c.ContainerdSocket, c.ContainerdSocket+".ttrpc",
-		filepath.Join(d, "opt"), PauseImage, binDir, filepath.Join(cni, "net.d"))
+		filepath.Join(d, "opt"), PauseImage, filepath.Join(d, "runc"), binDir, filepath.Join(cni, "net.d"))
 	cfgPath := filepath.Join(d, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -594,6 +595,7 @@ func (c *Cluster) stop() {
 		}
 	}
 	c.killShims()
+	removeEmptyCgroups()
 	if c.fwd != nil {
 		c.fwd.Close()
 	}
@@ -660,6 +662,16 @@ func (c *Cluster) killShims() {
 			c.logf("teardown: shim pid %d outlived containerd; killing it", pid)
 			syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
 		}
+	}
+}
+
+// removeEmptyCgroups removes the k8s.io cgroup that runc creates under every
+// cgroup v1 controller for containerd's k8s.io namespace, when no container
+// is left in it (rmdir of a cgroup with children fails and changes nothing).
+func removeEmptyCgroups() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io")
+	for _, d := range dirs {
+		syscall.Rmdir(d) //nolint:errcheck
 	}
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -72,8 +73,16 @@ func CollectorBinary(ctx context.Context, logf func(string, ...any)) (string, er
 		return "", err
 	}
 	bin := filepath.Join(cache, "otelcol-bench-"+hex.EncodeToString(h.Sum(nil))[:12])
-	if usable(bin) {
+	if usable(bin) && static(bin) {
 		return bin, nil
+	}
+	// An image without a C library needs a static binary; a cached one
+	// built with cgo gets a static sibling.
+	if usable(bin) {
+		bin += "-static"
+		if usable(bin) && static(bin) {
+			return bin, nil
+		}
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", err
@@ -93,6 +102,22 @@ func CollectorBinary(ctx context.Context, logf func(string, ...any)) (string, er
 	}
 	logf("built the Collector in %s", time.Since(start).Round(time.Second))
 	return bin, nil
+}
+
+// static reports whether an ELF binary has no program interpreter, i.e.
+// needs no dynamic loader or C library at run time.
+func static(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 // Images builds every image the cluster runs and writes them into one
