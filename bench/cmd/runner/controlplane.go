@@ -92,9 +92,11 @@ type cpMetrics struct {
 	watchEv  map[string]float64 // resource -> apiserver_watch_events_total
 	watchB   map[string]float64 // resource -> apiserver_watch_events_sizes_sum
 	open     map[string]float64 // "VERB resource" -> apiserver_longrunning_requests
+	self     map[string]float64 // "VERB resource[/sub]" -> apiserver_selfrequest_total (the server's own loopback client)
 	cpu      float64            // kube-apiserver CPU seconds
 	rssKiB   int64
 	fleetCPU float64 // CPU seconds of the fleet's processes
+	fleetIn  float64 // bytes the fleet's processes read (rchar): what the server sent them
 }
 
 // cpDelta is what happened between two scrapes.
@@ -108,6 +110,7 @@ type cpDelta struct {
 	CPU       float64            // kube-apiserver CPU seconds
 	RSSKiB    int64              // kube-apiserver VmRSS change
 	FleetCPU  float64
+	FleetIn   float64        // bytes the fleet read from its connections (TLS records)
 	Changes   map[string]int // objects changed by the churn, by resource
 }
 
@@ -473,7 +476,8 @@ func (r *runner) cpChurn(ctx context.Context, fx *cpFixture) error {
 		if err := r.cl.DeletePod(ctx, p.ns, p.name); err != nil {
 			return err
 		}
-		count("pods", 1)
+		// A deletion is two changes: the deletion timestamp, then the removal.
+		count("pods", 2)
 		if p.kind == "Job" {
 			// The run finished; the CronJob starts a new Job.
 			old := fx.jobs[p.owner]
@@ -546,7 +550,7 @@ func (r *runner) cpChurn(ctx context.Context, fx *cpFixture) error {
 			if err := r.cpStartPod(ctx, fx, p); err != nil {
 				return err
 			}
-			count("pods", 3)
+			count("pods", 4) // deletion (2), creation, status
 			// The new ReplicaSet scales up, the old one down.
 			if err := r.cpOwnerStatus(ctx, fx, p, o.replicas); err != nil {
 				return err
@@ -612,9 +616,16 @@ func (r *runner) cpFleet(ctx context.Context, fx *cpFixture, res *cpFleetResult)
 	var procs []*proc.Proc
 	var pmu sync.Mutex
 	defer func() {
+		// Stop the fleet at once: each member drains for up to a second.
+		var wg sync.WaitGroup
 		for _, p := range procs {
-			r.untrack(p)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.untrack(p)
+			}()
 		}
+		wg.Wait()
 	}()
 	scrape := func() (*cpMetrics, error) {
 		m, err := r.scrapeAPIServer(ctx)
@@ -625,6 +636,9 @@ func (r *runner) cpFleet(ctx context.Context, fx *cpFixture, res *cpFleetResult)
 		for _, p := range procs {
 			if c, err := cpuSeconds(p.PID()); err == nil {
 				m.fleetCPU += c
+			}
+			if b, err := readChars(p.PID()); err == nil {
+				m.fleetIn += b
 			}
 		}
 		pmu.Unlock()
@@ -781,7 +795,7 @@ func (r *runner) scrapeAPIServer(ctx context.Context) (*cpMetrics, error) {
 
 func parseAPIMetrics(text string) *cpMetrics {
 	m := &cpMetrics{at: time.Now(), requests: map[string]float64{}, respB: map[string]float64{}, watchEv: map[string]float64{},
-		watchB: map[string]float64{}, open: map[string]float64{}}
+		watchB: map[string]float64{}, open: map[string]float64{}, self: map[string]float64{}}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -801,6 +815,10 @@ func parseAPIMetrics(text string) *cpMetrics {
 		case "apiserver_request_total":
 			if res != "" && labels["component"] == "apiserver" {
 				m.requests[labels["verb"]+" "+res] += value
+			}
+		case "apiserver_selfrequest_total":
+			if res != "" {
+				m.self[labels["verb"]+" "+res] += value
 			}
 		case "apiserver_response_sizes_sum":
 			if res != "" && labels["component"] == "apiserver" {
@@ -874,7 +892,7 @@ func parseSample(line string) (string, map[string]string, float64, bool) {
 func cpDiff(a, b *cpMetrics) *cpDelta {
 	d := &cpDelta{Seconds: b.at.Sub(a.at).Seconds(), Requests: map[string]float64{}, RespBytes: map[string]float64{},
 		WatchEv: map[string]float64{}, WatchB: map[string]float64{}, OpenWatch: map[string]float64{},
-		CPU: b.cpu - a.cpu, RSSKiB: b.rssKiB - a.rssKiB, FleetCPU: b.fleetCPU - a.fleetCPU}
+		CPU: b.cpu - a.cpu, RSSKiB: b.rssKiB - a.rssKiB, FleetCPU: b.fleetCPU - a.fleetCPU, FleetIn: b.fleetIn - a.fleetIn}
 	sub := func(dst, x, y map[string]float64) {
 		for k, v := range y {
 			if dv := v - x[k]; dv != 0 {
@@ -883,6 +901,13 @@ func cpDiff(a, b *cpMetrics) *cpDelta {
 		}
 	}
 	sub(d.Requests, a.requests, b.requests)
+	// The server's own requests (admission's live lookups and the like)
+	// are nobody's fleet.
+	self := map[string]float64{}
+	sub(self, a.self, b.self)
+	for k, v := range self {
+		d.Requests[k] -= v
+	}
 	sub(d.RespBytes, a.respB, b.respB)
 	sub(d.WatchEv, a.watchEv, b.watchEv)
 	sub(d.WatchB, a.watchB, b.watchB)
@@ -910,7 +935,7 @@ func fleetOnly(d, base *cpDelta) *cpDelta {
 	}
 	out := &cpDelta{Seconds: d.Seconds, Requests: map[string]float64{}, RespBytes: map[string]float64{}, WatchEv: map[string]float64{},
 		WatchB: map[string]float64{}, OpenWatch: map[string]float64{}, CPU: d.CPU - base.CPU*d.Seconds/base.Seconds,
-		RSSKiB: d.RSSKiB, FleetCPU: d.FleetCPU, Changes: d.Changes}
+		RSSKiB: d.RSSKiB, FleetCPU: d.FleetCPU, FleetIn: d.FleetIn, Changes: d.Changes}
 	scale := d.Seconds / base.Seconds
 	minus := func(dst, x, y map[string]float64, scaled bool) {
 		for k, v := range x {
@@ -952,7 +977,11 @@ func (d *cpDelta) reads() float64 {
 	return t
 }
 
-func (d *cpDelta) bytes() float64 {
+// serverBytes is what the server's metrics say it sent: GET/LIST answers
+// plus the watch events it encoded. An event's encoding is cached and
+// counted once, however many watchers it is sent to, so this undercounts
+// what shared events cost; bytes() is what the fleet read.
+func (d *cpDelta) serverBytes() float64 {
 	t := 0.0
 	for _, v := range d.RespBytes {
 		t += v
@@ -962,6 +991,11 @@ func (d *cpDelta) bytes() float64 {
 	}
 	return t
 }
+
+// bytes is what the fleet read from the API server: rchar of its
+// processes, which receive nothing else (TLS records, so a few percent
+// over the payload).
+func (d *cpDelta) bytes() float64 { return d.FleetIn }
 
 func (d *cpDelta) openWatches() float64 {
 	t := 0.0

@@ -42,14 +42,16 @@ func cpTotals(ws map[string]*cpDelta) (reads, bytes float64) {
 }
 
 // fanOut is, for each resource, watch events sent during the churn per
-// object change the churn made: about 1 when each change goes to the one
-// node it concerns, about the node count when every agent watches every
-// object of the cluster.
-func fanOut(d *cpDelta) map[string]float64 {
+// object change the churn made and per watch each node holds on that
+// resource: about 1 when each change goes to the one node it concerns,
+// about the node count when every agent watches every object of the
+// cluster.
+func fanOut(d *cpDelta, nodes int) map[string]float64 {
 	out := map[string]float64{}
 	for res, ev := range d.WatchEv {
 		if c := d.Changes[res]; c > 0 && ev > 0.5 {
-			out[res] = ev / float64(c)
+			perNode := math.Max(1, math.Round(d.OpenWatch[res]/float64(nodes)))
+			out[res] = ev / float64(c) / perNode
 		}
 	}
 	return out
@@ -74,16 +76,20 @@ func (r *runner) cpChecks() []check {
 		ws := cp.cpFleetOnly(P)
 		var wide []string
 		if ch := ws["churn"]; ch != nil {
-			for res, f := range fanOut(ch) {
+			for res, f := range fanOut(ch, cp.Nodes) {
 				if f > 2 {
-					wide = append(wide, fmt.Sprintf("%s (%.1f events per change)", res, f))
+					wide = append(wide, fmt.Sprintf("%s (%.1f events per change and watch)", res, f))
 				}
 			}
 		}
 		measured := "every watch is node-scoped"
 		if ch := ws["churn"]; ch != nil {
-			if f, ok := fanOut(ch)["pods"]; ok {
-				measured = fmt.Sprintf("pods: %.2f watch events per pod change; no other resource watched", f)
+			fo := fanOut(ch, cp.Nodes)
+			if f, ok := fo["pods"]; ok {
+				measured = fmt.Sprintf("pods: %.2f watch events per pod change", f)
+				if len(fo) == 1 {
+					measured += "; no other resource watched"
+				}
 			}
 		}
 		if len(wide) > 0 {
@@ -160,12 +166,12 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 	w("`apiserver_watch_events_sizes` of watch events sent), and kube-apiserver's CPU time and VmRSS from /proc, each minus\n")
 	w("the same window of the baseline run without a fleet (the server's own work and the churn's writes).\n\n")
 
-	w("| fleet | window | s | read requests (GET, LIST, WATCH) | per node | bytes sent | per node | watch events | open watches at end | kube-apiserver CPU-s | kube-apiserver RSS Δ MiB | fleet CPU-s |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| fleet | window | s | read requests (GET, LIST, WATCH) | per node | bytes the fleet read | per node | bytes by the server's metrics | watch events sent | open watches at end | kube-apiserver CPU-s | kube-apiserver RSS Δ MiB | fleet CPU-s |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	n := float64(cp.Nodes)
 	for _, f := range cp.Fleets {
 		if f.Err != "" {
-			w("| %s | failed: %s |||||||||||\n", cpFleetNames[f.Fleet], oneLine(f.Err))
+			w("| %s | failed: %s ||||||||||||\n", cpFleetNames[f.Fleet], oneLine(f.Err))
 			continue
 		}
 		ws := f.Windows
@@ -178,14 +184,21 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 				continue
 			}
 			evs := sumMap(d.WatchEv)
-			w("| %s | %s | %.0f | %.0f | %.2f | %s | %s | %.0f | %.0f | %.2f | %+.1f | %.2f |\n", cpFleetNames[f.Fleet], win, d.Seconds,
-				d.reads(), d.reads()/n, human(d.bytes()), human(d.bytes()/n), evs, d.openWatches(), d.CPU, mib(d.RSSKiB), d.FleetCPU)
+			w("| %s | %s | %.0f | %.0f | %.2f | %s | %s | %s | %.0f | %.0f | %.2f | %+.1f | %.2f |\n", cpFleetNames[f.Fleet], win, d.Seconds,
+				d.reads(), d.reads()/n, human(d.bytes()), human(d.bytes()/n), human(d.serverBytes()), evs, d.openWatches(), d.CPU, mib(d.RSSKiB), d.FleetCPU)
 		}
 	}
-	w("\n(The baseline's rows are its raw figures; the fleets' rows are net of them, so small negative figures are noise.)\n\n")
+	w("\n*Bytes the fleet read* is rchar of the fleet's processes (/proc/<pid>/io), which receive nothing but the API\n")
+	w("server's answers here: what the server sent them, as TLS records. *Bytes by the server's metrics* is\n")
+	w("`apiserver_response_sizes` (GET/LIST answers) plus `apiserver_watch_events_sizes`, which counts an event's encoding\n")
+	w("once however many watchers it is sent to (the encoding is cached), so it undercounts events shared by several\n")
+	w("watches. The baseline's rows are its raw figures; the fleets' rows are net of them, so small negative figures are\n")
+	w("noise. The server's own requests (`apiserver_selfrequest_total`, e.g. admission's lookups) are left out.\n")
+	w("The Collector agent runs one `k8sattributes` instance per pipeline (traces, metrics, logs, as an agent that takes\n")
+	w("all three signals is configured); each has its own informers, hence its watches per node.\n\n")
 
 	w("By verb and resource, per node, over all three windows (net of the baseline):\n\n")
-	w("| fleet | request | requests per node | bytes per node |\n|---|---|---|---|\n")
+	w("| fleet | request | requests per node | bytes per node (server's metrics) |\n|---|---|---|---|\n")
 	for _, f := range cp.Fleets {
 		if f.Err != "" || f.Fleet == "none" {
 			continue
@@ -215,7 +228,7 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 	}
 	w("\nWatch fan-out during the churn: watch events sent per object change, by resource (about 1: each change goes to the\n")
 	w("one node it concerns; about the node count: every agent watches every such object in the cluster):\n\n")
-	w("| fleet | resource | changes | watch events sent | events per change | bytes per event |\n|---|---|---|---|---|---|\n")
+	w("| fleet | resource | changes | watch events sent | watches per node | events per change and watch | bytes per event (encoded) |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range cp.Fleets {
 		if f.Err != "" || f.Fleet == "none" {
 			continue
@@ -230,10 +243,14 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 				continue
 			}
 			per := "–"
-			if c := ch.Changes[res]; c > 0 {
-				per = fmt.Sprintf("%.2f", ev/float64(c))
+			if v, ok := fanOut(ch, cp.Nodes)[res]; ok {
+				per = fmt.Sprintf("%.2f", v)
 			}
-			w("| %s | %s | %d | %.0f | %s | %.0f |\n", f.Fleet, res, ch.Changes[res], ev, per, ch.WatchB[res]/ev)
+			sz := "–"
+			if b := ch.WatchB[res]; b > 0 {
+				sz = fmt.Sprintf("%.0f", b/ev)
+			}
+			w("| %s | %s | %d | %.0f | %.1f | %s | %s |\n", f.Fleet, res, ch.Changes[res], ev, ch.OpenWatch[res]/n, per, sz)
 		}
 	}
 	r.reportExtrapolation(w)
@@ -252,7 +269,8 @@ func (r *runner) reportExtrapolation(w func(string, ...any)) {
 	w("On paper, from the figures above: per node, what a resource watched or listed only for the node's own pods costs\n")
 	w("grows with the pods per node (×%.2f); what a resource listed or watched for the whole cluster costs grows with the\n", podF)
 	w("cluster's objects (×%.0f, assuming the same mix: the ReplicaSets, Jobs and namespaces grow with the pods). A resource\n", clusterF)
-	w("is taken as cluster-wide when its churn fan-out above is over 2 events per change. The cluster total is %d times the\n", bigNodes)
+	w("is taken as cluster-wide when its churn fan-out above is over 2 events per change and watch; the bytes the fleet read\n")
+	w("are split between the two by the server's byte counts per resource. The cluster total is %d times the\n", bigNodes)
 	w("per-node figure. *start* is every agent starting once (a DaemonSet rollout of the agent); *churn* is the same churn\n")
 	w("(10%% of the pods replaced, 10%% of the Deployments rolled out) in the big cluster.\n\n")
 	w("| fleet | window | per node: requests | per node: bytes | cluster: requests | cluster: bytes |\n|---|---|---|---|---|---|\n")
@@ -263,7 +281,7 @@ func (r *runner) reportExtrapolation(w func(string, ...any)) {
 		ws := cp.cpFleetOnly(f)
 		wide := map[string]bool{}
 		if ch := ws["churn"]; ch != nil {
-			for res, fo := range fanOut(ch) {
+			for res, fo := range fanOut(ch, cp.Nodes) {
 				if fo > 2 {
 					wide[res] = true
 				}
@@ -274,14 +292,27 @@ func (r *runner) reportExtrapolation(w func(string, ...any)) {
 			if d == nil {
 				continue
 			}
-			var bytes float64
+			// What the fleet read, split by the share of cluster-wide
+			// resources in the server's byte counts.
+			var wideB, allB float64
 			for k, v := range d.RespBytes {
 				_, res, _ := strings.Cut(k, " ")
-				bytes += v / n * scaleFor(wide[strings.Split(res, "/")[0]], podF, clusterF)
+				allB += v
+				if wide[strings.Split(res, "/")[0]] {
+					wideB += v
+				}
 			}
 			for res, v := range d.WatchB {
-				bytes += v / n * scaleFor(wide[res], podF, clusterF)
+				allB += v
+				if wide[res] {
+					wideB += v
+				}
 			}
+			share := 0.0
+			if allB > 0 {
+				share = math.Max(0, math.Min(1, wideB/allB))
+			}
+			bytes := d.bytes() / n * (share*clusterF + (1-share)*podF)
 			// Requests do not grow with objects (pages of 500 aside), except
 			// in the churn, where watch events are not requests.
 			reqs := d.reads() / n
@@ -307,13 +338,6 @@ func (r *runner) reportExtrapolation(w func(string, ...any)) {
 	w("- **The cluster's ReplicaSets.** A Collector agent that extracts `k8s.deployment.name` lists and watches every\n")
 	w("  ReplicaSet in the cluster, and Deployments keep 10 old ReplicaSets each by default (`revisionHistoryLimit`): its\n")
 	w("  start and churn costs grow with the cluster's workloads times its nodes; podstamp's do not.\n")
-}
-
-func scaleFor(wide bool, podF, clusterF float64) float64 {
-	if wide {
-		return clusterF
-	}
-	return podF
 }
 
 // human renders a byte count.

@@ -121,3 +121,18 @@ func readMemory(pid int) (memory, error) {
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// readChars returns rchar of pid from /proc/<pid>/io: the bytes its read
+// system calls returned (sockets included).
+func readChars(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "rchar:"); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/io: no rchar", pid)
+}

@@ -126,6 +126,7 @@ apiserver_watch_events_total{group="apps",resource="replicasets",version="v1"} 1
 apiserver_watch_events_sizes_sum{group="apps",resource="replicasets",version="v1"} 20000
 apiserver_longrunning_requests{component="apiserver",group="",resource="pods",scope="cluster",subresource="",verb="WATCH",version="v1"} 3
 apiserver_longrunning_requests{component="apiserver",group="apps",resource="replicasets",scope="cluster",subresource="",verb="WATCH",version="v1"} 0
+apiserver_selfrequest_total{group="",resource="pods",subresource="",verb="LIST"} 1
 process_cpu_seconds_total 12.5
 `
 	a := parseAPIMetrics(text)
@@ -137,19 +138,20 @@ process_cpu_seconds_total 12.5
 	}
 	b := parseAPIMetrics(strings.NewReplacer(`verb="LIST",version="v1"} 4`, `verb="LIST",version="v1"} 54`,
 		`verb="WATCH",version="v1"} 3`, `verb="WATCH",version="v1"} 53`,
-		`resource="replicasets",version="v1"} 10`, `resource="replicasets",version="v1"} 60`).Replace(text))
+		`resource="replicasets",version="v1"} 10`, `resource="replicasets",version="v1"} 60`,
+		`verb="LIST"} 1`, `verb="LIST"} 3`).Replace(text))
 	b.at = a.at.Add(10 * time.Second)
 	d := cpDiff(a, b)
-	// 50 lists; 50 watches opened (none ended, 50 more open).
-	if d.Requests["LIST pods"] != 50 || d.Requests["WATCH pods"] != 50 || d.reads() != 100 || d.openWatches() != 53 {
+	// 50 lists, 2 of them the server's own; 50 watches opened (none ended, 50 more open).
+	if d.Requests["LIST pods"] != 48 || d.Requests["WATCH pods"] != 50 || d.reads() != 98 || d.openWatches() != 53 {
 		t.Fatalf("delta %+v", d)
 	}
 	d.Changes = map[string]int{"replicasets": 1}
-	if f := fanOut(d)["replicasets"]; f != 50 {
+	if f := fanOut(d, 1)["replicasets"]; f != 50 {
 		t.Fatalf("fan-out %v", f)
 	}
 	net := fleetOnly(d, d)
-	if net.reads() != 0 || net.bytes() != 0 {
+	if net.reads() != 0 || net.serverBytes() != 0 {
 		t.Fatalf("minus itself: %+v", net)
 	}
 	if human(3<<20) != "3.0 MiB" || human(-2048) != "-2.0 KiB" {
