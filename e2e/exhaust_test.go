@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
@@ -594,10 +592,9 @@ func (h *hammer) httpClient() *http.Client {
 // h2Client speaks gRPC's HTTP/2 (h2c) itself, to send frames grpc-go would
 // not: precompressed bombs, half-sent messages.
 func (h *hammer) h2Client() *http.Client {
-	dial := netns.DialContext(h.ns)
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return dial(ctx, network, addr)
-	}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge, as gRPC speaks it
+	tr := &http.Transport{DialContext: netns.DialContext(h.ns), DisableCompression: true, Protocols: &protos}
 	h.mu.Lock()
 	h.closers = append(h.closers, tr.CloseIdleConnections)
 	h.mu.Unlock()
