@@ -121,10 +121,7 @@ func BenchmarkStamp(b *testing.B) {
 // dst) with EnrichSegments (unchanged ranges referenced, reused segs and
 // side) on the same requests.
 func BenchmarkSegments(b *testing.B) {
-	s, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	ctx := context.Background()
 	for _, size := range benchSizes(b) {
 		b.Run(size.name+"/concat", func(b *testing.B) {

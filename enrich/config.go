@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -146,65 +147,161 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads a YAML rule file. Fields it omits keep their defaults;
-// unknown fields are an error. An empty path returns DefaultConfig.
+// Rules is a compiled Config: what a Stamper applies. Compile (or Load)
+// makes it once; it is read-only and shared by every request.
+type Rules struct {
+	r     *rules
+	needs Needs
+}
+
+// Compile checks every rule of c and compiles it. The error names each bad
+// rule by its path (e.g. "labels[2].key_regex: ..."), all of them.
+func Compile(c Config) (*Rules, error) {
+	r, err := compile(c)
+	if err != nil {
+		return nil, err
+	}
+	return &Rules{r: r, needs: c.Needs()}, nil
+}
+
+// Needs reports what the pod cache must fetch for these rules.
+func (r *Rules) Needs() Needs { return r.needs }
+
+// Load reads and compiles a rule file. An empty path gives the defaults.
+func Load(path string) (*Rules, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Compile(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("enrich config %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// LoadConfig reads a rule file without compiling it: Load does both. Fields
+// it omits keep their defaults; unknown fields are an error. An empty path
+// returns DefaultConfig.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
 	if path == "" {
-		return cfg, nil
+		return DefaultConfig(), nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("enrich config: %w", err)
 	}
-	cfg, err = ParseConfig(b)
+	cfg, err := decode(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("enrich config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// ParseConfig parses and validates a YAML rule set, starting from the defaults.
+// ParseConfig parses and validates a rule file's contents, starting from the
+// defaults.
 func ParseConfig(b []byte) (Config, error) {
+	cfg, err := decode(b)
+	if err != nil {
+		return Config{}, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks every rule; the error names each bad rule by its path
+// (e.g. "labels[2].key_regex: ..."), all of them.
+func (c Config) Validate() error {
+	_, err := compile(c)
+	return err
+}
+
+// layout is one form a rule file may take. Every layout decodes into a
+// Config, which Compile checks: a layout only translates.
+type layout struct {
+	name string
+	// claims reports whether a file with these top-level keys is in this layout.
+	claims func(top map[string]any) bool
+	// decode turns the file into a Config, starting from DefaultConfig.
+	decode func(b []byte) (Config, error)
+}
+
+// layouts are the rule file layouts besides podstamp's own, tried in order;
+// a file no layout claims is in podstamp's own layout (decodeOwn).
+var layouts []layout
+
+// decode turns a rule file, in any layout podstamp reads, into a Config.
+func decode(b []byte) (Config, error) {
+	var top map[string]any
+	if err := yaml.Unmarshal(b, &top); err != nil {
+		return Config{}, err
+	}
+	for _, l := range layouts {
+		if l.claims(top) {
+			cfg, err := l.decode(b)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s layout: %w", l.name, err)
+			}
+			return cfg, nil
+		}
+	}
+	return decodeOwn(b)
+}
+
+// decodeOwn decodes podstamp's own layout (Config's YAML form) over the
+// defaults. Unknown fields are an error naming each by its path.
+func decodeOwn(b []byte) (Config, error) {
 	var raw any
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return Config{}, err
 	}
-	if err := checkFields("", raw, configSchema); err != nil {
+	if err := unknownFields("", raw, configSchema); err != nil {
 		return Config{}, err
 	}
 	cfg := DefaultConfig()
 	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
 		return Config{}, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
 	return cfg, nil
 }
 
-// schema lists the keys of each YAML object, to name an unknown field by its path.
+// schema lists the keys of each YAML object, to name an unknown field by its
+// path. A nil schema is a scalar or a map of free keys.
 type schema map[string]schema
 
-var ruleSchema = schema{"from": nil, "key": nil, "key_regex": nil, "tag_name": nil}
+// configSchema is Config's keys, read from its json tags.
+var configSchema = schemaOf(reflect.TypeFor[Config]())
 
-var configSchema = schema{
-	"cluster_name": nil, "metadata": nil, "otel_annotations": nil,
-	"labels": ruleSchema, "annotations": ruleSchema,
-	"service":        {"derive": nil, "well_known_labels": nil},
-	"association":    nil,
-	"trusted_relays": trustSchema,
-	"overwrite":      {"keys": nil, "unknown_service": nil},
+// schemaOf derives the schema of t from the json tags of its fields.
+func schemaOf(t reflect.Type) schema {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	s := schema{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		s[name] = schemaOf(f.Type)
+	}
+	return s
 }
 
-// checkFields rejects keys the schema does not know, naming their path.
-func checkFields(path string, v any, s schema) error {
+// unknownFields rejects keys the schema does not know, naming each by its path.
+func unknownFields(path string, v any, s schema) error {
 	join := func(k string) string {
 		if path == "" {
 			return k
 		}
 		return path + "." + k
 	}
+	var errs []error
 	switch v := v.(type) {
 	case map[string]any:
 		if s == nil {
@@ -213,20 +310,17 @@ func checkFields(path string, v any, s schema) error {
 		for _, k := range sortedKeysAny(v) {
 			sub, ok := s[k]
 			if !ok {
-				return fmt.Errorf("%s: unknown field %q", join(k), k)
+				errs = append(errs, fmt.Errorf("%s: unknown field %q", join(k), k))
+				continue
 			}
-			if err := checkFields(join(k), v[k], sub); err != nil {
-				return err
-			}
+			errs = append(errs, unknownFields(join(k), v[k], sub))
 		}
 	case []any:
 		for i, e := range v {
-			if err := checkFields(fmt.Sprintf("%s[%d]", path, i), e, s); err != nil {
-				return err
-			}
+			errs = append(errs, unknownFields(fmt.Sprintf("%s[%d]", path, i), e, s))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func sortedKeysAny(m map[string]any) []string {
@@ -236,13 +330,6 @@ func sortedKeysAny(m map[string]any) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// Validate checks every rule; the error names each bad rule by its path
-// (e.g. "labels[2].key_regex: ...").
-func (c Config) Validate() error {
-	_, err := compile(c)
-	return err
 }
 
 // Needs reports what the pod cache must fetch for these rules.

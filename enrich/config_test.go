@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/podstamp/podstamp/enrich"
 )
 
@@ -176,13 +178,61 @@ func TestNeeds(t *testing.T) {
 	}
 }
 
-func TestNewStamperRejectsBadConfig(t *testing.T) {
+func TestCompileRejectsBadConfig(t *testing.T) {
 	c := enrich.DefaultConfig()
 	c.Labels = []enrich.FieldRule{{KeyRegex: "("}}
-	if _, err := enrich.NewStamper(c, nil); err == nil || !strings.Contains(err.Error(), "labels[0].key_regex") {
-		t.Fatalf("NewStamper error = %v", err)
+	if _, err := enrich.Compile(c); err == nil || !strings.Contains(err.Error(), "labels[0].key_regex") {
+		t.Fatalf("Compile error = %v", err)
 	}
 	if _, err := enrich.NewPdataStamper(c, nil); err == nil {
 		t.Fatal("NewPdataStamper accepted a bad regex")
+	}
+}
+
+func TestLoadCompilesOnce(t *testing.T) {
+	r, err := enrich.Load("")
+	if err != nil || r.Needs() != (enrich.Needs{}) {
+		t.Fatalf("Load(\"\") = %+v, %v", r, err)
+	}
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, []byte("metadata: [k8s.pod.name, k8s.node.uid]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = enrich.Load(path); err != nil || r.Needs() != (enrich.Needs{NodeMetadata: true}) {
+		t.Fatalf("Load = %+v, %v; want node metadata needed", r, err)
+	}
+	if err := os.WriteFile(path, []byte("metadata: [nope]\nlabels:\n- key_regex: '('\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = enrich.Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "metadata[0]") || !strings.Contains(err.Error(), "labels[0].key_regex") {
+		t.Fatalf("Load error %v, want the file and both rules named", err)
+	}
+}
+
+// TestUnknownFieldsAllNamed: every unknown key is named by its path, at any
+// depth the Config's json tags describe.
+func TestUnknownFieldsAllNamed(t *testing.T) {
+	_, err := enrich.ParseConfig([]byte("colour: red\nservice: {derive: true, extra: 1}\ntrusted_relays:\n- pod_selector: {match_labels: {a: b}, matchLabels: {a: b}}\n"))
+	for _, want := range []string{`colour: unknown field "colour"`, `service.extra: unknown field "extra"`, `trusted_relays[0].pod_selector.matchLabels: unknown field`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to contain %q", err, want)
+		}
+	}
+	// Every key Config's YAML form writes is one the parser reads back.
+	c := enrich.DefaultConfig()
+	c.ClusterName = "c"
+	c.Labels = []enrich.FieldRule{{From: "pod", Key: "a", TagName: "x"}, {KeyRegex: "b.*"}}
+	c.Annotations = c.Labels
+	c.Service = enrich.ServiceConfig{Derive: true, WellKnownLabels: true}
+	c.TrustedRelays = []enrich.TrustedRelay{{Namespaces: []string{"m"}, PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"a": "b"}}, CIDRs: []string{"10.0.0.0/8"}}}
+	c.Overwrite = enrich.OverwriteConfig{Keys: []string{"k"}, UnknownService: true}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := enrich.ParseConfig(b)
+	if err != nil || !reflect.DeepEqual(got, c) {
+		t.Fatalf("round trip of\n%s= %+v, %v", b, got, err)
 	}
 }

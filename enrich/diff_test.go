@@ -420,10 +420,7 @@ func TestDifferentialWireVsPdata(t *testing.T) {
 	var wireConflicts, refConflicts []enrich.Conflict
 	for _, c := range cfgs {
 		r := enrichtest.New(cartPod(), workerPod())
-		w, err := enrich.NewStamper(c, r, enrich.WithConflictHandler(func(c enrich.Conflict) { wireConflicts = append(wireConflicts, c) }))
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := enrich.NewStamper(enrichtest.Rules(c), r, enrich.WithConflictHandler(func(c enrich.Conflict) { wireConflicts = append(wireConflicts, c) }))
 		p, _ := enrich.NewPdataStamper(c, r, enrich.WithConflictHandler(func(c enrich.Conflict) { refConflicts = append(refConflicts, c) }))
 		stampers = append(stampers, pair{w, p})
 	}

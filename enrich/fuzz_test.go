@@ -36,10 +36,7 @@ func FuzzStamp(f *testing.F) {
 	peers := []netip.Addr{peerCart, peerCart6, peerWorker, peerNobody, {}}
 	stampers := make([]*enrich.Stamper, len(cfgs))
 	for i, c := range cfgs {
-		s, err := enrich.NewStamper(c, enrichtest.New(cartPod(), workerPod()))
-		if err != nil {
-			f.Fatal(err)
-		}
+		s := enrich.NewStamper(enrichtest.Rules(c), enrichtest.New(cartPod(), workerPod()))
 		stampers[i] = s
 	}
 	f.Fuzz(func(t *testing.T, sigB, cfgB, peerB uint8, in []byte) {

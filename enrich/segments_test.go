@@ -66,10 +66,7 @@ func TestSegmentsMatchEnrich(t *testing.T) {
 	peers := []netip.Addr{peerCart, peerCart6, peerWorker, peerNobody, {}}
 	var stampers []*enrich.Stamper
 	for _, c := range diffConfigs() {
-		s, err := enrich.NewStamper(c, enrichtest.New(cartPod(), workerPod()))
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := enrich.NewStamper(enrichtest.Rules(c), enrichtest.New(cartPod(), workerPod()))
 		stampers = append(stampers, s)
 	}
 	var segs [][]byte
@@ -121,7 +118,7 @@ func TestSegmentsMatchEnrich(t *testing.T) {
 // but the stamped resource's bytes are references into the request: the
 // spans are not copied.
 func TestSegmentsReferenceLargeRanges(t *testing.T) {
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	in := benchTraces(t, 512, 8, map[string]any{"service.name": "cart"})
 	want, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
 	if err != nil || len(want) <= len(in) {
@@ -158,7 +155,7 @@ func TestSegmentsReferenceLargeRanges(t *testing.T) {
 }
 
 func TestSegmentsAllocationsPerRequest(t *testing.T) {
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	ctx := context.Background()
 	for _, n := range []int{1, 512} {
 		in := benchTraces(t, n, 8, map[string]any{"service.name": "cart"})

@@ -56,10 +56,7 @@ type stamper interface {
 
 func bothStampers(t testing.TB, cfg enrich.Config, r enrich.Resolver, opts ...enrich.Option) map[string]stamper {
 	t.Helper()
-	w, err := enrich.NewStamper(cfg, r, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := enrich.NewStamper(enrichtest.Rules(cfg), r, opts...)
 	p, err := enrich.NewPdataStamper(cfg, r, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -591,10 +588,7 @@ func rawKeys(t testing.TB, res []byte) []string {
 
 func TestPassThroughWithoutResolver(t *testing.T) {
 	for _, sig := range enrich.Signals {
-		s, err := enrich.NewStamper(enrich.DefaultConfig(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), nil)
 		in := requestWith(t, sig, map[string]any{"k8s.pod.uid": "uid-cart"}, map[string]any{})
 		dst := make([]byte, 0, 4096)
 		out, res, err := s.Enrich(context.Background(), sig, peerCart, in, dst)
@@ -617,10 +611,7 @@ func TestHeldRequestEndsWithContext(t *testing.T) {
 	r := enrichtest.New(cartPod())
 	release := r.Hold()
 	defer release()
-	s, err := enrich.NewStamper(enrich.DefaultConfig(), r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), r)
 	ctx, cancel := context.WithCancel(context.Background())
 	type ret struct {
 		out []byte
@@ -642,10 +633,7 @@ func TestHeldRequestEndsWithContext(t *testing.T) {
 func TestHeldRequestStampedAfterRelease(t *testing.T) {
 	r := enrichtest.New(cartPod())
 	release := r.Hold()
-	s, err := enrich.NewStamper(enrich.DefaultConfig(), r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), r)
 	done := make(chan enrich.Result, 1)
 	var out []byte
 	go func() {
@@ -675,7 +663,7 @@ func TestPeerNotResolvedWhenNoResourceNeedsIt(t *testing.T) {
 	r.Hold() // any ResolvePeer call would block forever
 	cfg := enrich.DefaultConfig()
 	trustCIDR("10.1.0.0/24")(&cfg)
-	s, _ := enrich.NewStamper(cfg, r)
+	s := enrich.NewStamper(enrichtest.Rules(cfg), r)
 	out, res, err := s.Enrich(context.Background(), enrich.Logs, peerCart,
 		requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-worker"}), nil)
 	if err != nil || res != enrich.ResultResourceAttribute || r.PeerCalls() != 0 {
@@ -703,7 +691,7 @@ func TestPodIPIsNeverThePeer(t *testing.T) {
 	p := cartPod()
 	p.IPs = nil
 	r.SetPeer(peerNobody, enrichtest.PeerAnswer{Pod: p, Result: enrich.ResultHit})
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), r)
 	out, _, _ := s.Enrich(context.Background(), enrich.Metrics, peerNobody, requestWith(t, enrich.Metrics, map[string]any{}), nil)
 	if got, ok := attrMaps(t, enrich.Metrics, out)[0]["k8s.pod.ip"]; ok {
 		t.Errorf("k8s.pod.ip = %v for a pod without addresses", got)

@@ -28,8 +28,6 @@ type PodSelector struct {
 	MatchLabels map[string]string `json:"match_labels,omitempty"`
 }
 
-var trustSchema = schema{"namespaces": nil, "pod_selector": {"match_labels": nil}, "cidrs": nil}
-
 // trustRule is a compiled TrustedRelay.
 type trustRule struct {
 	namespaces []string

@@ -55,7 +55,7 @@ func TestConflictClaimsFromTheProfilesStringTable(t *testing.T) {
 	dict := field(2, cat(field(5, nil), field(5, []byte("k8s.pod.uid")), field(5, []byte("uid-worker"))))
 	kv := field(1, cat(varintField(3, 1), field(2, varintField(8, 2))))
 	var got []enrich.Conflict
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod(), workerPod()), collect(&got))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod(), workerPod()), collect(&got))
 	in := cat(field(1, field(1, kv)), dict)
 	out, _, err := s.Enrich(context.Background(), enrich.Profiles, peerCart, in, nil)
 	if err != nil {
@@ -150,7 +150,7 @@ func TestTrustDecidedOncePerRequest(t *testing.T) {
 	cfg := enrich.DefaultConfig()
 	cfg.TrustedRelays = []enrich.TrustedRelay{{Namespaces: []string{"ops"}}, {PodSelector: &enrich.PodSelector{MatchLabels: map[string]string{"team": "x"}}}}
 	r := enrichtest.New(cartPod(), workerPod())
-	s, _ := enrich.NewStamper(cfg, r)
+	s := enrich.NewStamper(enrichtest.Rules(cfg), r)
 	in := requestWith(t, enrich.Traces, map[string]any{}, map[string]any{"k8s.pod.uid": "uid-worker"}, map[string]any{})
 	if _, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil); err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestNoConflictCostsNoAllocation(t *testing.T) {
 	cfg := enrich.DefaultConfig()
 	cfg.TrustedRelays = []enrich.TrustedRelay{{Namespaces: []string{"monitoring"}}, {CIDRs: []string{"192.168.0.0/16"}}}
 	var got []enrich.Conflict
-	s, _ := enrich.NewStamper(cfg, enrichtest.New(cartPod(), workerPod()), collect(&got))
+	s := enrich.NewStamper(enrichtest.Rules(cfg), enrichtest.New(cartPod(), workerPod()), collect(&got))
 	in := benchTraces(t, 64, 4, map[string]any{"service.name": "cart", "k8s.pod.uid": "uid-cart", "k8s.namespace.name": "shop",
 		"k8s.pod.ip": "10.1.0.5", "container.id": "c0ffee00", "k8s.deployment.name": "cart", "k8s.node.name": "node-a"})
 	ctx := context.Background()

@@ -47,16 +47,16 @@ type encAttr struct {
 	enc        []byte
 }
 
-// NewStamper compiles cfg. r may be nil: no pod is ever found, every request
-// passes through unchanged.
-func NewStamper(cfg Config, r Resolver, opts ...Option) (*Stamper, error) {
-	rs, err := compile(cfg)
-	if err != nil {
-		return nil, err
-	}
+// NewStamper makes a Stamper applying rules (see Compile). r may be nil: no
+// pod is ever found, every request passes through unchanged.
+func NewStamper(rules *Rules, r Resolver, opts ...Option) *Stamper {
+	return newStamper(rules.r, r, opts)
+}
+
+func newStamper(rs *rules, r Resolver, opts []Option) *Stamper {
 	s := &Stamper{e: newEngine(rs, r, opts)}
 	s.pool.New = func() any { return new(scratch) }
-	return s, nil
+	return s
 }
 
 // scratch is the per-request working memory, pooled.
@@ -174,11 +174,11 @@ func (s *Stamper) stampSegments(ctx context.Context, sig Signal, peer Peer, body
 
 // scanner checks and counts requests: a Stamper without rules or pods.
 var scanner = func() *Stamper {
-	s, err := NewStamper(Config{}, nil)
+	rs, err := compile(Config{})
 	if err != nil {
 		panic(err)
 	}
-	return s
+	return newStamper(rs, nil, nil)
 }()
 
 // Scan checks a request's wire structure as Stamp does and counts its items,

@@ -212,7 +212,7 @@ func TestUnknownFieldsPreservedByteForByte(t *testing.T) {
 	)
 	rs := cat(field(1, res), field(2, []byte{}), field(3, []byte("https://schema")), varintField(99, 7))
 	in := cat(varintField(100, 1), field(1, rs), field(5, []byte("tail")), field(1, field(2, nil)))
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestNothingAddedIsByteIdentical(t *testing.T) {
 	res := strKV("a", "b")
 	rs := cat(field(3, []byte("schema")), []byte{0x0a, 0x80 | byte(len(res)), 0x00}, res)
 	in := cat(field(1, rs), varintField(7, 1))
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	dst := make([]byte, 3, 1024)
 	out, res2, err := s.Enrich(context.Background(), enrich.Logs, peerNobody, in, dst)
 	if err != nil || res2 != enrich.ResultUnknown {
@@ -326,7 +326,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+			s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 			out, _, err := s.Enrich(context.Background(), tc.sig, peerCart, tc.in, nil)
 			if !errors.Is(err, enrich.ErrMalformed) {
 				t.Fatalf("err = %v (out %d bytes), want ErrMalformed", err, len(out))
@@ -369,7 +369,7 @@ func TestProfilesStringTableReferences(t *testing.T) {
 }
 
 func TestAllocationsPerRequestAreConstant(t *testing.T) {
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	ctx := context.Background()
 	for _, n := range []int{1, 512} {
 		in := benchTraces(t, n, 8, map[string]any{"service.name": "cart"})
@@ -388,10 +388,10 @@ func TestAllocationsPerRequestAreConstant(t *testing.T) {
 			// scratch at all) allocates. Anything allocated per span still
 			// fails this.
 			fresh := testing.AllocsPerRun(20, func() {
-				s2, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+				s2 := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 				s2.Enrich(ctx, enrich.Traces, peerCart, in, dst)
 			}) - testing.AllocsPerRun(20, func() {
-				enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+				enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 			})
 			limit = max(4, fresh/2)
 		}
@@ -404,7 +404,7 @@ func TestAllocationsPerRequestAreConstant(t *testing.T) {
 
 func TestConcurrentStampingSharesCacheSafely(t *testing.T) {
 	r := enrichtest.New(cartPod(), workerPod())
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), r)
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), r)
 	reqCart := requestWith(t, enrich.Traces, map[string]any{}, map[string]any{"k8s.pod.uid": "uid-worker"})
 	reqWorker := requestWith(t, enrich.Traces, map[string]any{"k8s.container.name": "sidecar"})
 	errs := make(chan error, 8)
@@ -452,7 +452,7 @@ func TestCacheFollowsNewPodObjects(t *testing.T) {
 	r := enrichtest.New(old)
 	relay := enrich.DefaultConfig()
 	trustCIDR("10.1.0.200/32")(&relay)
-	s, _ := enrich.NewStamper(relay, r)
+	s := enrich.NewStamper(enrichtest.Rules(relay), r)
 	in := requestWith(t, enrich.Logs, map[string]any{"k8s.pod.uid": "uid-cart"})
 	out, _, _ := s.Enrich(context.Background(), enrich.Logs, peerNobody, in, nil)
 	if got := attrMaps(t, enrich.Logs, out)[0]["k8s.node.name"]; got != "node-a" {
@@ -477,7 +477,7 @@ func TestManyResourceOccurrences(t *testing.T) {
 		rs = append(rs, field(1, strKV("k8s.pod.uid", ""))...)
 	}
 	in := field(1, rs)
-	s, _ := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(cartPod()))
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(cartPod()))
 	out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, in, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -24,14 +24,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/enrich/enrichtest"
 	"github.com/podstamp/podstamp/informer"
 	"github.com/podstamp/podstamp/proxy"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 var churnSeed = flag.Uint64("churn.seed", 0, "seed of the proxy churn tests (0: a new one each run)")
@@ -91,7 +90,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 	type slot struct {
 		ip     netip.Addr
 		client *churnClient // nil: the address is free
-		pod    *corev1.Pod
+		pod    *kubetypes.Pod
 		used   bool // some pod had this address before
 	}
 	var slots []*slot
@@ -101,7 +100,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 	var (
 		gen                                                  int
 		created, deleted, reused, clientFirst, labelsChanged int
-		finished                                             []*corev1.Pod // finished pods not deleted yet
+		finished                                             []*kubetypes.Pod // finished pods not deleted yet
 		finishedCount                                        int
 	)
 	start := func(s *slot) {
@@ -135,7 +134,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 		s.client = nil
 		if finish && rng.IntN(2) == 0 {
 			p := s.pod.DeepCopy()
-			p.Status.Phase = []corev1.PodPhase{corev1.PodSucceeded, corev1.PodFailed}[rng.IntN(2)]
+			p.Status.Phase = []kubetypes.PodPhase{kubetypes.PodSucceeded, kubetypes.PodFailed}[rng.IntN(2)]
 			e.update(p)
 			finished = append(finished, p)
 			finishedCount++
@@ -192,7 +191,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 // churnEnv is the proxy, its pod cache, the upstream and the load's books.
 type churnEnv struct {
 	t        *testing.T
-	cs       *fake.Clientset
+	api      *informer.FakeAPI
 	cache    *informer.Cache
 	reg      *prometheus.Registry
 	grpcAddr string
@@ -231,19 +230,16 @@ func newChurnEnv(t *testing.T, icfg informer.Config) *churnEnv {
 	t.Cleanup(e.stopUp)
 
 	// The pod cache, on a fake API server that knows this node.
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: icfg.NodeName, UID: "node-uid"},
-		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}}}
-	e.cs = fake.NewClientset(node)
+	node := &kubetypes.Node{ObjectMeta: kubetypes.ObjectMeta{Name: icfg.NodeName, UID: "node-uid"},
+		Status: kubetypes.NodeStatus{Addresses: []kubetypes.NodeAddress{{Address: "192.0.2.1"}}}}
+	e.api = informer.NewFakeAPI(node)
 	rules := enrich.DefaultConfig()
 	icfg.Needs = rules.Needs()
-	e.cache, err = informer.New(informer.FromClientset(e.cs), icfg, nil, e.reg)
+	e.cache, err = informer.New(e.api, icfg, nil, e.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stamper, err := enrich.NewStamper(rules, e.cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stamper := enrich.NewStamper(enrichtest.Rules(rules), e.cache)
 	cacheCtx, cancelCache := context.WithCancel(context.Background())
 	cacheDone := make(chan error, 1)
 	go func() { cacheDone <- e.cache.Run(cacheCtx) }()
@@ -313,23 +309,23 @@ func (e *churnEnv) closeClients() {
 	}
 }
 
-func (e *churnEnv) create(p *corev1.Pod) {
+func (e *churnEnv) create(p *kubetypes.Pod) {
 	e.t.Helper()
-	if _, err := e.cs.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+	if err := e.api.CreatePod(p); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-func (e *churnEnv) update(p *corev1.Pod) {
+func (e *churnEnv) update(p *kubetypes.Pod) {
 	e.t.Helper()
-	if _, err := e.cs.CoreV1().Pods(p.Namespace).Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+	if err := e.api.UpdatePod(p); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-func (e *churnEnv) delete(p *corev1.Pod) {
+func (e *churnEnv) delete(p *kubetypes.Pod) {
 	e.t.Helper()
-	if err := e.cs.CoreV1().Pods(p.Namespace).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+	if err := e.api.DeletePod(p.Namespace, p.Name); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -452,15 +448,15 @@ func (e *churnEnv) check(t *testing.T) {
 }
 
 // churnPod is a running single-container pod of node-a on ip.
-func churnPod(ns, name, uid string, ip netip.Addr, gen int) *corev1.Pod {
+func churnPod(ns, name, uid string, ip netip.Addr, gen int) *kubetypes.Pod {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(gen) * time.Second)
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(start)},
-		Spec: corev1.PodSpec{NodeName: "node-a",
-			Containers: []corev1.Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &metav1.Time{Time: start},
-			PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://cid-" + uid}}},
+	return &kubetypes.Pod{
+		ObjectMeta: kubetypes.ObjectMeta{Namespace: ns, Name: name, UID: uid, CreationTimestamp: kubetypes.Time{Time: start}},
+		Spec: kubetypes.PodSpec{NodeName: "node-a",
+			Containers: []kubetypes.Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"}}},
+		Status: kubetypes.PodStatus{Phase: kubetypes.PodRunning, StartTime: &kubetypes.Time{Time: start},
+			PodIP: ip.String(), PodIPs: []kubetypes.PodIP{{IP: ip.String()}},
+			ContainerStatuses: []kubetypes.ContainerStatus{{Name: "app", ContainerID: "containerd://cid-" + uid}}},
 	}
 }
 
@@ -480,7 +476,7 @@ type churnClient struct {
 	wg      sync.WaitGroup
 }
 
-func (e *churnEnv) newClient(p *corev1.Pod, seed uint64) *churnClient {
+func (e *churnEnv) newClient(p *kubetypes.Pod, seed uint64) *churnClient {
 	e.t.Helper()
 	ip := netip.MustParseAddr(p.Status.PodIP)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip.AsSlice()}}

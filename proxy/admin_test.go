@@ -76,11 +76,8 @@ func TestMetrics(t *testing.T) {
 // profiles across resources and scopes, with (Stamp) and without
 // (Scan) stamping.
 func TestItemCount(t *testing.T) {
-	stamper, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(&enrich.Pod{
+	stamper := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(&enrich.Pod{
 		Namespace: "shop", Name: "cart-0", UID: "uid-cart", IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, sig := range enrich.Signals {
 		for _, n := range []int{0, 1, 17} {
 			body, _ := payload(t, sig, n)

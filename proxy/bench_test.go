@@ -76,16 +76,10 @@ func BenchmarkForward(b *testing.B) {
 	upAddr := up.endpoint[len("http://"):]
 	naive := naiveProxy(b, upAddr)
 	tp := newTestProxy(b, up.targets())
-	stamper, err := enrich.NewStamper(enrich.DefaultConfig(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	stamper := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), nil)
 	tpStamp := newTestProxy(b, up.targets(), func(_ *Config, o *Options) { o.Enricher = stamper })
 	// The client's pod is known: every request is stamped (12 attributes).
-	hit, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(loopbackPod()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	hit := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(loopbackPod()))
 	tpHit := newTestProxy(b, up.targets(), func(_ *Config, o *Options) { o.Enricher = hit })
 	upHTTP := newHTTPUpstream(b)
 	upHTTP.got = nil
@@ -182,10 +176,7 @@ func BenchmarkForward(b *testing.B) {
 // capacity, besides the request's buffer, taken for stamping and kept until
 // the upstream answers.
 func BenchmarkStampStage(b *testing.B) {
-	stamper, err := enrich.NewStamper(enrich.DefaultConfig(), enrichtest.New(loopbackPod()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	stamper := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), enrichtest.New(loopbackPod()))
 	peer := enrich.Peer{Addr: netip.MustParseAddr("127.0.0.1")}
 	for _, n := range []int{10, 512, 10000} {
 		body, _ := payload(b, enrich.Traces, n)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/enrich/enrichtest"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -135,10 +136,7 @@ func TestEnricherErrors(t *testing.T) {
 // TestStamperPassThrough: the real wire stamper without a pod cache changes
 // nothing: the upstream gets the client's bytes.
 func TestStamperPassThrough(t *testing.T) {
-	s, err := enrich.NewStamper(enrich.DefaultConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), nil)
 	up := newGRPCUpstream(t)
 	tp := newTestProxy(t, up.targets(), func(_ *Config, o *Options) { o.Enricher = s })
 	for _, sig := range enrich.Signals {

@@ -58,10 +58,7 @@ func stampedBytes(e Enricher, sig enrich.Signal, body []byte) ([]byte, enrich.Re
 
 func newSegStamper(t testing.TB, r enrich.Resolver) *segStamper {
 	t.Helper()
-	s, err := enrich.NewStamper(enrich.DefaultConfig(), r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), r)
 	return &segStamper{Stamper: s}
 }
 

@@ -26,7 +26,7 @@ type kube struct {
 
 // newKube builds the pod cache, or returns nil (pass-through) when there is
 // neither a node name nor any Kubernetes configuration.
-func newKube(cfg Config, rules enrich.Config, log *slog.Logger, reg prometheus.Registerer) (*kube, error) {
+func newKube(cfg Config, rules *enrich.Rules, log *slog.Logger, reg prometheus.Registerer) (*kube, error) {
 	var restCfg *informer.RESTConfig
 	var err error
 	switch {

@@ -40,11 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
-	rules, err := enrich.LoadConfig(cfg.ConfigFile)
+	rules, err := enrich.Load(cfg.ConfigFile)
 	if err != nil {
-		return fmt.Errorf("invalid configuration: --config: %w", err)
-	}
-	if err := rules.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: --config: %w", err)
 	}
 
@@ -75,11 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		stamper, err := enrich.NewStamper(rules, kube.resolver, enrich.WithConflictHandler(conflicts.observe))
-		if err != nil {
-			return fmt.Errorf("invalid configuration: --config: %w", err)
-		}
-		opts.Enricher = stamper
+		opts.Enricher = enrich.NewStamper(rules, kube.resolver, enrich.WithConflictHandler(conflicts.observe))
 		opts.Checks = append(opts.Checks, proxy.Check{Name: "pod-cache", Check: kube.ready})
 		opts.LiveChecks = append(opts.LiveChecks, proxy.Check{Name: "pod-cache", Check: kube.live})
 		if kube.debug != nil {

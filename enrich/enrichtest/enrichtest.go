@@ -158,3 +158,13 @@ func (r *Resolver) ResolvePeer(ctx context.Context, p enrich.Peer, size int) (*e
 }
 
 var _ enrich.Resolver = (*Resolver)(nil)
+
+// Rules compiles cfg for a test's Stamper; a bad cfg is the test's bug, so
+// it panics with the compile error.
+func Rules(cfg enrich.Config) *enrich.Rules {
+	r, err := enrich.Compile(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
