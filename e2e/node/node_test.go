@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,14 +163,15 @@ func (e *env) seed(t *testing.T) {
 	grpcPod := e.runDemo("seed-grpc", "grpc", "http://$(HOST_IP):4317")
 	httpPod := e.runDemo("seed-http", "http/protobuf", "http://$(HOST_IP):4318")
 	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
-	e.report("seed (Collector with k8sattributes behind hostPort)", senders, grpcPod, httpPod)
+	peers := e.receiverPeers(ObsNamespace, "app=otelcol", "otelcol")
+	e.report("seed (Collector with k8sattributes behind hostPort)", "the Collector", peers, senders, grpcPod, httpPod)
 	for _, s := range senders {
 		if s.Right != 0 {
 			t.Errorf("seed: %s: %d of %d resources stamped with the right pod; the portmap plugin should have hidden it", s.Pod, s.Right, s.Resources)
 		}
-		if len(s.SeenAs) != 1 || s.SeenAs[0] != BridgeIP {
-			t.Errorf("seed: %s: the Collector saw %v, want only the bridge address %s", s.Pod, s.SeenAs, BridgeIP)
-		}
+	}
+	if len(peers) != 1 || peers[0] != BridgeIP {
+		t.Errorf("seed: the Collector's OTLP sockets have peers %v, want only the bridge address %s", peers, BridgeIP)
 	}
 	e.deletePods(grpcPod, httpPod)
 }
@@ -208,7 +210,9 @@ func (e *env) fix(t *testing.T) {
 	grpcPod := e.runDemo("fix-grpc", "grpc", "http://$(HOST_IP):4317")
 	httpPod := e.runDemo("fix-http", "http/protobuf", "http://$(HOST_IP):4318")
 	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
-	e.report("fix (podstamp from the chart in front of the same Collector)", senders, grpcPod, httpPod)
+	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
+	e.report("fix (podstamp from the chart in front of the same Collector)", "podstamp", peers, senders, grpcPod, httpPod)
+	e.checkPeers("fix", peers, grpcPod, httpPod)
 	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
 		s := senders[p.Name]
 		if s.Right != s.Resources {
@@ -304,9 +308,11 @@ func (e *env) upgrade(t *testing.T) {
 	e.logf("helm upgrade rolled %s -> %s in %s", old.Name, newPod.Name, time.Since(start).Round(time.Second))
 	// A few more seconds of steady sending through the new pod.
 	time.Sleep(3 * time.Second) // the apps send on their own clock; this is their sending time, not a wait for an event
+	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
 	stats := e.stopDemos(pods)
 	senders := e.collect(pods, stats)
-	e.report("upgrade (helm upgrade --set hold.timeout=4s during steady sends)", senders, grpcPod, httpPod)
+	e.report("upgrade (helm upgrade --set hold.timeout=4s during steady sends)", "podstamp (new pod)", peers, senders, grpcPod, httpPod)
+	e.checkPeers("upgrade", peers, grpcPod, httpPod)
 	for _, p := range pods {
 		s, st := senders[p.Name], stats[p.Name]
 		lostSpans := st.SpansOK - int64(s.Spans)
@@ -345,7 +351,9 @@ func (e *env) serviceMode(t *testing.T) {
 	grpcPod := e.runDemo("svc-grpc", "grpc", "http://"+svc.Spec.ClusterIP+":4317")
 	httpPod := e.runDemo("svc-http", "http/protobuf", "http://"+svc.Spec.ClusterIP+":4318")
 	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
-	e.report("service mode (networkMode: service through kube-proxy)", senders, grpcPod, httpPod)
+	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
+	e.report("service mode (networkMode: service through kube-proxy)", "podstamp", peers, senders, grpcPod, httpPod)
+	e.checkPeers("service mode", peers, grpcPod, httpPod)
 	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
 		s := senders[p.Name]
 		if s.Right != s.Resources || len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
@@ -363,12 +371,42 @@ func deref[T any](p *T) any {
 }
 
 // report prints one scenario's table.
-func (e *env) report(title string, senders map[string]*Sender, pods ...*corev1.Pod) {
+func (e *env) report(title, receiver string, peers []string, senders map[string]*Sender, pods ...*corev1.Pod) {
 	ips := map[string]string{}
 	for _, p := range pods {
 		ips[p.Name] = p.Status.PodIP
 	}
-	e.t.Logf("scenario %s:\n%s", title, Summary(senders, ips))
+	e.t.Logf("scenario %s:\n  peer addresses on the OTLP sockets of %s: %v\n%s", title, receiver, peers, Summary(senders, ips))
+}
+
+// receiverPeers are the peers of the established connections to ports 4317
+// and 4318 of a pod's container, read in its network namespace.
+func (e *env) receiverPeers(ns, selector, container string) []string {
+	e.t.Helper()
+	pod := e.readyPod(ns, selector, time.Minute)
+	pid, err := e.containerPID(pod, container)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	peers, err := Peers(pid, 4317, 4318)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return peers
+}
+
+// checkPeers: every app pod's own address is among the receiver's peers,
+// and the bridge address is not.
+func (e *env) checkPeers(scenario string, peers []string, pods ...*corev1.Pod) {
+	e.t.Helper()
+	for _, p := range pods {
+		if !slices.Contains(peers, p.Status.PodIP) {
+			e.t.Errorf("%s: %s's address %s is not among podstamp's peers %v", scenario, p.Name, p.Status.PodIP, peers)
+		}
+	}
+	if slices.Contains(peers, BridgeIP) {
+		e.t.Errorf("%s: podstamp has a peer at the bridge address %s: a connection was masqueraded", scenario, BridgeIP)
+	}
 }
 
 // runDemo starts a demo pod and waits until it runs.

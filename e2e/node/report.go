@@ -25,9 +25,7 @@ type Sender struct {
 	Resources, Right int
 	// Spans and Logs are the items received; Metrics the metric resources.
 	Spans, Logs, Metrics int
-	// SeenAs are the k8s.pod.ip values its resources carried: the peer
-	// address the stamping receiver saw (the Collector writes the
-	// connection's address there; podstamp the resolved pod's address).
+	// SeenAs are the k8s.pod.ip values its resources carried ("" none).
 	SeenAs []string
 	// FirstSpanStamped reports whether the span with demo.seq 0 arrived
 	// stamped with the right pod (nil: it did not arrive).
@@ -99,7 +97,7 @@ func Summary(senders map[string]*Sender, podIPs map[string]string) string {
 		if s.FirstSpanStamped != nil {
 			first = fmt.Sprint(*s.FirstSpanStamped)
 		}
-		fmt.Fprintf(&b, "  %-14s pod IP %-12s receiver saw %-24s stamped right %d/%d resources (%.0f%%), stamped as %q, first span stamped right: %s; spans %d, logs %d, metric exports %d\n",
+		fmt.Fprintf(&b, "  %-14s pod IP %-12s k8s.pod.ip %-12q stamped right %d/%d resources (%.0f%%), stamped as %q, first span stamped right: %s; spans %d, logs %d, metric exports %d\n",
 			n, podIPs[n], strings.Join(s.SeenAs, ","), s.Right, s.Resources, 100*s.Fraction(), s.StampedAs, first, s.Spans, s.Logs, s.Metrics)
 	}
 	return b.String()

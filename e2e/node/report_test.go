@@ -1,6 +1,9 @@
 package node
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 func TestBySenderCountsOnlyTheRightPod(t *testing.T) {
 	rs := []Resource{
@@ -25,5 +28,20 @@ func TestBySenderCountsOnlyTheRightPod(t *testing.T) {
 	}
 	if f := a.Fraction(); f != 0.5 {
 		t.Errorf("fraction %v", f)
+	}
+}
+
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0300F40A:10DD":                         "10.244.0.3:4317",
+		"0000000000000000FFFF00000100F40A:10DE": "10.244.0.1:4318",
+	} {
+		a, p, err := parseProcAddr(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Unmap().String() + ":" + strconv.Itoa(p); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
 	}
 }
