@@ -93,12 +93,20 @@ type Config struct {
 	TrustedRelays []TrustedRelay `json:"trusted_relays,omitempty"`
 	// Overwrite says when a client's non-empty value may be replaced.
 	Overwrite OverwriteConfig `json:"overwrite"`
+	// Filter and Exclude choose the pods that are stamped at all, as the
+	// k8sattributes processor's blocks of these names do (k8sattributes.go).
+	Filter  PodFilter     `json:"filter,omitzero"`
+	Exclude ExcludeConfig `json:"exclude,omitzero"`
+	// Conventions chooses label/annotation and image tag attribute names;
+	// nil is the v1 names only. Set by the processor's layout.
+	Conventions *Conventions `json:"-"`
 }
 
 // FieldRule extracts labels or annotations into attributes, in the spirit of
 // the k8sattributes processor's extract.labels / extract.annotations.
 type FieldRule struct {
-	// From is pod (default), namespace or node.
+	// From is pod (default), namespace, node, or the pod's deployment,
+	// replicaset, statefulset, daemonset, job or cronjob.
 	From string `json:"from,omitempty"`
 	// Key is an exact label/annotation key. KeyRegex is an anchored regular
 	// expression matched against every key. Exactly one of them is set.
@@ -132,6 +140,8 @@ type Needs struct {
 	NamespaceMetadata bool // labels/annotations of the pod's namespace
 	NodeMetadata      bool // labels/annotations/UID of the pod's node
 	WorkloadUIDs      bool // UIDs of the owning workloads
+	WorkloadMetadata  bool // labels/annotations of the owning workloads
+	ClusterUID        bool // the UID of namespace kube-system (k8s.cluster.uid)
 }
 
 // DefaultConfig returns the defaults: the pod, workload and container
@@ -339,6 +349,8 @@ func (c Config) Needs() Needs {
 		switch {
 		case m == AttrNodeUID:
 			n.NodeMetadata = true
+		case m == AttrClusterUID:
+			n.ClusterUID = true
 		case strings.HasSuffix(m, ".uid") && m != AttrPodUID:
 			n.WorkloadUIDs = true
 		}
@@ -350,6 +362,10 @@ func (c Config) Needs() Needs {
 				n.NamespaceMetadata = true
 			case "node":
 				n.NodeMetadata = true
+			default:
+				if _, ok := workloadSource(r.From); ok {
+					n.WorkloadMetadata = true
+				}
 			}
 		}
 	}
@@ -363,12 +379,14 @@ const (
 	fromPod source = iota
 	fromNamespace
 	fromNode
+	fromWorkload
 )
 
 // fieldRule is a compiled FieldRule.
 type fieldRule struct {
 	from       source
 	fromName   string
+	workload   WorkloadKind // from a workload
 	annotation bool
 	key        string
 	re         *regexp.Regexp
@@ -399,6 +417,7 @@ type rules struct {
 	trust           []trustRule
 	overwrite       map[string]bool
 	unknownService  bool
+	ext             ruleExt
 }
 
 func compile(c Config) (*rules, error) {
@@ -439,8 +458,12 @@ func compile(c Config) (*rules, error) {
 			case "node":
 				cr.from, cr.fromName = fromNode, "node"
 			default:
-				bad("%s.from: unknown source %q (want pod, namespace or node)", path, fr.From)
-				continue
+				k, ok := workloadSource(fr.From)
+				if !ok {
+					bad("%s.from: unknown source %q (want pod, namespace, node, deployment, replicaset, statefulset, daemonset, job or cronjob)", path, fr.From)
+					continue
+				}
+				cr.from, cr.fromName, cr.workload = fromWorkload, fr.From, k
 			}
 			switch {
 			case fr.Key != "" && fr.KeyRegex != "":
@@ -494,6 +517,7 @@ func compile(c Config) (*rules, error) {
 		r.association = append(r.association, k)
 	}
 	r.trust = compileTrust(c.TrustedRelays, bad)
+	compileExt(c, r, bad)
 	for i, k := range c.Overwrite.Keys {
 		if k == "" {
 			bad("overwrite.keys[%d]: empty key", i)

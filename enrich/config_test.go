@@ -92,7 +92,7 @@ func TestConfigErrorsNameTheRule(t *testing.T) {
 		{"labels:\n- key: a\n- key: b\n- key_regex: '(['\n", "labels[2].key_regex: "},
 		{"annotations:\n- key: a\n  key_regex: b\n", "annotations[0]: set key or key_regex, not both"},
 		{"annotations:\n- tag_name: x\n", "annotations[0]: set key or key_regex"},
-		{"labels:\n- from: deployment\n  key: a\n", `labels[0].from: unknown source "deployment"`},
+		{"labels:\n- from: service\n  key: a\n", `labels[0].from: unknown source "service"`},
 		{"labels:\n- key: a\n  tag_name: x.$1\n", "labels[0].tag_name: $-references need key_regex"},
 		{"metadata: [k8s.pod.name, k8s.pod.colour]\n", `metadata[1]: unknown attribute "k8s.pod.colour"`},
 		{"metadata: [k8s.pod.name, k8s.pod.name]\n", `metadata[1]: "k8s.pod.name" listed twice`},

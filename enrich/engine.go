@@ -70,10 +70,15 @@ func (e *engine) podOf(ctx context.Context, k *resKeys, ps *peerState) (pod *Pod
 	}
 	if trusted {
 		pod, fam, err = e.associate(ctx, k, ps)
-		return pod, fam, false, err
+	} else {
+		pod, err = ps.resolve(ctx, e.res)
+		fam = peerFamily(ps.peer.Addr)
 	}
-	pod, err = ps.resolve(ctx, e.res)
-	return pod, peerFamily(ps.peer.Addr), true, err
+	if pod != nil && !e.r.admits(pod) {
+		// Filtered or excluded: as if the pod were unknown.
+		return nil, famAny, false, err
+	}
+	return pod, fam, !trusted, err
 }
 
 // isTrusted reports whether the sender matches a trusted_relays rule. Rules

@@ -223,6 +223,10 @@ func (s *PdataStamper) stamp(ctx context.Context, res pcommon.Resource, ps *peer
 			continue // replaced above
 		}
 		if s.e.r.replaces(a.key, a.value, pdataClientValue(attrs, a.key)) {
+			if listKeys[a.key] { // an array of one string
+				attrs.PutEmptySlice(a.key).AppendEmpty().SetStr(a.value)
+				continue
+			}
 			attrs.PutStr(a.key, a.value)
 		}
 	}

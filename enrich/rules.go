@@ -32,12 +32,10 @@ func peerFamily(peer netip.Addr) family {
 // noContainer is the container choice "none": container attributes are not stamped.
 const noContainer = -1
 
-// selectContainer picks the container whose attributes are stamped: the only
-// one, or the one the resource names by container.id or k8s.container.name.
+// selectContainer picks the container whose attributes are stamped: the one
+// the resource names by container.id or k8s.container.name (init and sidecar
+// containers included), else the pod's only regular container.
 func selectContainer(p *Pod, containerID, containerName string) int {
-	if len(p.Containers) == 1 {
-		return 0
-	}
 	if containerID != "" {
 		for i := range p.Containers {
 			for _, id := range p.Containers[i].IDs {
@@ -54,7 +52,16 @@ func selectContainer(p *Pod, containerID, containerName string) int {
 			}
 		}
 	}
-	return noContainer
+	only := noContainer
+	for i := range p.Containers {
+		if c := &p.Containers[i]; !c.Init && !c.Sidecar {
+			if only != noContainer {
+				return noContainer
+			}
+			only = i
+		}
+	}
+	return only
 }
 
 func podIP(p *Pod, fam family) string {
@@ -105,6 +112,9 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 	if m[AttrPodUID] {
 		add(AttrPodUID, p.UID)
 	}
+	if m[AttrPodHostname] {
+		add(AttrPodHostname, p.Hostname)
+	}
 	if m[AttrPodStartTime] && !p.StartTime.IsZero() {
 		add(AttrPodStartTime, p.StartTime.UTC().Format(time.RFC3339))
 	}
@@ -141,9 +151,18 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 		if m[AttrImageTag] {
 			add(AttrImageTag, ctr.ImageTag)
 		}
+		if m[AttrImageTags] {
+			add(AttrImageTags, ctr.ImageTag)
+		}
 		if m[AttrContainerID] && len(ctr.IDs) > 0 {
 			add(AttrContainerID, ctr.IDs[0])
 		}
+		if m[AttrRepoDigests] {
+			add(AttrRepoDigests, ctr.RepoDigest)
+		}
+	}
+	if m[AttrClusterUID] {
+		add(AttrClusterUID, p.ClusterUID)
 	}
 	add(AttrClusterName, r.clusterName)
 	if r.otelAnnotations {
@@ -154,10 +173,10 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 		}
 	}
 	for _, fr := range r.labels {
-		fr.apply(p, add)
+		fr.apply(r, p, add)
 	}
 	for _, fr := range r.annotations {
-		fr.apply(p, add)
+		fr.apply(r, p, add)
 	}
 	if r.derive {
 		r.deriveService(p, ctr, add)
@@ -165,7 +184,7 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 	return out
 }
 
-func (fr *fieldRule) apply(p *Pod, add func(k, v string)) {
+func (fr *fieldRule) apply(r *rules, p *Pod, add func(k, v string)) {
 	var src map[string]string
 	switch {
 	case fr.from == fromPod && !fr.annotation:
@@ -176,6 +195,15 @@ func (fr *fieldRule) apply(p *Pod, add func(k, v string)) {
 		src = p.NamespaceLabels
 	case fr.from == fromNamespace:
 		src = p.NamespaceAnnotations
+	case fr.from == fromWorkload:
+		w := workload(p, fr.workload)
+		if w == nil {
+			return
+		}
+		src = w.Labels
+		if fr.annotation {
+			src = w.Annotations
+		}
 	case !fr.annotation:
 		src = p.NodeLabels
 	default:
@@ -185,13 +213,23 @@ func (fr *fieldRule) apply(p *Pod, add func(k, v string)) {
 	if fr.annotation {
 		kind = "annotation"
 	}
+	// The default names: k8s.<from>.label.<key> (v1), k8s.<from>.labels.<key>
+	// (v0; pod, namespace and node only, as in the processor).
+	addDefault := func(k, v string) {
+		if r.ext.conv.V1 || fr.from == fromWorkload {
+			add("k8s."+fr.fromName+"."+kind+"."+k, v)
+		}
+		if r.ext.conv.V0 && fr.from != fromWorkload {
+			add("k8s."+fr.fromName+"."+kind+"s."+k, v)
+		}
+	}
 	if fr.re == nil {
 		if v, ok := src[fr.key]; ok {
-			name := fr.tagName
-			if name == "" {
-				name = "k8s." + fr.fromName + "." + kind + "." + fr.key
+			if fr.tagName != "" {
+				add(fr.tagName, v)
+			} else {
+				addDefault(fr.key, v)
 			}
-			add(name, v)
 		}
 		return
 	}
@@ -200,11 +238,11 @@ func (fr *fieldRule) apply(p *Pod, add func(k, v string)) {
 		if match == nil {
 			continue
 		}
-		name := "k8s." + fr.fromName + "." + kind + "." + k
 		if fr.tagName != "" {
-			name = string(fr.re.ExpandString(nil, fr.tagName, k, match))
+			add(string(fr.re.ExpandString(nil, fr.tagName, k, match)), src[k])
+		} else {
+			addDefault(k, src[k])
 		}
-		add(name, src[k])
 	}
 }
 
@@ -234,7 +272,10 @@ func (r *rules) deriveService(p *Pod, ctr *Container, add func(k, v string)) {
 	}
 	ctrName, ctrTag := "", ""
 	if ctr != nil {
-		ctrName, ctrTag = ctr.Name, ctr.ImageTag
+		ctrName, ctrTag = ctr.Name, ctr.ImageVersion
+		if ctrTag == "" {
+			ctrTag = ctr.ImageTag
+		}
 	}
 	add(AttrServiceNS, first(ann(AttrServiceNS), p.Namespace))
 	add(AttrServiceName, first(ann(AttrServiceName),

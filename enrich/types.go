@@ -47,6 +47,8 @@ type Pod struct {
 	StartTime   time.Time
 	NodeName    string
 	HostNetwork bool
+	// Hostname is spec.hostname (k8s.pod.hostname); empty when unset.
+	Hostname    string
 	Labels      map[string]string
 	Annotations map[string]string
 
@@ -62,6 +64,9 @@ type Pod struct {
 	NodeLabels           map[string]string
 	NodeAnnotations      map[string]string
 	NodeUID              string
+	// ClusterUID is the UID of namespace kube-system, filled only when a
+	// rule asks for k8s.cluster.uid.
+	ClusterUID string
 }
 
 // WorkloadKind is the lower-case kind used in attribute names:
@@ -77,21 +82,38 @@ const (
 	CronJob     WorkloadKind = "cronjob"
 )
 
-// Workload is one owner of a pod. UID is empty unless it was looked up.
+// Workload is one owner of a pod. UID is empty unless it was looked up;
+// Labels and Annotations are filled only when a rule reads them.
 type Workload struct {
-	Kind WorkloadKind
-	Name string
-	UID  string
+	Kind        WorkloadKind
+	Name        string
+	UID         string
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
 // Container is one container of a pod (init containers included).
 type Container struct {
 	Name string
+	// Init is set for an init container, Sidecar for an init container
+	// that keeps running (restartPolicy: Always). Neither is a regular
+	// container: only regular containers count when deciding that a pod
+	// has one container.
+	Init, Sidecar bool
 	// ImageName and ImageTag are split from the spec's image reference
 	// (registry/repo:tag[@digest]); ImageTag defaults to "latest" when the
 	// reference has neither tag nor digest.
 	ImageName string
 	ImageTag  string
+	// ImageVersion is the version the reference pins: tag, tag@digest or
+	// digest (service.version).
+	ImageVersion string
+	// RepoDigest is the canonical repository digest the runtime reports
+	// (status imageID as repo@sha256:...), when it is one.
+	RepoDigest string
+	// RestartCount is the restart count of the current run: IDs[0] is that
+	// run's ID, IDs[1] (when present) the previous run's.
+	RestartCount int
 	// IDs are the container IDs of the status, without the runtime prefix
 	// ("containerd://"), current and previous restarts.
 	IDs []string

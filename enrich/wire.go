@@ -780,6 +780,9 @@ func (e *podEntry) encoded(k, v string) []byte {
 
 // encodeAttr encodes Resource.attributes field: KeyValue{key, AnyValue{string_value}}.
 func encodeAttr(k, v string) []byte {
+	if listKeys[k] {
+		return encodeListAttr(k, v)
+	}
 	anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(v))
 	kvLen := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(anyLen)
 	b := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(kvLen))
