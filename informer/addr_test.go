@@ -4,31 +4,25 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	k8stesting "k8s.io/client-go/testing"
-
 	"github.com/podstamp/podstamp/enrich"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-func testNodeObj() *corev1.Node {
-	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
-		Spec:       corev1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
-		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-			{Type: corev1.NodeInternalIP, Address: "192.168.1.10"},
-			{Type: corev1.NodeExternalIP, Address: "203.0.113.10"},
-			{Type: corev1.NodeHostName, Address: testNode},
+func testNodeObj() *kubetypes.Node {
+	return &kubetypes.Node{
+		ObjectMeta: kubetypes.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
+		Spec:       kubetypes.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
+		Status: kubetypes.NodeStatus{Addresses: []kubetypes.NodeAddress{
+			{Address: "192.168.1.10"}, // InternalIP
+			{Address: "203.0.113.10"}, // ExternalIP
+			{Address: testNode},       // Hostname
 		}},
 	}
 }
@@ -147,12 +141,12 @@ func TestNodeAddressNeverHeldBeforeSync(t *testing.T) {
 
 func TestWorkloadDerivation(t *testing.T) {
 	ctrl := true
-	ref := func(kind, name string) []metav1.OwnerReference {
-		return []metav1.OwnerReference{{Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: &ctrl}}
+	ref := func(kind, name string) []kubetypes.OwnerReference {
+		return []kubetypes.OwnerReference{{Kind: kind, Name: name, UID: "uid-" + name, Controller: &ctrl}}
 	}
 	cases := []struct {
 		name   string
-		owners []metav1.OwnerReference
+		owners []kubetypes.OwnerReference
 		labels map[string]string
 		want   []enrich.Workload
 	}{
@@ -172,7 +166,7 @@ func TestWorkloadDerivation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := podObjOf(mkPod(podSpec{name: "p", owners: tc.owners, labels: tc.labels}))
+			o := toPodObj(mkPod(podSpec{name: "p", owners: tc.owners, labels: tc.labels}))
 			if !equalWorkloads(o.pod.Workloads, tc.want) {
 				t.Fatalf("workloads %v, want %v", o.pod.Workloads, tc.want)
 			}
@@ -185,7 +179,7 @@ func equalWorkloads(a, b []enrich.Workload) bool {
 		return false
 	}
 	for i := range a {
-		if a[i] != b[i] {
+		if !reflect.DeepEqual(a[i], b[i]) {
 			return false
 		}
 	}
@@ -194,11 +188,10 @@ func equalWorkloads(a, b []enrich.Workload) bool {
 
 func TestPodConversion(t *testing.T) {
 	p := mkPod(podSpec{name: "conv", ips: []string{"10.0.0.1", "10.0.0.1", "fd00::1"}})
-	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
-	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "side", Image: "ghcr.io/x/side@sha256:abc"})
-	p.Status.ContainerStatuses[0].LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ContainerID: "cri-o://prev"}
-	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	o := podObjOf(p)
+	p.Spec.InitContainers = []kubetypes.Container{{Name: "init", Image: "busybox"}}
+	p.Spec.Containers = append(p.Spec.Containers, kubetypes.Container{Name: "side", Image: "ghcr.io/x/side@sha256:abc"})
+	p.Status.ContainerStatuses[0].LastTerminationState.Terminated = &kubetypes.ContainerStateTerminated{ContainerID: "cri-o://prev"}
+	o := toPodObj(p)
 	ep := o.pod
 	if len(ep.IPs) != 2 {
 		t.Errorf("IPs %v, want deduplicated 2", ep.IPs)
@@ -226,16 +219,16 @@ func TestPodConversion(t *testing.T) {
 }
 
 func TestMetadataLookups(t *testing.T) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"},
-		Annotations: map[string]string{"owner": "ops"}}}
-	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-5d8f", UID: "rs-uid",
-		OwnerReferences: []metav1.OwnerReference{{Kind: "Deployment", Name: "web", UID: "deploy-uid"}}}}
-	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "backup-42", UID: "job-uid",
-		OwnerReferences: []metav1.OwnerReference{{Kind: "CronJob", Name: "backup", UID: "cron-uid"}}}}
+	ns := namespaceObj(kubetypes.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"},
+		Annotations: map[string]string{"owner": "ops"}})
+	rs := replicaSetObj(kubetypes.ObjectMeta{Namespace: "default", Name: "web-5d8f", UID: "rs-uid",
+		OwnerReferences: []kubetypes.OwnerReference{{Kind: "Deployment", Name: "web", UID: "deploy-uid"}}})
+	job := jobObj(kubetypes.ObjectMeta{Namespace: "default", Name: "backup-42", UID: "job-uid",
+		OwnerReferences: []kubetypes.OwnerReference{{Kind: "CronJob", Name: "backup", UID: "cron-uid"}}})
 	web := mkPod(podSpec{name: "web-5d8f-x", ips: []string{"10.3.0.1"}, labels: map[string]string{"pod-template-hash": "5d8f"},
-		owners: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f", UID: "rs-uid"}}})
+		owners: []kubetypes.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f", UID: "rs-uid"}}})
 	bk := mkPod(podSpec{name: "backup-42-y", ips: []string{"10.3.0.2"},
-		owners: []metav1.OwnerReference{{Kind: "Job", Name: "backup-42", UID: "job-uid"}}})
+		owners: []kubetypes.OwnerReference{{Kind: "Job", Name: "backup-42", UID: "job-uid"}}})
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true}},
 		ns, rs, job, testNodeObj(), web, bk)
 	h.start()
@@ -260,7 +253,7 @@ func TestMetadataLookups(t *testing.T) {
 		t.Errorf("workloads %v, want %v", p, want)
 	}
 	// Without the flags, no GETs: the base pod is published as is.
-	if o := podObjOf(web); o.pod.NamespaceLabels != nil || o.pod.Workloads[0].UID != "" {
+	if o := toPodObj(web); o.pod.NamespaceLabels != nil || o.pod.Workloads[0].UID != "" {
 		t.Error("base pod carries metadata")
 	}
 }
@@ -268,7 +261,7 @@ func TestMetadataLookups(t *testing.T) {
 func TestMetadataFailureDoesNotBlock(t *testing.T) {
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}, HoldTimeout: 10 * time.Second})
 	var gets atomic.Int32
-	h.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+	h.api.Prepend("get", "namespaces", func(fakeCall) (bool, any, error) {
 		gets.Add(1)
 		return true, nil, errors.New("apiserver unavailable")
 	})
@@ -306,8 +299,8 @@ func TestMetadataFailureDoesNotBlock(t *testing.T) {
 	h.c.meta.mu.Lock()
 	clear(h.c.meta.fails) // as if the retry time passed
 	h.c.meta.mu.Unlock()
-	h.cs.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}, nil
+	h.api.Prepend("get", "namespaces", func(fakeCall) (bool, any, error) {
+		return true, &kubetypes.PartialObjectMetadata{ObjectMeta: kubetypes.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}, nil
 	})
 	h.c.republish(context.Background(), true)
 	for _, name := range []string{"p", "q"} {
@@ -341,9 +334,9 @@ func TestGatewayHeldBeforeNodeReadGetsNAT(t *testing.T) {
 func TestNodeReadForbiddenLoggedOnce(t *testing.T) {
 	h := newHarness(t, Config{MetadataTTL: time.Millisecond})
 	var gets atomic.Int32
-	h.cs.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+	h.api.Prepend("get", "nodes", func(fakeCall) (bool, any, error) {
 		gets.Add(1)
-		return true, nil, apierrors.NewForbidden(corev1.Resource("nodes"), testNode, errors.New("RBAC: no rule"))
+		return true, nil, forbiddenErr("nodes", testNode)
 	})
 	h.start()
 	h.c.meta.mu.Lock()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -134,22 +133,23 @@ func watchThen(end string, events ...string) http.HandlerFunc {
 
 func watchEvent(typ, obj string) string { return fmt.Sprintf(`{"type":%q,"object":%s}`, typ, obj) }
 
-// runOn runs a Cache on NewAPI against ts, with a short backoff, and
-// reports the events it applies.
-func runOn(t *testing.T, ts *httptest.Server) (*Cache, chan string, *syncBuffer) {
+// runOn runs a Cache on NewAPI against ts (changed by tweaks), with a short
+// backoff, and reports the events it applies.
+func runOn(t *testing.T, ts *httptest.Server, tweaks ...func(*restAPI)) (*Cache, chan string, *syncBuffer) {
 	t.Helper()
-	old := backoffInitial
-	backoffInitial = time.Millisecond
-	t.Cleanup(func() { backoffInitial = old })
 	api, err := NewAPI(&RESTConfig{Host: ts.URL})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tw := range tweaks {
+		tw(api.(*restAPI))
 	}
 	logs := &syncBuffer{}
 	c, err := New(api, Config{NodeName: testNode}, slog.New(slog.NewTextHandler(logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.lw.backoffInitial = time.Millisecond
 	events := make(chan string, 64)
 	c.afterEvent = func(kind string, o *podObj) { events <- kind + " " + o.Name + " " + o.ResourceVersion }
 	ctx, cancel := context.WithCancel(t.Context())
@@ -253,16 +253,13 @@ func TestWatchRelistsAfterRepeatedBreaks(t *testing.T) {
 // the watch with an error, counted and logged, and the pods are listed
 // again (resuming would meet the same event).
 func TestWatchEventTooLarge(t *testing.T) {
-	old := maxEventBytes
-	maxEventBytes = 4096
-	t.Cleanup(func() { maxEventBytes = old })
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5"), listOf("9"))
 	srv.add("watch", watchThen("hang",
 		watchEvent("ADDED", podJSON("a", "6", "10.9.1.1", 3000)), // under the cap
 		watchEvent("ADDED", podJSON("big", "7", "10.9.1.3", 8000)),
 		watchEvent("ADDED", podJSON("c", "8", "10.9.1.4", 0))))
-	c, events, logs := runOn(t, ts)
+	c, events, logs := runOn(t, ts, func(a *restAPI) { a.maxObject = 4096 })
 	expectEvents(t, events, "upsert a 6", "delete a 6")
 	srv.awaitRequest(t, "watch rv=9")
 	want := []string{"list rv=0", "watch rv=5", "list rv=6", "watch rv=9"}
@@ -280,9 +277,6 @@ func TestWatchEventTooLarge(t *testing.T) {
 // TestAnswerTooLarge: a list page larger than maxListBytes and an object
 // larger than maxEventBytes are errors that say so, not truncated reads.
 func TestAnswerTooLarge(t *testing.T) {
-	oldList, oldEvent := maxListBytes, maxEventBytes
-	maxListBytes, maxEventBytes = 8192, 2048
-	t.Cleanup(func() { maxListBytes, maxEventBytes = oldList, oldEvent })
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5", podJSON("a", "1", "10.9.1.1", 5000), podJSON("b", "2", "10.9.1.2", 5000)), listOf("5", podJSON("a", "1", "10.9.1.1", 5000)))
 	srv.add("get", func(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +287,7 @@ func TestAnswerTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	api.(*restAPI).maxList, api.(*restAPI).maxObject = 8192, 2048
 	if _, err := api.ListPods(t.Context(), ListOptions{}); err == nil || !strings.Contains(err.Error(), "larger than 8192 bytes") {
 		t.Errorf("list page over the cap: %v", err)
 	}
@@ -446,14 +441,12 @@ func (a *timedAPI) ListPods(ctx context.Context, o ListOptions) (*kubetypes.PodL
 // TestRetryAfterPacesRelists: a list refused with a wait the server asked
 // for is not tried again before that wait, however short the backoff.
 func TestRetryAfterPacesRelists(t *testing.T) {
-	old := backoffInitial
-	backoffInitial = time.Millisecond
-	t.Cleanup(func() { backoffInitial = old })
 	api := &timedAPI{scriptAPI: newScriptAPI(), listed: make(chan time.Time, 4)}
 	c, err := New(api, Config{NodeName: testNode}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.lw.backoffInitial = time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -496,7 +489,7 @@ func TestMetadataRetryAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := testingclock.NewFakeClock(time.Now())
+	fc := newFakeClock(time.Now())
 	c.clock = fc
 	if _, ok := c.lookup(t.Context(), kindNamespace, "", "team"); ok {
 		t.Fatal("refused read reported as read")

@@ -11,7 +11,6 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/utils/clock"
 
 	"github.com/podstamp/podstamp/enrich"
 )
@@ -21,7 +20,8 @@ type Cache struct {
 	cfg    Config
 	log    *slog.Logger
 	client API
-	clock  clock.WithTicker
+	clock  clock
+	lw     listWatchTiming
 	m      *metrics
 
 	started  atomic.Bool
@@ -87,7 +87,8 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		cfg:      cfg,
 		log:      log,
 		client:   client,
-		clock:    clock.RealClock{},
+		clock:    realClock{},
+		lw:       defaultListWatchTiming,
 		byUID:    map[string]*entry{},
 		byIP:     newIndex[netip.Addr](),
 		byName:   newIndex[string](),
@@ -126,7 +127,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
 	var wg sync.WaitGroup
-	wg.Go(func() { c.reflect(ctx) })
+	wg.Go(func() { c.listWatch(ctx) })
 	wg.Go(func() { c.metaLoop(ctx) })
 	wg.Go(func() { c.sweepLoop(ctx) })
 	wg.Wait()
@@ -210,9 +211,6 @@ func (c *Cache) onUpsert(obj any) {
 	if o == nil {
 		return
 	}
-	if o.pod.NodeName != c.cfg.NodeName {
-		return // the field selector keeps these out; a fake API server may not
-	}
 	pub, complete := c.publishNow(o) // never waits for the API server
 	c.mu.Lock()
 	e := &entry{obj: o, pod: pub, cls: classLive, key: o.Namespace + "/" + o.Name, incomplete: !complete}
@@ -242,9 +240,6 @@ func (c *Cache) onUpsert(obj any) {
 func (c *Cache) onDelete(obj any) {
 	o := podFromEvent(obj)
 	if o == nil {
-		return
-	}
-	if o.pod.NodeName != c.cfg.NodeName {
 		return
 	}
 	c.mu.Lock()

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/podstamp/podstamp/enrich"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // TestChurnNoWrongIdentity creates, finishes and deletes pods and reuses
@@ -111,7 +111,7 @@ func TestChurnNoWrongIdentity(t *testing.T) {
 	update := func(i, g int, label string) {
 		s := spec(i, g)
 		if finished[i][g] {
-			s.phase = corev1.PodSucceeded
+			s.phase = kubetypes.PodSucceeded
 		}
 		if label != "" {
 			s.labels = map[string]string{"round": label}

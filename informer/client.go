@@ -20,7 +20,7 @@ import (
 )
 
 // API is what the cache reads from the Kubernetes API server. NewAPI is the
-// implementation for a real API server; tests adapt a fake clientset.
+// implementation for a real API server; tests use an in-memory fake.
 //
 // A refusal of the server is a *StatusError: IsNotFound tells a missing
 // object (cached as absent), IsForbidden a denied read, IsGone a resource
@@ -160,6 +160,8 @@ type restAPI struct {
 	limiter   *rate.Limiter
 	// sleep waits out a Retry-After; tests shorten it.
 	sleep func(ctx context.Context, d time.Duration) error
+	// maxList and maxObject are maxListBytes and maxEventBytes.
+	maxList, maxObject int64
 }
 
 // Media types NewAPI sends and accepts. Pods and nodes are read as JSON.
@@ -182,9 +184,9 @@ const (
 )
 
 // Size caps of what the server sends: one list page, and one object (a GET
-// or one watch event). Larger answers are errors, not truncated. Variables
-// so that tests can lower them.
-var (
+// or one watch event). Larger answers are errors, not truncated. NewAPI
+// sets them on restAPI; tests lower them there.
+const (
 	maxListBytes  int64 = 256 << 20
 	maxEventBytes int64 = 16 << 20
 )
@@ -205,7 +207,8 @@ func NewAPI(cfg *RESTConfig) (API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("informer: %w", err)
 	}
-	a := &restAPI{base: base, client: &http.Client{Transport: rt}, userAgent: cfg.UserAgent, sleep: sleepCtx}
+	a := &restAPI{base: base, client: &http.Client{Transport: rt}, userAgent: cfg.UserAgent, sleep: sleepCtx,
+		maxList: maxListBytes, maxObject: maxEventBytes}
 	if a.userAgent == "" {
 		a.userAgent = "podstamp"
 	}
@@ -386,7 +389,7 @@ func (a *restAPI) ListPods(ctx context.Context, opts ListOptions) (*kubetypes.Po
 		defer cancel()
 	}
 	l := &kubetypes.PodList{}
-	if err := a.getJSON(ctx, "/api/v1/pods", opts.query(false), mediaJSON, l, maxListBytes); err != nil {
+	if err := a.getJSON(ctx, "/api/v1/pods", opts.query(false), mediaJSON, l, a.maxList); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -399,7 +402,7 @@ func (a *restAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, err
 		cancel()
 		return nil, err
 	}
-	w := &streamWatch{body: resp.Body, cancel: cancel, out: make(chan Event), stop: make(chan struct{}), maxEvent: maxEventBytes}
+	w := &streamWatch{body: resp.Body, cancel: cancel, out: make(chan Event), stop: make(chan struct{}), maxEvent: a.maxObject}
 	go w.loop()
 	return w, nil
 }
@@ -409,7 +412,7 @@ func (a *restAPI) GetNode(ctx context.Context, name string) (*kubetypes.Node, er
 		return nil, errors.New("informer: node name is required")
 	}
 	n := &kubetypes.Node{}
-	if err := a.getJSON(ctx, "/api/v1/nodes/"+url.PathEscape(name), nil, mediaJSON, n, maxEventBytes); err != nil {
+	if err := a.getJSON(ctx, "/api/v1/nodes/"+url.PathEscape(name), nil, mediaJSON, n, a.maxObject); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -440,7 +443,7 @@ func (a *restAPI) getMetadata(ctx context.Context, prefix, ns, resource, name st
 	}
 	p += "/" + resource + "/" + url.PathEscape(name)
 	m := &kubetypes.PartialObjectMetadata{}
-	if err := a.getJSON(ctx, p, nil, acceptMetadata, m, maxEventBytes); err != nil {
+	if err := a.getJSON(ctx, p, nil, acceptMetadata, m, a.maxObject); err != nil {
 		return nil, err
 	}
 	if m.UID == "" && m.Name == "" {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,34 +15,14 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/utils/ptr"
-
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-// srvCodecs encode what apiServer sends: the real core/v1 objects, as the
-// API server does, not the lean types the client decodes them into.
-var srvCodecs = func() serializer.CodecFactory {
-	s := runtime.NewScheme()
-	if err := corev1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := metav1.AddMetaToScheme(s); err != nil {
-		panic(err)
-	}
-	return serializer.NewCodecFactory(s)
-}()
-
 // apiServer is a minimal Kubernetes API server: pods of one node as a list
 // and as a watch stream, a node, and metadata of a namespace, a ReplicaSet
-// and a Job. It answers JSON, encoded from core/v1 objects, and records
+// and a Job. It answers JSON, as the server does (the shape of which
+// TestLeanPodFromJSON checks against what k8s.io/api encodes), and records
 // every request.
 type apiServer struct {
 	t      *testing.T
@@ -70,21 +51,12 @@ func (s *apiServer) lastRequest(path string) *http.Request {
 	return nil
 }
 
-func jsonSerializer(t *testing.T) runtime.SerializerInfo {
-	info, ok := runtime.SerializerInfoForMediaType(srvCodecs.SupportedMediaTypes(), mediaJSON)
-	if !ok {
-		t.Errorf("no serializer for %s", mediaJSON) // called from the server goroutine
-	}
-	return info
-}
-
-func (s *apiServer) write(w http.ResponseWriter, code int, obj runtime.Object) {
-	info := jsonSerializer(s.t)
-	b, err := runtime.Encode(srvCodecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion), obj)
+func (s *apiServer) write(w http.ResponseWriter, code int, obj any) {
+	b, err := json.Marshal(obj)
 	if err != nil {
 		s.t.Errorf("encoding %T: %v", obj, err)
 	}
-	w.Header().Set("Content-Type", info.MediaType)
+	w.Header().Set("Content-Type", mediaJSON)
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
 }
@@ -94,8 +66,9 @@ func (s *apiServer) writeJSON(w http.ResponseWriter, contentType, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
-func status(code int, reason metav1.StatusReason, msg string) *metav1.Status {
-	return &metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg}
+func status(code int, reason, msg string) *kubetypes.Status {
+	return &kubetypes.Status{TypeMeta: kubetypes.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: "Failure",
+		Code: int32(code), Reason: reason, Message: msg}
 }
 
 const metaContentType = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -111,24 +84,26 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.watchPods(w, r)
 			return
 		}
-		l := &corev1.PodList{ListMeta: metav1.ListMeta{ResourceVersion: "10"}, Items: []corev1.Pod{
-			*mkPod(podSpec{name: "a", ips: []string{"10.1.0.1", "fd00::1"}}),
-			*mkPod(podSpec{ns: "other", name: "b", ips: []string{"10.1.0.2"}, labels: map[string]string{"app": "b"}}),
-		}}
+		l := &kubetypes.PodList{TypeMeta: kubetypes.TypeMeta{Kind: "PodList", APIVersion: "v1"},
+			ListMeta: kubetypes.ListMeta{ResourceVersion: "10"}, Items: []kubetypes.Pod{
+				*mkPod(podSpec{name: "a", ips: []string{"10.1.0.1", "fd00::1"}}),
+				*mkPod(podSpec{ns: "other", name: "b", ips: []string{"10.1.0.2"}, labels: map[string]string{"app": "b"}}),
+			}}
 		s.write(w, http.StatusOK, l)
 	case "/api/v1/nodes/" + testNode:
-		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
-			Spec:   corev1.NodeSpec{PodCIDRs: []string{"10.1.0.0/24"}},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}}}
+		n := &kubetypes.Node{TypeMeta: kubetypes.TypeMeta{Kind: "Node", APIVersion: "v1"},
+			ObjectMeta: kubetypes.ObjectMeta{Name: testNode, UID: "node-uid", Labels: map[string]string{"zone": "z1"}},
+			Spec:       kubetypes.NodeSpec{PodCIDRs: []string{"10.1.0.0/24"}},
+			Status:     kubetypes.NodeStatus{Addresses: []kubetypes.NodeAddress{{Address: "192.0.2.1"}}}}
 		s.write(w, http.StatusOK, n)
 	case "/api/v1/nodes/secret":
-		s.write(w, http.StatusForbidden, status(http.StatusForbidden, metav1.StatusReasonForbidden,
+		s.write(w, http.StatusForbidden, status(http.StatusForbidden, kubetypes.StatusReasonForbidden,
 			`nodes "secret" is forbidden: User "podstamp" cannot get resource "nodes"`))
 	case "/api/v1/namespaces/team":
 		s.writeJSON(w, metaContentType, `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
 			"metadata":{"name":"team","uid":"ns-uid","labels":{"team":"blue"},"annotations":{"owner":"ops"}}}`)
 	case "/api/v1/namespaces/gone":
-		s.write(w, http.StatusNotFound, status(http.StatusNotFound, metav1.StatusReasonNotFound, `namespaces "gone" not found`))
+		s.write(w, http.StatusNotFound, status(http.StatusNotFound, kubetypes.StatusReasonNotFound, `namespaces "gone" not found`))
 	case "/apis/apps/v1/namespaces/team/replicasets/web-7c9d8f6b50":
 		if s.fullRS {
 			s.writeJSON(w, mediaJSON, `{"kind":"ReplicaSet","apiVersion":"apps/v1",
@@ -155,29 +130,29 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// watchPods streams three events and ends the watch.
+// watchPods streams three events and ends the watch: one JSON watch event
+// a line, as the server frames them.
 func (s *apiServer) watchPods(w http.ResponseWriter, r *http.Request) {
-	info := jsonSerializer(s.t)
-	embedded := srvCodecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
-	w.Header().Set("Content-Type", info.MediaType+";stream=watch")
+	w.Header().Set("Content-Type", mediaJSON+";stream=watch")
 	w.WriteHeader(http.StatusOK)
-	fw := info.StreamSerializer.Framer.NewFrameWriter(w)
 	a := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}})
 	a.ResourceVersion = "11"
-	b := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}, phase: corev1.PodSucceeded})
+	b := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}, phase: kubetypes.PodSucceeded})
 	b.ResourceVersion = "12"
-	c := b.DeepCopy()
+	c := clonePod(b)
 	c.ResourceVersion = "13"
+	enc := json.NewEncoder(w)
 	for _, ev := range []struct {
-		typ watch.EventType
-		pod *corev1.Pod
-	}{{watch.Added, a}, {watch.Modified, b}, {watch.Deleted, c}} {
-		raw, err := runtime.Encode(embedded, ev.pod)
+		typ string
+		pod *kubetypes.Pod
+	}{{kubetypes.Added, a}, {kubetypes.Modified, b}, {kubetypes.Deleted, c}} {
+		ev.pod.TypeMeta = kubetypes.TypeMeta{Kind: "Pod", APIVersion: "v1"}
+		raw, err := json.Marshal(ev.pod)
 		if err != nil {
 			s.t.Errorf("encoding pod: %v", err)
 			return
 		}
-		if err := info.StreamSerializer.Encode(&metav1.WatchEvent{Type: string(ev.typ), Object: runtime.RawExtension{Raw: raw}}, fw); err != nil {
+		if err := enc.Encode(kubetypes.WatchEvent{Type: ev.typ, Object: raw}); err != nil {
 			s.t.Errorf("encoding event: %v", err)
 			return
 		}
@@ -194,7 +169,7 @@ func TestNewAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	sel := fields.OneTermEqualSelector("spec.nodeName", testNode).String()
+	sel := "spec.nodeName=" + testNode
 
 	// List
 	l, err := api.ListPods(ctx, ListOptions{FieldSelector: sel, Limit: 500})
@@ -361,43 +336,15 @@ func TestNewAPIErrors(t *testing.T) {
 	check("job denied", err, IsForbidden, kubetypes.StatusReasonForbidden)
 }
 
-// fullCorePod is a core/v1 pod with every field the pod cache reads set
-// (init containers, last terminated containers, both address families,
-// owner, deletion), and others it does not read.
-func fullCorePod() *corev1.Pod {
-	p := mkPod(podSpec{ns: "team", name: "web-7c9d8f6b50-x2x4z", uid: "uid-web", ips: []string{"10.1.0.7", "fd00::7"},
-		start: t0.Add(4 * time.Second), hostNetwork: true,
-		labels: map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
-		owners: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b50", UID: "rs-uid", Controller: ptr.To(true)}}})
-	p.TypeMeta = metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}
-	p.ResourceVersion = "42"
-	p.CreationTimestamp = metav1.NewTime(t0)
-	p.DeletionTimestamp = &metav1.Time{Time: t0.Add(time.Hour)}
-	p.Annotations = map[string]string{"note": "x", lastApplied: `{"kind":"Pod"}`}
-	p.Spec.ServiceAccountName = "web"
-	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "registry.example/init:0.1", Command: []string{"sh"}}}
-	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123"})
-	p.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	p.Status.HostIP = "192.0.2.1"
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-	p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://init-1",
-		State:                corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "containerd://init-1"}},
-		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, ContainerID: "containerd://init-0"}}}}
-	p.Status.ContainerStatuses[0].Ready = true
-	p.Status.ContainerStatuses[0].LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: 137, ContainerID: "containerd://app-0"}}
-	p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{Name: "sidecar", ContainerID: "cri-o://sidecar-1",
-		Image: "registry.example/sidecar@sha256:0123"})
-	return p
-}
-
-// TestLeanPodFromJSON: a core/v1 pod as JSON (what the API server sends)
-// decodes into the lean pod with every field the pod
-// cache reads, the same pod the tests' adapter converts field by field, and
-// toPodObj makes of it what it stamps.
+// TestLeanPodFromJSON: a core/v1 pod as JSON (what the API server sends:
+// testdata/pod-full.json is what k8s.io/api encodes for a pod with every
+// field the pod cache reads set, and others it does not read; the e2e
+// module's TestInformerContractFiles keeps it so) decodes into the lean pod
+// with every field the pod cache reads, and toPodObj makes of it what it
+// stamps.
 func TestLeanPodFromJSON(t *testing.T) {
-	full := fullCorePod()
-	b, err := json.Marshal(full)
+	t.Parallel()
+	b, err := os.ReadFile("testdata/pod-full.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,13 +352,23 @@ func TestLeanPodFromJSON(t *testing.T) {
 	if err := json.Unmarshal(b, got); err != nil {
 		t.Fatal(err)
 	}
-	want := leanPod(full)
-	// Times decode in the local zone, to the second.
-	for _, tm := range []*kubetypes.Time{&want.CreationTimestamp, want.DeletionTimestamp, want.Status.StartTime} {
-		tm.Time = tm.Local().Truncate(time.Second)
-	}
+	// Times decode in the local zone.
+	at := func(d time.Duration) *kubetypes.Time { return &kubetypes.Time{Time: t0.Add(d).Local()} }
+	want := mkPod(podSpec{ns: "team", name: "web-7c9d8f6b50-x2x4z", uid: "uid-web", ips: []string{"10.1.0.7", "fd00::7"},
+		hostNetwork: true, labels: map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
+		owners: []kubetypes.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b50", UID: "rs-uid", Controller: new(true)}}})
+	want.TypeMeta = kubetypes.TypeMeta{Kind: "Pod", APIVersion: "v1"}
+	want.ResourceVersion = "42"
+	want.CreationTimestamp, want.DeletionTimestamp, want.Status.StartTime = *at(0), at(time.Hour), at(4*time.Second)
+	want.Annotations = map[string]string{"note": "x", lastApplied: `{"kind":"Pod"}`}
+	want.Spec.InitContainers = []kubetypes.Container{{Name: "init", Image: "registry.example/init:0.1"}}
+	want.Spec.Containers = append(want.Spec.Containers, kubetypes.Container{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123"})
+	want.Status.InitContainerStatuses = []kubetypes.ContainerStatus{{Name: "init", ContainerID: "containerd://init-1",
+		LastTerminationState: kubetypes.ContainerState{Terminated: &kubetypes.ContainerStateTerminated{ContainerID: "containerd://init-0"}}}}
+	want.Status.ContainerStatuses[0].LastTerminationState.Terminated = &kubetypes.ContainerStateTerminated{ContainerID: "containerd://app-0"}
+	want.Status.ContainerStatuses = append(want.Status.ContainerStatuses, kubetypes.ContainerStatus{Name: "sidecar", ContainerID: "cri-o://sidecar-1"})
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("decoded\n%#v\nwant (the adapter's conversion)\n%#v", got, want)
+		t.Errorf("decoded\n%#v\nwant\n%#v", got, want)
 	}
 
 	o := toPodObj(got)
@@ -438,12 +395,8 @@ func TestLeanPodFromJSON(t *testing.T) {
 	}
 
 	// A pod without status.podIPs (an old kubelet) is read by status.podIP.
-	b, err = json.Marshal(&corev1.Pod{TypeMeta: full.TypeMeta, Status: corev1.PodStatus{PodIP: "10.1.0.9"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	old := &kubetypes.Pod{}
-	if err := json.Unmarshal(b, old); err != nil {
+	if err := json.Unmarshal([]byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"creationTimestamp":null},"spec":{"containers":null},"status":{"podIP":"10.1.0.9"}}`), old); err != nil {
 		t.Fatal(err)
 	}
 	if ips := toPodObj(old).pod.IPs; !slices.Equal(ips, []netip.Addr{netip.MustParseAddr("10.1.0.9")}) {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes/fake"
-
 	"github.com/podstamp/podstamp/enrich"
 )
 
@@ -37,7 +35,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestRunTwiceAndStop(t *testing.T) {
-	c, err := New(FromClientset(fake.NewClientset()), Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
+	c, err := New(NewFakeAPI(), Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +66,7 @@ func TestInvalidPeerNotHeld(t *testing.T) {
 func TestLastAppliedConfigurationDropped(t *testing.T) {
 	p := mkPod(podSpec{name: "a"})
 	p.Annotations = map[string]string{lastApplied: strings.Repeat("x", 1000), "keep": "1"}
-	o := podObjOf(p)
+	o := toPodObj(p)
 	if _, ok := o.pod.Annotations[lastApplied]; ok || o.pod.Annotations["keep"] != "1" {
 		t.Fatalf("annotations %v", o.pod.Annotations)
 	}

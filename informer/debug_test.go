@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 func getJSON(t *testing.T, h http.Handler, url string, v any) int {
@@ -31,10 +30,10 @@ func getJSON(t *testing.T, h http.Handler, url string, v any) int {
 }
 
 func TestDebugHandler(t *testing.T) {
-	old := mkPod(podSpec{name: "old", ips: []string{"10.5.0.1"}, start: t0, phase: corev1.PodSucceeded})
+	old := mkPod(podSpec{name: "old", ips: []string{"10.5.0.1"}, start: t0, phase: kubetypes.PodSucceeded})
 	nw := mkPod(podSpec{name: "new", ips: []string{"10.5.0.1", "fd00::5:1"}, start: t0.Add(time.Minute),
 		labels: map[string]string{"pod-template-hash": "7f9"},
-		owners: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "new-7f9", UID: "rs"}}})
+		owners: []kubetypes.OwnerReference{{Kind: "ReplicaSet", Name: "new-7f9", UID: "rs"}}})
 	hn := mkPod(podSpec{name: "hn", hostNetwork: true, ips: []string{"192.168.1.10"}})
 	h := newHarness(t, Config{HoldTimeout: 30 * time.Millisecond, HoldNegativeTTL: time.Hour}, testNodeObj(), old, nw, hn)
 	h.start()
@@ -99,15 +98,13 @@ func TestDebugHandler(t *testing.T) {
 }
 
 func TestMetadataRefresh(t *testing.T) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}}}
+	ns := namespaceObj(kubetypes.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}})
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
 	h.start()
 	// Read off the watch loop, then published again.
 	awaitPod(t, h.c, "default", "p", func(p *enrich.Pod) bool { return p.NamespaceLabels["team"] == "a" })
-	ns.Labels = map[string]string{"team": "b"}
-	if _, err := h.cs.CoreV1().Namespaces().Update(context.Background(), ns, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns.meta.Labels = map[string]string{"team": "b"}
+	h.api.PutMeta(ns)
 	h.c.meta.lru.Purge() // as if MetadataTTL passed
 	h.c.republish(context.Background(), false)
 	if p := h.c.ByIP(netip.MustParseAddr("10.5.1.1")); p == nil || p.NamespaceLabels["team"] != "b" {

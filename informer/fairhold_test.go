@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podstamp/podstamp/enrich"
 )
@@ -51,7 +50,7 @@ func TestFairHoldCancelAttack(t *testing.T) {
 		negTTL  = time.Minute
 	)
 	h := newHarness(t, Config{HoldTimeout: timeout, HoldNegativeTTL: negTTL, HoldMaxBytes: budget})
-	clk := testingclock.NewFakeClock(t0)
+	clk := newFakeClock(t0)
 	h.c.clock = clk
 	h.start()
 	if h.c.cfg.HoldMaxPerPeerBytes != share || h.c.cfg.HoldMaxPerPeerRequests != DefaultHoldMaxPerPeerRequests {

@@ -98,7 +98,7 @@ func TestMetadataReadOffTheWatchLoop(t *testing.T) {
 	}
 	// The pod of the held request, in a namespace not read yet: its read
 	// hangs.
-	w.send(t, Event{Type: kubetypes.Added, Pod: leanPodOf(podSpec{ns: "slow", name: "a", ips: []string{"10.9.0.1"}})})
+	w.send(t, Event{Type: kubetypes.Added, Pod: mkPod(podSpec{ns: "slow", name: "a", ips: []string{"10.9.0.1"}})})
 	select {
 	case ns := <-api.asked:
 		if ns != "slow" {
@@ -117,7 +117,7 @@ func TestMetadataReadOffTheWatchLoop(t *testing.T) {
 	}
 	// Events of other pods are applied meanwhile.
 	for _, name := range []string{"b", "c"} {
-		w.send(t, Event{Type: kubetypes.Added, Pod: leanPodOf(podSpec{ns: "slow", name: name, ips: []string{"10.9.0.9"}})})
+		w.send(t, Event{Type: kubetypes.Added, Pod: mkPod(podSpec{ns: "slow", name: name, ips: []string{"10.9.0.9"}})})
 	}
 	want := []string{"upsert a", "upsert b", "upsert c"}
 	for _, wnt := range want {

@@ -9,13 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podstamp/podstamp/enrich"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 const testNode = "node-a"
@@ -28,13 +25,13 @@ type podSpec struct {
 	ips           []string
 	start         time.Time
 	hostNetwork   bool
-	phase         corev1.PodPhase
+	phase         kubetypes.PodPhase
 	node          string
-	owners        []metav1.OwnerReference
+	owners        []kubetypes.OwnerReference
 	labels        map[string]string
 }
 
-func mkPod(s podSpec) *corev1.Pod {
+func mkPod(s podSpec) *kubetypes.Pod {
 	if s.ns == "" {
 		s.ns = "default"
 	}
@@ -45,32 +42,32 @@ func mkPod(s podSpec) *corev1.Pod {
 		s.node = testNode
 	}
 	if s.phase == "" {
-		s.phase = corev1.PodRunning
+		s.phase = kubetypes.PodRunning
 	}
 	if s.start.IsZero() {
 		s.start = t0
 	}
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: s.name, UID: types.UID(s.uid),
-			OwnerReferences: s.owners, Labels: s.labels, CreationTimestamp: metav1.NewTime(s.start)},
-		Spec: corev1.PodSpec{NodeName: s.node, HostNetwork: s.hostNetwork,
-			Containers: []corev1.Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"}}},
-		Status: corev1.PodStatus{Phase: s.phase, StartTime: &metav1.Time{Time: s.start},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://cid-" + s.uid}}},
+	p := &kubetypes.Pod{
+		ObjectMeta: kubetypes.ObjectMeta{Namespace: s.ns, Name: s.name, UID: s.uid,
+			OwnerReferences: s.owners, Labels: s.labels, CreationTimestamp: kubetypes.Time{Time: s.start}},
+		Spec: kubetypes.PodSpec{NodeName: s.node, HostNetwork: s.hostNetwork,
+			Containers: []kubetypes.Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"}}},
+		Status: kubetypes.PodStatus{Phase: s.phase, StartTime: &kubetypes.Time{Time: s.start},
+			ContainerStatuses: []kubetypes.ContainerStatus{{Name: "app", ContainerID: "containerd://cid-" + s.uid}}},
 	}
 	for i, ip := range s.ips {
 		if i == 0 {
 			p.Status.PodIP = ip
 		}
-		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
+		p.Status.PodIPs = append(p.Status.PodIPs, kubetypes.PodIP{IP: ip})
 	}
 	return p
 }
 
-// harness runs a Cache against a fake clientset and reports every applied event.
+// harness runs a Cache against a FakeAPI and reports every applied event.
 type harness struct {
 	t      *testing.T
-	cs     *fake.Clientset
+	api    *FakeAPI
 	c      *Cache
 	reg    *prometheus.Registry
 	logs   *syncBuffer
@@ -97,9 +94,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
+// newHarness builds the harness's Cache on a FakeAPI holding objs (see
+// NewFakeAPI).
+func newHarness(t *testing.T, cfg Config, objs ...any) *harness {
 	t.Helper()
-	h := &harness{t: t, cs: fake.NewClientset(objs...), reg: prometheus.NewRegistry(), logs: &syncBuffer{},
+	h := &harness{t: t, api: NewFakeAPI(objs...), reg: prometheus.NewRegistry(), logs: &syncBuffer{},
 		events: make(chan string, 4096), held: make(chan netip.Addr, 4096)}
 	if cfg.NodeName == "" {
 		cfg.NodeName = testNode
@@ -108,7 +107,7 @@ func newHarness(t *testing.T, cfg Config, objs ...runtime.Object) *harness {
 		cfg.RouteLookup = podRoutes
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c, err := New(FromClientset(h.cs), cfg, log, h.reg)
+	c, err := New(h.api, cfg, log, h.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,23 +205,23 @@ func (h *harness) waitHeld(ip string) {
 	}
 }
 
-func (h *harness) create(p *corev1.Pod) {
+func (h *harness) create(p *kubetypes.Pod) {
 	h.t.Helper()
-	if _, err := h.cs.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+	if err := h.api.CreatePod(p); err != nil {
 		h.t.Fatal(err)
 	}
 }
 
-func (h *harness) update(p *corev1.Pod) {
+func (h *harness) update(p *kubetypes.Pod) {
 	h.t.Helper()
-	if _, err := h.cs.CoreV1().Pods(p.Namespace).Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+	if err := h.api.UpdatePod(p); err != nil {
 		h.t.Fatal(err)
 	}
 }
 
-func (h *harness) delete(p *corev1.Pod) {
+func (h *harness) delete(p *kubetypes.Pod) {
 	h.t.Helper()
-	if err := h.cs.CoreV1().Pods(p.Namespace).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+	if err := h.api.DeletePod(p.Namespace, p.Name); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -292,5 +291,3 @@ func podRoutes(ip netip.Addr) (Route, error) {
 	}
 	return Route{Interface: "veth-test", InterfaceAddrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}, nil
 }
-
-var podsGVR = corev1.SchemeGroupVersion.WithResource("pods")

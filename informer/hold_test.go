@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/podstamp/podstamp/enrich"
+
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 func TestHoldReleasedByPodEvent(t *testing.T) {
@@ -200,7 +200,7 @@ func TestCancelAfterPodAppearedNotNegative(t *testing.T) {
 	// Take the lock so that the pod's event and the cancel are both seen by
 	// the waiter only after the pod is indexed.
 	h.c.mu.Lock()
-	h.c.byIP.add(peer, &entry{obj: podObjOf(mkPod(podSpec{name: "p16", ips: []string{peer.String()}})), cls: classLive})
+	h.c.byIP.add(peer, &entry{obj: toPodObj(mkPod(podSpec{name: "p16", ips: []string{peer.String()}})), cls: classLive})
 	cancel()
 	h.c.mu.Unlock()
 	r := <-got
@@ -328,7 +328,7 @@ func TestFinishedPodOnlyOwnsOlderConnections(t *testing.T) {
 	h.create(job)
 	h.waitEvent("upsert", string(job.UID))
 	oldConn := time.Now()
-	spec.phase = corev1.PodSucceeded
+	spec.phase = kubetypes.PodSucceeded
 	h.update(mkPod(spec))
 	h.waitEvent("upsert", string(job.UID))
 

@@ -8,22 +8,22 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 )
 
 // testCA issues certificates for tests.
@@ -142,20 +142,23 @@ func connectProxy(t *testing.T) (*httptest.Server, func() []string) {
 // TestKubeconfigFieldsCovered: every field of client-go's kubeconfig types
 // has a decision in kubeconfigFields (used, ignored for a stated reason, or
 // refused), so a field client-go adds is noticed when it is upgraded.
+// testdata/kubeconfig-fields.json lists those fields (the e2e module's
+// TestInformerContractFiles keeps it equal to client-go's types).
 func TestKubeconfigFieldsCovered(t *testing.T) {
-	for what, typ := range map[string]reflect.Type{
-		"file":    reflect.TypeFor[clientcmdv1.Config](),
-		"cluster": reflect.TypeFor[clientcmdv1.Cluster](),
-		"user":    reflect.TypeFor[clientcmdv1.AuthInfo](),
-		"context": reflect.TypeFor[clientcmdv1.Context](),
-	} {
-		var names []string
-		for f := range typ.Fields() {
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			names = append(names, name)
+	t.Parallel()
+	b, err := os.ReadFile("testdata/kubeconfig-fields.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clientGo map[string][]string
+	if err := json.Unmarshal(b, &clientGo); err != nil {
+		t.Fatal(err)
+	}
+	if len(clientGo) != len(kubeconfigFields) {
+		t.Errorf("client-go's kubeconfig has parts %v, kubeconfigFields %d", slices.Sorted(maps.Keys(clientGo)), len(kubeconfigFields))
+	}
+	for what, names := range clientGo {
+		for _, name := range names {
 			if _, ok := kubeconfigFields[what][name]; !ok {
 				t.Errorf("%s field %q of client-go's kubeconfig has no decision in kubeconfigFields", what, name)
 			}

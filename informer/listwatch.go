@@ -34,20 +34,28 @@ const (
 	watchMinHealthy = time.Second
 )
 
-// Watches ask the server to end them after watchMinTimeout to twice that.
-// One that is still open watchSilence after that, with nothing received
-// since, is given up as a failure: the server or the path to it is gone
-// without a word (HTTP/2 pings catch a dead connection sooner). The first
-// backoff is backoffInitial. Variables so that tests can shorten them.
-var (
-	watchMinTimeout = 5 * time.Minute
-	watchSilence    = 30 * time.Second
-	backoffInitial  = 800 * time.Millisecond
-)
+// listWatchTiming are the timings of the loop. Watches ask the server to
+// end them after watchMinTimeout to twice that. One that is still open
+// watchSilence after that, with nothing received since, is given up as a
+// failure: the server or the path to it is gone without a word (HTTP/2 pings
+// catch a dead connection sooner). The first backoff is backoffInitial. New
+// sets defaultListWatchTiming; tests shorten it.
+type listWatchTiming struct {
+	watchMinTimeout time.Duration
+	watchSilence    time.Duration
+	backoffInitial  time.Duration
+}
 
-func (c *Cache) reflect(ctx context.Context) {
+var defaultListWatchTiming = listWatchTiming{
+	watchMinTimeout: 5 * time.Minute,
+	watchSilence:    30 * time.Second,
+	backoffInitial:  800 * time.Millisecond,
+}
+
+// listWatch runs the loop until ctx ends.
+func (c *Cache) listWatch(ctx context.Context) {
 	sel := "spec.nodeName=" + c.cfg.NodeName
-	bo := backoff{next: backoffInitial}
+	bo := backoff{initial: c.lw.backoffInitial, next: c.lw.backoffInitial}
 	rv := "0" // the first list may come from the API server's watch cache
 	for ctx.Err() == nil {
 		listed, err := c.listAll(ctx, sel, rv)
@@ -154,7 +162,7 @@ func (c *Cache) listAll(ctx context.Context, sel, rv string) (*kubetypes.PodList
 // included) came. The error is the watch's: it could not be opened, it
 // ended with an ERROR event, or it went silent.
 func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, error) {
-	timeout := watchMinTimeout + rand.N(watchMinTimeout)
+	timeout := c.lw.watchMinTimeout + rand.N(c.lw.watchMinTimeout)
 	w, err := c.client.WatchPods(ctx, ListOptions{
 		FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
 		TimeoutSeconds: int64(timeout / time.Second),
@@ -163,7 +171,7 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, err
 		return rv, 0, err
 	}
 	defer w.Stop()
-	silent := time.NewTimer(timeout + watchSilence)
+	silent := time.NewTimer(timeout + c.lw.watchSilence)
 	defer silent.Stop()
 	events := 0
 	for {
@@ -171,12 +179,12 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, err
 		case <-ctx.Done():
 			return rv, events, nil
 		case <-silent.C:
-			return rv, events, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", watchSilence, timeout)
+			return rv, events, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", c.lw.watchSilence, timeout)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return rv, events, nil
 			}
-			silent.Reset(timeout + watchSilence)
+			silent.Reset(timeout + c.lw.watchSilence)
 			switch ev.Type {
 			case kubetypes.Added, kubetypes.Modified:
 				c.onUpsert(ev.Pod)
@@ -227,13 +235,12 @@ func (c *Cache) markSynced() {
 	}
 }
 
-// backoff is an exponential delay with jitter, from backoffInitial to
-// backoffMax.
+// backoff is an exponential delay with jitter, from initial to backoffMax.
 type backoff struct {
-	next time.Duration
+	initial, next time.Duration
 }
 
-func (b *backoff) reset() { b.next = backoffInitial }
+func (b *backoff) reset() { b.next = b.initial }
 
 // wait sleeps for the next delay, or for atLeast (a wait the server asked
 // for) if that is longer; false if ctx ended first.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -114,8 +113,6 @@ func leanList(rv, cont string, pods ...*kubetypes.Pod) *kubetypes.PodList {
 	return l
 }
 
-func leanPodOf(s podSpec) *kubetypes.Pod { return leanPod(mkPod(s)) }
-
 // TestListWatchLoop drives the cache's list and watch through pages, a
 // bookmark, a watch the server ends, a watch that expired (410) and a
 // failed list, and checks what it asked for and what it did with the
@@ -145,9 +142,9 @@ func TestListWatchLoop(t *testing.T) {
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	a := leanPodOf(podSpec{name: "a", ips: []string{"10.7.0.1"}})
-	b := leanPodOf(podSpec{name: "b", ips: []string{"10.7.0.2"}})
-	cc := leanPodOf(podSpec{name: "c", ips: []string{"10.7.0.3"}})
+	a := mkPod(podSpec{name: "a", ips: []string{"10.7.0.1"}})
+	b := mkPod(podSpec{name: "b", ips: []string{"10.7.0.2"}})
+	cc := mkPod(podSpec{name: "c", ips: []string{"10.7.0.3"}})
 
 	// Two pages, then a watch from the list's resource version.
 	api.listQ <- listAnswer{l: leanList("5", "page2", a)}
@@ -249,7 +246,7 @@ func TestResolveAfterListWatch(t *testing.T) {
 	w := newChanWatch()
 	api.listQ <- listAnswer{l: leanList("1", "")}
 	api.watchQ <- watchAnswer{w: w}
-	w.send(t, Event{Type: kubetypes.Added, Pod: leanPodOf(podSpec{name: "x", ips: []string{"10.8.0.1"}})})
+	w.send(t, Event{Type: kubetypes.Added, Pod: mkPod(podSpec{name: "x", ips: []string{"10.8.0.1"}})})
 	select {
 	case <-applied:
 	case <-time.After(10 * time.Second):
@@ -263,15 +260,14 @@ func TestResolveAfterListWatch(t *testing.T) {
 // TestSilentWatchGivenUp: a watch that stays open past its timeout with
 // nothing received is given up as a failure and the pods are listed again.
 func TestSilentWatchGivenUp(t *testing.T) {
-	oldTimeout, oldSilence := watchMinTimeout, watchSilence
-	watchMinTimeout, watchSilence = time.Second, 100*time.Millisecond
-	t.Cleanup(func() { watchMinTimeout, watchSilence = oldTimeout, oldSilence })
-
+	t.Parallel()
 	api := newScriptAPI()
 	c, err := New(api, Config{NodeName: testNode}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	const minTimeout = 200 * time.Millisecond
+	c.lw.watchMinTimeout, c.lw.watchSilence = minTimeout, 100*time.Millisecond
 	upserts := make(chan string, 4)
 	c.afterEvent = func(kind string, o *podObj) { upserts <- kind + " " + o.Name }
 	ctx, cancel := context.WithCancel(t.Context())
@@ -282,7 +278,7 @@ func TestSilentWatchGivenUp(t *testing.T) {
 	api.listQ <- listAnswer{l: leanList("1", "")}
 	api.watchQ <- watchAnswer{w: newChanWatch()} // never says anything
 	// The relist (after the watch was given up) brings pod y.
-	api.listQ <- listAnswer{l: leanList("2", "", leanPodOf(podSpec{name: "y", ips: []string{"10.8.0.2"}}))}
+	api.listQ <- listAnswer{l: leanList("2", "", mkPod(podSpec{name: "y", ips: []string{"10.8.0.2"}}))}
 	api.watchQ <- watchAnswer{w: newChanWatch()}
 	select {
 	case got := <-upserts:
@@ -292,7 +288,7 @@ func TestSilentWatchGivenUp(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the silent watch was not given up")
 	}
-	if waited := time.Since(start); waited < time.Second {
+	if waited := time.Since(start); waited < minTimeout {
 		t.Errorf("watch given up after %v, before its timeout", waited)
 	}
 	if n := testutil.ToFloat64(c.m.watchErrors); n != 1 {
@@ -322,7 +318,7 @@ func TestMetadataExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := testingclock.NewFakeClock(time.Now())
+	fc := newFakeClock(time.Now())
 	c.clock = fc
 	c.meta = newMetaCache(time.Minute)
 	for range 2 {

@@ -2,8 +2,10 @@ package informer
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -63,7 +65,8 @@ func newMetaCache(ttl time.Duration) *metaCache {
 		panic(err) // only for a size below 1
 	}
 	return &metaCache{lru: l, ttl: ttl, fails: map[string]time.Time{},
-		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {}},
+		warn: map[metaKind]*rateLimit{kindNamespace: {}, kindNode: {}, kindReplicaSet: {}, kindJob: {},
+			kindDeployment: {}, kindStatefulSet: {}, kindDaemonSet: {}, kindCronJob: {}},
 		fill: make(chan struct{}, 1), passed: make(chan struct{})}
 }
 
@@ -75,7 +78,31 @@ const (
 	kindNode       metaKind = "node"
 	kindReplicaSet metaKind = "replicaset"
 	kindJob        metaKind = "job"
+	// Read only for rules that take labels or annotations from workloads.
+	kindDeployment  metaKind = "deployment"
+	kindStatefulSet metaKind = "statefulset"
+	kindDaemonSet   metaKind = "daemonset"
+	kindCronJob     metaKind = "cronjob"
 )
+
+// workloadResource is the API path prefix and resource of a workload kind
+// read for its labels and annotations.
+var workloadResource = map[metaKind][2]string{
+	kindDeployment:  {"/apis/apps/v1", "deployments"},
+	kindStatefulSet: {"/apis/apps/v1", "statefulsets"},
+	kindDaemonSet:   {"/apis/apps/v1", "daemonsets"},
+	kindCronJob:     {"/apis/batch/v1", "cronjobs"},
+}
+
+// metadataGetter is an API that can GET any object's metadata (the REST
+// client); other APIs have no workload labels or annotations to give.
+type metadataGetter interface {
+	getMetadata(ctx context.Context, prefix, ns, resource, name string) (*kubetypes.PartialObjectMetadata, error)
+}
+
+// clusterUIDNamespace is the namespace whose UID is k8s.cluster.uid (as in
+// the semantic conventions and the k8sattributes processor).
+const clusterUIDNamespace = "kube-system"
 
 // lookup returns the cached object, or GETs it. ok is false when it could not
 // be read: callers stamp without it. Failed GETs are retried at most every
@@ -185,13 +212,24 @@ func (c *Cache) get(ctx context.Context, kind metaKind, ns, name string) (metaVa
 			return metaVal{}, err
 		}
 		return ownedBy(o, "CronJob"), nil
+	case kindDeployment, kindStatefulSet, kindDaemonSet, kindCronJob:
+		g, ok := c.client.(metadataGetter)
+		if !ok {
+			return metaVal{}, fmt.Errorf("this API client cannot read %s metadata", kind)
+		}
+		r := workloadResource[kind]
+		o, err := g.getMetadata(ctx, r[0], ns, r[1], name)
+		if err != nil {
+			return metaVal{}, err
+		}
+		return metaVal{labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}, nil
 	}
 	return metaVal{}, nil
 }
 
 // ownedBy is the UID of a ReplicaSet or Job and its owner of ownerKind.
 func ownedBy(o *kubetypes.PartialObjectMetadata, ownerKind string) metaVal {
-	v := metaVal{uid: string(o.UID)}
+	v := metaVal{uid: string(o.UID), labels: o.Labels, annotations: o.Annotations}
 	for _, r := range o.OwnerReferences {
 		if r.Kind == ownerKind {
 			v.ownerName, v.ownerUID = r.Name, string(r.UID)
@@ -216,7 +254,7 @@ func gateway(cidr string) (netip.Addr, bool) {
 
 func (c *Cache) needsMeta() bool {
 	n := c.cfg.Needs
-	return n.NamespaceMetadata || n.NodeMetadata || n.WorkloadUIDs
+	return n.NamespaceMetadata || n.NodeMetadata || n.WorkloadUIDs || n.WorkloadMetadata || n.ClusterUID
 }
 
 // sweepFails forgets failed lookups whose retry time has passed.
@@ -300,7 +338,12 @@ func (c *Cache) publish(ctx context.Context, o *podObj, fetch bool) (pub *enrich
 		p.NodeLabels, p.NodeAnnotations, p.NodeUID = v.labels, v.annotations, v.uid
 		complete = complete && ok
 	}
-	if c.cfg.Needs.WorkloadUIDs && len(p.Workloads) > 0 {
+	if c.cfg.Needs.ClusterUID {
+		v, ok := look(kindNamespace, "", clusterUIDNamespace)
+		p.ClusterUID = v.uid
+		complete = complete && ok
+	}
+	if (c.cfg.Needs.WorkloadUIDs || c.cfg.Needs.WorkloadMetadata) && len(p.Workloads) > 0 {
 		ws := slices.Clone(p.Workloads)
 		var rs, job metaVal
 		if o.rsName != "" {
@@ -326,6 +369,24 @@ func (c *Cache) publish(ctx context.Context, o *podObj, fetch bool) (pub *enrich
 				}
 			default:
 				w.UID = o.ownerUIDs[w.Kind]
+			}
+			if !c.cfg.Needs.WorkloadMetadata {
+				continue
+			}
+			switch w.Kind {
+			case enrich.ReplicaSet:
+				w.Labels, w.Annotations = rs.labels, rs.annotations
+			case enrich.Job:
+				w.Labels, w.Annotations = job.labels, job.annotations
+			default:
+				v, ok := look(metaKind(w.Kind), p.Namespace, w.Name)
+				w.Labels, w.Annotations = v.labels, v.annotations
+				complete = complete && ok
+			}
+		}
+		if !c.cfg.Needs.WorkloadUIDs {
+			for i := range ws {
+				ws[i].UID = ""
 			}
 		}
 		p.Workloads = ws
@@ -420,5 +481,5 @@ func (c *Cache) republish(ctx context.Context, onlyIncomplete bool) {
 func samePod(a, b *enrich.Pod) bool {
 	return maps.Equal(a.NamespaceLabels, b.NamespaceLabels) && maps.Equal(a.NamespaceAnnotations, b.NamespaceAnnotations) &&
 		maps.Equal(a.NodeLabels, b.NodeLabels) && maps.Equal(a.NodeAnnotations, b.NodeAnnotations) &&
-		a.NodeUID == b.NodeUID && slices.Equal(a.Workloads, b.Workloads)
+		a.NodeUID == b.NodeUID && a.ClusterUID == b.ClusterUID && reflect.DeepEqual(a.Workloads, b.Workloads)
 }

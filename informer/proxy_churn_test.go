@@ -133,7 +133,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 		s.client.close() // a pod's client never sends after its pod is gone
 		s.client = nil
 		if finish && rng.IntN(2) == 0 {
-			p := s.pod.DeepCopy()
+			p := shallowCopy(s.pod) // the fake API copies what it stores
 			p.Status.Phase = []kubetypes.PodPhase{kubetypes.PodSucceeded, kubetypes.PodFailed}[rng.IntN(2)]
 			e.update(p)
 			finished = append(finished, p)
@@ -161,7 +161,7 @@ func testProxyChurn(t *testing.T, finish bool) {
 		switch op := rng.IntN(6); {
 		case op == 0 && len(live) > 0: // an update that changes nothing about the address
 			s := live[rng.IntN(len(live))]
-			s.pod = s.pod.DeepCopy()
+			s.pod = shallowCopy(s.pod)
 			s.pod.Labels = map[string]string{"round": fmt.Sprint(rounds)}
 			e.update(s.pod)
 			labelsChanged++
@@ -254,7 +254,9 @@ func newChurnEnv(t *testing.T, icfg informer.Config) *churnEnv {
 	// The proxy, wired as cmd/podstamp does.
 	cfg := proxy.DefaultConfig()
 	cfg.GRPCListen, cfg.HTTPListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Upstream = proxy.SameTarget(proxy.Target{Protocol: proxy.ProtocolGRPC, Endpoint: "http://" + ln.Addr().String(), Timeout: time.Minute})
+	for sig := range cfg.Upstream { // every signal to the one upstream
+		cfg.Upstream[sig] = proxy.Target{Protocol: proxy.ProtocolGRPC, Endpoint: "http://" + ln.Addr().String(), Timeout: time.Minute}
+	}
 	cfg.ShutdownTimeout = 10 * time.Second
 	p, err := proxy.New(cfg, proxy.Options{Enricher: stamper, Registerer: e.reg, Gatherer: e.reg,
 		Checks: []proxy.Check{{Name: "pod-cache", Check: e.cache.Ready}}})
@@ -445,6 +447,11 @@ func (e *churnEnv) check(t *testing.T) {
 	if results[string(enrich.ResultHoldHit)] == 0 {
 		t.Errorf("no request was held: the start-up race was not exercised")
 	}
+}
+
+func shallowCopy(p *kubetypes.Pod) *kubetypes.Pod {
+	c := *p
+	return &c
 }
 
 // churnPod is a running single-container pod of node-a on ip.

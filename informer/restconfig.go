@@ -115,21 +115,27 @@ func (c *RESTConfig) validate() error {
 // ErrNotInCluster is InClusterConfig's error outside a pod.
 var ErrNotInCluster = errors.New("not running in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set")
 
-// Where a pod finds its service account.
-var serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+// serviceAccountDir is where a pod finds its service account.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // InClusterConfig is the configuration of a pod: the API server from
 // KUBERNETES_SERVICE_HOST/PORT, the service account's token and CA.
 func InClusterConfig() (*RESTConfig, error) {
-	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	return inClusterConfig(os.Getenv, serviceAccountDir)
+}
+
+// inClusterConfig is InClusterConfig with the environment read by getenv
+// and the service account in saDir.
+func inClusterConfig(getenv func(string) string, saDir string) (*RESTConfig, error) {
+	host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
 	if host == "" || port == "" {
 		return nil, ErrNotInCluster
 	}
-	tokenFile := filepath.Join(serviceAccountDir, "token")
+	tokenFile := filepath.Join(saDir, "token")
 	if _, err := os.ReadFile(tokenFile); err != nil {
 		return nil, fmt.Errorf("service account token: %w", err)
 	}
-	ca, err := os.ReadFile(filepath.Join(serviceAccountDir, "ca.crt"))
+	ca, err := os.ReadFile(filepath.Join(saDir, "ca.crt"))
 	if err != nil {
 		return nil, fmt.Errorf("service account CA: %w", err)
 	}

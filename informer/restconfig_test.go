@@ -84,24 +84,20 @@ contexts: [{name: c, context: {cluster: k}}]`, "certificate-authority"},
 
 // TestInClusterConfig reads the service account of a pod.
 func TestInClusterConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	old := serviceAccountDir
-	serviceAccountDir = dir
-	t.Cleanup(func() { serviceAccountDir = old })
-
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "")
-	if _, err := InClusterConfig(); err != ErrNotInCluster {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	if _, err := inClusterConfig(getenv, dir); err != ErrNotInCluster {
 		t.Errorf("outside a pod: %v", err)
 	}
-	t.Setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
-	if _, err := InClusterConfig(); err == nil || !strings.Contains(err.Error(), "token") {
+	env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"] = "fd00::1", "443"
+	if _, err := inClusterConfig(getenv, dir); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("without a token: %v", err)
 	}
 	writeFile(t, dir, "token", "sa-token")
 	writeFile(t, dir, "ca.crt", "CA")
-	cfg, err := InClusterConfig()
+	cfg, err := inClusterConfig(getenv, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,18 +7,15 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/tools/cache"
-	testingclock "k8s.io/utils/clock/testing"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-// directClient is shared by caches that are never run: building a fake
-// clientset is slow and nothing is ever read from it.
-var directClient = FromClientset(fake.NewClientset())
+// directClient is shared by caches that are never run: nothing is ever
+// read from it.
+var directClient = NewFakeAPI()
 
 // newDirect returns a Cache whose handlers the test calls itself, with a fake clock.
-func newDirectB(b *testing.B) (*Cache, *testingclock.FakeClock) {
+func newDirectB(b *testing.B) (*Cache, *fakeClock) {
 	c, err := New(directClient, Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -26,13 +23,13 @@ func newDirectB(b *testing.B) (*Cache, *testingclock.FakeClock) {
 	return c, nil
 }
 
-func newDirect(t *testing.T, grace time.Duration) (*Cache, *testingclock.FakeClock) {
+func newDirect(t *testing.T, grace time.Duration) (*Cache, *fakeClock) {
 	t.Helper()
 	c, err := New(directClient, Config{NodeName: testNode, PodDeleteGrace: grace}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := testingclock.NewFakeClock(t0.Add(time.Hour))
+	clk := newFakeClock(t0.Add(time.Hour))
 	c.clock = clk
 	return c, clk
 }
@@ -47,7 +44,7 @@ func owner(c *Cache, ip string) string {
 // event is one informer event of the permutation test.
 type event struct {
 	pod  int    // index into the test's pods
-	kind string // add, finish, delete, tombstone
+	kind string // add, finish, delete, relist (a list that no longer has the pod)
 }
 
 // interleavings returns every merge of the per-pod event sequences that keeps
@@ -117,7 +114,7 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 		{name: "mid", start: t0.Add(time.Minute)},
 		{name: "new", start: t0.Add(2 * time.Minute)},
 	}
-	for _, delKind := range []string{"delete", "tombstone"} {
+	for _, delKind := range []string{"delete", "relist"} {
 		seqs := make([][]event, len(specs))
 		for i := range specs {
 			seqs[i] = []event{{i, "add"}, {i, "finish"}, {i, delKind}}
@@ -141,18 +138,20 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 				switch ev.kind {
 				case "add":
 					m.added = true
-					c.onUpsert(podObjOf(mkPod(s)))
+					c.onUpsert(toPodObj(mkPod(s)))
 				case "finish":
 					m.fin = true
-					s.phase = corev1.PodSucceeded
-					c.onUpsert(podObjOf(mkPod(s)))
+					s.phase = kubetypes.PodSucceeded
+					c.onUpsert(toPodObj(mkPod(s)))
 				case "delete":
 					m.gone = true
-					s.phase = corev1.PodSucceeded
-					c.onDelete(podObjOf(mkPod(s)))
-				case "tombstone":
+					s.phase = kubetypes.PodSucceeded
+					c.onDelete(toPodObj(mkPod(s)))
+				case "relist":
 					m.gone = true
-					c.onDelete(cache.DeletedFinalStateUnknown{Key: "default/" + s.name, Obj: podObjOf(mkPod(s))})
+					// A relist that no longer has the pod deletes it with
+					// what the cache last saw of it.
+					c.onDelete(c.byUID["uid-"+s.name].obj)
 				}
 				want := modelOwner(ms)
 				if got := owner(c, ip); got != want {
@@ -180,13 +179,13 @@ func TestIPReuseSameStartTimeLatestSeenWins(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.6"}}
 	b := podSpec{name: "b", ips: []string{"10.2.0.6"}}
-	c.onUpsert(podObjOf(mkPod(a)))
-	c.onUpsert(podObjOf(mkPod(b)))
+	c.onUpsert(toPodObj(mkPod(a)))
+	c.onUpsert(toPodObj(mkPod(b)))
 	if got := owner(c, "10.2.0.6"); got != "b" {
 		t.Fatalf("owner %q, want b (same start time, seen later)", got)
 	}
 	// An update of a does not take the address back.
-	c.onUpsert(podObjOf(mkPod(a)))
+	c.onUpsert(toPodObj(mkPod(a)))
 	if got := owner(c, "10.2.0.6"); got != "b" {
 		t.Fatalf("after update of a: owner %q, want b", got)
 	}
@@ -197,8 +196,8 @@ func TestDeleteChecksUID(t *testing.T) {
 	// A StatefulSet pod recreated with the same name and address, new UID.
 	old := podSpec{name: "web-0", uid: "u1", ips: []string{"10.2.0.7"}, start: t0}
 	nw := podSpec{name: "web-0", uid: "u2", ips: []string{"10.2.0.7"}, start: t0.Add(time.Minute)}
-	c.onUpsert(podObjOf(mkPod(nw)))
-	c.onDelete(podObjOf(mkPod(old))) // late delete of the old incarnation
+	c.onUpsert(toPodObj(mkPod(nw)))
+	c.onDelete(toPodObj(mkPod(old))) // late delete of the old incarnation
 	if p := c.ByIP(netip.MustParseAddr("10.2.0.7")); p == nil || p.UID != "u2" {
 		t.Fatalf("ByIP = %v, want u2", p)
 	}
@@ -213,8 +212,8 @@ func TestDeleteChecksUID(t *testing.T) {
 func TestDeletedPodGrace(t *testing.T) {
 	c, clk := newDirect(t, 2*time.Minute)
 	a := podSpec{name: "a", ips: []string{"10.2.0.8"}}
-	c.onUpsert(podObjOf(mkPod(a)))
-	c.onDelete(podObjOf(mkPod(a)))
+	c.onUpsert(toPodObj(mkPod(a)))
+	c.onDelete(toPodObj(mkPod(a)))
 	if got := owner(c, "10.2.0.8"); got != "a" {
 		t.Fatalf("within grace: owner %q, want a", got)
 	}
@@ -223,12 +222,12 @@ func TestDeletedPodGrace(t *testing.T) {
 	}
 	// A new pod with the address shadows the deleted one at once.
 	b := podSpec{name: "b", ips: []string{"10.2.0.8"}, start: t0.Add(-time.Hour)} // even with an older start time
-	c.onUpsert(podObjOf(mkPod(b)))
+	c.onUpsert(toPodObj(mkPod(b)))
 	if got := owner(c, "10.2.0.8"); got != "b" {
 		t.Fatalf("live pod must win over a deleted one: owner %q", got)
 	}
 	clk.Step(time.Minute)
-	c.onDelete(podObjOf(mkPod(b)))
+	c.onDelete(toPodObj(mkPod(b)))
 	// b deleted later than a: both in grace; the newer start time (a) wins.
 	if got := owner(c, "10.2.0.8"); got != "a" {
 		t.Fatalf("both deleted: owner %q, want a", got)
@@ -249,10 +248,10 @@ func TestDeletedPodGrace(t *testing.T) {
 
 func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
-	done := podSpec{name: "job", ips: []string{"10.2.0.9"}, start: t0.Add(time.Hour), phase: corev1.PodFailed}
-	c.onUpsert(podObjOf(mkPod(done)))
+	done := podSpec{name: "job", ips: []string{"10.2.0.9"}, start: t0.Add(time.Hour), phase: kubetypes.PodFailed}
+	c.onUpsert(toPodObj(mkPod(done)))
 	older := podSpec{name: "svc", ips: []string{"10.2.0.9"}, start: t0}
-	c.onUpsert(podObjOf(mkPod(older)))
+	c.onUpsert(toPodObj(mkPod(older)))
 	if got := owner(c, "10.2.0.9"); got != "svc" {
 		t.Fatalf("owner %q, want svc (holder finished)", got)
 	}
@@ -261,9 +260,9 @@ func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
 func TestUpdateReleasesAddress(t *testing.T) {
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.10"}}
-	c.onUpsert(podObjOf(mkPod(a)))
+	c.onUpsert(toPodObj(mkPod(a)))
 	a.ips = nil
-	c.onUpsert(podObjOf(mkPod(a)))
+	c.onUpsert(toPodObj(mkPod(a)))
 	if got := owner(c, "10.2.0.10"); got != "" {
 		t.Fatalf("owner %q after the pod lost the address", got)
 	}
@@ -272,10 +271,22 @@ func TestUpdateReleasesAddress(t *testing.T) {
 	}
 }
 
+// TestOtherNodesIgnored: the cache lists and watches with the field
+// selector of its node, so the pods of other nodes never reach it, listed
+// or created later.
 func TestOtherNodesIgnored(t *testing.T) {
-	c, _ := newDirect(t, time.Hour)
-	c.onUpsert(podObjOf(mkPod(podSpec{name: "elsewhere", node: "node-b", ips: []string{"10.2.0.11"}})))
-	if got := owner(c, "10.2.0.11"); got != "" {
-		t.Fatalf("pod of another node indexed: %q", got)
+	t.Parallel()
+	h := newHarness(t, Config{}, mkPod(podSpec{name: "elsewhere", node: "node-b", ips: []string{"10.2.0.11"}}))
+	h.start()
+	h.create(mkPod(podSpec{name: "later", node: "node-b", ips: []string{"10.2.0.12"}}))
+	h.create(mkPod(podSpec{name: "here", ips: []string{"10.2.0.13"}}))
+	h.waitEvent("upsert", "uid-here")
+	for _, ip := range []string{"10.2.0.11", "10.2.0.12"} {
+		if got := owner(h.c, ip); got != "" {
+			t.Fatalf("pod of another node indexed: %q", got)
+		}
+	}
+	if n := h.c.podCount(); n != 1 {
+		t.Errorf("%d pods cached, want 1", n)
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	testingclock "k8s.io/utils/clock/testing"
-
 	"github.com/podstamp/podstamp/enrich"
 )
 
@@ -215,7 +213,7 @@ func TestKernelRoute(t *testing.T) {
 	// The routing rule itself, with 127.0.0.1 standing for the node address.
 	c, _ := newDirect(t, time.Minute)
 	c.cfg.RouteLookup = kernelRoute
-	c.clock = testingclock.NewFakeClock(time.Now())
+	c.clock = newFakeClock(time.Now())
 	nodeIPs := map[netip.Addr]bool{netip.MustParseAddr("127.0.0.1"): true}
 	if local, why := c.routeLocal(netip.MustParseAddr("127.0.0.2"), nodeIPs); !local {
 		t.Errorf("127.0.0.2: not local (%s)", why)

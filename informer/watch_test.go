@@ -9,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
-	k8stesting "k8s.io/client-go/testing"
-
 	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
 // TestWatchBreaksAndResumes: the first watch is one the test controls and
@@ -27,9 +23,9 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 
 	var mu sync.Mutex
 	calls := 0
-	first := watch.NewFake()
+	first := newChanWatch()
 	failed := make(chan struct{})
-	h.cs.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+	h.api.Prepend("watch", "pods", func(fakeCall) (bool, any, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -42,35 +38,22 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 		}
 		return false, nil, nil // the fake's own watch from now on
 	})
-	var fieldSel string
-	h.cs.PrependReactor("list", "pods", func(act k8stesting.Action) (bool, runtime.Object, error) {
-		mu.Lock()
-		fieldSel = act.(k8stesting.ListAction).GetListRestrictions().Fields.String()
-		mu.Unlock()
-		return false, nil, nil
-	})
 	h.start()
-	mu.Lock()
-	if fieldSel != "spec.nodeName="+testNode {
-		t.Errorf("list field selector %q", fieldSel)
+	if lists := h.api.Calls("list", "pods"); len(lists) == 0 || lists[0].Opts.FieldSelector != "spec.nodeName="+testNode {
+		t.Errorf("lists %+v", lists)
 	}
-	mu.Unlock()
 
 	// The controlled watch delivers one event, then the connection breaks.
 	b := mkPod(podSpec{name: "b", ips: []string{"10.4.0.2"}})
-	first.Add(b)
+	first.send(t, Event{Type: kubetypes.Added, Pod: b})
 	h.waitEvent("upsert", "uid-b")
-	first.Stop()
+	close(first.ch)
 	<-failed
 
 	// Meanwhile (no watch open): a is deleted, c is created. Nobody is told.
 	ctx := context.Background()
-	if err := h.cs.Tracker().Delete(podsGVR, "default", "a", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.cs.Tracker().Add(mkPod(podSpec{name: "c", ips: []string{"10.4.0.3"}})); err != nil {
-		t.Fatal(err)
-	}
+	h.delete(mkPod(podSpec{name: "a"}))
+	h.create(mkPod(podSpec{name: "c", ips: []string{"10.4.0.3"}}))
 	// The cache keeps serving what it has while the watch is down.
 	if p, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.4.0.2")}, 1); p == nil || res != enrich.ResultHit {
 		t.Fatalf("during the outage: %v %v", p, res)
@@ -81,7 +64,7 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 	if r := <-got; r.res != string(enrich.ResultHoldHit) && r.res != string(enrich.ResultHit) || r.pod != "default/c" {
 		t.Fatalf("c after relist: %+v", r)
 	}
-	// The missed delete of a arrives as a tombstone: a is deleted (in grace).
+	// The relist no longer has a: a is deleted (in grace).
 	h.waitEvent("delete", "uid-a")
 	h.c.mu.RLock()
 	ea := h.c.byUID["uid-a"]

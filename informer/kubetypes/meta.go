@@ -53,9 +53,6 @@ type Time struct {
 	time.Time
 }
 
-// NewTime wraps t.
-func NewTime(t time.Time) Time { return Time{t} }
-
 // IsZero reports whether the time is unset (also for a nil *Time).
 func (t *Time) IsZero() bool { return t == nil || t.Time.IsZero() }
 

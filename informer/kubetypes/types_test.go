@@ -3,14 +3,11 @@ package kubetypes
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // Times in the local zone, as Time decodes them.
@@ -22,9 +19,9 @@ var (
 
 func tp(t time.Time) *Time { return &Time{t} }
 
-func mtp(t time.Time) *metav1.Time { return &metav1.Time{Time: t} }
+func ptrTo[T any](v T) *T { return &v }
 
-// fullMeta is fullCoreMeta as ObjectMeta.
+// fullMeta is the metadata of testdata/pod.json.
 func fullMeta() ObjectMeta {
 	return ObjectMeta{
 		Name: "web-7c9d8f6b50-x2x4z", Namespace: "team", UID: "pod-uid", ResourceVersion: "42",
@@ -32,95 +29,38 @@ func fullMeta() ObjectMeta {
 		Labels:      map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
 		Annotations: map[string]string{"note": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
 		OwnerReferences: []OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b50",
-			UID: "rs-uid", Controller: ptr.To(true)}},
+			UID: "rs-uid", Controller: ptrTo(true)}},
 	}
 }
 
-func fullCoreMeta() metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name: "web-7c9d8f6b50-x2x4z", Namespace: "team", UID: "pod-uid", ResourceVersion: "42",
-		CreationTimestamp: metav1.NewTime(created), DeletionTimestamp: mtp(deleted), DeletionGracePeriodSeconds: ptr.To[int64](30),
-		Labels:      map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
-		Annotations: map[string]string{"note": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
-		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b50",
-			UID: "rs-uid", Controller: ptr.To(true)}},
-		Finalizers: []string{"example.com/f"},
-	}
-}
-
-// fullCorePod is a core/v1 Pod with every field Pod has set, each to a
-// distinct value, and many that Pod does not have.
-func fullCorePod() *corev1.Pod {
-	return &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
-		ObjectMeta: fullCoreMeta(),
-		Spec: corev1.PodSpec{
-			NodeName: "node-a", HostNetwork: true, ServiceAccountName: "web", RestartPolicy: corev1.RestartPolicyAlways,
-			InitContainers: []corev1.Container{{Name: "init", Image: "registry.example/init:0.1",
-				Command: []string{"sh"}, Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}},
-			Containers: []corev1.Container{
-				{Name: "app", Image: "registry.example:5000/team/app:1.2", Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}},
-				{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123"},
-			},
-			Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
-		},
-		Status: corev1.PodStatus{
-			Phase: corev1.PodRunning, PodIP: "10.1.0.7", HostIP: "192.0.2.1",
-			PodIPs:     []corev1.PodIP{{IP: "10.1.0.7"}, {IP: "fd00::7"}},
-			StartTime:  mtp(started),
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-			InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://init-1", Image: "registry.example/init:0.1",
-				State:                corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, ContainerID: "containerd://init-1"}},
-				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, ContainerID: "containerd://init-0"}}}},
-			ContainerStatuses: []corev1.ContainerStatus{
-				{Name: "app", ContainerID: "containerd://app-2", Ready: true, RestartCount: 1,
-					State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
-					LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, ContainerID: "containerd://app-1"}}},
-				{Name: "sidecar", ContainerID: "cri-o://sidecar-1",
-					LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ContainerID: "cri-o://sidecar-0"}}},
-			},
-		},
-	}
-}
-
-// fullPod is fullCorePod as a Pod, field by field.
+// fullPod is testdata/pod.json as a Pod, field by field.
 func fullPod() *Pod {
 	return &Pod{
 		TypeMeta:   TypeMeta{Kind: "Pod", APIVersion: "v1"},
 		ObjectMeta: fullMeta(),
 		Spec: PodSpec{
-			NodeName: "node-a", HostNetwork: true,
-			InitContainers: []Container{{Name: "init", Image: "registry.example/init:0.1"}},
-			Containers: []Container{{Name: "app", Image: "registry.example:5000/team/app:1.2"},
-				{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123"}},
+			NodeName: "node-a", HostNetwork: true, Hostname: "web-host",
+			InitContainers: []Container{{Name: "init", Image: "registry.example/init:0.1", RestartPolicy: "Always"}},
+			Containers: []Container{{Name: "app", Image: "registry.example:5000/team/app:1.2", RestartPolicy: "Never"},
+				{Name: "sidecar", Image: "registry.example/sidecar@sha256:0123", RestartPolicy: "Always"}},
 		},
 		Status: PodStatus{
 			Phase: PodRunning, PodIP: "10.1.0.7", PodIPs: []PodIP{{IP: "10.1.0.7"}, {IP: "fd00::7"}}, StartTime: tp(started),
 			InitContainerStatuses: []ContainerStatus{{Name: "init", ContainerID: "containerd://init-1",
+				ImageID: "registry.example/init@sha256:" + strings.Repeat("1", 64), RestartCount: 2,
 				LastTerminationState: ContainerState{Terminated: &ContainerStateTerminated{ContainerID: "containerd://init-0"}}}},
 			ContainerStatuses: []ContainerStatus{
-				{Name: "app", ContainerID: "containerd://app-2",
+				{Name: "app", ContainerID: "containerd://app-2", RestartCount: 1,
+					ImageID:              "registry.example:5000/team/app@sha256:" + strings.Repeat("2", 64),
 					LastTerminationState: ContainerState{Terminated: &ContainerStateTerminated{ContainerID: "containerd://app-1"}}},
-				{Name: "sidecar", ContainerID: "cri-o://sidecar-1",
+				{Name: "sidecar", ContainerID: "cri-o://sidecar-1", ImageID: "sha256:" + strings.Repeat("3", 64), RestartCount: 3,
 					LastTerminationState: ContainerState{Terminated: &ContainerStateTerminated{ContainerID: "cri-o://sidecar-0"}}},
 			},
 		},
 	}
 }
 
-func fullCoreNode() *corev1.Node {
-	return &corev1.Node{
-		TypeMeta:   metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "node-uid", Labels: map[string]string{"zone": "z1"}, Annotations: map[string]string{"a": "b"}},
-		Spec:       corev1.NodeSpec{PodCIDR: "10.1.0.0/24", PodCIDRs: []string{"10.1.0.0/24", "fd00:1::/64"}, ProviderID: "p://1"},
-		Status: corev1.NodeStatus{
-			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}, {Type: corev1.NodeHostName, Address: "node-a"}},
-			Capacity:  corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
-		},
-	}
-}
-
+// fullNode is testdata/node.json as a Node.
 func fullNode() *Node {
 	return &Node{
 		TypeMeta:   TypeMeta{Kind: "Node", APIVersion: "v1"},
@@ -130,6 +70,7 @@ func fullNode() *Node {
 	}
 }
 
+// fullPodList is testdata/podlist.json as a PodList.
 func fullPodList() *PodList {
 	other := fullPod()
 	other.Name, other.UID, other.Status.Phase = "other", "other-uid", PodSucceeded
@@ -164,10 +105,13 @@ func populated(t *testing.T, v reflect.Value, path string) {
 }
 
 // TestJSONFromCoreV1: what the API server sends for a core/v1 Pod, PodList
-// or Node (client-go's types, encoded as the server does) decodes into these
-// types with every field set, so a JSON name that is not the Kubernetes
-// API's cannot go unnoticed.
+// or Node decodes into these types with every field set, so a JSON name
+// that is not the Kubernetes API's cannot go unnoticed. The files in
+// testdata are what k8s.io/api encodes for objects with every field of
+// these types set and many others (the e2e module's
+// TestInformerContractFiles keeps them so).
 func TestJSONFromCoreV1(t *testing.T) {
+	t.Parallel()
 	for _, want := range []any{fullPod(), fullPodList()} {
 		populated(t, reflect.ValueOf(want), reflect.TypeOf(want).Elem().Name())
 	}
@@ -177,22 +121,16 @@ func TestJSONFromCoreV1(t *testing.T) {
 		populated(t, node.FieldByName(f), "Node."+f)
 	}
 
-	corePods := &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: "50", Continue: "next"}}
-	other := fullCorePod()
-	other.Name, other.UID, other.Status.Phase = "other", "other-uid", corev1.PodSucceeded
-	corePods.Items = []corev1.Pod{*fullCorePod(), *other}
-
 	for _, tc := range []struct {
-		core any
+		file string
 		got  any
 		want any
 	}{
-		{fullCorePod(), &Pod{}, fullPod()},
-		{fullCoreNode(), &Node{}, fullNode()},
-		{corePods, &PodList{}, fullPodList()},
+		{"testdata/pod.json", &Pod{}, fullPod()},
+		{"testdata/node.json", &Node{}, fullNode()},
+		{"testdata/podlist.json", &PodList{}, fullPodList()},
 	} {
-		b, err := json.Marshal(tc.core)
+		b, err := os.ReadFile(tc.file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +138,7 @@ func TestJSONFromCoreV1(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(tc.got, tc.want) {
-			t.Errorf("%T from JSON\n%#v\nwant\n%#v", tc.want, tc.got, tc.want)
+			t.Errorf("%T from %s\n%#v\nwant\n%#v", tc.want, tc.file, tc.got, tc.want)
 		}
 	}
 }
@@ -208,6 +146,7 @@ func TestJSONFromCoreV1(t *testing.T) {
 // TestTimeJSON: timestamps read as the API writes them (RFC 3339, with or
 // without fractions), null and "" as the zero time, and write back in UTC.
 func TestTimeJSON(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]time.Time{
 		`"2026-01-02T03:04:05Z"`:        time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		`"2026-01-02T04:04:05+01:00"`:   time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
