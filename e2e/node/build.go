@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -48,8 +49,8 @@ var kubernetesRequire = regexp.MustCompile(`(?m)^\s*(?:require\s+)?k8s\.io/kuber
 
 // KubeBinaries returns the cached binary of every command in KubeCommands,
 // building those that are missing in one `go build` (several minutes cold;
-// concurrent callers wait for one build). kube-apiserver is the same cached
-// file the e2e suite uses.
+// concurrent callers wait for one build) into <cache>/kubernetes-<version>/,
+// with the version stamped in as Kubernetes' release builds do.
 func KubeBinaries(ctx context.Context, logf func(string, ...any)) (map[string]string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -69,11 +70,15 @@ func KubeBinaries(ctx context.Context, logf func(string, ...any)) (map[string]st
 	if err != nil {
 		return nil, err
 	}
+	// Built with the version stamps of Kubernetes' own release builds
+	// (hack/lib/version.sh): without them the API server reports
+	// v0.0.0-master, which Helm's .Capabilities.KubeVersion cannot compare.
+	dir := filepath.Join(cache, "kubernetes-"+version)
 	paths := map[string]string{}
 	missing := func() []string {
 		var out []string
 		for _, c := range KubeCommands {
-			p := filepath.Join(cache, c+"-"+version)
+			p := filepath.Join(dir, c)
 			paths[c] = p
 			if !usable(p) {
 				out = append(out, c)
@@ -84,7 +89,7 @@ func KubeBinaries(ctx context.Context, logf func(string, ...any)) (map[string]st
 	if len(missing()) == 0 {
 		return paths, nil
 	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	// The e2e suite's build of kube-apiserver takes the same lock.
@@ -106,11 +111,11 @@ func KubeBinaries(ctx context.Context, logf func(string, ...any)) (map[string]st
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	args := []string{"build", "-trimpath", "-o", tmp + string(filepath.Separator)}
+	args := []string{"build", "-trimpath", "-ldflags", versionLDFlags(version), "-o", tmp + string(filepath.Separator)}
 	for _, c := range need {
 		args = append(args, "k8s.io/kubernetes/cmd/"+c)
 	}
-	logf("building %v %s into %s (first run only; several minutes)", need, version, cache)
+	logf("building %v %s into %s (first run only; several minutes)", need, version, dir)
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = modDir
@@ -125,6 +130,22 @@ func KubeBinaries(ctx context.Context, logf func(string, ...any)) (map[string]st
 	}
 	logf("built %v in %s", need, time.Since(start).Round(time.Second))
 	return paths, nil
+}
+
+// versionLDFlags stamps version into the binaries as Kubernetes' release
+// builds do, for both copies of the version variables.
+func versionLDFlags(version string) string {
+	major, minor := "", ""
+	if parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3); len(parts) >= 2 {
+		major, minor = parts[0], parts[1]
+	}
+	var b strings.Builder
+	b.WriteString("-s -w")
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		fmt.Fprintf(&b, " -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
+			pkg, version, pkg, major, pkg, minor, pkg)
+	}
+	return b.String()
 }
 
 func usable(p string) bool {
