@@ -13,6 +13,10 @@ var version = "dev"
 
 func main() {
 	applyTimerSlack(os.Args, os.Getenv) // may run podstamp again in place
+	// What package initialisation ran is not needed again.
+	if _, err := releaseBinaryPages(); err != nil {
+		fmt.Fprintln(os.Stderr, "podstamp: paging out start-up code:", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// After the first signal, restore the default handling: a second one
