@@ -209,7 +209,7 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 		case "grpc-gzip":
 			r.profileGzip, err = r.flatProfile(ctx, in.p, in.endpoint, in.debug, ing)
 		case "http-json":
-			r.profileJSON, err = r.flatProfile(ctx, in.p, in.endpoint, in.debug, ing)
+			r.profileJSON, r.profileJSONCum, err = r.flatCumProfile(ctx, in.p, in.endpoint, in.debug, ing)
 		}
 		if err != nil {
 			r.log.Warn("profile", "ingress", ing.Key, "err", err)

@@ -66,6 +66,7 @@ type runner struct {
 	profileCum       string // the same by cumulative time
 	profileGzip      string // under gzip load, flat
 	profileJSON      string // under OTLP/HTTP JSON load, flat
+	profileJSONCum   string // the same, cumulative
 	profilePaced     string // at the paced rate, by cumulative time
 	profilePacedFlat string // the same, flat
 	heapProfile      string // and of its heap in use
@@ -560,6 +561,23 @@ func (r *runner) flatProfile(ctx context.Context, p *proc.Proc, endpoint, debug 
 		return "", fmt.Errorf("go tool pprof: %w\n%s", err, out)
 	}
 	return string(out), nil
+}
+
+// flatCumProfile is flatProfile and the same profile by cumulative time.
+func (r *runner) flatCumProfile(ctx context.Context, p *proc.Proc, endpoint, debug string, ing ingress) (string, string, error) {
+	path, err := r.cpuProfile(ctx, p, endpoint, debug, ing, 0)
+	if err != nil {
+		return "", "", err
+	}
+	flat, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=20", r.podstampBin, path).CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("go tool pprof: %w\n%s", err, flat)
+	}
+	cum, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=1000", r.podstampBin, path).CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("go tool pprof: %w\n%s", err, cum)
+	}
+	return string(flat), string(cum), nil
 }
 
 // takeProfile records 8 s of podstamp CPU under saturated load and keeps
