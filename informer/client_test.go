@@ -380,8 +380,8 @@ func TestLeanPodFromJSON(t *testing.T) {
 		Annotations: map[string]string{"note": "x"},
 		Workloads:   []enrich.Workload{{Kind: enrich.ReplicaSet, Name: "web-7c9d8f6b50"}, {Kind: enrich.Deployment, Name: "web"}},
 		Containers: []enrich.Container{
-			{Name: "init", ImageName: "registry.example/init", ImageTag: "0.1", IDs: []string{"init-1", "init-0"}},
-			{Name: "app", ImageName: "registry.example:5000/team/app", ImageTag: "1.2", IDs: []string{"cid-uid-web", "app-0"}},
+			{Name: "init", Init: true, ImageName: "registry.example/init", ImageTag: "0.1", ImageVersion: "0.1", IDs: []string{"init-1", "init-0"}},
+			{Name: "app", ImageName: "registry.example:5000/team/app", ImageTag: "1.2", ImageVersion: "1.2", IDs: []string{"cid-uid-web", "app-0"}},
 			{Name: "sidecar", ImageName: "registry.example/sidecar", IDs: []string{"sidecar-1"}},
 		},
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
+
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
@@ -48,6 +50,7 @@ func toPodObj(p *kubetypes.Pod) *podObj {
 		UID:         string(p.UID),
 		NodeName:    p.Spec.NodeName,
 		HostNetwork: p.Spec.HostNetwork,
+		Hostname:    p.Spec.Hostname,
 		Labels:      p.Labels,
 		Annotations: stripAnnotations(p.Annotations),
 	}
@@ -87,24 +90,29 @@ func toPodObj(p *kubetypes.Pod) *podObj {
 		o.ownerUIDs[enrich.WorkloadKind(strings.ToLower(ref.Kind))] = string(ref.UID)
 	}
 
-	ids := map[string][]string{}
-	addIDs := func(sts []kubetypes.ContainerStatus) {
-		for _, s := range sts {
-			for _, raw := range []string{s.ContainerID, lastID(s)} {
-				if id := trimRuntime(raw); id != "" {
-					ids[s.Name] = append(ids[s.Name], id)
-				}
-			}
+	statuses := map[string]*kubetypes.ContainerStatus{}
+	for _, sts := range [][]kubetypes.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+		for i := range sts {
+			statuses[sts[i].Name] = &sts[i]
 		}
 	}
-	addIDs(p.Status.InitContainerStatuses)
-	addIDs(p.Status.ContainerStatuses)
-	for _, list := range [][]kubetypes.Container{p.Spec.InitContainers, p.Spec.Containers} {
+	for li, list := range [][]kubetypes.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range list {
-			name, tag := splitImage(c.Image)
-			ep.Containers = append(ep.Containers, enrich.Container{
-				Name: c.Name, ImageName: name, ImageTag: tag, IDs: ids[c.Name],
-			})
+			img := parseImage(c.Image)
+			ct := enrich.Container{
+				Name: c.Name, ImageName: img.name, ImageTag: img.tag, ImageVersion: img.version,
+				Init: li == 0, Sidecar: li == 0 && c.RestartPolicy == "Always",
+			}
+			if s := statuses[c.Name]; s != nil {
+				for _, raw := range []string{s.ContainerID, lastID(*s)} {
+					if id := trimRuntime(raw); id != "" {
+						ct.IDs = append(ct.IDs, id)
+					}
+				}
+				ct.RestartCount = int(s.RestartCount)
+				ct.RepoDigest = repoDigest(s.ImageID)
+			}
+			ep.Containers = append(ep.Containers, ct)
 		}
 	}
 	o.pod = ep
@@ -196,8 +204,49 @@ func trimRuntime(id string) string {
 	return id
 }
 
-// splitImage splits registry/repo[:tag][@digest] into name and tag. The tag
-// is "latest" when the reference has neither tag nor digest.
+// image is what podstamp stamps of an image reference.
+type image struct {
+	name    string // the repository as written (container.image.name)
+	tag     string // the tag; "latest" when the reference has neither tag nor digest
+	version string // tag, tag@digest or digest: the version the reference pins
+}
+
+// parseImage parses registry/repo[:tag][@digest] with the library the
+// semantic conventions point at (as the k8sattributes processor does); the
+// name is kept as written, not normalized.
+func parseImage(s string) image {
+	ref, err := reference.Parse(s)
+	named, ok := ref.(reference.Named)
+	if err != nil || !ok {
+		// Not a reference the library accepts (the processor stamps
+		// nothing): keep what can be read of it rather than lose it.
+		name, tag := splitImage(s)
+		return image{name: name, tag: tag, version: tag}
+	}
+	img := image{name: named.Name()}
+	var digest string
+	if d, ok := named.(reference.Digested); ok {
+		digest = d.Digest().String()
+	}
+	if t, ok := named.(reference.Tagged); ok {
+		img.tag = t.Tag()
+	} else if digest == "" {
+		img.tag = "latest"
+	}
+	switch {
+	case digest != "" && img.tag != "":
+		img.version = img.tag + "@" + digest
+	case digest != "":
+		img.version = digest
+	default:
+		img.version = img.tag
+	}
+	return img
+}
+
+// splitImage splits registry/repo[:tag][@digest] by hand, for references
+// the library rejects. The tag is "latest" when there is neither tag nor
+// digest.
 func splitImage(ref string) (name, tag string) {
 	digest := ""
 	if i := strings.IndexByte(ref, '@'); i >= 0 {
@@ -211,6 +260,19 @@ func splitImage(ref string) (name, tag string) {
 		return ref, ""
 	}
 	return ref, "latest"
+}
+
+// repoDigest is the canonical repo@digest of a container status's imageID,
+// "" when it is not one (e.g. a bare sha256:... or a runtime prefix).
+func repoDigest(imageID string) string {
+	ref, err := reference.ParseAnyReference(imageID)
+	if err != nil {
+		return ""
+	}
+	if c, ok := ref.(reference.Canonical); ok {
+		return c.String()
+	}
+	return ""
 }
 
 // podFromEvent is the podObj of a watched pod, or the cache's own podObj

@@ -40,12 +40,15 @@ type PodSpec struct {
 	Containers     []Container `json:"containers"`
 	NodeName       string      `json:"nodeName,omitempty"`
 	HostNetwork    bool        `json:"hostNetwork,omitempty"`
+	Hostname       string      `json:"hostname,omitempty"`
 }
 
 // Container is the part of a container podstamp reads.
 type Container struct {
 	Name  string `json:"name"`
 	Image string `json:"image,omitempty"`
+	// RestartPolicy is Always for a sidecar (an init container that keeps running).
+	RestartPolicy string `json:"restartPolicy,omitempty"`
 }
 
 // PodPhase is a pod's status.phase.
@@ -81,6 +84,8 @@ type ContainerStatus struct {
 	Name                 string         `json:"name"`
 	LastTerminationState ContainerState `json:"lastState,omitempty"`
 	ContainerID          string         `json:"containerID,omitempty"`
+	ImageID              string         `json:"imageID,omitempty"`
+	RestartCount         int32          `json:"restartCount,omitempty"`
 }
 
 // ContainerState is a container's lastState; only terminated is read.
