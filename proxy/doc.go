@@ -26,6 +26,10 @@
 //     message and details (RetryInfo). gRPC codes and HTTP statuses are mapped
 //     onto each other in one place (status.go) keeping OTLP's retryable and
 //     permanent classes.
+//   - An upstream endpoint is accepted by New exactly when ParseEndpoint
+//     accepts it, so a command can check its settings before New. A gRPC
+//     upstream that is down is redialled with a capped backoff
+//     (Config.UpstreamBackoff), so exports succeed soon after it returns.
 //   - The client's deadline and cancellation propagate upstream; allow-listed
 //     headers/metadata are forwarded; static upstream headers are added.
 //     Identity headers (Options.IdentityHeaders) are set from the sender's

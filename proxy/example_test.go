@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/proxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,11 +21,13 @@ func Example() {
 
 	cfg := proxy.DefaultConfig()
 	cfg.GRPCListen, cfg.HTTPListen, cfg.AdminListen = ":4317", ":4318", ":10291"
-	cfg.Upstream = proxy.SameTarget(proxy.Target{
-		Endpoint: "http://otel-collector.observability.svc:4317",
-		Protocol: proxy.ProtocolGRPC,
-		Timeout:  10 * time.Second,
-	})
+	for _, sig := range enrich.Signals {
+		cfg.Upstream[sig] = proxy.Target{
+			Endpoint: "http://otel-collector.observability.svc:4317",
+			Protocol: proxy.ProtocolGRPC,
+			Timeout:  10 * time.Second,
+		}
+	}
 	cfg.ForwardHeaders = []string{"authorization"}
 
 	reg := prometheus.NewRegistry()

@@ -536,3 +536,16 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 	}
 	return buf.Bytes()
 }
+
+// SameTarget returns an upstream array that sends every signal to t (for
+// http/protobuf, t.Endpoint is the base URL the signal paths are appended to).
+func SameTarget(t Target) [numSignals]Target {
+	var out [numSignals]Target
+	for _, sig := range enrich.Signals {
+		out[sig] = t
+		if t.Protocol == ProtocolHTTPProtobuf {
+			out[sig].Endpoint = JoinURLPath(t.Endpoint, HTTPPath(sig))
+		}
+	}
+	return out
+}

@@ -45,7 +45,6 @@ type metrics struct {
 	sentBytes      [numSignals]prometheus.Counter
 	enrich         map[enrich.Result]prometheus.Counter
 	enrichErrors   prometheus.Counter
-	upstream       *prometheus.HistogramVec
 	upstreamByCode [numSignals][codes.Unauthenticated + 1]prometheus.Observer
 	inflight       prometheus.Gauge
 }
@@ -99,7 +98,6 @@ func newMetrics(reg prometheus.Registerer, version string) (*metrics, error) {
 	m := &metrics{
 		enrich:       make(map[enrich.Result]prometheus.Counter, len(enrich.Results)),
 		enrichErrors: enrichErrors,
-		upstream:     upstream,
 		inflight:     inflight,
 	}
 	for _, sig := range enrich.Signals {

@@ -17,6 +17,7 @@ import (
 	"github.com/podstamp/podstamp/enrich"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
@@ -79,6 +80,10 @@ type Config struct {
 	EnablePprof bool // /debug/pprof on the debug listener
 
 	LiveTimeout time.Duration // how long /livez waits for each liveness check
+
+	// UpstreamBackoff paces reconnection attempts to a gRPC upstream; zero
+	// takes the default (defaultUpstreamBackoff).
+	UpstreamBackoff backoff.Config
 }
 
 // DefaultConfig returns the defaults; listeners and upstream are left empty.
@@ -98,20 +103,8 @@ func DefaultConfig() Config {
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		LiveTimeout:       2 * time.Second,
+		UpstreamBackoff:   defaultUpstreamBackoff,
 	}
-}
-
-// SameTarget returns an upstream array that sends every signal to t (for
-// http/protobuf, t.Endpoint is the base URL the signal paths are appended to).
-func SameTarget(t Target) [numSignals]Target {
-	var out [numSignals]Target
-	for _, sig := range enrich.Signals {
-		out[sig] = t
-		if t.Protocol == ProtocolHTTPProtobuf {
-			out[sig].Endpoint = JoinURLPath(t.Endpoint, HTTPPath(sig))
-		}
-	}
-	return out
 }
 
 // JoinURLPath appends an OTLP/HTTP signal path to a base endpoint URL.
@@ -197,6 +190,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	if cfg.LiveTimeout <= 0 {
 		cfg.LiveTimeout = def.LiveTimeout
 	}
+	if cfg.UpstreamBackoff == (backoff.Config{}) {
+		cfg.UpstreamBackoff = def.UpstreamBackoff
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -219,7 +215,7 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	maxSend := int(max(cfg.MaxRequestBytes, cfg.MaxGRPCRequestBytes)) + 1<<20
-	up, err := newUpstreams(cfg.Upstream, maxSend, "podstamp/"+version)
+	up, err := newUpstreams(cfg.Upstream, maxSend, "podstamp/"+version, cfg.UpstreamBackoff)
 	if err != nil {
 		return nil, err
 	}

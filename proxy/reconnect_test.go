@@ -14,16 +14,16 @@ import (
 )
 
 // TestUpstreamReconnectsPromptly: after a long gRPC upstream outage, podstamp
-// reconnects within its capped backoff (2s), so the first export after the
-// upstream returns succeeds within a client's usual retry window. With
-// gRPC's default backoff (1s growing by 1.6x to 120s) the attempts come about
-// 1, 2.6, 5.2, 9.3, 15.8 and 26.3s after start-up, so after an 18s outage the
-// first export would wait several seconds more.
+// reconnects within its capped backoff, so the first export after the
+// upstream returns succeeds within a client's usual retry window. The
+// default backoff (100ms growing by 1.6x to 2s) runs here a tenth as fast:
+// 10ms growing to 200ms, through an outage of 900ms (18s at full scale),
+// after which the first export must be accepted within 350ms (3.5s). Without
+// the cap the attempts would come about 10, 26, 52, 93, 158, 263, 431, 700
+// and 1130ms after start-up, each waiting longer than the last.
 func TestUpstreamReconnectsPromptly(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("waits through an 18s upstream outage")
-	}
+	const scale = 10
 	// A port below the ephemeral range: the proxy's own connection attempts
 	// to a closed ephemeral port can connect to themselves and take it.
 	var addr string
@@ -38,16 +38,24 @@ func TestUpstreamReconnectsPromptly(t *testing.T) {
 	for _, sig := range enrich.Signals {
 		targets[sig] = Target{Protocol: ProtocolGRPC, Endpoint: "http://" + addr, Timeout: time.Minute}
 	}
-	tp := newTestProxy(t, targets)
+	if def := DefaultConfig().UpstreamBackoff; def.MaxDelay != 2*time.Second || def.BaseDelay != 100*time.Millisecond {
+		t.Fatalf("default backoff %+v: the scale of this test assumes 100ms to 2s", def)
+	}
+	tp := newTestProxy(t, targets, func(c *Config, _ *Options) {
+		c.UpstreamBackoff = DefaultConfig().UpstreamBackoff
+		c.UpstreamBackoff.BaseDelay /= scale
+		c.UpstreamBackoff.MaxDelay /= scale
+	})
 	body, _ := payload(t, enrich.Traces, 1)
 
 	// The outage: exports fail while the upstream is away.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	outage := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second/scale/2)
 	if _, err := tp.exportGRPC(ctx, enrich.Traces, body); err == nil {
 		t.Fatal("export succeeded with the upstream down")
 	}
 	cancel()
-	time.Sleep(18 * time.Second) // the outage's length is what is under test
+	time.Sleep(18*time.Second/scale - time.Since(outage)) // the outage's length is what is under test
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -67,7 +75,7 @@ func TestUpstreamReconnectsPromptly(t *testing.T) {
 	t.Cleanup(func() { srv.Stop(); <-done })
 
 	back := time.Now()
-	ctx, cancel = context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 3500*time.Millisecond/scale)
 	defer cancel()
 	// The client retries like an OTLP exporter would, on UNAVAILABLE.
 	for {
@@ -76,7 +84,7 @@ func TestUpstreamReconnectsPromptly(t *testing.T) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("no export accepted within 3.5s of the upstream's return: %v", err)
+			t.Fatalf("no export accepted within %v of the upstream's return: %v", 3500*time.Millisecond/scale, err)
 		}
 	}
 	t.Logf("first export accepted %v after the upstream returned", time.Since(back).Round(time.Millisecond))

@@ -92,18 +92,6 @@ func grpcCodeFromHTTP(httpStatus int, hasRetryInfo bool) codes.Code {
 	}
 }
 
-// retryableGRPC reports whether an OTLP client may retry after st.
-func retryableGRPC(st *status.Status) bool {
-	switch st.Code() {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange,
-		codes.Unavailable, codes.DataLoss:
-		return true
-	case codes.ResourceExhausted:
-		return retryDelay(st) >= 0
-	}
-	return false
-}
-
 // retryableHTTP reports whether an OTLP/HTTP client may retry after code.
 func retryableHTTP(code int) bool {
 	switch code {

@@ -124,3 +124,15 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("retryAfterHeader(1.5s) = %q, want 2", got)
 	}
 }
+
+// retryableGRPC reports whether an OTLP client may retry after st.
+func retryableGRPC(st *status.Status) bool {
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange,
+		codes.Unavailable, codes.DataLoss:
+		return true
+	case codes.ResourceExhausted:
+		return retryDelay(st) >= 0
+	}
+	return false
+}

@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/experimental" // registers the gzip compressor for ingress and egress
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/resolver"
@@ -99,7 +99,9 @@ const (
 	maxResponseBytes   = 16 << 20
 )
 
-func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*upstreams, error) {
+// newUpstreams dials every signal's target; reconnect is the backoff
+// between connection attempts to a gRPC upstream.
+func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, reconnect backoff.Config) (*upstreams, error) {
 	u := &upstreams{}
 	grpcConns := map[string]*grpc.ClientConn{}
 	httpClients := map[string]*http.Client{}
@@ -110,13 +112,14 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 			return nil, fmt.Errorf("upstream for %s: no endpoint", sig)
 		}
 		tlsKey := strings.Join([]string{t.CAFile, t.CertFile, t.KeyFile}, "\x00")
+		ep, err := ParseEndpoint(t.Protocol, t.Endpoint, t.Insecure)
+		if err != nil {
+			u.close()
+			return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+		}
 		switch t.Protocol {
 		case "", ProtocolGRPC:
-			target, useTLS, err := grpcTarget(t.Endpoint, t.Insecure)
-			if err != nil {
-				u.close()
-				return nil, fmt.Errorf("upstream for %s: %w", sig, err)
-			}
+			target, useTLS := ep.Target, ep.TLS
 			key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
 			cc := grpcConns[key]
 			if cc == nil {
@@ -138,11 +141,8 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 					grpc.WithInitialConnWindowSize(grpcConnWindow),
 					grpc.WithSharedWriteBuffer(true),
 					grpc.WithUserAgent(userAgent),
-					// Clients are waiting and retrying while the upstream is
-					// down: reconnect within a second or two of its return,
-					// not after gRPC's default backoff of up to two minutes.
 					grpc.WithConnectParams(grpc.ConnectParams{
-						Backoff:           upstreamBackoff,
+						Backoff:           reconnect,
 						MinConnectTimeout: 5 * time.Second,
 					}),
 					experimental.WithBufferPool(bufPool),
@@ -174,11 +174,6 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 			}
 			u.bySignal[sig] = e
 		case ProtocolHTTPProtobuf:
-			pu, err := url.Parse(t.Endpoint)
-			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				u.close()
-				return nil, fmt.Errorf("upstream for %s: endpoint %q is not an http(s) URL", sig, t.Endpoint)
-			}
 			c := httpClients[tlsKey]
 			if c == nil {
 				tc, err := tlsConfig(t)
@@ -216,12 +211,39 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string) (*u
 				e.static.Set(k, v)
 			}
 			u.bySignal[sig] = e
-		default:
-			u.close()
-			return nil, fmt.Errorf("upstream for %s: unsupported protocol %q (want grpc or http/protobuf)", sig, t.Protocol)
 		}
 	}
 	return u, nil
+}
+
+// Endpoint is an upstream endpoint as the proxy dials it.
+type Endpoint struct {
+	// Target is the gRPC target (a resolver scheme and its address) or the
+	// http/protobuf URL.
+	Target string
+	TLS    bool
+}
+
+// ParseEndpoint parses Target.Endpoint of protocol ("" is gRPC): what it
+// refuses, New refuses. For gRPC, "http://host[:port]" is plaintext and
+// "https://host[:port]" TLS (port 4317 when omitted); "host:port" and a
+// target of any registered gRPC resolver ("dns:///host:port", "unix:path",
+// "passthrough:///host:port"...) are TLS unless insecure. For http/protobuf
+// the endpoint is an http:// or https:// URL.
+func ParseEndpoint(protocol, endpoint string, insecure bool) (Endpoint, error) {
+	switch protocol {
+	case "", ProtocolGRPC:
+		target, useTLS, err := grpcTarget(endpoint, insecure)
+		return Endpoint{Target: target, TLS: useTLS}, err
+	case ProtocolHTTPProtobuf:
+		u, err := url.Parse(endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Endpoint{}, fmt.Errorf("endpoint %q is not an http:// or https:// URL", endpoint)
+		}
+		return Endpoint{Target: endpoint, TLS: u.Scheme == "https"}, nil
+	default:
+		return Endpoint{}, fmt.Errorf("unsupported protocol %q (want grpc or http/protobuf)", protocol)
+	}
 }
 
 // grpcTarget turns an OTLP gRPC endpoint into a gRPC target and whether TLS is used.
@@ -508,8 +530,11 @@ func needTimeout(ctx context.Context, timeout time.Duration) bool {
 	return !ok || time.Until(dl) > timeout
 }
 
-// upstreamBackoff is the reconnect backoff towards a gRPC upstream.
-var upstreamBackoff = backoff.Config{
+// defaultUpstreamBackoff is Config.UpstreamBackoff's default. Clients are
+// waiting and retrying while the upstream is down: podstamp reconnects within
+// a second or two of its return, not after gRPC's default backoff of up to
+// two minutes.
+var defaultUpstreamBackoff = backoff.Config{
 	BaseDelay:  100 * time.Millisecond,
 	Multiplier: 1.6,
 	Jitter:     0.2,

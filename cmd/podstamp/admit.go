@@ -11,9 +11,13 @@ import (
 	"github.com/podstamp/podstamp/proxy"
 )
 
-// localChecker tells whether an address is on this node (informer.Cache).
-type localChecker interface {
+// podCache is what admission and identity headers ask the pod cache
+// (*informer.Cache).
+type podCache interface {
+	// IsLocal tells whether an address is on this node.
 	IsLocal(peer netip.Addr) bool
+	// ByIP is the pod behind an address, or nil.
+	ByIP(peer netip.Addr) *enrich.Pod
 }
 
 // admission is who may send OTLP through podstamp: loopback, this node's
@@ -24,7 +28,7 @@ type localChecker interface {
 type admission struct {
 	nodeIPs []netip.Addr
 	allow   []netip.Prefix
-	local   localChecker // nil without a pod cache
+	local   podCache // nil without a pod cache
 }
 
 func (a admission) admit(peer netip.Addr) error {
@@ -132,30 +136,25 @@ func identityNames(hs []identityHeader) []string {
 }
 
 // wireAdmission sets the proxy's admission and identity-header hooks from
-// the (validated) configuration; k is nil without a pod cache.
-func wireAdmission(cfg Config, targets [4]proxy.Target, k *kube, opts *proxy.Options) error {
-	allow, _ := parseCIDRs(cfg.AllowCIDRs)
-	a := admission{nodeIPs: nodeIPs(cfg.NodeIPs), allow: allow}
-	if k != nil {
-		a.local = k.local
-	}
-	opts.Admit = a.admit
+// the resolved configuration; pods is nil without a pod cache.
+func wireAdmission(set settings, pods podCache, opts *proxy.Options) error {
+	opts.Admit = admission{nodeIPs: set.nodeIPs, allow: set.allow, local: pods}.admit
 
-	ids, _ := parseIdentityHeaders(cfg.UpstreamHeaderFromIdentity)
+	ids := set.identity
 	if len(ids) == 0 {
 		return nil
 	}
-	if k == nil {
+	if pods == nil {
 		return errors.New("--upstream-header-from-identity: needs the pod cache (--node-name)")
 	}
 	for _, h := range ids {
-		for _, t := range targets {
+		for _, t := range set.upstreams {
 			if _, ok := t.Headers[h.name]; ok {
 				return fmt.Errorf("--upstream-header-from-identity: %q is also a static upstream header (--upstream-header or OTEL_EXPORTER_OTLP_*HEADERS), which would override it", h.name)
 			}
 		}
 	}
-	opts.IdentityHeaders = identityHook(ids, k.byIP)
+	opts.IdentityHeaders = identityHook(ids, pods.ByIP)
 	opts.IdentityHeaderNames = identityNames(ids)
 	return nil
 }

@@ -71,10 +71,12 @@ func TestAdmissionFlags(t *testing.T) {
 	}
 }
 
-// fakeLocal is a pod cache's IsLocal: the addresses in it are on the node.
+// fakeLocal is a pod cache whose addresses are on the node, and who knows
+// no pod by its address.
 type fakeLocal map[netip.Addr]bool
 
-func (f fakeLocal) IsLocal(a netip.Addr) bool { return f[a] }
+func (f fakeLocal) IsLocal(a netip.Addr) bool   { return f[a] }
+func (f fakeLocal) ByIP(netip.Addr) *enrich.Pod { return nil }
 
 // TestAdmissionPolicy: loopback, --node-ip, --allow-cidr and what the pod
 // cache says is local are admitted; everyone else is refused with a reason
@@ -86,7 +88,7 @@ func TestAdmissionPolicy(t *testing.T) {
 	}
 	pod := netip.MustParseAddr("10.244.1.7")
 	withCache := admission{
-		nodeIPs: nodeIPs([]string{"10.0.0.1", "fd00::1"}),
+		nodeIPs: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
 		allow:   allow,
 		local:   fakeLocal{pod: true},
 	}
@@ -168,23 +170,26 @@ func TestIdentityHook(t *testing.T) {
 func TestWireAdmission(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.UpstreamHeaderFromIdentity = []string{"x-scope-orgid=k8s.namespace.name"}
-	var targets [4]proxy.Target
+	set, errs := cfg.check()
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
 	var opts proxy.Options
-	if err := wireAdmission(cfg, targets, nil, &opts); err == nil || !strings.HasPrefix(err.Error(), "--upstream-header-from-identity: ") {
+	if err := wireAdmission(set, nil, &opts); err == nil || !strings.HasPrefix(err.Error(), "--upstream-header-from-identity: ") {
 		t.Errorf("without a pod cache: %v", err)
 	}
 	if opts.Admit == nil || opts.Admit(netip.MustParseAddr("10.1.2.3")) == nil || opts.Admit(netip.MustParseAddr("127.0.0.1")) != nil {
 		t.Error("pass-through mode: admission not wired to loopback, --node-ip and --allow-cidr")
 	}
 
-	k := &kube{local: fakeLocal{}, byIP: func(netip.Addr) *enrich.Pod { return nil }}
-	targets[enrich.Logs].Headers = map[string]string{"x-scope-orgid": "static"}
-	if err := wireAdmission(cfg, targets, k, &proxy.Options{}); err == nil || !strings.Contains(err.Error(), "static upstream header") {
+	k := fakeLocal{}
+	set.upstreams[enrich.Logs].Headers = map[string]string{"x-scope-orgid": "static"}
+	if err := wireAdmission(set, k, &proxy.Options{}); err == nil || !strings.Contains(err.Error(), "static upstream header") {
 		t.Errorf("identity header that is also static: %v", err)
 	}
-	targets[enrich.Logs].Headers = nil
+	set.upstreams[enrich.Logs].Headers = nil
 	opts = proxy.Options{}
-	if err := wireAdmission(cfg, targets, k, &opts); err != nil {
+	if err := wireAdmission(set, k, &opts); err != nil {
 		t.Fatal(err)
 	}
 	if opts.IdentityHeaders == nil || !slices.Equal(opts.IdentityHeaderNames, []string{"x-scope-orgid"}) {

@@ -299,3 +299,30 @@ func TestTimerSlackFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveReportsEveryProblem: a bad flag, a bad OTEL variable and a bad
+// rule file are reported together, in one line.
+func TestResolveReportsEveryProblem(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("metadata: [nope]\nassociation: [nope]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"})
+	cfg, err := ParseConfig([]string{"--log-format", "xml", "--config", rules}, e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cfg.resolve(e)
+	if err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("error %v, want one line", err)
+	}
+	for _, want := range []string{"--log-format: ", "OTEL_EXPORTER_OTLP_ENDPOINT: ", "--config: ", "metadata[0]", "association[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	cfg, _ = ParseConfig([]string{"--upstream", "passthrough:///127.0.0.1:4317"}, env(nil), nil)
+	if set, err := cfg.resolve(env(nil)); err != nil || set.rules == nil || set.upstreams[enrich.Traces].Endpoint != "passthrough:///127.0.0.1:4317" {
+		t.Errorf("passthrough upstream: %+v, %v", set.upstreams[enrich.Traces], err)
+	}
+}

@@ -5,8 +5,9 @@
 // Configuration comes from flags, each also settable through a PODSTAMP_*
 // environment variable (flags win); the upstream falls back to the standard
 // OTEL_EXPORTER_OTLP_* variables. Stamping rules come from an optional YAML
-// file (--config). Invalid configuration fails at start with one line naming
-// the flag and the reason. Run podstamp --help for the reference.
+// file (--config). Invalid configuration (flags, variables or rules) fails at
+// start with one line naming every bad flag or variable and the reason. Run
+// podstamp --help for the reference.
 //
 // Without --node-name (K8S_NODE_NAME) and outside a cluster, podstamp runs
 // without a pod cache and passes data through unchanged.

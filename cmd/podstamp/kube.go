@@ -1,32 +1,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/netip"
 
-	"github.com/podstamp/podstamp/enrich"
 	"github.com/podstamp/podstamp/informer"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// kube is the pod cache and what the rest of podstamp needs from it.
-type kube struct {
-	resolver enrich.Resolver
-	ready    func() error
-	live     func() error // fails when the cache is wedged
-	run      func(context.Context) error
-	debug    http.Handler
-	local    localChecker                 // senders on this node, for admission
-	byIP     func(netip.Addr) *enrich.Pod // the pod behind an address, for identity headers
-}
-
-// newKube builds the pod cache, or returns nil (pass-through) when there is
+// newCache builds the pod cache, or returns nil (pass-through) when there is
 // neither a node name nor any Kubernetes configuration.
-func newKube(cfg Config, rules *enrich.Rules, log *slog.Logger, reg prometheus.Registerer) (*kube, error) {
+func newCache(cfg Config, set settings, log *slog.Logger, reg prometheus.Registerer) (*informer.Cache, error) {
 	var restCfg *informer.RESTConfig
 	var err error
 	switch {
@@ -58,13 +43,13 @@ func newKube(cfg Config, rules *enrich.Rules, log *slog.Logger, reg prometheus.R
 	}
 	cache, err := informer.New(client, informer.Config{
 		NodeName:        cfg.NodeName,
-		NodeIPs:         nodeIPs(cfg.NodeIPs),
+		NodeIPs:         set.nodeIPs,
 		HoldTimeout:     cfg.HoldTimeout,
 		HoldMaxBytes:    cfg.HoldMaxBytes,
 		HoldNegativeTTL: cfg.HoldNegativeTTL,
 		PodDeleteGrace:  cfg.PodDeleteGrace,
 		MetadataTTL:     cfg.MetadataTTL,
-		Needs:           rules.Needs(),
+		Needs:           set.rules.Needs(),
 
 		HoldMaxPerPeerRequests: cfg.HoldMaxPeerRequests,
 		HoldMaxPerPeerBytes:    cfg.HoldMaxPeerBytes,
@@ -72,6 +57,5 @@ func newKube(cfg Config, rules *enrich.Rules, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return &kube{resolver: cache, ready: cache.Ready, live: cache.Live, run: cache.Run, debug: cache.DebugHandler(),
-		local: cache, byIP: cache.ByIP}, nil
+	return cache, nil
 }

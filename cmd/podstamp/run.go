@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -33,16 +32,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintf(stdout, "podstamp %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
 	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
-	}
-	targets, err := cfg.Upstreams(getenv)
+	set, err := cfg.resolve(getenv)
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
-	}
-	rules, err := enrich.Load(cfg.ConfigFile)
-	if err != nil {
-		return fmt.Errorf("invalid configuration: --config: %w", err)
 	}
 
 	log := newLogger(cfg, stdout)
@@ -63,26 +55,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// /debug/pods lists every pod of the node: debug listener only.
 		DebugHandlers: map[string]http.Handler{},
 	}
-	kube, err := newKube(cfg, rules, log, reg)
+	cache, err := newCache(cfg, set, log, reg)
 	if err != nil {
 		return err
 	}
-	if kube != nil {
+	var pods podCache // nil without a pod cache
+	if cache != nil {
 		conflicts, err := newConflicts(log, reg)
 		if err != nil {
 			return err
 		}
-		opts.Enricher = enrich.NewStamper(rules, kube.resolver, enrich.WithConflictHandler(conflicts.observe))
-		opts.Checks = append(opts.Checks, proxy.Check{Name: "pod-cache", Check: kube.ready})
-		opts.LiveChecks = append(opts.LiveChecks, proxy.Check{Name: "pod-cache", Check: kube.live})
-		if kube.debug != nil {
-			opts.DebugHandlers["/debug/pods"] = kube.debug
-		}
+		opts.Enricher = enrich.NewStamper(set.rules, cache, enrich.WithConflictHandler(conflicts.observe))
+		opts.Checks = append(opts.Checks, proxy.Check{Name: "pod-cache", Check: cache.Ready})
+		opts.LiveChecks = append(opts.LiveChecks, proxy.Check{Name: "pod-cache", Check: cache.Live})
+		opts.DebugHandlers["/debug/pods"] = cache.DebugHandler()
+		pods = cache
 	} else {
 		log.Info("no node name and no Kubernetes configuration: passing data through without pod attributes")
 	}
 
-	if err := wireAdmission(cfg, targets, kube, &opts); err != nil {
+	if err := wireAdmission(set, pods, &opts); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 
@@ -91,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		HTTPListen:      cfg.HTTPListen,
 		AdminListen:     cfg.AdminListen,
 		DebugListen:     cfg.DebugListen,
-		Upstream:        targets,
+		Upstream:        set.upstreams,
 		ForwardHeaders:  cfg.ForwardHeaders,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		ShutdownTimeout: cfg.ShutdownTimeout,
@@ -114,14 +106,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		p.Close()
 		return err
 	}
-	log.Info("starting", "version", version, "upstream", describeUpstream(targets), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent(), "timer_slack", slackString())
+	log.Info("starting", "version", version, "upstream", describeUpstream(set.upstreams), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent(), "timer_slack", slackString())
 
 	// The pod cache outlives the ingress: requests in flight during the
 	// drain may still be held for a pod.
 	kubeCtx, stopKube := context.WithCancel(context.Background())
 	kubeDone := make(chan error, 1)
-	if kube != nil {
-		go func() { kubeDone <- kube.run(kubeCtx) }()
+	if cache != nil {
+		go func() { kubeDone <- cache.Run(kubeCtx) }()
 	} else {
 		kubeDone <- nil
 	}
@@ -167,16 +159,6 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
-}
-
-func nodeIPs(ss []string) []netip.Addr {
-	out := make([]netip.Addr, 0, len(ss))
-	for _, s := range ss {
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
 }
 
 // gcPercent reads the garbage collection target in effect, from GOGC or

@@ -172,6 +172,67 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunPassthroughUpstream: an --upstream of another registered gRPC
+// resolver (passthrough:///host:port, plaintext with --upstream-insecure)
+// passes the command's checks, and podstamp starts and forwards to it.
+func TestRunPassthroughUpstream(t *testing.T) {
+	sink := &traceSink{got: make(chan ptrace.Traces, 1)}
+	srv := grpc.NewServer()
+	ptraceotlp.RegisterGRPCServer(srv, sink)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+
+	out, lines := logLines(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"--grpc-listen", "127.0.0.1:0", "--http-listen", "", "--admin-listen", "", "--debug-listen", "",
+			"--upstream", "passthrough:///" + ln.Addr().String(), "--upstream-insecure", "--log-format", "json",
+		}, env(nil), out)
+	}()
+	var grpcAddr string
+	for grpcAddr == "" {
+		select {
+		case m := <-lines:
+			if m["msg"] == "serving OTLP/gRPC" {
+				grpcAddr = m["addr"].(string)
+			}
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("podstamp did not report its gRPC listener")
+		}
+	}
+	cc, err := grpc.NewClient("passthrough:///"+grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	td := ptrace.NewTraces()
+	td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("passthrough")
+	if _, err := ptraceotlp.NewGRPCClient(cc).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-sink.got:
+		if got.SpanCount() != 1 || got.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name() != "passthrough" {
+			t.Error("upstream got a different span")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream got nothing")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run after cancellation: %v", err)
+	}
+}
+
 // TestRunInvalidConfig: invalid configuration fails at start, one line.
 func TestRunInvalidConfig(t *testing.T) {
 	for _, args := range [][]string{
