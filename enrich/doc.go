@@ -1,10 +1,10 @@
 // Package enrich adds Kubernetes pod identity to OTLP export requests.
 //
-// Given the rule set (Config) and a pod lookup (Resolver), a Stamper adds the
-// k8s.* attributes of the pod each resource came from to every resource of a
-// protobuf-encoded Export{Traces,Metrics,Logs,Profiles}ServiceRequest,
-// working on the wire format directly, and counts the request's items in the
-// same pass. The package's tests apply the same rules through a pdata round
+// Given the rule set (Config, compiled once into Rules by Compile or Load)
+// and a pod lookup (Resolver), a Stamper adds the k8s.* attributes of the pod
+// each resource came from to every resource of a protobuf-encoded
+// Export{Traces,Metrics,Logs,Profiles}ServiceRequest, working on the wire
+// format directly, and counts the request's items in the same pass. The package's tests apply the same rules through a pdata round
 // trip (PdataStamper): the reference the wire stamper is tested and
 // measured against.
 //
