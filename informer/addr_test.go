@@ -140,6 +140,7 @@ func TestNodeAddressNeverHeldBeforeSync(t *testing.T) {
 }
 
 func TestWorkloadDerivation(t *testing.T) {
+	t.Parallel()
 	ctrl := true
 	ref := func(kind, name string) []kubetypes.OwnerReference {
 		return []kubetypes.OwnerReference{{Kind: kind, Name: name, UID: "uid-" + name, Controller: &ctrl}}
@@ -187,6 +188,7 @@ func equalWorkloads(a, b []enrich.Workload) bool {
 }
 
 func TestPodConversion(t *testing.T) {
+	t.Parallel()
 	p := mkPod(podSpec{name: "conv", ips: []string{"10.0.0.1", "10.0.0.1", "fd00::1"}})
 	p.Spec.InitContainers = []kubetypes.Container{{Name: "init", Image: "busybox"}}
 	p.Spec.Containers = append(p.Spec.Containers, kubetypes.Container{Name: "side", Image: "ghcr.io/x/side@sha256:abc"})
@@ -219,6 +221,7 @@ func TestPodConversion(t *testing.T) {
 }
 
 func TestMetadataLookups(t *testing.T) {
+	t.Parallel()
 	ns := namespaceObj(kubetypes.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"},
 		Annotations: map[string]string{"owner": "ops"}})
 	rs := replicaSetObj(kubetypes.ObjectMeta{Namespace: "default", Name: "web-5d8f", UID: "rs-uid",
@@ -259,6 +262,7 @@ func TestMetadataLookups(t *testing.T) {
 }
 
 func TestMetadataFailureDoesNotBlock(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}, HoldTimeout: 10 * time.Second})
 	var gets atomic.Int32
 	h.api.Prepend("get", "namespaces", func(fakeCall) (bool, any, error) {
@@ -314,6 +318,7 @@ func TestMetadataFailureDoesNotBlock(t *testing.T) {
 // that arrives before the node was read is held, then answered nat_suspected
 // as soon as the node is read (not hold_timeout).
 func TestGatewayHeldBeforeNodeReadGetsNAT(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{HoldTimeout: 20 * time.Second}, testNodeObj())
 	got := h.resolveAsync(context.Background(), "10.244.1.1", 10)
 	h.waitHeld("10.244.1.1")
@@ -332,6 +337,7 @@ func TestGatewayHeldBeforeNodeReadGetsNAT(t *testing.T) {
 // With the least-privilege RBAC the node cannot be read. That is expected:
 // podstamp says so once at info level instead of warning every MetadataTTL.
 func TestNodeReadForbiddenLoggedOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, Config{MetadataTTL: time.Millisecond})
 	var gets atomic.Int32
 	h.api.Prepend("get", "nodes", func(fakeCall) (bool, any, error) {

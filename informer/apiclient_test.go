@@ -204,6 +204,7 @@ func onlyPods(reqs []string) []string {
 // last resource version seen, without a list; a 410 Gone lists again at
 // once.
 func TestWatchResumesAfterBrokenStream(t *testing.T) {
+	t.Parallel()
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5"), listOf("20", podJSON("b", "19", "10.9.1.2", 0)))
 	srv.add("watch",
@@ -229,6 +230,7 @@ func TestWatchResumesAfterBrokenStream(t *testing.T) {
 // delivering anything is resumed maxResumes times, then the pods are
 // listed again.
 func TestWatchRelistsAfterRepeatedBreaks(t *testing.T) {
+	t.Parallel()
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5"), listOf("9"))
 	for range maxResumes + 1 {
@@ -253,6 +255,7 @@ func TestWatchRelistsAfterRepeatedBreaks(t *testing.T) {
 // the watch with an error, counted and logged, and the pods are listed
 // again (resuming would meet the same event).
 func TestWatchEventTooLarge(t *testing.T) {
+	t.Parallel()
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5"), listOf("9"))
 	srv.add("watch", watchThen("hang",
@@ -277,6 +280,7 @@ func TestWatchEventTooLarge(t *testing.T) {
 // TestAnswerTooLarge: a list page larger than maxListBytes and an object
 // larger than maxEventBytes are errors that say so, not truncated reads.
 func TestAnswerTooLarge(t *testing.T) {
+	t.Parallel()
 	srv, ts := newScriptServer(t)
 	srv.add("list", listOf("5", podJSON("a", "1", "10.9.1.1", 5000), podJSON("b", "2", "10.9.1.2", 5000)), listOf("5", podJSON("a", "1", "10.9.1.1", 5000)))
 	srv.add("get", func(w http.ResponseWriter, r *http.Request) {
@@ -344,6 +348,7 @@ func recordSleeps(api API) *[]time.Duration {
 // request's deadline, is returned at once, the latter with the wait for the
 // caller; retries stop after maxRetries.
 func TestRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
 	check := func(name string, got []time.Duration, want ...time.Duration) {
 		t.Helper()
 		if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -441,6 +446,7 @@ func (a *timedAPI) ListPods(ctx context.Context, o ListOptions) (*kubetypes.PodL
 // TestRetryAfterPacesRelists: a list refused with a wait the server asked
 // for is not tried again before that wait, however short the backoff.
 func TestRetryAfterPacesRelists(t *testing.T) {
+	t.Parallel()
 	api := &timedAPI{scriptAPI: newScriptAPI(), listed: make(chan time.Time, 4)}
 	c, err := New(api, Config{NodeName: testNode}, nil, nil)
 	if err != nil {
@@ -484,6 +490,7 @@ func (a *retryAfterNS) GetNamespaceMetadata(context.Context, string) (*kubetypes
 // TestMetadataRetryAfter: a metadata read refused with Retry-After longer
 // than metaRetryAfter is not made again before the server's wait.
 func TestMetadataRetryAfter(t *testing.T) {
+	t.Parallel()
 	api := &retryAfterNS{}
 	c, err := New(api, Config{NodeName: testNode}, nil, nil)
 	if err != nil {

@@ -161,6 +161,7 @@ func (s *apiServer) watchPods(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestNewAPI(t *testing.T) {
+	t.Parallel()
 	srv := &apiServer{t: t}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
@@ -286,6 +287,7 @@ events:
 // TestNewAPIWholeObject: a server that ignores as=PartialObjectMetadata
 // answers with the whole ReplicaSet; its metadata is still read.
 func TestNewAPIWholeObject(t *testing.T) {
+	t.Parallel()
 	srv := &apiServer{t: t, fullRS: true}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
@@ -306,6 +308,7 @@ func TestNewAPIWholeObject(t *testing.T) {
 // the metadata cache relies on (NotFound is cached as absent, Forbidden for
 // the node is reported once).
 func TestNewAPIErrors(t *testing.T) {
+	t.Parallel()
 	srv := &apiServer{t: t}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	err := Config{HoldTimeout: -1, HoldMaxBytes: -1, NodeIPs: []netip.Addr{{}}}.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
@@ -35,6 +36,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestRunTwiceAndStop(t *testing.T) {
+	t.Parallel()
 	c, err := New(NewFakeAPI(), Config{NodeName: testNode}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +58,7 @@ func TestRunTwiceAndStop(t *testing.T) {
 }
 
 func TestInvalidPeerNotHeld(t *testing.T) {
+	t.Parallel()
 	c, _ := newDirect(t, time.Minute)
 	p, res, err := c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.Addr{}}, 10)
 	if p != nil || res != enrich.ResultUnknown || err != nil {
@@ -64,6 +67,7 @@ func TestInvalidPeerNotHeld(t *testing.T) {
 }
 
 func TestLastAppliedConfigurationDropped(t *testing.T) {
+	t.Parallel()
 	p := mkPod(podSpec{name: "a"})
 	p.Annotations = map[string]string{lastApplied: strings.Repeat("x", 1000), "keep": "1"}
 	o := toPodObj(p)

@@ -30,6 +30,7 @@ func getJSON(t *testing.T, h http.Handler, url string, v any) int {
 }
 
 func TestDebugHandler(t *testing.T) {
+	t.Parallel()
 	old := mkPod(podSpec{name: "old", ips: []string{"10.5.0.1"}, start: t0, phase: kubetypes.PodSucceeded})
 	nw := mkPod(podSpec{name: "new", ips: []string{"10.5.0.1", "fd00::5:1"}, start: t0.Add(time.Minute),
 		labels: map[string]string{"pod-template-hash": "7f9"},
@@ -98,6 +99,7 @@ func TestDebugHandler(t *testing.T) {
 }
 
 func TestMetadataRefresh(t *testing.T) {
+	t.Parallel()
 	ns := namespaceObj(kubetypes.ObjectMeta{Name: "default", Labels: map[string]string{"team": "a"}})
 	h := newHarness(t, Config{Needs: enrich.Needs{NamespaceMetadata: true}}, ns, mkPod(podSpec{name: "p", ips: []string{"10.5.1.1"}}))
 	h.start()

@@ -60,6 +60,7 @@ func (a *slowMetaAPI) GetNamespaceMetadata(ctx context.Context, name string) (*k
 // is released as soon as the pod is known (without the namespace's
 // metadata), and the metadata is filled in once the read answers.
 func TestMetadataReadOffTheWatchLoop(t *testing.T) {
+	t.Parallel()
 	api := &slowMetaAPI{scriptAPI: newScriptAPI(), asked: make(chan string, 8), release: make(chan struct{})}
 	c, err := New(api, Config{NodeName: testNode, HoldTimeout: 20 * time.Second, Needs: enrich.Needs{NamespaceMetadata: true}}, nil, nil)
 	if err != nil {

@@ -111,6 +111,7 @@ func newHarness(t *testing.T, cfg Config, objs ...any) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.lw.backoffInitial = 10 * time.Millisecond // relists after a failure need not wait
 	c.afterEvent = func(kind string, o *podObj) {
 		select {
 		case h.events <- kind + "/" + string(o.UID):

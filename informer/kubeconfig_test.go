@@ -174,6 +174,7 @@ func TestKubeconfigFieldsCovered(t *testing.T) {
 // TestKubeconfigRefusals: fields podstamp does not implement, unknown
 // fields and contradictions are errors naming the field, never dropped.
 func TestKubeconfigRefusals(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "ca.pem", "CA")
 	writeFile(t, dir, "token", "tok")
@@ -245,6 +246,7 @@ apiVersion: v1
 // (files relative to the kubeconfig), with its token, impersonating its
 // user, groups, UID and extras, and without asking for compression.
 func TestKubeconfigImplemented(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	type seen struct {
 		cn     string
@@ -372,6 +374,7 @@ func unauthorized(w http.ResponseWriter) {
 // only after a minute, and the request is sent once more if the token
 // changed; if it did not, the 401 is the answer (no retry loop).
 func TestTokenFileReadOn401(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var sent []string
 	want := "new"
@@ -414,6 +417,7 @@ func TestTokenFileReadOn401(t *testing.T) {
 // authenticates a connection once, at its handshake) and the request is
 // sent once more with it.
 func TestClientCertReadOn401(t *testing.T) {
+	t.Parallel()
 	ca := newTestCA(t)
 	var mu sync.Mutex
 	var seen []string

@@ -118,12 +118,14 @@ func leanList(rv, cont string, pods ...*kubetypes.Pod) *kubetypes.PodList {
 // failed list, and checks what it asked for and what it did with the
 // answers.
 func TestListWatchLoop(t *testing.T) {
+	t.Parallel()
 	api := newScriptAPI()
 	var logs syncBuffer
 	c, err := New(api, Config{NodeName: testNode}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.lw.backoffInitial = time.Millisecond
 	events := make(chan string, 64)
 	c.afterEvent = func(kind string, o *podObj) { events <- kind + " " + string(o.UID) }
 	waitEvent := func(want string) {
@@ -232,6 +234,7 @@ func TestListWatchLoop(t *testing.T) {
 
 // TestResolveAfterListWatch: a pod the watch delivers resolves by address.
 func TestResolveAfterListWatch(t *testing.T) {
+	t.Parallel()
 	api := newScriptAPI()
 	c, err := New(api, Config{NodeName: testNode}, nil, nil)
 	if err != nil {
@@ -268,6 +271,7 @@ func TestSilentWatchGivenUp(t *testing.T) {
 	}
 	const minTimeout = 200 * time.Millisecond
 	c.lw.watchMinTimeout, c.lw.watchSilence = minTimeout, 100*time.Millisecond
+	c.lw.backoffInitial = time.Millisecond
 	upserts := make(chan string, 4)
 	c.afterEvent = func(kind string, o *podObj) { upserts <- kind + " " + o.Name }
 	ctx, cancel := context.WithCancel(t.Context())
@@ -313,6 +317,7 @@ func (a *nsAPI) GetNamespaceMetadata(_ context.Context, name string) (*kubetypes
 // TestMetadataExpires: a metadata read is served from the cache for
 // MetadataTTL by the cache's clock, then read again.
 func TestMetadataExpires(t *testing.T) {
+	t.Parallel()
 	api := &nsAPI{}
 	c, err := New(api, Config{NodeName: testNode, MetadataTTL: time.Minute}, nil, nil)
 	if err != nil {

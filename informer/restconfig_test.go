@@ -22,6 +22,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 // TestLoadKubeconfig reads the current context's cluster and user, with
 // file paths relative to the kubeconfig, and refuses what it cannot do.
 func TestLoadKubeconfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeFile(t, dir, "ca.pem", "CA PEM")
 	writeFile(t, dir, "token", "file-token")
@@ -109,6 +110,7 @@ func TestInClusterConfig(t *testing.T) {
 // TestCredentialsSent: the bearer token (from a file, read again when it is
 // older than a minute), basic auth and the user agent reach the server.
 func TestCredentialsSent(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var got []string
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -108,6 +108,7 @@ func modelOwner(ps []*modelPod) string {
 }
 
 func TestIPReuseEveryEventOrder(t *testing.T) {
+	t.Parallel()
 	const ip = "10.2.0.5"
 	specs := []podSpec{
 		{name: "old", start: t0},
@@ -176,6 +177,7 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 }
 
 func TestIPReuseSameStartTimeLatestSeenWins(t *testing.T) {
+	t.Parallel()
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.6"}}
 	b := podSpec{name: "b", ips: []string{"10.2.0.6"}}
@@ -192,6 +194,7 @@ func TestIPReuseSameStartTimeLatestSeenWins(t *testing.T) {
 }
 
 func TestDeleteChecksUID(t *testing.T) {
+	t.Parallel()
 	c, _ := newDirect(t, time.Hour)
 	// A StatefulSet pod recreated with the same name and address, new UID.
 	old := podSpec{name: "web-0", uid: "u1", ips: []string{"10.2.0.7"}, start: t0}
@@ -210,6 +213,7 @@ func TestDeleteChecksUID(t *testing.T) {
 }
 
 func TestDeletedPodGrace(t *testing.T) {
+	t.Parallel()
 	c, clk := newDirect(t, 2*time.Minute)
 	a := podSpec{name: "a", ips: []string{"10.2.0.8"}}
 	c.onUpsert(toPodObj(mkPod(a)))
@@ -247,6 +251,7 @@ func TestDeletedPodGrace(t *testing.T) {
 }
 
 func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
+	t.Parallel()
 	c, _ := newDirect(t, time.Hour)
 	done := podSpec{name: "job", ips: []string{"10.2.0.9"}, start: t0.Add(time.Hour), phase: kubetypes.PodFailed}
 	c.onUpsert(toPodObj(mkPod(done)))
@@ -258,6 +263,7 @@ func TestFinishedHolderReplacedByOlderPod(t *testing.T) {
 }
 
 func TestUpdateReleasesAddress(t *testing.T) {
+	t.Parallel()
 	c, _ := newDirect(t, time.Hour)
 	a := podSpec{name: "a", ips: []string{"10.2.0.10"}}
 	c.onUpsert(toPodObj(mkPod(a)))

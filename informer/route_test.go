@@ -56,6 +56,7 @@ func (rt *routeTable) count(ip string) int {
 }
 
 func TestIsLocal(t *testing.T) {
+	t.Parallel()
 	rt := &routeTable{}
 	node := testNodeObj() // pod CIDR 10.244.1.0/24, addresses 192.168.1.10 and 203.0.113.10
 	h := newHarness(t, Config{HoldTimeout: 10 * time.Second, RouteLookup: rt.lookup,
@@ -101,6 +102,7 @@ func TestIsLocal(t *testing.T) {
 // A sender that is not on this node is answered unknown at once, never held;
 // the debug handler says why.
 func TestNotLocalNeverHeld(t *testing.T) {
+	t.Parallel()
 	rt := &routeTable{}
 	h := newHarness(t, Config{HoldTimeout: 10 * time.Second, RouteLookup: rt.lookup,
 		NodeIPs: []netip.Addr{netip.MustParseAddr("192.168.1.10")}})
@@ -139,6 +141,7 @@ func TestNotLocalNeverHeld(t *testing.T) {
 // before the rule): no node address known, podstamp not in the node's network
 // namespace, or a failed lookup.
 func TestRouteCannotTellCountsAsLocal(t *testing.T) {
+	t.Parallel()
 	off := netip.MustParseAddr("198.51.100.1")
 	// No node address known.
 	rt := &routeTable{}
@@ -168,6 +171,7 @@ func TestRouteCannotTellCountsAsLocal(t *testing.T) {
 
 // Route answers are reused for routeTTL and the cache of them is bounded.
 func TestRouteCache(t *testing.T) {
+	t.Parallel()
 	rt := &routeTable{}
 	c, clk := newDirect(t, time.Minute)
 	c.cfg.RouteLookup = rt.lookup
@@ -196,6 +200,7 @@ func TestRouteCache(t *testing.T) {
 // The kernel's route on this machine: 127.0.0.1 is local; an address behind
 // the default route goes through a gateway.
 func TestKernelRoute(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("netlink is Linux only")
 	}

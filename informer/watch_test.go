@@ -18,6 +18,7 @@ import (
 // work again. Events that happened while no watch was open are caught up by
 // the relist, and the cache serves throughout.
 func TestWatchBreaksAndResumes(t *testing.T) {
+	t.Parallel()
 	a := mkPod(podSpec{name: "a", ips: []string{"10.4.0.1"}})
 	h := newHarness(t, Config{HoldTimeout: 20 * time.Second}, a)
 
@@ -37,6 +38,22 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 			return true, nil, errors.New("dial tcp: API server unavailable")
 		}
 		return false, nil, nil // the fake's own watch from now on
+	})
+	// The relist after the failed watch waits until the test changed the
+	// pods, so that it is the relist that finds the changes.
+	changed := make(chan struct{})
+	relist := sync.OnceFunc(func() { close(changed) })
+	t.Cleanup(relist) // before the harness stops
+	lists := 0
+	h.api.Prepend("list", "pods", func(fakeCall) (bool, any, error) {
+		mu.Lock()
+		lists++
+		n := lists
+		mu.Unlock()
+		if n == 2 {
+			<-changed
+		}
+		return false, nil, nil
 	})
 	h.start()
 	if lists := h.api.Calls("list", "pods"); len(lists) == 0 || lists[0].Opts.FieldSelector != "spec.nodeName="+testNode {
@@ -58,6 +75,7 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 	if p, res, _ := h.c.ResolvePeer(ctx, enrich.Peer{Addr: netip.MustParseAddr("10.4.0.2")}, 1); p == nil || res != enrich.ResultHit {
 		t.Fatalf("during the outage: %v %v", p, res)
 	}
+	relist()
 
 	// c is caught up by the relist, which also releases a request held for it.
 	got := h.resolveAsync(ctx, "10.4.0.3", 1)
