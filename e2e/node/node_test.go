@@ -372,11 +372,15 @@ func deref[T any](p *T) any {
 
 // report prints one scenario's table.
 func (e *env) report(title, receiver string, peers []string, senders map[string]*Sender, pods ...*corev1.Pod) {
+	// Only this scenario's pods: a deleted pod's last exports may still
+	// arrive after the sink was reset.
 	ips := map[string]string{}
+	mine := map[string]*Sender{}
 	for _, p := range pods {
 		ips[p.Name] = p.Status.PodIP
+		mine[p.Name] = senders[p.Name]
 	}
-	e.t.Logf("scenario %s:\n  peer addresses on the OTLP sockets of %s: %v\n%s", title, receiver, peers, Summary(senders, ips))
+	e.t.Logf("scenario %s:\n  peer addresses on the OTLP sockets of %s: %v\n%s", title, receiver, peers, Summary(mine, ips))
 }
 
 // receiverPeers are the peers of the established connections to ports 4317
