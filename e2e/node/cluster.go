@@ -241,7 +241,7 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 			return nil, fmt.Errorf("import %s: %w\n%s", img, err, out)
 		}
 	}
-	logf("imported %d images into containerd", len(images))
+	logf("imported the images of %d tarball(s) into containerd", len(images))
 
 	// kubelet
 	kubeletKC, err := kc("kubelet")
