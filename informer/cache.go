@@ -175,6 +175,7 @@ func (c *Cache) Live() error {
 			// The write lock: it waits for readers too, so a stuck reader
 			// (which also stops every event) is caught.
 			c.mu.Lock()
+			//lint:ignore SA2001 the lock is taken only to see that it can be.
 			c.mu.Unlock()
 			c.liveMu.Lock()
 			c.liveProbe = nil

@@ -259,9 +259,6 @@ func (c *Cache) needsMeta() bool {
 
 // sweepFails forgets failed lookups whose retry time has passed.
 func (c *Cache) sweepFails(now time.Time) {
-	if c.meta == nil {
-		return
-	}
 	c.meta.mu.Lock()
 	defer c.meta.mu.Unlock()
 	for k, t := range c.meta.fails {
@@ -317,7 +314,7 @@ func (m *metaCache) nextFill() <-chan struct{} {
 // (fetch) or is cached (!fetch). complete is false when some is missing or
 // stale: the pod is published again later.
 func (c *Cache) publish(ctx context.Context, o *podObj, fetch bool) (pub *enrich.Pod, complete bool) {
-	if !c.needsMeta() || c.meta == nil {
+	if !c.needsMeta() {
 		return o.pod, true
 	}
 	look := func(kind metaKind, ns, name string) (metaVal, bool) {
