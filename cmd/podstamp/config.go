@@ -128,7 +128,7 @@ func envName(flagName string) string {
 }
 
 // ParseConfig builds the configuration from defaults, then the environment,
-// then the command line. It does not validate.
+// then the command line. It does not validate: resolve does.
 func ParseConfig(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
 	c := DefaultConfig()
 	defs := c.flags()
