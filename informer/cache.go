@@ -154,6 +154,9 @@ func (c *Cache) Ready() error {
 
 func (c *Cache) isSynced() bool { return c.synced.Load() }
 
+// watchWarnEvery paces the warnings of failed lists and watches.
+const watchWarnEvery = 30 * time.Second
+
 // liveTimeout bounds how long Live waits for the cache's lock.
 const liveTimeout = 500 * time.Millisecond
 
@@ -194,9 +197,11 @@ func (c *Cache) Live() error {
 	}
 }
 
+// onWatchError counts a failed list or watch and logs it, at most once per
+// watchWarnEvery.
 func (c *Cache) onWatchError(err error) {
 	c.m.watchErrors.Inc()
-	if c.warnWatch.allow(c.clock.Now(), 30*time.Second) {
+	if c.warnWatch.allow(c.clock.Now(), watchWarnEvery) {
 		c.log.Warn("pod watch failed; serving the cached pods and reconnecting", "node", c.cfg.NodeName, "err", err)
 	}
 }

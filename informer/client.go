@@ -192,9 +192,24 @@ const (
 )
 
 // NewAPI returns the API of the server cfg points to. Pods and nodes are
-// read as JSON into the lean types of package kubetypes, namespaces,
-// ReplicaSets and Jobs as metadata only. cfg's QPS and Burst bound the
-// request rate (a watch counts once, when it starts).
+// read as JSON into the lean types of package kubetypes (Accept:
+// application/json), namespaces, ReplicaSets and Jobs as metadata only
+// (acceptMetadata; an answer with the whole object is read the same way),
+// which needs the same RBAC verbs (a metadata GET is a get). cfg's QPS and
+// Burst bound the request rate (a watch counts once, when it starts). What
+// it does in place of client-go:
+//
+//   - A 429 or 5xx answer with Retry-After (seconds or a date) is waited
+//     out, at most maxRetryAfter, and the request sent again, up to
+//     maxRetries times, for lists, watches and GETs alike. When the
+//     request's deadline comes first, the error carries the wait
+//     (StatusError.RetryAfter).
+//   - A list page larger than maxListBytes, a GET answer or one watch event
+//     larger than maxEventBytes is an error saying so, never a truncated
+//     read; a watch stream that breaks ends with an ERROR event of reason
+//     reasonStreamBroken, which the cache tells from the server's.
+//   - Token and client certificate files are read again as RESTConfig says;
+//     a new client certificate gets new connections.
 func NewAPI(cfg *RESTConfig) (API, error) {
 	if cfg == nil {
 		return nil, errors.New("informer: nil REST config")

@@ -26,8 +26,8 @@ type Config struct {
 	// NodeName is the node whose pods are cached (field selector spec.nodeName).
 	NodeName string
 	// NodeIPs are known non-pod addresses of this node (--node-ip). A peer
-	// with one of them is never held. See the package documentation for how
-	// such peers are classified.
+	// with one of them is never held (ResolvePeer answers host_network or
+	// nat_suspected; nonPodLocked in resolve.go says which).
 	NodeIPs []netip.Addr
 
 	// HoldTimeout bounds how long a request whose peer is unknown is held.

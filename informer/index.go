@@ -27,8 +27,10 @@ func (c class) String() string {
 	return "deleted"
 }
 
-// entry is one pod in the cache. Entries are replaced, never modified, except
-// for pod, which a metadata refresh may swap under the write lock.
+// entry is one pod in the cache. Every event builds a new entry, and
+// indexLocked sets its ips and cids as it indexes it. Once indexed, only pod
+// and incomplete change (a metadata refresh swaps them under the write
+// lock); the rest is replaced with the entry, never modified.
 type entry struct {
 	obj       *podObj
 	pod       *enrich.Pod // published: base pod plus metadata

@@ -28,6 +28,13 @@ type metaVal struct {
 	podCIDRs []netip.Prefix
 }
 
+// The watch loop never waits for a metadata GET: a pod is published at once
+// with what is cached (an expired value until it is read again), and
+// fillLoop makes the missing GETs, each bounded by metaGetTimeout, and
+// publishes the pod again with them. A failed GET is not made again for the
+// same object before metaRetryAfter, or before the wait the server asked for
+// with Retry-After if that is longer; sweepLoop retries it after that. At
+// most metaCacheSize objects are cached.
 const (
 	metaGetTimeout = 2 * time.Second
 	metaRetryAfter = 10 * time.Second

@@ -43,7 +43,7 @@ const (
 
 // TestProxyChurn runs the proxy end to end in-process: real gRPC and HTTP
 // ingress listeners, a real OTLP/gRPC upstream, the Stamper over a Cache fed
-// by a fake clientset. Pods on 127.0.0.10-25 are created and deleted at
+// by FakeAPI. Pods on 127.0.0.10-25 are created and deleted at
 // random while every live pod's client exports continuously over gRPC and
 // HTTP (protobuf and JSON) from its pod's address; addresses are reused, and
 // half of the new clients start sending before their pod object exists (the

@@ -13,8 +13,23 @@ type waiter struct {
 	n  int           // requests waiting on ch
 }
 
-// nonPod classifies an address that is not a pod's. See the package
-// documentation for the rule. ok is false for an ordinary (pod) address.
+// nonPodLocked classifies a known non-pod address; the caller holds c.mu.
+// ok is false for an ordinary (pod) address. The rule:
+//
+//   - the gateway of one of the node's pod CIDRs (its first address, the .1
+//     a bridge CNI gives the node side of the pod network): nat_suspected.
+//     No pod sends from it; it is what a hostPort (portmap) masquerade
+//     produces.
+//   - an address of a live hostNetwork pod on this node (usually the node's
+//     InternalIP): host_network. A hostNetwork sender and traffic masqueraded
+//     to that same address cannot be told apart; the legitimate case wins.
+//   - any other node address (Config.NodeIPs, the node's status.addresses):
+//     nat_suspected, or host_network until the first sync, while hostNetwork
+//     pods are not known yet.
+//
+// Until the node has been read, a gateway or node address not in
+// Config.NodeIPs is not known here and is held like any other; the read
+// releases such requests with their classification.
 func (c *Cache) nonPodLocked(ip netip.Addr) (res enrich.Result, why string, ok bool) {
 	switch {
 	case c.gateways[ip]:

@@ -55,11 +55,29 @@ func (c *Cache) route(ip netip.Addr) (Route, error) {
 	return r, err
 }
 
-// IsLocal reports whether peer is on this node: loopback, an address of this
-// node, an address inside the node's pod CIDRs, an address of a pod cached
-// on this node, or an address the kernel routes directly (no gateway) through
-// an interface that carries none of the node's addresses (a pod's veth or a
-// CNI bridge). See the package documentation for the whole rule.
+// IsLocal reports whether peer is on this node; only such a sender can be a
+// pod of this cache, so only such a sender is held. It is on this node when
+// it is loopback, an address of this node (Config.NodeIPs and the node's
+// status.addresses), inside one of the node's spec.podCIDRs, or an address
+// of a pod cached on this node (hostNetwork pods included).
+//
+// Any other peer (a brand-new pod whose address the cache has not seen yet,
+// on a node without a pod CIDR or with an IPAM that does not use it, such as
+// Calico or the AWS VPC CNI) is looked up in the kernel's routing table
+// (Config.RouteLookup): it is on this node when its route is local, or has
+// no gateway and leaves through an interface that carries none of the
+// node's addresses (a bridge such as cni0, a per-pod veth such as Calico's
+// cali*). Off-node hosts on the node's own subnet leave through the node's
+// interface; other nodes' pods are reached through a gateway (flannel,
+// Calico IPIP, native routing). Answers are reused for routeTTL.
+//
+// The route can only tell in the node's network namespace (the chart's
+// default hostNetwork mode). When no node address is known, when none of
+// them is local here (podstamp runs in a pod's network namespace, where
+// every peer leaves through eth0), or when the lookup fails, such a peer
+// counts as on this node. A CNI that routes this node's pods through a
+// gateway (Cilium with cluster-pool IPAM) is not recognised by the route:
+// its new pods are only local once cached or inside a pod CIDR.
 func (c *Cache) IsLocal(peer netip.Addr) bool {
 	local, _ := c.locality(peer)
 	return local
