@@ -2,8 +2,6 @@ package main
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -66,7 +64,7 @@ func TestReleaseBuildTags(t *testing.T) {
 
 func goListDeps(t *testing.T, flags ...string) []string {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := goCommand(t)
 	out, err := exec.Command(goBin, append(append([]string{"list"}, flags...), "-deps", ".")...).Output()
 	if err != nil {
 		var stderr []byte
@@ -76,4 +74,14 @@ func goListDeps(t *testing.T, flags ...string) []string {
 		t.Fatalf("go list -deps: %v\n%s", err, stderr)
 	}
 	return strings.Fields(string(out))
+}
+
+// goCommand is the go command that runs this test: the one on PATH.
+func goCommand(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH: %v", err)
+	}
+	return p
 }

@@ -22,7 +22,6 @@ type flagDef struct {
 // environment are replaced, not extended, by the first command-line value.
 type listValue struct {
 	p       *[]string
-	fromEnv bool
 	touched bool
 }
 

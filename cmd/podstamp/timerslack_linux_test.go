@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ var quickArgs = []string{"--grpc-listen", "127.0.0.1:0", "--http-listen", "", "-
 func buildPodstamp(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "podstamp")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
+	build := exec.Command(goCommand(t), "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
