@@ -51,6 +51,7 @@ type FakeAPI struct {
 	watches   map[*fakeWatch]struct{}
 	reactors  []fakeReactor
 	calls     []fakeCall
+	notify    chan struct{} // closed and replaced when calls or watches change
 }
 
 var _ API = (*FakeAPI)(nil)
@@ -95,7 +96,7 @@ func jobObj(m kubetypes.ObjectMeta) fakeMeta        { return fakeMeta{"jobs", m}
 // or the fakeMeta of a namespace, ReplicaSet or Job.
 func NewFakeAPI(objs ...any) *FakeAPI {
 	f := &FakeAPI{rv: 1, pods: map[string]*kubetypes.Pod{}, nodes: map[string]*kubetypes.Node{},
-		meta: map[string]*kubetypes.PartialObjectMetadata{}, watches: map[*fakeWatch]struct{}{}}
+		meta: map[string]*kubetypes.PartialObjectMetadata{}, watches: map[*fakeWatch]struct{}{}, notify: make(chan struct{})}
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *kubetypes.Pod:
@@ -286,6 +287,39 @@ func (f *FakeAPI) endWatches(st *kubetypes.Status) {
 		w.end()
 		delete(f.watches, w)
 	}
+	f.signalLocked()
+}
+
+// signalLocked wakes waitFor.
+func (f *FakeAPI) signalLocked() {
+	close(f.notify)
+	f.notify = make(chan struct{})
+}
+
+// waitFor waits until cond, which is checked whenever a call arrives or a
+// watch opens or ends, holds; false after timeout.
+func (f *FakeAPI) waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	for {
+		f.mu.Lock()
+		next := f.notify
+		f.mu.Unlock()
+		if cond() {
+			return true
+		}
+		select {
+		case <-next:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// rvNow is the current resource version.
+func (f *FakeAPI) rvNow() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strconv.FormatUint(f.rv, 10)
 }
 
 // OpenWatches is the number of watches open now.
@@ -300,6 +334,7 @@ func (f *FakeAPI) OpenWatches() int {
 func (f *FakeAPI) react(c fakeCall) (bool, any, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
+	f.signalLocked()
 	rs := slices.Clone(f.reactors)
 	f.mu.Unlock()
 	for _, r := range rs {
@@ -437,9 +472,11 @@ func (f *FakeAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, err
 		}
 	}
 	f.watches[w] = struct{}{}
+	f.signalLocked()
 	w.forget = func() {
 		f.mu.Lock()
 		delete(f.watches, w)
+		f.signalLocked()
 		f.mu.Unlock()
 	}
 	stopOnCtx := context.AfterFunc(ctx, w.Stop)
@@ -448,6 +485,7 @@ func (f *FakeAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, err
 		timeout = time.AfterFunc(time.Duration(opts.TimeoutSeconds)*time.Second, func() {
 			f.mu.Lock()
 			delete(f.watches, w)
+			f.signalLocked()
 			f.mu.Unlock()
 			w.end()
 		})
