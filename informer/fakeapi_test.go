@@ -212,11 +212,7 @@ func (c podChange) eventFor(node string) (Event, bool) {
 func (f *FakeAPI) PutNode(n *kubetypes.Node) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c := *n
-	c.ObjectMeta = cloneMeta(n.ObjectMeta)
-	c.Spec.PodCIDRs = slices.Clone(n.Spec.PodCIDRs)
-	c.Status.Addresses = slices.Clone(n.Status.Addresses)
-	f.nodes[n.Name] = &c
+	f.nodes[n.Name] = cloneNode(n)
 }
 
 // PutMeta stores a namespace, ReplicaSet or Job.
@@ -508,9 +504,7 @@ func (f *FakeAPI) get(c fakeCall) (any, error) {
 	defer f.mu.Unlock()
 	if c.Resource == "nodes" {
 		if n := f.nodes[c.Name]; n != nil {
-			out := *n
-			out.ObjectMeta = cloneMeta(n.ObjectMeta)
-			return &out, nil
+			return cloneNode(n), nil
 		}
 		return nil, notFoundErr(c.Resource, c.Name)
 	}
@@ -653,6 +647,14 @@ func clonePod(p *kubetypes.Pod) *kubetypes.Pod {
 	}
 	c.Status.InitContainerStatuses = cloneStatuses(p.Status.InitContainerStatuses)
 	c.Status.ContainerStatuses = cloneStatuses(p.Status.ContainerStatuses)
+	return &c
+}
+
+func cloneNode(n *kubetypes.Node) *kubetypes.Node {
+	c := *n
+	c.ObjectMeta = cloneMeta(n.ObjectMeta)
+	c.Spec.PodCIDRs = slices.Clone(n.Spec.PodCIDRs)
+	c.Status.Addresses = slices.Clone(n.Status.Addresses)
 	return &c
 }
 
