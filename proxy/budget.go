@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,4 +121,15 @@ func pooledCap(n int) int64 {
 		return int64(poolClassSize(i))
 	}
 	return int64(n)
+}
+
+// jsonDecodeBound is what decoding a JSON request of signal sig to
+// protobuf may take before it starts: the transcoder's output buffer, at
+// most otlpJSONBound bytes (in a pooled buffer of the class above), for
+// traces, metrics and logs; pdata's decoding for profiles (jsonDecodeCost).
+func jsonDecodeBound(sig int, js []byte) int64 {
+	if signals[sig].jsonRoot == nil {
+		return jsonDecodeCost(js)
+	}
+	return pooledCap(otlpJSONBound(len(js), bytes.Count(js, []byte{','})))
 }

@@ -109,7 +109,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isJSON {
 		js := body.ReadOnlyData()
-		cost := jsonDecodeCost(js)
+		cost := jsonDecodeBound(int(sig), js)
 		if !c.grow(cost) {
 			body.Free()
 			most := p.lim.budget.limit
@@ -125,19 +125,41 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			p.rejectHTTP(w, isJSON, sig, c.why)
 			return
 		}
-		pb, err := signals[sig].requestJSONToProto(js)
+		// The transcoder appends into a pooled buffer of the charged
+		// bound, which it never outgrows (otlpJSONBound).
+		var out *[]byte
+		var dst []byte
+		if signals[sig].jsonRoot != nil {
+			out = bufPool.Get(int(cost))
+			dst = (*out)[:0]
+		}
+		pb, err := signals[sig].requestJSONToProto(dst, js)
 		body.Free()
 		if err != nil {
+			if out != nil {
+				bufPool.Put(out)
+			}
 			p.count(sig, protoHTTP, outcomeBadRequest, 0)
 			writeStatus(w, isJSON, http.StatusBadRequest, "", status.New(codes.InvalidArgument, fmt.Sprintf("malformed %s JSON: %v", sig, err)))
 			return
 		}
-		// From here on: the protobuf and its forwarding copy.
-		if !c.set(int64(len(pb)) + forwardCost(int64(len(pb)))) {
+		// From here on: the protobuf's buffer and its forwarding copy.
+		held := int64(len(pb))
+		if out != nil && cap(pb) == cap(*out) && len(pb) > 0 && &pb[:1][0] == &(*out)[:1][0] {
+			*out = pb
+			held = int64(cap(pb))
+			body = mem.NewBuffer(out, bufPool)
+		} else {
+			if out != nil {
+				bufPool.Put(out)
+			}
+			body = mem.SliceBuffer(pb)
+		}
+		if !c.set(held + forwardCost(int64(len(pb)))) {
+			body.Free()
 			p.rejectHTTP(w, isJSON, sig, c.why)
 			return
 		}
-		body = mem.SliceBuffer(pb)
 	}
 
 	resp, err := p.forward(r.Context(), sig, protoHTTP, httpPeer(r), body, p.httpHeaders(r))

@@ -713,22 +713,34 @@ func TestBudgetReturnsToZero(t *testing.T) {
 	up.none(t)
 }
 
-// TestJSONDecodeCost: a JSON request of tiny items costs more to decode
-// than the whole budget: it is refused (413, permanent) before decoding;
-// ordinary JSON of the same size is forwarded.
+// TestJSONDecodeCost: decoding JSON is charged its bound before it
+// starts (the output can outgrow the JSON: "0," in a list of fixed 64-bit
+// numbers becomes 8 bytes, and the bound counts every comma so). With a
+// budget that holds an ordinary JSON request but not one of the same size
+// made of tiny items, the tiny one is refused (413, permanent) before
+// decoding, and the ordinary one is forwarded.
 func TestJSONDecodeCost(t *testing.T) {
-	up := newGRPCUpstream(t)
-	tp := newTestProxy(t, up.targets())
-	tiny := []byte(`{"resourceSpans":[` + strings.Repeat(`{},`, 400000) + `{}]}`)
-	if int64(len(tiny)) > tp.lim.maxJSON {
-		t.Fatal("test set-up: over the JSON limit")
+	tiny := []byte(`{"resourceSpans":[` + strings.Repeat(`{},`, 100000) + `{}]}`)
+	_, js := payload(t, enrich.Traces, 1000)
+	_, js = payload(t, enrich.Traces, 1000*len(tiny)/len(js))
+	need := func(b []byte) int64 { return httpCost(int64(len(b))) + jsonDecodeBound(int(enrich.Traces), b) }
+	budget := (need(js) + need(tiny)) / 2
+	if !(need(js) < budget && budget < need(tiny)) {
+		t.Fatalf("test set-up: ordinary JSON of %d bytes needs %d, tiny items of %d bytes %d", len(js), need(js), len(tiny), need(tiny))
 	}
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), func(c *Config, _ *Options) {
+		c.MaxRequestBytes = int64(max(len(tiny), len(js)))
+		c.MaxJSONRequestBytes = c.MaxRequestBytes
+		c.MaxGRPCRequestBytes = 64 << 10
+		c.MaxInflightBytes = budget
+		c.MaxInflightBytesPerPeer = budget
+	})
 	r := tp.exportHTTP(t, context.Background(), enrich.Traces, contentTypeJSON, false, tiny, nil)
 	if r.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(r.body), "decoding this JSON request") {
 		t.Errorf("JSON of tiny items: HTTP %d %s, want 413", r.status, r.body)
 	}
 	up.none(t)
-	_, js := payload(t, enrich.Traces, 2000)
 	if r := tp.exportHTTP(t, context.Background(), enrich.Traces, contentTypeJSON, false, js, nil); r.status != 200 {
 		t.Errorf("ordinary JSON of %d bytes: HTTP %d", len(js), r.status)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podstamp/podstamp/enrich"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -88,6 +89,22 @@ func (s jsonSignal) reference(js []byte) ([]byte, error) {
 		return nil, err
 	}
 	return s.canon(pb)
+}
+
+// sameRequest reports whether protobuf requests a and b of signal sig hold
+// the same data (the transcoder writes fields in another order than pdata,
+// and leaves out empty IDs and messages pdata writes).
+func sameRequest(t testing.TB, sig enrich.Signal, a, b []byte) bool {
+	t.Helper()
+	if int(sig) >= len(jsonSignals) {
+		return bytes.Equal(a, b)
+	}
+	ca, err1 := jsonSignals[sig].canon(a)
+	cb, err2 := jsonSignals[sig].canon(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("not a %s request: %v %v", jsonSignals[sig].name, err1, err2)
+	}
+	return bytes.Equal(ca, cb)
 }
 
 // --- random requests built with pdata ---

@@ -124,7 +124,7 @@ func TestJSONConvertedFaithfully(t *testing.T) {
 							t.Fatal(err)
 						}
 						got := up.next(t)
-						if !bytes.Equal(got.body, pb) {
+						if !sameRequest(t, sig, got.body, pb) {
 							t.Errorf("upstream got %d bytes, want the %d-byte protobuf encoding of the same data", len(got.body), len(pb))
 						}
 						// The response is the partial success, in JSON.

@@ -17,22 +17,26 @@ type signalInfo struct {
 	path    string // OTLP/HTTP path
 
 	// JSON path only: request JSON -> protobuf, response protobuf -> JSON.
-	requestJSONToProto  func([]byte) ([]byte, error)
+	// requestJSONToProto appends to dst (profiles: returns pdata's own
+	// buffer; jsonRoot nil).
+	requestJSONToProto  func(dst, js []byte) ([]byte, error)
 	responseProtoToJSON func([]byte) ([]byte, error)
+	jsonRoot            *jmsg // the transcoder's schema of the request
+}
+
+// transcodeJSON is requestJSONToProto of the signals the transcoder
+// (otlpjson.go) handles.
+func transcodeJSON(root *jmsg) func(dst, js []byte) ([]byte, error) {
+	return func(dst, js []byte) ([]byte, error) { return appendOTLPJSON(dst, root, js) }
 }
 
 var signals = [len(enrich.Signals)]signalInfo{
 	enrich.Traces: {
-		sig:     enrich.Traces,
-		service: "opentelemetry.proto.collector.trace.v1.TraceService",
-		path:    "/v1/traces",
-		requestJSONToProto: func(b []byte) ([]byte, error) {
-			r := ptraceotlp.NewExportRequest()
-			if err := r.UnmarshalJSON(b); err != nil {
-				return nil, err
-			}
-			return r.MarshalProto()
-		},
+		sig:                enrich.Traces,
+		service:            "opentelemetry.proto.collector.trace.v1.TraceService",
+		path:               "/v1/traces",
+		requestJSONToProto: transcodeJSON(&jTracesRequest),
+		jsonRoot:           &jTracesRequest,
 		responseProtoToJSON: func(b []byte) ([]byte, error) {
 			r := ptraceotlp.NewExportResponse()
 			if err := r.UnmarshalProto(b); err != nil {
@@ -42,16 +46,11 @@ var signals = [len(enrich.Signals)]signalInfo{
 		},
 	},
 	enrich.Metrics: {
-		sig:     enrich.Metrics,
-		service: "opentelemetry.proto.collector.metrics.v1.MetricsService",
-		path:    "/v1/metrics",
-		requestJSONToProto: func(b []byte) ([]byte, error) {
-			r := pmetricotlp.NewExportRequest()
-			if err := r.UnmarshalJSON(b); err != nil {
-				return nil, err
-			}
-			return r.MarshalProto()
-		},
+		sig:                enrich.Metrics,
+		service:            "opentelemetry.proto.collector.metrics.v1.MetricsService",
+		path:               "/v1/metrics",
+		requestJSONToProto: transcodeJSON(&jMetricsRequest),
+		jsonRoot:           &jMetricsRequest,
 		responseProtoToJSON: func(b []byte) ([]byte, error) {
 			r := pmetricotlp.NewExportResponse()
 			if err := r.UnmarshalProto(b); err != nil {
@@ -61,16 +60,11 @@ var signals = [len(enrich.Signals)]signalInfo{
 		},
 	},
 	enrich.Logs: {
-		sig:     enrich.Logs,
-		service: "opentelemetry.proto.collector.logs.v1.LogsService",
-		path:    "/v1/logs",
-		requestJSONToProto: func(b []byte) ([]byte, error) {
-			r := plogotlp.NewExportRequest()
-			if err := r.UnmarshalJSON(b); err != nil {
-				return nil, err
-			}
-			return r.MarshalProto()
-		},
+		sig:                enrich.Logs,
+		service:            "opentelemetry.proto.collector.logs.v1.LogsService",
+		path:               "/v1/logs",
+		requestJSONToProto: transcodeJSON(&jLogsRequest),
+		jsonRoot:           &jLogsRequest,
 		responseProtoToJSON: func(b []byte) ([]byte, error) {
 			r := plogotlp.NewExportResponse()
 			if err := r.UnmarshalProto(b); err != nil {
@@ -83,7 +77,7 @@ var signals = [len(enrich.Signals)]signalInfo{
 		sig:     enrich.Profiles,
 		service: "opentelemetry.proto.collector.profiles.v1development.ProfilesService",
 		path:    "/v1development/profiles",
-		requestJSONToProto: func(b []byte) ([]byte, error) {
+		requestJSONToProto: func(_, b []byte) ([]byte, error) {
 			r := pprofileotlp.NewExportRequest()
 			if err := r.UnmarshalJSON(b); err != nil {
 				return nil, err
