@@ -18,6 +18,9 @@ type engine struct {
 // are cloned before they leave the engine.
 type resKeys struct {
 	uid, ip, name, namespace, containerID, containerName string
+	// restart is the resource's k8s.container.restart_count, when restartSet.
+	restart    int64
+	restartSet bool
 }
 
 // peerState resolves the connection's peer, and decides whether it is a

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,15 +88,22 @@ type ExcludePod struct {
 // image tag, as the processor's two feature gates do: V1 is
 // k8s.<from>.label.<key> and container.image.tags, V0 is
 // k8s.<from>.labels.<key> and container.image.tag. Both may be on.
+//
+// StartTimeFromCreation stamps the pod's creation time as
+// k8s.pod.start_time, as the processor does, rather than status.startTime.
+// (The processor also skips pods annotated
+// opentelemetry.io/k8s-processor/ignore; the API server refuses that key, two
+// slashes, so no pod can carry it and podstamp does not look for it.)
 type Conventions struct {
-	V0 bool
-	V1 bool
+	V0                    bool
+	V1                    bool
+	StartTimeFromCreation bool
 }
 
 // processorDefaultMetadata is the processor's default extract.metadata with
 // its default feature gates (v1 names on, v0 names off).
 var processorDefaultMetadata = []string{
-	AttrImageName, AttrImageTags, AttrContainerName, "k8s.deployment.name",
+	AttrImageName, AttrImageTags, "k8s.deployment.name",
 	AttrNamespaceName, AttrNodeName, AttrPodName, AttrPodStartTime, AttrPodUID,
 }
 
@@ -256,9 +264,10 @@ func decodeProcessor(b []byte) (Config, error) {
 		Overwrite:       p.Overwrite,
 		Filter:          p.Filter,
 		Exclude:         ExcludeConfig{Pods: slices.Clone(processorDefaultExclude)},
-		Conventions:     &Conventions{V1: true},
+		Conventions:     &Conventions{V1: true, StartTimeFromCreation: true},
 	}
-	if p.Exclude != nil {
+	if p.Exclude != nil && len(p.Exclude.Pods) > 0 {
+		// An empty list keeps the defaults, as in the processor.
 		cfg.Exclude = *p.Exclude
 	}
 	for i, g := range p.FeatureGates {
@@ -298,6 +307,13 @@ func decodeProcessor(b []byte) (Config, error) {
 	}
 	if cfg.Metadata == nil {
 		cfg.Metadata = []string{}
+	}
+	// The processor stamps k8s.node.uid whenever it reads nodes for a
+	// label or annotation rule, listed or not.
+	for _, r := range append(slices.Clone(cfg.Labels), cfg.Annotations...) {
+		if r.From == "node" && !slices.Contains(cfg.Metadata, AttrNodeUID) {
+			cfg.Metadata = append(cfg.Metadata, AttrNodeUID)
+		}
 	}
 
 	// pod_association: for trusted relays only; every other sender is the
@@ -496,4 +512,56 @@ func encodeListAttr(k, v string) []byte {
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendString(b, v)
 	return b
+}
+
+// runStride packs the run of a container into a container choice: choice =
+// index + run*runStride, run 0 the current run (IDs[0]), 1 the previous one
+// (IDs[1]), 2 a run podstamp has no ID of.
+const runStride = 1 << 16
+
+// chooseContainer is selectContainer, and the run whose container.id is
+// stamped: the one the resource's container.id names, else the one its
+// k8s.container.restart_count names (the current run when it has none).
+func chooseContainer(p *Pod, k *resKeys) int {
+	c := selectContainer(p, k.containerID, k.containerName)
+	if c < 0 {
+		return c
+	}
+	ctr := &p.Containers[c]
+	switch {
+	case k.containerID != "" && len(ctr.IDs) > 1 && ctr.IDs[1] == k.containerID:
+		return c + runStride
+	case k.containerID != "" && len(ctr.IDs) > 0 && ctr.IDs[0] == k.containerID:
+		return c
+	case !k.restartSet || k.restart == int64(ctr.RestartCount):
+		return c
+	case k.restart == int64(ctr.RestartCount)-1 && len(ctr.IDs) > 1:
+		return c + runStride
+	}
+	return c + 2*runStride
+}
+
+// containerIDOf is the container.id of container choice c, "" when none.
+func containerIDOf(p *Pod, c int) string {
+	if c < 0 {
+		return ""
+	}
+	run, i := c/runStride, c%runStride
+	if i >= len(p.Containers) || run >= len(p.Containers[i].IDs) {
+		return ""
+	}
+	return p.Containers[i].IDs[run]
+}
+
+// restartCount reads k8s.container.restart_count: an int, or a string of
+// digits.
+func restartCount(cv clientValue) (int64, bool) {
+	switch {
+	case cv.isInt:
+		return cv.i, true
+	case cv.isStr && cv.str != "":
+		n, err := strconv.ParseInt(cv.str, 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }

@@ -17,7 +17,7 @@ func TestProcessorLayoutDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", doc, err)
 		}
-		wantMD := []string{"container.image.name", "container.image.tags", "k8s.container.name", "k8s.deployment.name",
+		wantMD := []string{"container.image.name", "container.image.tags", "k8s.deployment.name",
 			"k8s.namespace.name", "k8s.node.name", "k8s.pod.name", "k8s.pod.start_time", "k8s.pod.uid"}
 		if !reflect.DeepEqual(c.Metadata, wantMD) {
 			t.Errorf("%q: metadata = %v, want the processor's %v", doc, c.Metadata, wantMD)
@@ -114,7 +114,7 @@ func TestProcessorLayoutFilterAndExclude(t *testing.T) {
 		doc     string
 		stamped bool
 	}{
-		{"wait_for_metadata: true\n", true},
+		{"", true},
 		{"filter: {namespace: other}\n", false},
 		{"filter: {labels: [{key: team, value: payments}]}\n", true},
 		{"filter: {labels: [{key: team, op: does-not-exist}]}\n", false},
@@ -122,8 +122,11 @@ func TestProcessorLayoutFilterAndExclude(t *testing.T) {
 		{"filter: {fields: [{key: metadata.name, value: cart-7d9f8-abcde, op: not-equals}]}\n", false},
 		{"exclude: {pods: [{name: 'cart-'}]}\n", false},
 		{"exclude: {pods: [{name: '^abcde'}]}\n", true},
+		{"exclude: {pods: []}\n", true}, // the defaults: jaeger-agent, jaeger-collector
 	} {
-		c, err := enrich.ParseConfig([]byte(tc.doc))
+		// In the processor's layout (a key only it has), which honours
+		// the processor's ignore annotation.
+		c, err := enrich.ParseConfig([]byte("wait_for_metadata: true\n" + tc.doc))
 		if err != nil {
 			t.Fatalf("%q: %v", tc.doc, err)
 		}
@@ -208,6 +211,37 @@ extract:
 			"k8s.pod.label.team": "payments", "k8s.pod.labels.team": "payments"}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %v\nwant %v", name, got, want)
+		}
+	}
+}
+
+// container.id is the run's: the resource's k8s.container.restart_count (an
+// int, or digits) picks the current run or the previous one (lastState);
+// another run gets no container.id rather than a wrong one.
+func TestContainerIDByRestartCount(t *testing.T) {
+	c := enrich.DefaultConfig()
+	p := cartPod()
+	p.Containers[0].RestartCount = 3 // IDs: c0ffee01 (run 3), c0ffee00 (run 2)
+	for _, tc := range []struct {
+		rc   any
+		want any
+	}{
+		{nil, "c0ffee01"}, {int64(3), "c0ffee01"}, {"3", "c0ffee01"},
+		{int64(2), "c0ffee00"}, {"2", "c0ffee00"}, {int64(1), nil}, {"x", "c0ffee01"},
+	} {
+		res := map[string]any{}
+		if tc.rc != nil {
+			res["k8s.container.restart_count"] = tc.rc
+		}
+		for name, s := range bothStampers(t, c, enrichtest.New(p)) {
+			out, _, err := s.Enrich(context.Background(), enrich.Traces, peerCart, tracesWith(t, res), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := attrMaps(t, enrich.Traces, out)[0]
+			if got["container.id"] != tc.want || got["k8s.container.name"] != "cart" {
+				t.Errorf("%s restart_count %v: container.id %v (container %v), want %v", name, tc.rc, got["container.id"], got["k8s.container.name"], tc.want)
+			}
 		}
 	}
 }

@@ -166,6 +166,8 @@ func pdataValue(v pcommon.Value) clientValue {
 		return clientValue{}
 	case pcommon.ValueTypeStr:
 		return clientValue{present: v.Str() != "", isStr: true, str: v.Str()}
+	case pcommon.ValueTypeInt:
+		return clientValue{present: true, isInt: true, i: v.Int()}
 	}
 	return clientValue{present: true}
 }
@@ -188,11 +190,14 @@ func (s *PdataStamper) stamp(ctx context.Context, res pcommon.Resource, ps *peer
 		containerID:   pdataStr(attrs, AttrContainerID),
 		containerName: pdataStr(attrs, AttrContainerName),
 	}
+	if v, ok := attrs.Get(AttrRestartCount); ok {
+		k.restart, k.restartSet = restartCount(pdataValue(v))
+	}
 	pod, fam, untrusted, err := s.e.podOf(ctx, &k, ps)
 	if err != nil || pod == nil {
 		return err
 	}
-	c := selectContainer(pod, k.containerID, k.containerName)
+	c := chooseContainer(pod, &k)
 	var conflicts uint32
 	if untrusted {
 		var claims []Claim

@@ -115,8 +115,13 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 	if m[AttrPodHostname] {
 		add(AttrPodHostname, p.Hostname)
 	}
-	if m[AttrPodStartTime] && !p.StartTime.IsZero() {
-		add(AttrPodStartTime, p.StartTime.UTC().Format(time.RFC3339))
+	if start := p.StartTime; m[AttrPodStartTime] {
+		if r.ext.conv.StartTimeFromCreation {
+			start = p.Created
+		}
+		if !start.IsZero() {
+			add(AttrPodStartTime, start.UTC().Format(time.RFC3339))
+		}
 	}
 	if m[AttrNodeName] {
 		add(AttrNodeName, p.NodeName)
@@ -140,6 +145,10 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 		}
 	}
 	var ctr *Container
+	run := c / runStride
+	if c >= 0 {
+		c %= runStride
+	}
 	if c >= 0 && c < len(p.Containers) {
 		ctr = &p.Containers[c]
 		if m[AttrContainerName] {
@@ -154,10 +163,10 @@ func (r *rules) podAttrs(p *Pod, c int, fam family) []attr {
 		if m[AttrImageTags] {
 			add(AttrImageTags, ctr.ImageTag)
 		}
-		if m[AttrContainerID] && len(ctr.IDs) > 0 {
-			add(AttrContainerID, ctr.IDs[0])
+		if m[AttrContainerID] && run < len(ctr.IDs) {
+			add(AttrContainerID, ctr.IDs[run])
 		}
-		if m[AttrRepoDigests] {
+		if m[AttrRepoDigests] && run == 0 {
 			add(AttrRepoDigests, ctr.RepoDigest)
 		}
 	}
@@ -307,6 +316,8 @@ type clientValue struct {
 	present bool   // a non-empty value: anything but an empty string or an unset AnyValue
 	isStr   bool   // the value is a string
 	str     string // the string value, when isStr
+	isInt   bool   // the value is an int
+	i       int64  // the int value, when isInt
 }
 
 // replaces reports whether podstamp's value v replaces the client's value cv

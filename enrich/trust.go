@@ -216,10 +216,7 @@ func identityValue(p *Pod, idx, c int, fam family) string {
 	case idNodeName:
 		return p.NodeName
 	case idContainerID:
-		if c >= 0 && c < len(p.Containers) && len(p.Containers[c].IDs) > 0 {
-			return p.Containers[c].IDs[0]
-		}
-		return ""
+		return containerIDOf(p, c)
 	}
 	w := workload(p, workloadOrder[(idx-idWorkload)/2])
 	switch {

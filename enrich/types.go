@@ -43,8 +43,10 @@ type Pod struct {
 	Name      string
 	UID       string
 	// IPs are the entries of status.podIPs, IPv4 addresses in their 4-byte form.
-	IPs         []netip.Addr
-	StartTime   time.Time
+	IPs       []netip.Addr
+	StartTime time.Time
+	// Created is metadata.creationTimestamp.
+	Created     time.Time
 	NodeName    string
 	HostNetwork bool
 	// Hostname is spec.hostname (k8s.pod.hostname); empty when unset.

@@ -452,6 +452,10 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 	var k resKeys
 	for i := len(sc.kvs) - 1; i >= 0; i-- { // first occurrence wins: walk backwards
 		kv := &sc.kvs[i]
+		if bstr(kv.key) == AttrRestartCount {
+			k.restart, k.restartSet = restartCount(kv.cv)
+			continue
+		}
 		if !kv.cv.isStr || kv.cv.str == "" {
 			continue
 		}
@@ -477,7 +481,7 @@ func (s *Stamper) planResource(ctx context.Context, body []byte, p *rsPlan, sc *
 	if pod == nil {
 		return nil
 	}
-	c := selectContainer(pod, k.containerID, k.containerName)
+	c := chooseContainer(pod, &k)
 	ent := s.entry(pod, c, fam)
 	anyDrop := false
 	var conflicts uint32 // bit i: identityKeys[i] contradicts the pod
@@ -685,6 +689,9 @@ func parseAnyValue(body, b []byte, cv *clientValue, sc *scratch) error {
 					return fmt.Errorf("string_value_strindex: %w", err)
 				}
 				*cv = clientValue{present: len(v) > 0, isStr: true, str: bstr(v)}
+			case num == 3:
+				v, _ := protowire.ConsumeVarint(b[n:])
+				*cv = clientValue{present: true, isInt: true, i: int64(v)}
 			default:
 				*cv = clientValue{present: true}
 			}

@@ -379,6 +379,7 @@ func TestLeanPodFromJSON(t *testing.T) {
 		Namespace: "team", Name: "web-7c9d8f6b50-x2x4z", UID: "uid-web", NodeName: testNode, HostNetwork: true,
 		IPs:         []netip.Addr{netip.MustParseAddr("10.1.0.7"), netip.MustParseAddr("fd00::7")},
 		StartTime:   got.Status.StartTime.Time,
+		Created:     got.CreationTimestamp.Time,
 		Labels:      map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b50"},
 		Annotations: map[string]string{"note": "x"},
 		Workloads:   []enrich.Workload{{Kind: enrich.ReplicaSet, Name: "web-7c9d8f6b50"}, {Kind: enrich.Deployment, Name: "web"}},

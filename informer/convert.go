@@ -54,6 +54,7 @@ func toPodObj(p *kubetypes.Pod) *podObj {
 		Labels:      p.Labels,
 		Annotations: stripAnnotations(p.Annotations),
 	}
+	ep.Created = p.CreationTimestamp.Time
 	if p.Status.StartTime != nil {
 		ep.StartTime = p.Status.StartTime.Time
 	} else {
