@@ -20,8 +20,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 const podstampNamespace = "podstamp"
@@ -109,13 +113,8 @@ func (e *env) setup() {
 		}
 		// Pods need their namespace's default ServiceAccount, which the
 		// controller-manager creates.
-		e.waitFor("default ServiceAccount in "+ns, time.Minute, func() (bool, error) {
-			_, err := e.cs.CoreV1().ServiceAccounts(ns).Get(e.ctx, "default", metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return false, nil
-			}
-			return err == nil, err
-		})
+		e.until("default ServiceAccount in "+ns, time.Minute, "serviceaccounts", ns, byName("default"), &corev1.ServiceAccount{}, nil,
+			func(ev watch.Event) (bool, error) { return ev.Type == watch.Added || ev.Type == watch.Modified, nil })
 	}
 	d, s := SinkObjects()
 	if _, err := e.cs.AppsV1().Deployments(ObsNamespace).Create(e.ctx, d, metav1.CreateOptions{}); err != nil {
@@ -299,10 +298,7 @@ func (e *env) upgrade(t *testing.T) {
 		"upstream": map[string]any{"endpoint": e.upstream},
 		"hold":     map[string]any{"timeout": "4s"},
 	})
-	e.waitFor("the old podstamp pod to go", 2*time.Minute, func() (bool, error) {
-		_, err := e.cs.CoreV1().Pods(podstampNamespace).Get(e.ctx, old.Name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
-	})
+	e.untilGone("the old podstamp pod to go", 2*time.Minute, podstampNamespace, byName(old.Name))
 	e.waitDaemonSet(podstampNamespace, "podstamp", 2*time.Minute)
 	newPod := e.readyPod(podstampNamespace, "app.kubernetes.io/name=podstamp", time.Minute)
 	e.logf("helm upgrade rolled %s -> %s in %s", old.Name, newPod.Name, time.Since(start).Round(time.Second))
@@ -420,14 +416,15 @@ func (e *env) runDemo(name, protocol, endpoint string) *corev1.Pod {
 		e.t.Fatal(err)
 	}
 	var pod *corev1.Pod
-	e.waitFor("pod "+name+" running", 2*time.Minute, func() (bool, error) {
-		p, err := e.cs.CoreV1().Pods(DemoNamespace).Get(e.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		pod = p
-		return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "", nil
-	})
+	e.until("pod "+name+" running", 2*time.Minute, "pods", DemoNamespace, byName(name), &corev1.Pod{}, nil,
+		func(ev watch.Event) (bool, error) {
+			p, ok := ev.Object.(*corev1.Pod)
+			if ok && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				pod = p
+				return true, nil
+			}
+			return false, nil
+		})
 	return pod
 }
 
@@ -548,15 +545,11 @@ func (e *env) deletePods(pods ...*corev1.Pod) {
 func (e *env) readyPod(ns, selector string, timeout time.Duration) *corev1.Pod {
 	e.t.Helper()
 	var pod *corev1.Pod
-	e.waitFor(fmt.Sprintf("a Ready pod %s in %s", selector, ns), timeout, func() (bool, error) {
-		l, err := e.cs.CoreV1().Pods(ns).List(e.ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return false, err
-		}
-		for i := range l.Items {
-			p := &l.Items[i]
-			if p.DeletionTimestamp != nil {
-				continue
+	e.until(fmt.Sprintf("a Ready pod %s in %s", selector, ns), timeout, "pods", ns, byLabels(selector), &corev1.Pod{}, nil,
+		func(ev watch.Event) (bool, error) {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+				return false, nil
 			}
 			for _, c := range p.Status.Conditions {
 				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
@@ -564,9 +557,8 @@ func (e *env) readyPod(ns, selector string, timeout time.Duration) *corev1.Pod {
 					return true, nil
 				}
 			}
-		}
-		return false, nil
-	})
+			return false, nil
+		})
 	return pod
 }
 
@@ -574,14 +566,11 @@ func (e *env) readyPod(ns, selector string, timeout time.Duration) *corev1.Pod {
 // every pod updated and available, and no pod beyond the desired number.
 func (e *env) waitDaemonSet(ns, name string, timeout time.Duration) {
 	e.t.Helper()
-	e.waitFor("DaemonSet "+ns+"/"+name+" rolled out", timeout, func() (bool, error) {
-		ds, err := e.cs.AppsV1().DaemonSets(ns).Get(e.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		st := ds.Status
-		return dsDone(ds, st), nil
-	})
+	e.until("DaemonSet "+ns+"/"+name+" rolled out", timeout, "daemonsets", ns, byName(name), &appsv1.DaemonSet{}, nil,
+		func(ev watch.Event) (bool, error) {
+			ds, ok := ev.Object.(*appsv1.DaemonSet)
+			return ok && ev.Type != watch.Deleted && dsDone(ds, ds.Status), nil
+		})
 }
 
 func dsDone(ds *appsv1.DaemonSet, st appsv1.DaemonSetStatus) bool {
@@ -591,8 +580,60 @@ func dsDone(ds *appsv1.DaemonSet, st appsv1.DaemonSetStatus) bool {
 		st.NumberReady == st.DesiredNumberScheduled
 }
 
-// waitFor polls cond every 250ms until it is true. The API server and the
-// sink are other processes; their state is read, there is no local event.
+func byName(name string) func(*metav1.ListOptions) {
+	return func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }
+}
+
+func byLabels(selector string) func(*metav1.ListOptions) {
+	return func(o *metav1.ListOptions) { o.LabelSelector = selector }
+}
+
+// until lists and watches the objects of resource in ns that filter
+// selects, and returns once cond holds for an event (the listed objects
+// arrive as Added events) or pre holds for the synced store.
+func (e *env) until(what string, timeout time.Duration, resource, ns string, filter func(*metav1.ListOptions), obj runtime.Object,
+	pre watchtools.PreconditionFunc, cond watchtools.ConditionFunc) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	defer cancel()
+	rc := e.cs.CoreV1().RESTClient()
+	if _, ok := obj.(*appsv1.DaemonSet); ok {
+		rc = e.cs.AppsV1().RESTClient()
+	}
+	lw := cache.NewFilteredListWatchFromClient(rc, resource, ns, filter)
+	if _, err := watchtools.UntilWithSync(ctx, lw, obj, pre, cond); err != nil {
+		e.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// untilGone returns once no pod in ns that filter selects is left.
+func (e *env) untilGone(what string, timeout time.Duration, ns string, filter func(*metav1.ListOptions)) {
+	e.t.Helper()
+	left := map[string]bool{}
+	e.until(what, timeout, "pods", ns, filter, &corev1.Pod{},
+		func(store cache.Store) (bool, error) {
+			for _, k := range store.ListKeys() {
+				left[k] = true
+			}
+			return len(left) == 0, nil
+		},
+		func(ev watch.Event) (bool, error) {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				return false, nil
+			}
+			key := p.Namespace + "/" + p.Name
+			if ev.Type == watch.Deleted {
+				delete(left, key)
+			} else {
+				left[key] = true
+			}
+			return len(left) == 0, nil
+		})
+}
+
+// waitFor polls cond every 250ms until it is true: for the sink, another
+// process whose state can only be read.
 func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, timeout)
@@ -686,10 +727,7 @@ func (e *env) helmUninstall(name string) {
 	if _, err := un.Run(name); err != nil {
 		e.t.Fatalf("helm uninstall: %v", err)
 	}
-	e.waitFor("podstamp pods gone", 2*time.Minute, func() (bool, error) {
-		l, err := e.cs.CoreV1().Pods(podstampNamespace).List(e.ctx, metav1.ListOptions{})
-		return err == nil && len(l.Items) == 0, err
-	})
+	e.untilGone("podstamp pods gone", 2*time.Minute, podstampNamespace, func(*metav1.ListOptions) {})
 }
 
 // dumpPodLogs prints the end of every container log the kubelet wrote.
