@@ -115,6 +115,15 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 		{name: "mid", start: t0.Add(time.Minute)},
 		{name: "new", start: t0.Add(2 * time.Minute)},
 	}
+	// The pods as the cache keeps them, running and finished: built once,
+	// as the cache never changes a podObj.
+	running, finished := make([]*podObj, len(specs)), make([]*podObj, len(specs))
+	for i, s := range specs {
+		s.ips = []string{ip}
+		running[i] = toPodObj(mkPod(s))
+		s.phase = kubetypes.PodSucceeded
+		finished[i] = toPodObj(mkPod(s))
+	}
 	for _, delKind := range []string{"delete", "relist"} {
 		seqs := make([][]event, len(specs))
 		for i := range specs {
@@ -133,21 +142,18 @@ func TestIPReuseEveryEventOrder(t *testing.T) {
 			var trace []string
 			for _, ev := range order {
 				s := specs[ev.pod]
-				s.ips = []string{ip}
 				m := ms[ev.pod]
 				trace = append(trace, ev.kind+":"+s.name)
 				switch ev.kind {
 				case "add":
 					m.added = true
-					c.onUpsert(toPodObj(mkPod(s)))
+					c.onUpsert(running[ev.pod])
 				case "finish":
 					m.fin = true
-					s.phase = kubetypes.PodSucceeded
-					c.onUpsert(toPodObj(mkPod(s)))
+					c.onUpsert(finished[ev.pod])
 				case "delete":
 					m.gone = true
-					s.phase = kubetypes.PodSucceeded
-					c.onDelete(toPodObj(mkPod(s)))
+					c.onDelete(finished[ev.pod])
 				case "relist":
 					m.gone = true
 					// A relist that no longer has the pod deletes it with
