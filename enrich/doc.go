@@ -64,9 +64,19 @@
 //     address of the peer's family when found through the connection, else its
 //     first address. Never the peer address itself.
 //   - Container attributes (k8s.container.name, container.image.name,
-//     container.image.tag, container.id) are stamped only when the pod has one
-//     container or the resource names its container by container.id or
-//     k8s.container.name.
+//     container.image.tag(s), container.image.repo_digests, container.id) are
+//     stamped only for the container the resource names by container.id or
+//     k8s.container.name (init and sidecar containers included), or else the
+//     pod's only regular container (init and sidecar containers do not
+//     count). container.id is that of the run the resource's container.id
+//     or k8s.container.restart_count names: the current run, or the
+//     previous one; another run gets none, never a wrong one.
+//   - A pod that the filter or exclude rules leave out is stamped like an
+//     unknown pod: nothing.
+//   - A rule file in the k8sattributes processor's layout (a key only the
+//     processor has, or its block under k8sattributes:) decodes with every
+//     default the processor's; a key podstamp cannot honour is an error
+//     naming it and why, never ignored. Both layouts compile into one Rules.
 //   - A request whose envelope or resource level is not valid protobuf gets
 //     an error wrapping ErrMalformed.
 //   - Cost: no copy of the request. The output is segments that reference
