@@ -154,6 +154,9 @@ func (c *Cache) Ready() error {
 
 func (c *Cache) isSynced() bool { return c.synced.Load() }
 
+// Synced is closed once the first list of the node's pods is in the cache.
+func (c *Cache) Synced() <-chan struct{} { return c.syncDone }
+
 // watchWarnEvery paces the warnings of failed lists and watches.
 const watchWarnEvery = 30 * time.Second
 

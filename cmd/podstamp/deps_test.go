@@ -14,10 +14,11 @@ import (
 // documentation of some 200 types, kept because of reflection), and
 // client-go's rest client and informer with apimachinery (its serializers
 // bring CBOR, YAML and two JSON libraries) another 3.7 MB of 18. The pod
-// cache lists and watches the node's pods itself (informer/reflect.go) over
-// a small HTTP client (informer.NewAPI), with the lean types of
+// cache lists and watches the node's pods itself (informer/listwatch.go)
+// over a small HTTP client (informer.NewAPI), with the lean types of
 // informer/kubetypes read as JSON and metadata-only reads of everything
-// else. client-go stays a dependency of the tests (its fake clientset).
+// else. The main module does not require client-go at all: the end-to-end
+// suite, which does, is a module of its own.
 func TestBinaryDependencies(t *testing.T) {
 	deps := goListDeps(t)
 	// What the pod cache is built on must still be there, or the list is
@@ -43,7 +44,7 @@ func TestBinaryDependencies(t *testing.T) {
 			bad = bad || p == b || strings.HasPrefix(p, b+"/")
 		}
 		if bad {
-			t.Errorf("podstamp depends on %s (the pod cache reads the API server through informer.NewAPI and the types of informer/kubetypes; see informer/client.go and reflect.go)", p)
+			t.Errorf("podstamp depends on %s (the pod cache reads the API server through informer.NewAPI and the types of informer/kubetypes; see informer/client.go and listwatch.go)", p)
 		}
 	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -56,4 +58,22 @@ func releaseBinaryPages() (int, error) {
 		advised += int(end - start)
 	}
 	return advised, sc.Err()
+}
+
+// releaseStartupPages pages the binary out again once the pod cache has its
+// first list: the code that read the configuration, set up TLS and decoded
+// that list is not needed until the next restart. It returns without doing
+// so when ctx ends first.
+func releaseStartupPages(ctx context.Context, synced <-chan struct{}, log *slog.Logger) {
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		return
+	}
+	n, err := releaseBinaryPages()
+	if err != nil {
+		log.Warn("paging out start-up code", "err", err)
+		return
+	}
+	log.Debug("paged out start-up code", "bytes", n)
 }

@@ -114,6 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	kubeDone := make(chan error, 1)
 	if cache != nil {
 		go func() { kubeDone <- cache.Run(kubeCtx) }()
+		go releaseStartupPages(ctx, cache.Synced(), log)
 	} else {
 		kubeDone <- nil
 	}
