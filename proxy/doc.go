@@ -11,8 +11,10 @@
 //     Content-Encoding gzip; the answer uses the request's content type).
 //   - The gRPC path never decodes payloads: a raw codec carries the request
 //     bytes to the Enricher and on to the upstream, and the upstream's answer
-//     bytes back. JSON requests are decoded with pdata and forwarded as
-//     protobuf. Without an Enricher (or when it adds nothing) the upstream
+//     bytes back. JSON requests of traces, metrics and logs are transcoded
+//     to protobuf in one pass without pdata (otlpjson.go: it decodes as
+//     pdata does, checked against it; where they part is listed there),
+//     profiles decoded with pdata; all are forwarded as protobuf. Without an Enricher (or when it adds nothing) the upstream
 //     receives exactly the bytes the client sent.
 //   - The Enricher (enrich.Stamper) checks, counts and stamps a request in
 //     one pass and returns it as segments that reference the received
@@ -76,9 +78,12 @@
 //     as bytes arrive: a client that announces 20 MiB and sends nothing
 //     holds a charge, not 20 MiB. A gzip or chunked body is charged for
 //     each buffer before it is taken, then the forwarding copy. JSON is
-//     also charged 256 bytes per '{' and ',' before decoding (decoding
-//     into pdata measured up to 205 bytes per item; 40-50 for what SDKs
-//     send), then the protobuf and its forwarding copy. A gRPC stream is
+//     also charged, before decoding, the most its protobuf can take: its
+//     size plus 6 bytes per ',' for traces, metrics and logs (protobuf can
+//     outgrow JSON: "0," in a list of fixed 64-bit numbers becomes 8
+//     bytes; see otlpJSONBound), 256 bytes per '{' and ',' for profiles
+//     (decoding into pdata measured up to 205 bytes per item); then the
+//     protobuf's buffer and its forwarding copy. A gRPC stream is
 //     charged 2 × MaxGRPCRequestBytes in the tap, before its message is
 //     read (the received bytes, and their decompressed form or the
 //     handler's contiguous copy), trued up to the message and its

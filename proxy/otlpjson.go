@@ -148,6 +148,10 @@ type jmsg struct {
 	// chainMax: the deepest index this message may have (KeyValue: one
 	// less, as its value is always written).
 	chainMax int
+	byLen    [][]uint8 // fields by the lengths of their names
+	// reserve: the bytes a record of this message first takes for its
+	// length (more or fewer move the record once it is written).
+	reserve uint8
 }
 
 const (
@@ -457,16 +461,55 @@ func init() {
 	jKeyValueList = jmsg{chain: true, chainMax: anyChainLimit - 1, fields: []jfield{
 		fd("values", 1, jMessage, jRepeated, &jKeyValue),
 	}}
+	for m, r := range reserveHints {
+		m.reserve = r
+	}
+	for _, m := range []*jmsg{&jTracesRequest, &jMetricsRequest, &jLogsRequest} {
+		m.index()
+	}
+}
+
+// reserveHints: the messages whose records are usually 128 bytes or more
+// (2 bytes of length) or 16 KiB or more (3). Others take 1.
+var reserveHints = map[*jmsg]uint8{
+	&jSpan: 2, &jLogRecord: 2, &jMetric: 2,
+	&jScopeSpans: 3, &jScopeMetrics: 3, &jScopeLogs: 3,
+	&jResourceSpans: 3, &jResourceMetrics: 3, &jResourceLogs: 3,
 }
 
 func (m *jmsg) lookup(key []byte) *jfield {
-	for i := range m.fields {
+	if len(key) >= len(m.byLen) {
+		return nil
+	}
+	for _, i := range m.byLen[len(key)] {
 		f := &m.fields[i]
-		if string(key) == f.name || (f.alt != "" && string(key) == f.alt) {
+		if string(key) == f.name || string(key) == f.alt {
 			return f
 		}
 	}
 	return nil
+}
+
+// index fills m.byLen, and that of the messages it holds.
+func (m *jmsg) index() {
+	if m.byLen != nil {
+		return
+	}
+	m.byLen = make([][]uint8, 48)
+	if m.reserve == 0 {
+		m.reserve = 1
+	}
+	for i := range m.fields {
+		f := &m.fields[i]
+		for _, name := range []string{f.name, f.alt} {
+			if name != "" && (name == f.name || len(name) != len(f.name)) {
+				m.byLen[len(name)] = append(m.byLen[len(name)], uint8(i))
+			}
+		}
+		if f.msg != nil {
+			f.msg.index()
+		}
+	}
 }
 
 // otlpJSONDecoder holds one transcoding's state.
@@ -522,6 +565,9 @@ func (d *otlpJSONDecoder) ws() {
 
 // peek returns the next non-space byte (0 at the end).
 func (d *otlpJSONDecoder) peek() byte {
+	if d.pos < len(d.in) && d.in[d.pos] > ' ' {
+		return d.in[d.pos]
+	}
 	d.ws()
 	if d.pos < len(d.in) {
 		return d.in[d.pos]
@@ -549,27 +595,34 @@ func (d *otlpJSONDecoder) unexpected(f *jfield, want string) error {
 	return d.fail(errJSONSyntax, "unexpected character %q", c)
 }
 
-// beginLen writes a length-delimited record's tag and a one-byte length,
-// returning where its payload starts.
-func (d *otlpJSONDecoder) beginLen(f *jfield) int {
+// beginLen writes a length-delimited record's tag and r bytes for its
+// length, returning where its payload starts.
+func (d *otlpJSONDecoder) beginLen(f *jfield, r int) int {
+	var zeros [4]byte
 	d.out = append(d.out, f.tag[:f.tagLen]...)
-	d.out = append(d.out, 0)
+	d.out = append(d.out, zeros[:r]...)
 	return len(d.out)
 }
 
-// endLen writes the length of the record whose payload starts at start,
-// moving the payload when the length takes more than one byte.
-func (d *otlpJSONDecoder) endLen(start int) {
+// endLen writes the length of the record whose payload starts at start
+// after r bytes for the length, moving the payload when its length takes
+// another number of bytes.
+func (d *otlpJSONDecoder) endLen(start, r int) {
 	n := len(d.out) - start
-	if n < 0x80 {
+	if n < 0x80 && r == 1 {
 		d.out[start-1] = byte(n)
 		return
 	}
-	k := (bits.Len(uint(n)) + 6) / 7
-	var zeros [4]byte
-	d.out = append(d.out, zeros[:k-1]...)
-	copy(d.out[start+k-1:], d.out[start:start+n])
-	b := d.out[start-1:]
+	k := (bits.Len(uint(n|1)) + 6) / 7
+	if k > r {
+		var zeros [4]byte
+		d.out = append(d.out, zeros[:k-r]...)
+		copy(d.out[start+k-r:], d.out[start:start+n])
+	} else if k < r {
+		copy(d.out[start-r+k:], d.out[start:start+n])
+		d.out = d.out[:len(d.out)-(r-k)]
+	}
+	b := d.out[start-r:]
 	for i := range k - 1 {
 		b[i] = byte(n) | 0x80
 		n >>= 7
@@ -678,7 +731,7 @@ func (d *otlpJSONDecoder) member(f *jfield, chain int) error {
 		var start, tagAt int
 		if packed {
 			tagAt = len(d.out)
-			start = d.beginLen(f)
+			start = d.beginLen(f, 1)
 		}
 		if d.peek() == ']' {
 			d.pos++
@@ -708,7 +761,7 @@ func (d *otlpJSONDecoder) member(f *jfield, chain int) error {
 			if len(d.out) == start {
 				d.out = d.out[:tagAt]
 			} else {
-				d.endLen(start)
+				d.endLen(start, 1)
 			}
 		}
 		return nil
@@ -725,7 +778,8 @@ func (d *otlpJSONDecoder) single(f *jfield, chain int) error {
 	c := d.peek()
 	switch f.kind {
 	case jMessage:
-		start := d.beginLen(f)
+		r := int(f.msg.reserve)
+		start := d.beginLen(f, r)
 		if c == 'n' {
 			// pdata: an empty message (which still counts for depth).
 			if f.msg.chain && chain+1 > f.msg.chainMax {
@@ -742,7 +796,7 @@ func (d *otlpJSONDecoder) single(f *jfield, chain int) error {
 				return err
 			}
 		}
-		d.endLen(start)
+		d.endLen(start, r)
 		return nil
 	case jString:
 		if c == 'n' {
@@ -781,7 +835,7 @@ func (d *otlpJSONDecoder) single(f *jfield, chain int) error {
 			}
 			return nil
 		}
-		start := d.beginLen(f)
+		start := d.beginLen(f, 1)
 		n := base64.StdEncoding.DecodedLen(len(raw))
 		d.out = append(d.out, raw[:n]...) // room
 		m, err := base64.StdEncoding.Decode(d.out[start:], raw)
@@ -789,7 +843,7 @@ func (d *otlpJSONDecoder) single(f *jfield, chain int) error {
 			return d.fail(errJSONValue, "field %q: base64: %v", f.name, err)
 		}
 		d.out = d.out[:start+m]
-		d.endLen(start)
+		d.endLen(start, 1)
 		return nil
 	}
 	d.out = append(d.out, f.tag[:f.tagLen]...)
@@ -1031,6 +1085,19 @@ func (d *otlpJSONDecoder) scanString() ([]byte, bool, error) {
 	start := i
 	esc := false
 	for {
+		// Eight bytes at a time up to the first '"', '\\' or control
+		// character (the lowest byte flagged is exact), then byte by byte.
+		const lo, hi = 0x0101010101010101, 0x8080808080808080
+		for i+8 <= len(in) {
+			x := binary.LittleEndian.Uint64(in[i:])
+			q := x ^ (lo * '"')
+			b := x ^ (lo * '\\')
+			if m := ((q - lo) &^ q) | ((b - lo) &^ b) | ((x - lo*0x20) &^ x); m&hi != 0 {
+				i += bits.TrailingZeros64(m&hi) / 8
+				break
+			}
+			i += 8
+		}
 		for i < len(in) && strSafe[in[i]] {
 			i++
 		}
@@ -1161,7 +1228,7 @@ func (d *otlpJSONDecoder) stringRecord(f *jfield) error {
 	d.out = append(d.out, 0)
 	start := len(d.out)
 	d.out = unescape(d.out, raw)
-	d.endLen(start)
+	d.endLen(start, 1)
 	return nil
 }
 

@@ -791,7 +791,7 @@ func benchJSON(t testing.TB) []byte {
 // the bench's shape.
 func BenchmarkOTLPJSON(b *testing.B) {
 	js := benchJSON(b)
-	b.Run("transcode", func(b *testing.B) {
+	transcode := func(b *testing.B) {
 		buf := make([]byte, 0, otlpJSONBound(len(js), bytes.Count(js, []byte{','})))
 		b.SetBytes(int64(len(js)))
 		b.ReportAllocs()
@@ -800,6 +800,20 @@ func BenchmarkOTLPJSON(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+	b.Run("transcode", transcode)
+	// The same with one byte for every length (nested records larger than
+	// 127 bytes move once they are written).
+	b.Run("transcode-reserve1", func(b *testing.B) {
+		for m := range reserveHints {
+			m.reserve = 1
+		}
+		defer func() {
+			for m, r := range reserveHints {
+				m.reserve = r
+			}
+		}()
+		transcode(b)
 	})
 	b.Run("pdata", func(b *testing.B) {
 		b.SetBytes(int64(len(js)))
