@@ -979,13 +979,13 @@ func (d *otlpJSONDecoder) scalar(f *jfield) error {
 // parseDecimal parses s as strconv.ParseInt/ParseUint(s, 10, size) do,
 // returning the value's bits.
 func parseDecimal(s []byte, signed bool, size int) (uint64, error) {
-	if len(s) > 0 && len(s) <= 18 {
+	if len(s) > 0 && len(s) <= 20 { // a sign and 19 digits: below 1e19 < 2^64
 		neg := s[0] == '-'
 		i := 0
 		if neg {
 			i = 1
 		}
-		if i < len(s) && (signed || !neg) {
+		if i < len(s) && len(s)-i <= 19 && (signed || !neg) {
 			var v uint64
 			for ; i < len(s); i++ {
 				c := s[i] - '0'
@@ -1002,6 +1002,9 @@ func parseDecimal(s []byte, signed bool, size int) (uint64, error) {
 					}
 					return v, nil
 				case size == 64:
+					if v > 1<<63 {
+						break
+					}
 					return uint64(-int64(v)), nil
 				case signed && !neg && v <= math.MaxInt32:
 					return v, nil
