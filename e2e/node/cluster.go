@@ -76,7 +76,10 @@ type Cluster struct {
 	fwdWG     sync.WaitGroup
 	procs     []*proc.Proc // in start order
 	nsCreated []string
-	stopOnce  sync.Once
+	// shimDirs are the directories containerd 1.6 keeps its shims' sockets
+	// in (fixed, not under its state directory) that did not exist before.
+	shimDirs []string
+	stopOnce sync.Once
 }
 
 // Start brings the node up: namespaces, etcd, kube-apiserver,
@@ -429,6 +432,11 @@ state = %q
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
+	for _, d := range []string{"/run/containerd", "/run/containerd/s"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			c.shimDirs = append(c.shimDirs, d)
+		}
+	}
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
 		return errors.New("containerd not found: install the Debian packages containerd and runc")
@@ -596,6 +604,9 @@ func (c *Cluster) stop() {
 	}
 	c.killShims()
 	removeEmptyCgroups()
+	for _, d := range slices.Backward(c.shimDirs) {
+		syscall.Rmdir(d) //nolint:errcheck // fails, harmlessly, when not empty
+	}
 	if c.fwd != nil {
 		c.fwd.Close()
 	}
