@@ -49,7 +49,7 @@ func TestBinaryDependencies(t *testing.T) {
 	}
 }
 
-// TestReleaseBuildTags: `make build` (and the Dockerfile and the bench
+// TestReleaseBuildTags: `make build` (and the image build and the bench
 // runner) build with -tags grpcnotrace, which leaves out gRPC's
 // golang.org/x/net/trace and the html/template it brings, about 3 MB.
 func TestReleaseBuildTags(t *testing.T) {
