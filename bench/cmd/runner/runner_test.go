@@ -172,6 +172,9 @@ func TestProfileShare(t *testing.T) {
 	if got := profileShare(top, true, "deflate"); got != 75.07 {
 		t.Fatalf("cum share %v", got)
 	}
+	if got := topFlat(top, 2); got != "`flate.(*compressor).findMatch` 30.61%, `flate.(*compressor).deflate` 21.61%" {
+		t.Fatalf("topFlat %q", got)
+	}
 	if got := heapTotal("Showing nodes accounting for 7352.55kB, 100% of 7352.55kB total"); got != "7352.55kB" {
 		t.Fatalf("heap total %q", got)
 	}
