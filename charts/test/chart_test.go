@@ -76,6 +76,10 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "bad metadata key", set: []string{upstreamSet, "config.metadata={k8s.pod.label}"}, want: "metadata"},
 		{name: "bad association", set: []string{upstreamSet, "config.association={k8s.pod.ip,source_ip}"}, want: "association"},
 		{name: "bad rule source", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: cluster, key: a}]}\n", want: "from"},
+		{name: "processor block with a key podstamp cannot honour", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {k8sattributes: {auth_type: kubeConfig, context: prod}}\n", want: "context"},
+		{name: "processor block in passthrough mode", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {auth_type: serviceAccount, passthrough: true}\n", want: "passthrough"},
+		{name: "processor block with a service.* key", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {extract: {metadata: [service.name]}}\n", want: "metadata"},
+		{name: "layouts mixed", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {extract: {metadata: [k8s.pod.name]}, association: [connection]}\n", want: "association"},
 		{name: "rule with key and key_regex", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: pod, key: a, key_regex: b}]}\n", want: "labels"},
 		{name: "unknown rule field", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {annotations: [{from: pod, key: a, tag: b}]}\n", want: "tag"},
 		{name: "header with value and secret", file: "upstream: {endpoint: 'http://c:4317', headers: [{name: a, value: b, secret: {name: s, key: k}}]}\n", want: "headers"},
@@ -171,6 +175,8 @@ func TestRBAC(t *testing.T) {
 		"ci-tenants":                 {pods},
 		"examples-collector-gateway": {pods},
 		"ci-rules":                   {pods, "/namespaces:get", "/nodes:get", "apps/replicasets:get", "batch/jobs:get"},
+		"ci-k8sattributes": {pods, "/namespaces[kube-system]:get", "/nodes:get", "apps/daemonsets:get", "apps/deployments:get",
+			"apps/replicasets:get", "apps/statefulsets:get", "batch/cronjobs:get", "batch/jobs:get"},
 	}
 	seen := map[string]bool{}
 	for _, v := range variants(t) {
@@ -212,6 +218,12 @@ func TestRBAC(t *testing.T) {
 		{[]string{"config.metadata={k8s.pod.name,k8s.deployment.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
 		{[]string{"config.metadata={k8s.statefulset.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
 		{[]string{"config.metadata={k8s.cronjob.uid}"}, []string{pods, "apps/replicasets:get", "batch/jobs:get"}},
+		{[]string{"config.metadata={k8s.cluster.uid}"}, []string{pods, "/namespaces[kube-system]:get"}},
+		{[]string{"config.labels[0].from=statefulset", "config.labels[0].key=tier"}, []string{pods, "apps/daemonsets:get",
+			"apps/deployments:get", "apps/replicasets:get", "apps/statefulsets:get", "batch/cronjobs:get", "batch/jobs:get"}},
+		{[]string{"config.k8sattributes.extract.annotations[0].from=namespace", "config.k8sattributes.extract.annotations[0].key=a"}, []string{pods, "/namespaces:get"}},
+		{[]string{"config.k8sattributes.extract.metadata={k8s.pod.name,k8s.cluster.uid}"}, []string{pods, "/namespaces[kube-system]:get"}},
+		{[]string{"config.k8sattributes.auth_type=serviceAccount"}, []string{pods}},
 		{[]string{"rbac.getNodes=true"}, []string{pods, "/nodes:get"}},
 	}
 	for _, s := range single {
@@ -245,7 +257,11 @@ func ruleSet(o objects) []string {
 			for _, res := range r.Resources {
 				verbs := append([]string(nil), r.Verbs...)
 				sort.Strings(verbs)
-				out = append(out, fmt.Sprintf("%s/%s:%s", g, res, strings.Join(verbs, ",")))
+				names := ""
+				if len(r.ResourceNames) > 0 {
+					names = "[" + strings.Join(r.ResourceNames, ",") + "]"
+				}
+				out = append(out, fmt.Sprintf("%s/%s%s:%s", g, res, names, strings.Join(verbs, ",")))
 			}
 		}
 	}

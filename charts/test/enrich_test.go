@@ -16,6 +16,8 @@ import (
 // binary's own --config parser, and the ClusterRole grants exactly what that
 // parsed config's Needs() makes the pod cache read.
 func TestConfigAcceptedByBinary(t *testing.T) {
+	// As the DaemonSet sets it (filter.node_from_env_var names it).
+	t.Setenv("K8S_NODE_NAME", "node-a")
 	vs := variants(t)
 	// The RBAC single-rule cases are worth checking against Needs() too.
 	for _, set := range [][]string{
@@ -25,6 +27,10 @@ func TestConfigAcceptedByBinary(t *testing.T) {
 		{"config.metadata={k8s.pod.name,k8s.node.uid}"},
 		{"config.metadata={k8s.pod.uid,k8s.deployment.uid}"},
 		{"config.metadata={k8s.job.uid}"},
+		{"config.metadata={k8s.cluster.uid}"},
+		{"config.annotations[0].from=cronjob", "config.annotations[0].key=a"},
+		{"config.k8sattributes.extract.labels[0].from=daemonset", "config.k8sattributes.extract.labels[0].key=a"},
+		{"config.k8sattributes.extract.metadata={k8s.pod.name,k8s.deployment.uid}"},
 	} {
 		vs = append(vs, variant{name: fmt.Sprint(set), set: append([]string{upstreamSet}, set...)})
 	}
@@ -41,6 +47,22 @@ func TestConfigAcceptedByBinary(t *testing.T) {
 			if has("/namespaces:get") != n.NamespaceMetadata {
 				t.Errorf("namespaces get granted=%v, config needs namespace metadata=%v", has("/namespaces:get"), n.NamespaceMetadata)
 			}
+			if n.ClusterUID && !n.NamespaceMetadata && !has("/namespaces[kube-system]:get") {
+				t.Error("config needs the cluster UID but namespace kube-system get is not granted")
+			}
+			if has("/namespaces[kube-system]:get") && !n.ClusterUID {
+				t.Error("namespace kube-system get granted although the config does not need it")
+			}
+			wm := true
+			for _, r := range []string{"apps/deployments:get", "apps/statefulsets:get", "apps/daemonsets:get", "batch/cronjobs:get"} {
+				wm = wm && has(r)
+				if has(r) && !n.WorkloadMetadata {
+					t.Errorf("%s granted although the config reads no workload labels or annotations", r)
+				}
+			}
+			if n.WorkloadMetadata && !wm {
+				t.Errorf("config reads workload labels/annotations but the workloads are not all granted: %v", rules)
+			}
 			if n.NodeMetadata && !has("/nodes:get") {
 				t.Error("config needs node metadata but nodes get is not granted")
 			}
@@ -48,7 +70,7 @@ func TestConfigAcceptedByBinary(t *testing.T) {
 				t.Error("nodes get granted although the config does not need it")
 			}
 			wl := has("apps/replicasets:get") && has("batch/jobs:get")
-			if wl != n.WorkloadUIDs || (!wl && (has("apps/replicasets:get") || has("batch/jobs:get"))) {
+			if wl != (n.WorkloadUIDs || n.WorkloadMetadata) || (!wl && (has("apps/replicasets:get") || has("batch/jobs:get"))) {
 				t.Errorf("replicasets/jobs get granted=%v, config needs workload UIDs=%v (rules %v)", wl, n.WorkloadUIDs, rules)
 			}
 		})
@@ -97,8 +119,10 @@ func TestSchemaEnumsAcceptedByBinary(t *testing.T) {
 				Enum []string `json:"enum"`
 			} `json:"metadataKey"`
 		} `json:"definitions"`
-		Properties struct {
-			Config struct {
+	}
+	var own struct {
+		Definitions struct {
+			PodstampConfig struct {
 				Properties struct {
 					Association struct {
 						Items struct {
@@ -106,13 +130,16 @@ func TestSchemaEnumsAcceptedByBinary(t *testing.T) {
 						} `json:"items"`
 					} `json:"association"`
 				} `json:"properties"`
-			} `json:"config"`
-		} `json:"properties"`
+			} `json:"podstampConfig"`
+		} `json:"definitions"`
+	}
+	if err := json.Unmarshal(b, &own); err != nil {
+		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
-	keys, assoc := s.Definitions.MetadataKey.Enum, s.Properties.Config.Properties.Association.Items.Enum
+	keys, assoc := s.Definitions.MetadataKey.Enum, own.Definitions.PodstampConfig.Properties.Association.Items.Enum
 	if len(keys) < 16 || len(assoc) != 5 {
 		t.Fatalf("schema enums not found: %d metadata keys, %d associations", len(keys), len(assoc))
 	}

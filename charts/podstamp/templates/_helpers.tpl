@@ -63,29 +63,41 @@ app.kubernetes.io/component: node-proxy
 
 {{/*
 podstamp.needs: what the enrichment config reads besides pods, as a dict rendered to JSON
-(namespaces, nodes, workloads: bool). Mirrors enrich.Config.Needs() and what the pod cache
-then reads:
+(namespaces, clusterUID, nodes, workloads, workloadMetadata: bool). Mirrors
+enrich.Config.Needs() and what the pod cache then reads, in podstamp's layout and in the
+k8sattributes processor's (extract.labels/annotations/metadata, optionally under
+k8sattributes:):
   - labels/annotations with from: namespace          -> get namespaces
+  - k8s.cluster.uid                                  -> get namespace kube-system
   - labels/annotations with from: node, k8s.node.uid -> get nodes (also rbac.getNodes)
   - any k8s.<workload>.uid                           -> get replicasets and jobs: a Deployment's
     UID is read from its ReplicaSet, a CronJob's from its Job; the other workload UIDs come
     from the pod's own owner references.
+  - labels/annotations with from: <workload>         -> get deployments, replicasets,
+    statefulsets, daemonsets, jobs and cronjobs
 */}}
 {{- define "podstamp.needs" -}}
 {{- $cfg := .Values.config | default dict }}
+{{- if hasKey $cfg "k8sattributes" }}{{ $cfg = get $cfg "k8sattributes" | default dict }}{{ end }}
+{{- $ex := $cfg.extract | default dict }}
 {{- $ns := false }}
+{{- $cluster := false }}
 {{- $node := .Values.rbac.getNodes }}
 {{- $wl := false }}
-{{- range $rule := concat ($cfg.labels | default list) ($cfg.annotations | default list) }}
-{{- if eq (toString $rule.from) "namespace" }}{{ $ns = true }}{{ end }}
-{{- if eq (toString $rule.from) "node" }}{{ $node = true }}{{ end }}
+{{- $wlmeta := false }}
+{{- range $rule := concat ($cfg.labels | default list) ($cfg.annotations | default list) ($ex.labels | default list) ($ex.annotations | default list) }}
+{{- $from := toString $rule.from }}
+{{- if eq $from "namespace" }}{{ $ns = true }}{{ end }}
+{{- if eq $from "node" }}{{ $node = true }}{{ end }}
+{{- if has $from (list "deployment" "replicaset" "statefulset" "daemonset" "job" "cronjob") }}{{ $wlmeta = true }}{{ end }}
 {{- end }}
-{{- range $key := ($cfg.metadata | default list) }}
+{{- range $key := concat ($cfg.metadata | default list) ($ex.metadata | default list) }}
 {{- if eq $key "k8s.node.uid" }}{{ $node = true }}
+{{- else if eq $key "k8s.cluster.uid" }}{{ $cluster = true }}
 {{- else if and (hasSuffix ".uid" $key) (ne $key "k8s.pod.uid") }}{{ $wl = true }}
 {{- end }}
 {{- end }}
-{{- dict "namespaces" $ns "nodes" $node "workloads" $wl | toJson }}
+{{- dict "namespaces" $ns "clusterUID" $cluster "nodes" $node "workloads" $wl "workloadMetadata" $wlmeta | toJson }}
 {{- end }}
 
 {{/*
