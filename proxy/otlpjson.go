@@ -17,8 +17,14 @@ import (
 //
 // appendOTLPJSON reads an OTLP/JSON export request (traces, metrics or
 // logs) and appends the protobuf encoding of the same request, in one pass
-// over the JSON, driven by the schema table below (no reflection, no
-// allocation but the output's growth). It accepts what the OTLP/JSON
+// over the JSON, driven by the schema table below (no reflection; nothing
+// allocated but the output's growth, and a copy of a number written as a
+// string of over 32 bytes or with escapes over 64). A nested record gets
+// 1-3 bytes for its length first (reserveHints) and moves once written
+// when its length takes another size: BenchmarkOTLPJSON measured no
+// difference against 1 byte for every record (the moves are memmoves of
+// records just written), and sizing records in a first pass would parse
+// the JSON twice. It accepts what the OTLP/JSON
 // encoding allows and decodes it as pdata does (the OpenTelemetry
 // Collector's decoder, so the upstream sees what the Collector would):
 //
@@ -43,7 +49,9 @@ import (
 //
 //   - it accepts only JSON (RFC 8259): pdata takes some malformed input
 //     (trailing bytes after the request, raw control characters after an
-//     escape, objects that end at an empty key) that this refuses;
+//     escape) that this refuses;
+//   - an empty field name ("") is an unknown field; pdata ends the object
+//     there, so it refuses or reads differently JSON that holds one;
 //   - an integer outside its field's range is refused (json-iterator wraps
 //     some 11- and 20-digit numbers silently);
 //   - null is accepted for every field (pdata refuses it for numbers,
