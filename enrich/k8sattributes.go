@@ -365,8 +365,19 @@ func associationOf(a processorAssoc) (string, error) {
 
 // ---------------------------------------------------------------- compiled
 
+// FilterNode is the node the rules' filter names (filter.node, or the
+// variable filter.node_from_env_var names), "" when none or r is nil.
+// podstamp watches one node's pods: callers check that it is that node.
+func (r *Rules) FilterNode() string {
+	if r == nil {
+		return ""
+	}
+	return r.r.ext.filterNode
+}
+
 // ruleExt is what the processor's layout added to a compiled rule set.
 type ruleExt struct {
+	filterNode      string
 	filterNamespace string
 	labelFilters    []compiledFilter
 	fieldFilters    []compiledFilter
@@ -386,6 +397,7 @@ func compileExt(c Config, r *rules, bad func(format string, args ...any)) {
 		r.ext.conv = *c.Conventions
 	}
 	r.ext.filterNamespace = c.Filter.Namespace
+	r.ext.filterNode = c.Filter.NodeName()
 	for i, f := range c.Filter.Labels {
 		op := f.Op
 		switch op {

@@ -326,3 +326,28 @@ func TestResolveReportsEveryProblem(t *testing.T) {
 		t.Errorf("passthrough upstream: %+v, %v", set.upstreams[enrich.Traces], err)
 	}
 }
+
+// TestResolveProcessorBlock: a k8sattributes processor block is a rule file;
+// its filter may name only the node podstamp watches.
+func TestResolveProcessorBlock(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("auth_type: serviceAccount\nfilter: {node: node-a}\nextract: {metadata: [k8s.pod.name]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ node, want string }{
+		{"node-a", ""},
+		{"node-b", `filter names node "node-a", but podstamp watches the pods of --node-name "node-b"`},
+	} {
+		cfg, err := ParseConfig([]string{"--upstream", "http://127.0.0.1:4317", "--node-name", tc.node, "--config", rules}, env(nil), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := cfg.resolve(env(nil))
+		switch {
+		case tc.want == "" && (err != nil || set.rules == nil):
+			t.Errorf("--node-name %s: %v", tc.node, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("--node-name %s: error %v, want %q", tc.node, err, tc.want)
+		}
+	}
+}

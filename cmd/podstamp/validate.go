@@ -38,6 +38,10 @@ func (c Config) resolve(getenv func(string) string) (settings, error) {
 		if err != nil {
 			errs.add("--config: %w", err)
 		}
+		if n := rules.FilterNode(); n != "" && n != c.NodeName {
+			// podstamp watches one node: the filter may only name it.
+			errs.add("--config: filter names node %q, but podstamp watches the pods of --node-name %q", n, c.NodeName)
+		}
 		s.rules = rules
 	}
 	return s, oneLine(dedupe(errs))
