@@ -105,8 +105,7 @@ func FuzzStamp(f *testing.F) {
 // than protobuf about unterminated groups, so it cannot be the judge.)
 func wellFormed(b []byte) bool {
 	type want map[protowire.Number]protowire.Type
-	var walk func(b []byte, types want, descend map[protowire.Number]func([]byte) bool) bool
-	walk = func(b []byte, types want, descend map[protowire.Number]func([]byte) bool) bool {
+	walk := func(b []byte, types want, descend map[protowire.Number]func([]byte) bool) bool {
 		for len(b) > 0 {
 			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 {

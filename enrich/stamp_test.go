@@ -566,26 +566,6 @@ func rawResources(t testing.TB, req []byte) [][]byte {
 	return out
 }
 
-// rawKeys lists the attribute keys of a Resource message.
-func rawKeys(t testing.TB, res []byte) []string {
-	var keys []string
-	nums, _, vals := rawFields(t, res)
-	for i, n := range nums {
-		if n != 1 {
-			continue
-		}
-		kn, _, kv := rawFields(t, vals[i])
-		key := ""
-		for j, m := range kn {
-			if m == 1 {
-				key = string(kv[j])
-			}
-		}
-		keys = append(keys, key)
-	}
-	return keys
-}
-
 func TestPassThroughWithoutResolver(t *testing.T) {
 	for _, sig := range enrich.Signals {
 		s := enrich.NewStamper(enrichtest.Rules(enrich.DefaultConfig()), nil)

@@ -139,7 +139,6 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 					grpc.WithWriteBufferSize(grpcBufferSize),
 					grpc.WithInitialWindowSize(grpcStreamWindow),
 					grpc.WithInitialConnWindowSize(grpcConnWindow),
-					grpc.WithSharedWriteBuffer(true),
 					grpc.WithUserAgent(userAgent),
 					grpc.WithConnectParams(grpc.ConnectParams{
 						Backoff:           reconnect,
