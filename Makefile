@@ -18,17 +18,21 @@ build:
 test: lint test-unit chart-test e2e e2e-node
 
 # The main module, then the side modules whose code runs outside the binary
-# (the end-to-end suite's helpers and the benchmark harness).
-MODULES   := . e2e bench
+# (the end-to-end suite, the one-node cluster test and the benchmark harness).
+MODULES   := . e2e bench e2e/node
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
 	cd e2e && $(GO) test -race -count=1 -timeout 10m ./...
 	cd bench && $(GO) test -race -count=1 -timeout 10m ./...
 
+# STATICCHECK is pinned in tools/go.mod (a module of its own).
+STATICCHECK = $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck
+
+## lint: gofmt, go vet and staticcheck on every module, e2e build tag included.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) vet -tags e2e ./...) || exit 1; done
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) vet -tags e2e ./... && $(STATICCHECK) ./... && $(STATICCHECK) -tags e2e ./...) || exit 1; done
 
 ## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root), informer.NewAPI against it.
 e2e:
