@@ -432,6 +432,9 @@ func newTestProxy(t testing.TB, targets [numSignals]Target, opts ...proxyOption)
 	cfg.DebugListen = "127.0.0.1:0"
 	cfg.Upstream = targets
 	cfg.ShutdownTimeout = 10 * time.Second
+	// Closing a test proxy waits this long; TestReusePortHandover keeps the
+	// default.
+	cfg.KeepAliveDrain = 10 * time.Millisecond
 	o := Options{Registerer: reg, Gatherer: reg, Version: "test"}
 	for _, f := range opts {
 		f(&cfg, &o)

@@ -30,7 +30,7 @@ var errTooLarge = errors.New("request body too large")
 
 func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.draining.Load() {
-		w.Header().Set("Connection", "close") // see keepAliveDrain
+		w.Header().Set("Connection", "close") // see Config.KeepAliveDrain
 	}
 	if !p.admitHTTP(w, r) {
 		return

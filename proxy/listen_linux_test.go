@@ -34,7 +34,7 @@ func TestReusePortHandover(t *testing.T) {
 	}()
 	defer func() { close(stopDrain); <-drained }()
 
-	old := newTestProxy(t, up.targets())
+	old := newTestProxy(t, up.targets(), func(c *Config, _ *Options) { c.KeepAliveDrain = DefaultConfig().KeepAliveDrain })
 	addr := old.GRPCAddr().String()
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -76,6 +76,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration // HTTP ingress
 	ReadTimeout       time.Duration // HTTP ingress: whole request, body included
 	IdleTimeout       time.Duration // HTTP ingress keep-alive
+	// KeepAliveDrain is how long a draining proxy keeps its HTTP listener
+	// before closing idle connections, answering Connection: close
+	// meanwhile (see drain).
+	KeepAliveDrain time.Duration
 
 	EnablePprof bool // /debug/pprof on the debug listener
 
@@ -102,6 +106,7 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		KeepAliveDrain:    time.Second,
 		LiveTimeout:       2 * time.Second,
 		UpstreamBackoff:   defaultUpstreamBackoff,
 	}
@@ -186,6 +191,9 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = def.IdleTimeout
+	}
+	if cfg.KeepAliveDrain <= 0 {
+		cfg.KeepAliveDrain = def.KeepAliveDrain
 	}
 	if cfg.LiveTimeout <= 0 {
 		cfg.LiveTimeout = def.LiveTimeout
@@ -409,14 +417,6 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	return serveErr
 }
 
-// keepAliveDrain is how long a draining proxy keeps its listeners before
-// closing idle HTTP/1.1 connections. Meanwhile every answer says
-// Connection: close, so a connection in use is closed by its own answer
-// instead of under a request the client may be writing at that moment
-// (which an HTTP client cannot tell from a lost one, so it does not retry
-// a POST). With SO_REUSEPORT the new process is already accepting.
-const keepAliveDrain = time.Second
-
 // drain stops the ingress listeners gracefully, then the admin and debug
 // listeners.
 func (p *Proxy) drain() {
@@ -424,7 +424,13 @@ func (p *Proxy) drain() {
 	p.log.Info("draining", "delay", p.cfg.DrainDelay, "timeout", p.cfg.ShutdownTimeout)
 	delay := p.cfg.DrainDelay
 	if p.httpLn != nil {
-		delay = max(delay, keepAliveDrain)
+		// Before closing idle HTTP/1.1 connections, every answer says
+		// Connection: close for KeepAliveDrain, so a connection in use is
+		// closed by its own answer instead of under a request the client
+		// may be writing at that moment (which an HTTP client cannot tell
+		// from a lost one, so it does not retry a POST). With SO_REUSEPORT
+		// the new process is already accepting.
+		delay = max(delay, p.cfg.KeepAliveDrain)
 	}
 	if delay > 0 {
 		time.Sleep(delay)
