@@ -94,10 +94,17 @@ type ExcludePod struct {
 // (The processor also skips pods annotated
 // opentelemetry.io/k8s-processor/ignore; the API server refuses that key, two
 // slashes, so no pod can carry it and podstamp does not look for it.)
+//
+// ServiceKeys, when set, are the service.* attributes derived (the
+// processor's extract.metadata lists them one by one); ServiceAnnotations
+// off ignores the pod's resource.opentelemetry.io/service.* annotations when
+// deriving (the processor reads them only with otel_annotations).
 type Conventions struct {
 	V0                    bool
 	V1                    bool
 	StartTimeFromCreation bool
+	ServiceKeys           []string
+	ServiceAnnotations    bool
 }
 
 // processorDefaultMetadata is the processor's default extract.metadata with
@@ -281,6 +288,7 @@ func decodeProcessor(b []byte) (Config, error) {
 			bad("feature_gates[%d]: %q: podstamp knows %s and %s", i, g, gateEmitV1, gateDontEmitV0)
 		}
 	}
+	cfg.Conventions.ServiceAnnotations = cfg.OtelAnnotations
 	if !cfg.Conventions.V1 && !cfg.Conventions.V0 {
 		bad("feature_gates: %s cannot be enabled without %s (as in the processor)", gateDontEmitV0, gateEmitV1)
 	}
@@ -291,8 +299,11 @@ func decodeProcessor(b []byte) (Config, error) {
 	}
 	for i, m := range md {
 		switch {
-		case strings.HasPrefix(m, "service."):
-			bad("extract.metadata[%d]: %q: the processor's service.* derivation is not supported; use podstamp's service.derive (the semantic conventions' order)", i, m)
+		case m == AttrServiceName, m == AttrServiceNS, m == AttrServiceVersion, m == AttrServiceInst:
+			// The processor's derivation is the semantic conventions'
+			// order with the well-known labels.
+			cfg.Service = ServiceConfig{Derive: true, WellKnownLabels: true}
+			cfg.Conventions.ServiceKeys = append(cfg.Conventions.ServiceKeys, m)
 			continue
 		case m == AttrImageTag && !cfg.Conventions.V0, m == AttrImageTags && !cfg.Conventions.V1:
 			// The processor accepts the key and emits nothing under these gates.
@@ -392,7 +403,7 @@ type compiledFilter struct {
 
 // compileExt compiles c's filter, exclude and naming scheme into r.
 func compileExt(c Config, r *rules, bad func(format string, args ...any)) {
-	r.ext.conv = Conventions{V1: true}
+	r.ext.conv = Conventions{V1: true, ServiceAnnotations: true}
 	if c.Conventions != nil {
 		r.ext.conv = *c.Conventions
 	}

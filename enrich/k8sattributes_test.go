@@ -90,7 +90,6 @@ func TestProcessorLayoutRefusesWhatItCannotHonour(t *testing.T) {
 		{"auth_type: none\nkube_api_qps: 5\n", "kube_api_qps, kube_api_burst"},
 		{"kubelet: {enabled: true}\n", "kubelet.enabled"},
 		{"pod_delete_grace_period: 30s\n", "pod_delete_grace_period: set podstamp's --pod-delete-grace"},
-		{"extract: {metadata: [service.name]}\n", `extract.metadata[0]: "service.name"`},
 		{"extract: {metadata: [k8s.pod.whatever]}\n", `extract.metadata[0]: "k8s.pod.whatever"`},
 		{"pod_association: [{sources: [{from: resource_attribute, name: host.name}]}]\n", "pod_association[0]: sources [host.name]"},
 		{"extract: {labels: [{from: service, key: a}]}\n", `labels[0].from: unknown source "service"`},
@@ -241,6 +240,49 @@ func TestContainerIDByRestartCount(t *testing.T) {
 			got := attrMaps(t, enrich.Traces, out)[0]
 			if got["container.id"] != tc.want || got["k8s.container.name"] != "cart" {
 				t.Errorf("%s restart_count %v: container.id %v (container %v), want %v", name, tc.rc, got["container.id"], got["k8s.container.name"], tc.want)
+			}
+		}
+	}
+}
+
+// The processor's service.* keys: derived in the semantic conventions' order
+// with the well-known labels, only the keys listed; the annotations only
+// with otel_annotations; service.version from a digest-pinned image is the
+// digest, with its tag when it has one.
+func TestProcessorLayoutService(t *testing.T) {
+	p := workerPod()
+	p.Containers[0].ImageVersion = "v2@sha256:00"
+	p.Labels = map[string]string{"app.kubernetes.io/name": "reporter"}
+	p.Annotations = map[string]string{"resource.opentelemetry.io/service.name": "from-annotation"}
+	for _, tc := range []struct {
+		doc  string
+		res  map[string]any
+		want map[string]any
+	}{
+		{"extract: {metadata: [service.name, service.version]}\n", map[string]any{"k8s.container.name": "main"},
+			map[string]any{"service.name": "reporter", "service.version": "v2@sha256:00"}},
+		{"extract: {metadata: [service.namespace, service.instance.id]}\n", map[string]any{"k8s.container.name": "main"},
+			map[string]any{"service.namespace": "batch", "service.instance.id": "batch.report-2911-xyz.main"}},
+		{"extract: {metadata: [service.name], otel_annotations: true}\n", map[string]any{},
+			map[string]any{"service.name": "from-annotation"}},
+		// No container chosen: no version from an image.
+		{"extract: {metadata: [service.version]}\n", map[string]any{}, map[string]any{}},
+	} {
+		c, err := enrich.ParseConfig([]byte(tc.doc))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		for name, s := range bothStampers(t, c, enrichtest.New(p)) {
+			out, _, err := s.Enrich(context.Background(), enrich.Traces, peerWorker, tracesWith(t, tc.res), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := attrMaps(t, enrich.Traces, out)[0]
+			for k := range tc.res {
+				delete(got, k)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%s %q:\n got %v\nwant %v", name, tc.doc, got, tc.want)
 			}
 		}
 	}

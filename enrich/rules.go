@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -258,7 +259,20 @@ func (fr *fieldRule) apply(r *rules, p *Pod, add func(k, v string)) {
 // deriveService follows the semantic conventions' non-normative
 // "service.* from Kubernetes" order; the first value found wins.
 func (r *rules) deriveService(p *Pod, ctr *Container, add func(k, v string)) {
-	ann := func(k string) string { return p.Annotations[OtelAnnotationPrefix+k] }
+	if keys := r.ext.conv.ServiceKeys; keys != nil {
+		all := add
+		add = func(k, v string) {
+			if slices.Contains(keys, k) {
+				all(k, v)
+			}
+		}
+	}
+	ann := func(k string) string {
+		if !r.ext.conv.ServiceAnnotations {
+			return ""
+		}
+		return p.Annotations[OtelAnnotationPrefix+k]
+	}
 	label := func(k string) string {
 		if !r.wellKnown {
 			return ""
@@ -282,8 +296,8 @@ func (r *rules) deriveService(p *Pod, ctr *Container, add func(k, v string)) {
 	ctrName, ctrTag := "", ""
 	if ctr != nil {
 		ctrName, ctrTag = ctr.Name, ctr.ImageVersion
-		if ctrTag == "" {
-			ctrTag = ctr.ImageTag
+		if ctrTag == "" && r.ext.conv.ServiceKeys == nil {
+			ctrTag = ctr.ImageTag // podstamp's layout: an implicit "latest" too
 		}
 	}
 	add(AttrServiceNS, first(ann(AttrServiceNS), p.Namespace))

@@ -239,8 +239,8 @@ func parseImage(s string) image {
 		img.version = img.tag + "@" + digest
 	case digest != "":
 		img.version = digest
-	default:
-		img.version = img.tag
+	case img.tag != "latest" || strings.Contains(s, ":latest"):
+		img.version = img.tag // an implicit latest pins nothing
 	}
 	return img
 }

@@ -11,7 +11,8 @@ func TestParseImage(t *testing.T) {
 		ref  string
 		want image
 	}{
-		{"busybox", image{"busybox", "latest", "latest"}},
+		{"busybox", image{"busybox", "latest", ""}},
+		{"busybox:latest", image{"busybox", "latest", "latest"}},
 		{"postgres:16.4", image{"postgres", "16.4", "16.4"}},
 		{"registry.example:5000/team/app:1.2", image{"registry.example:5000/team/app", "1.2", "1.2"}},
 		{"registry.example/team/pinned@" + d, image{"registry.example/team/pinned", "", d}},

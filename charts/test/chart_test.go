@@ -78,7 +78,7 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "bad rule source", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: cluster, key: a}]}\n", want: "from"},
 		{name: "processor block with a key podstamp cannot honour", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {k8sattributes: {auth_type: kubeConfig, context: prod}}\n", want: "context"},
 		{name: "processor block in passthrough mode", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {auth_type: serviceAccount, passthrough: true}\n", want: "passthrough"},
-		{name: "processor block with a service.* key", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {extract: {metadata: [service.name]}}\n", want: "metadata"},
+		{name: "processor block with an unknown metadata key", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {extract: {metadata: [k8s.pod.label]}}\n", want: "metadata"},
 		{name: "layouts mixed", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {extract: {metadata: [k8s.pod.name]}, association: [connection]}\n", want: "association"},
 		{name: "rule with key and key_regex", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {labels: [{from: pod, key: a, key_regex: b}]}\n", want: "labels"},
 		{name: "unknown rule field", file: "upstream: {endpoint: 'http://c:4317'}\nconfig: {annotations: [{from: pod, key: a, tag: b}]}\n", want: "tag"},
