@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -1021,10 +1020,4 @@ func (cp *controlPlane) fleet(name string) *cpFleetResult {
 		}
 	}
 	return nil
-}
-
-// jsonLine is a compact JSON rendering for the report's raw data.
-func jsonLine(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

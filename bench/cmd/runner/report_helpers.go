@@ -167,12 +167,3 @@ func heapTotal(top string) string {
 	}
 	return m[1]
 }
-
-// ratioRow writes a table row: name, base, v (both in format f) and v/base.
-func ratioRow(w func(string, ...any), name string, base, v float64, f string) {
-	q := "n/a"
-	if base > 0 {
-		q = fmt.Sprintf("%.2f", v/base)
-	}
-	w("| %s | "+f+" | "+f+" | %s |\n", name, base, v, q)
-}
