@@ -42,7 +42,12 @@ e2e:
 ## e2e-node: a real one-node cluster (kubelet, containerd, CNI bridge+portmap, kube-proxy) in network
 ## namespaces of its own (needs root, containerd, runc, containernetworking-plugins); the chart
 ## installed with the Helm SDK; scenarios seed, fix, upgrade and service mode.
-e2e-node:
+e2e-node: kube-node
+	@need=""; command -v containerd >/dev/null || need="$$need containerd"; \
+	command -v runc >/dev/null || need="$$need runc"; \
+	[ -x /usr/lib/cni/portmap ] || need="$$need containernetworking-plugins"; \
+	if [ -n "$$need" ]; then echo "installing:$$need"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; fi
 	rm -f e2e-node.log
 	cd e2e/node && $(GO) vet ./... && $(GO) test -race -count=1 ./image/
 	cd e2e/node && $(GO) test -race -count=1 -timeout 25m -v . 2>&1 | tee ../../e2e-node.log | grep -vE '^\s+[EIW][0-9]{4} ' || true
