@@ -100,6 +100,8 @@ type Config struct {
 	// Conventions chooses label/annotation and image tag attribute names;
 	// nil is the v1 names only. Set by the processor's layout.
 	Conventions *Conventions `json:"-"`
+	// AuthType is the processor block's auth_type, set by its layout.
+	AuthType string `json:"-"`
 }
 
 // FieldRule extracts labels or annotations into attributes, in the spirit of

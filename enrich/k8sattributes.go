@@ -263,6 +263,7 @@ func decodeProcessor(b []byte) (Config, error) {
 	}
 
 	cfg := Config{
+		AuthType:        p.AuthType,
 		ClusterName:     p.ClusterName,
 		OtelAnnotations: p.Extract.OtelAnnotations,
 		Labels:          p.Extract.Labels,
@@ -376,6 +377,16 @@ func associationOf(a processorAssoc) (string, error) {
 
 // ---------------------------------------------------------------- compiled
 
+// AuthType is the processor block's auth_type ("" when the rules are in
+// podstamp's layout or it is not set): serviceAccount or kubeConfig. Callers
+// check it against how podstamp is told to reach the API server.
+func (r *Rules) AuthType() string {
+	if r == nil {
+		return ""
+	}
+	return r.r.ext.authType
+}
+
 // FilterNode is the node the rules' filter names (filter.node, or the
 // variable filter.node_from_env_var names), "" when none or r is nil.
 // podstamp watches one node's pods: callers check that it is that node.
@@ -388,6 +399,7 @@ func (r *Rules) FilterNode() string {
 
 // ruleExt is what the processor's layout added to a compiled rule set.
 type ruleExt struct {
+	authType        string
 	filterNode      string
 	filterNamespace string
 	labelFilters    []compiledFilter
@@ -409,6 +421,7 @@ func compileExt(c Config, r *rules, bad func(format string, args ...any)) {
 	}
 	r.ext.filterNamespace = c.Filter.Namespace
 	r.ext.filterNode = c.Filter.NodeName()
+	r.ext.authType = c.AuthType
 	for i, f := range c.Filter.Labels {
 		op := f.Op
 		switch op {

@@ -334,20 +334,29 @@ func TestResolveProcessorBlock(t *testing.T) {
 	if err := os.WriteFile(rules, []byte("auth_type: serviceAccount\nfilter: {node: node-a}\nextract: {metadata: [k8s.pod.name]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ node, want string }{
-		{"node-a", ""},
-		{"node-b", `filter names node "node-a", but podstamp watches the pods of --node-name "node-b"`},
+	kc := filepath.Join(t.TempDir(), "rules-kubeconfig.yaml")
+	if err := os.WriteFile(kc, []byte("auth_type: kubeConfig\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		node, want string
+		args       []string
+	}{
+		{"node-a", "", []string{"--config", rules}},
+		{"node-b", `filter names node "node-a", but podstamp watches the pods of --node-name "node-b"`, []string{"--config", rules}},
+		{"node-a", "", []string{"--config", rules, "--kubeconfig", kc}},
+		{"node-a", "auth_type: kubeConfig: set --kubeconfig", []string{"--config", kc}},
 	} {
-		cfg, err := ParseConfig([]string{"--upstream", "http://127.0.0.1:4317", "--node-name", tc.node, "--config", rules}, env(nil), nil)
+		cfg, err := ParseConfig(append([]string{"--upstream", "http://127.0.0.1:4317", "--node-name", tc.node}, tc.args...), env(nil), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		set, err := cfg.resolve(env(nil))
 		switch {
 		case tc.want == "" && (err != nil || set.rules == nil):
-			t.Errorf("--node-name %s: %v", tc.node, err)
+			t.Errorf("%v: %v", tc.args, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("--node-name %s: error %v, want %q", tc.node, err, tc.want)
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
 		}
 	}
 }

@@ -38,6 +38,13 @@ func (c Config) resolve(getenv func(string) string) (settings, error) {
 		if err != nil {
 			errs.add("--config: %w", err)
 		}
+		// --kubeconfig, when given, is how podstamp reaches the API server
+		// (a kubeconfig may carry the service account's token); without
+		// it podstamp uses the in-cluster service account, which
+		// auth_type: kubeConfig did not ask for.
+		if rules.AuthType() == "kubeConfig" && c.Kubeconfig == "" {
+			errs.add("--config: auth_type: kubeConfig: set --kubeconfig (podstamp reads neither KUBECONFIG nor ~/.kube/config)")
+		}
 		if n := rules.FilterNode(); n != "" && n != c.NodeName {
 			// podstamp watches one node: the filter may only name it.
 			errs.add("--config: filter names node %q, but podstamp watches the pods of --node-name %q", n, c.NodeName)
