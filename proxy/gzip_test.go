@@ -15,7 +15,7 @@ import (
 type byteReader struct{ r *bytes.Reader }
 
 func (b *byteReader) Read(p []byte) (int, error) { return b.r.Read(p) }
-func (b *byteReader) ReadByte() (byte, error)   { return b.r.ReadByte() }
+func (b *byteReader) ReadByte() (byte, error)    { return b.r.ReadByte() }
 
 // BenchmarkGzipDecompress: a gzip-compressed export read through
 // newGzipReader from a byte reader like gRPC's, against the inflater
