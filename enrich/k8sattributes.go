@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"sigs.k8s.io/yaml"
 )
 
@@ -525,29 +524,6 @@ func workloadSource(from string) (WorkloadKind, bool) {
 		return k, true
 	}
 	return "", false
-}
-
-// encodeListAttr encodes Resource.attributes field: KeyValue{key,
-// AnyValue{array_value: ArrayValue{values: [AnyValue{string_value: v}]}}}.
-func encodeListAttr(k, v string) []byte {
-	str := protowire.SizeTag(1) + protowire.SizeBytes(len(v)) // AnyValue{string_value}
-	arr := protowire.SizeTag(1) + protowire.SizeBytes(str)    // ArrayValue{values}
-	anyLen := protowire.SizeTag(5) + protowire.SizeBytes(arr) // AnyValue{array_value}
-	kvLen := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(anyLen)
-	b := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(kvLen))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(kvLen))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, k)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(anyLen))
-	b = protowire.AppendTag(b, 5, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(arr))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(str))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, v)
-	return b
 }
 
 // runStride packs the run of a container into a container choice: choice =

@@ -785,12 +785,16 @@ func (e *podEntry) encoded(k, v string) []byte {
 	return encodeAttr(k, v)
 }
 
-// encodeAttr encodes Resource.attributes field: KeyValue{key, AnyValue{string_value}}.
+// encodeAttr encodes one Resource.attributes field: KeyValue{key, AnyValue}
+// with v as the AnyValue's string_value, or for a list key (listKeys) as the
+// one string of its array_value.
 func encodeAttr(k, v string) []byte {
+	str := protowire.SizeTag(1) + protowire.SizeBytes(len(v)) // AnyValue{string_value}
+	anyLen := str
 	if listKeys[k] {
-		return encodeListAttr(k, v)
+		arr := protowire.SizeTag(1) + protowire.SizeBytes(str)   // ArrayValue{values}
+		anyLen = protowire.SizeTag(5) + protowire.SizeBytes(arr) // AnyValue{array_value}
 	}
-	anyLen := protowire.SizeTag(1) + protowire.SizeBytes(len(v))
 	kvLen := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + protowire.SizeTag(2) + protowire.SizeBytes(anyLen)
 	b := make([]byte, 0, protowire.SizeTag(1)+protowire.SizeBytes(kvLen))
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
@@ -799,6 +803,12 @@ func encodeAttr(k, v string) []byte {
 	b = protowire.AppendString(b, k)
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(anyLen))
+	if listKeys[k] {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(protowire.SizeTag(1)+protowire.SizeBytes(str)))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(str))
+	}
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	b = protowire.AppendString(b, v)
 	return b
