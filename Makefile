@@ -36,7 +36,7 @@ lint:
 
 ## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root), informer.NewAPI against it.
 e2e:
-	cd e2e && $(GO) test -tags e2e -race -count=1 -timeout 30m -v . 2>&1 | tee ../e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true; \
+	cd e2e && $(GO) test -tags e2e -race -count=1 -timeout 30m -v . 2>&1 | tee ../e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true
 	grep -qE '^(ok|PASS)' e2e.log && ! grep -qE '^(--- FAIL|FAIL)' e2e.log
 
 ## e2e-node: a real one-node cluster (kubelet, containerd, CNI bridge+portmap, kube-proxy) in network
