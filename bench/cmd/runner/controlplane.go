@@ -735,8 +735,25 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // startFleetMember starts the fleet's forwarder for node i; it returns
 // when the forwarder is ready (podstamp: /readyz, after its first list;
 // the Collector: its receiver listens, after k8sattributes synced, since
-// wait_for_metadata is set).
+// wait_for_metadata is set). Its ports are picked free just before it
+// starts, so another process on the machine may take one first: a member
+// that exits on "address already in use" is started again on new ports, up
+// to three times.
 func (r *runner) startFleetMember(ctx context.Context, fleet, node string, i int) (*proc.Proc, string, error) {
+	for attempt := 1; ; attempt++ {
+		p, cmd, err := r.startFleetMemberOnce(ctx, fleet, node, i)
+		if err == nil || p == nil || attempt == 3 || !p.Exited() || !strings.Contains(p.LogTail(readyTailBytes), "address already in use") {
+			return p, cmd, err
+		}
+		r.log.Warn("control plane: a port picked for a fleet member was taken; starting it again", "fleet", fleet, "node", node, "attempt", attempt)
+		r.untrack(p)
+	}
+}
+
+// readyTailBytes is how much of a member's log is searched for why it exited.
+const readyTailBytes = 4000
+
+func (r *runner) startFleetMemberOnce(ctx context.Context, fleet, node string, i int) (*proc.Proc, string, error) {
 	addrs := make([]string, 4)
 	for k := range addrs {
 		a, err := freeAddr()
