@@ -37,6 +37,7 @@ type options struct {
 	only          string
 	podstampEnv   listFlag
 	podstampArgs  listFlag
+	variantArgs   string
 }
 
 // listFlag is a repeatable string flag.
@@ -68,9 +69,10 @@ func main() {
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "leave out the scale run")
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
-	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, podstamp with --timer-slack 0, only when named here)")
+	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, the podstamp variant of --variant-args, only when named here)")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
-	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable)")
+	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")
+	flag.StringVar(&o.variantArgs, "variant-args", "--timer-slack 0", "podstamp arguments of (S), split at spaces, added to those of (B) (and after --podstamp-arg): one run measures B and this variant in interleaved rounds, e.g. \"--timer-slack 25ms\"")
 	flag.Parse()
 	if o.quick {
 		o.warmup, o.saturated, o.paced = 500*time.Millisecond, 2*time.Second, 4*time.Second

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ var targetNames = map[string]string{
 	"T": "TCP relay (bytes only)",
 	"R": "raw pass-through proxy",
 	"B": "podstamp",
-	"S": "podstamp with the kernel's timer slack (--timer-slack 0)",
+	"S": "podstamp with --variant-args", // named by targetName
 	"C": "Collector + k8sattributes",
 }
 
@@ -139,7 +140,7 @@ func (r *runner) measureAll(ctx context.Context) error {
 			if !r.want(key) || (key == "S" && !r.wantS()) {
 				continue
 			}
-			res := &targetResult{Key: key, Name: targetNames[key], HasProcess: key != "A"}
+			res := &targetResult{Key: key, Name: r.targetName(key), HasProcess: key != "A"}
 			if key == "C" && r.collectorErr != nil {
 				res.Err = "build: " + r.collectorErr.Error()
 			}
@@ -224,6 +225,15 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 	}
 	r.log.Info("ingress done", "ingress", ing.Key, "took", time.Since(start).Round(time.Second))
 	return ctx.Err()
+}
+
+// targetName is the set-up's name in the report; (S) is named by its
+// arguments.
+func (r *runner) targetName(key string) string {
+	if key == "S" {
+		return "podstamp " + strings.Join(strings.Fields(r.o.variantArgs), " ")
+	}
+	return targetNames[key]
 }
 
 // wantS: (S) is measured only when --only names it.

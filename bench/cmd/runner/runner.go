@@ -339,14 +339,15 @@ func (r *runner) start(ctx context.Context, key string, ing ingress, tag string)
 			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
 			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
 			"--enable-pprof", "--log-level", "warn"}
+		argv = append(argv, r.o.podstampArgs...)
 		if key == "S" {
-			argv = append(argv, "--timer-slack", "0")
+			argv = append(argv, strings.Fields(r.o.variantArgs)...) // last, so they win
 		}
 		endpoint := listen
 		if ing.Protocol == "http" {
 			endpoint = httpL
 		}
-		p, err := startProc("podstamp", logPath, r.o.podstampEnv, append(argv, r.o.podstampArgs...)...)
+		p, err := startProc("podstamp", logPath, r.o.podstampEnv, argv...)
 		if err != nil {
 			return nil, "", "", err
 		}
