@@ -160,7 +160,7 @@ func TestKubetypesProtoFiles(t *testing.T) {
 	for name, obj := range map[string]runtime.Object{
 		"pod-full":    protoFullPod(),
 		"pod-minimal": minimalCorePod(),
-		"podlist":     protoPodList(),
+		"podlist3":    protoPodList(),
 		"status-gone": goneStatus(),
 	} {
 		files[name+".pb"] = c.encode(t, c.proto, obj)
