@@ -36,7 +36,8 @@ var ErrFrameTooLarge = errors.New("frame too large")
 
 // UnmarshalPodProto decodes one v1 Pod as the API server sends it in
 // protobuf: the magic "k8s\x00" and a runtime.Unknown envelope of kind Pod.
-// p is reset first; its TypeMeta comes from the envelope.
+// p is reset first; its TypeMeta comes from the envelope. On an error p is
+// left empty.
 func UnmarshalPodProto(data []byte, p *Pod) error {
 	*p = Pod{}
 	tm, raw, err := unwrapProto(data, "Pod")
@@ -45,6 +46,7 @@ func UnmarshalPodProto(data []byte, p *Pod) error {
 	}
 	p.TypeMeta = tm
 	if err := decodePod(raw, p); err != nil {
+		*p = Pod{}
 		return fmt.Errorf("kubetypes: Pod protobuf: %w", err)
 	}
 	return nil
@@ -52,8 +54,8 @@ func UnmarshalPodProto(data []byte, p *Pod) error {
 
 // UnmarshalPodListProto decodes one v1 PodList as the API server sends it
 // in protobuf (magic and runtime.Unknown envelope of kind PodList). l is
-// reset first; its TypeMeta comes from the envelope (the items carry none
-// on the wire, as in JSON).
+// reset first, and left empty on an error; its TypeMeta comes from the
+// envelope (the items carry none on the wire, as in JSON).
 func UnmarshalPodListProto(data []byte, l *PodList) error {
 	*l = PodList{}
 	tm, raw, err := unwrapProto(data, "PodList")
@@ -62,6 +64,7 @@ func UnmarshalPodListProto(data []byte, l *PodList) error {
 	}
 	l.TypeMeta = tm
 	if err := decodePodList(raw, l); err != nil {
+		*l = PodList{}
 		return fmt.Errorf("kubetypes: PodList protobuf: %w", err)
 	}
 	return nil
@@ -70,7 +73,8 @@ func UnmarshalPodListProto(data []byte, l *PodList) error {
 // UnmarshalStatusProto decodes one meta/v1 Status as the API server sends it
 // in protobuf (magic and runtime.Unknown envelope of kind Status): the
 // answer to a failed request, or the object of a watch ERROR event. s is
-// reset first; its TypeMeta comes from the envelope.
+// reset first, and left empty on an error; its TypeMeta comes from the
+// envelope.
 func UnmarshalStatusProto(data []byte, s *Status) error {
 	*s = Status{}
 	tm, raw, err := unwrapProto(data, "Status")
@@ -79,6 +83,7 @@ func UnmarshalStatusProto(data []byte, s *Status) error {
 	}
 	s.TypeMeta = tm
 	if err := decodeStatus(raw, s); err != nil {
+		*s = Status{}
 		return fmt.Errorf("kubetypes: Status protobuf: %w", err)
 	}
 	return nil
@@ -221,6 +226,8 @@ func unwrapProto(data []byte, kind string) (TypeMeta, []byte, error) {
 	switch {
 	case gotKind != kind:
 		return tm, nil, fmt.Errorf("kubetypes: %s protobuf: the object is of kind %q (%s)", kind, gotKind, version)
+	case raw == nil:
+		return tm, nil, fmt.Errorf("kubetypes: %s protobuf: no object (raw) in the envelope", kind)
 	case encoding != "":
 		return tm, nil, fmt.Errorf("kubetypes: %s protobuf: content encoding %q is not supported", kind, encoding)
 	case ctype != "" && ctype != ContentTypeProtobuf:
