@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -154,9 +156,19 @@ func TestNewAPIRealServer(t *testing.T) {
 	// The cache on NewAPI: a request from a pod's address is held until the
 	// watch delivers the pod, which carries the workload UID and namespace
 	// labels read as metadata.
+	// A pod that runs before the cache starts comes with the streaming
+	// list's initial events.
+	early, err := c.CreatePod(ctx, cluster.Pod{Namespace: "team", NodeName: nodeName, Owner: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlyIP := netip.MustParseAddr("10.244.0.6")
+	if _, err := c.SetPodRunning(ctx, early, cluster.PodStatus{IPs: []netip.Addr{earlyIP}}); err != nil {
+		t.Fatal(err)
+	}
 	rec := &recordingAPI{API: api}
 	cache, err := informer.New(rec, informer.Config{NodeName: nodeName, HoldTimeout: 30 * time.Second,
-		Needs: enrich.Needs{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true}}, nil, nil)
+		Needs: enrich.Needs{NamespaceMetadata: true, NodeMetadata: true, WorkloadUIDs: true}}, slog.New(slog.NewTextHandler(os.Stderr, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +176,15 @@ func TestNewAPIRealServer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cache.Run(runCtx) }()
 	defer func() { stop(); <-done }()
+
+	select {
+	case <-cache.Synced():
+	case <-ctx.Done():
+		t.Fatal("the cache did not sync")
+	}
+	if p := cache.ByIP(earlyIP); p == nil || p.Name != early.Name {
+		t.Errorf("the pod that ran before the cache started: %+v", p)
+	}
 
 	pod, err := c.CreatePod(ctx, cluster.Pod{Namespace: "team", NodeName: nodeName, Owner: d})
 	if err != nil {
@@ -203,15 +224,15 @@ func TestNewAPIRealServer(t *testing.T) {
 	if err := cache.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
-	// One list of the node's pods, then a watch from its resource version
-	// with bookmarks.
+	// Kubernetes 1.34 streams lists: no LIST, one watch of the node's pods
+	// with sendInitialEvents and bookmarks, from the latest state.
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if len(rec.lists) != 1 || rec.lists[0].FieldSelector != "spec.nodeName="+nodeName {
-		t.Errorf("lists %+v", rec.lists)
+	if len(rec.lists) != 0 {
+		t.Errorf("lists %+v, want none (a streaming list)", rec.lists)
 	}
-	if len(rec.watches) == 0 || rec.watches[0].FieldSelector != "spec.nodeName="+nodeName ||
-		rec.watches[0].ResourceVersion == "" || rec.watches[0].ResourceVersion == "0" || !rec.watches[0].AllowWatchBookmarks {
+	if len(rec.watches) != 1 || rec.watches[0].FieldSelector != "spec.nodeName="+nodeName ||
+		rec.watches[0].ResourceVersion != "" || !rec.watches[0].SendInitialEvents || !rec.watches[0].AllowWatchBookmarks {
 		t.Errorf("watches %+v", rec.watches)
 	}
 }

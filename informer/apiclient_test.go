@@ -65,6 +65,12 @@ func (s *scriptServer) requests() []string {
 }
 
 func (s *scriptServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("sendInitialEvents") == "true" {
+		// As a server with the WatchList feature off: these scripts are of
+		// the LIST and WATCH path.
+		writeStatus(w, http.StatusUnprocessableEntity, "Invalid", "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
+		return
+	}
 	kind := "get"
 	if r.URL.Path == "/api/v1/pods" {
 		kind = "list"

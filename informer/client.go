@@ -52,7 +52,17 @@ type ListOptions struct {
 	Continue            string
 	TimeoutSeconds      int64 // 0: the server's default
 	AllowWatchBookmarks bool
+	// SendInitialEvents asks a watch to start with an ADDED event of every
+	// pod it selects, ended by a BOOKMARK annotated InitialEventsEnd (a
+	// streaming list, the API server's WatchList feature); it is sent with
+	// resourceVersionMatch=NotOlderThan, as the server requires.
+	SendInitialEvents bool
 }
+
+// InitialEventsEnd is the annotation of the BOOKMARK that ends the initial
+// events of a streaming list.
+const InitialEventsEnd = "k8s.io/initial-events-end"
+
 
 func (o ListOptions) query(watch bool) url.Values {
 	q := url.Values{}
@@ -75,6 +85,10 @@ func (o ListOptions) query(watch bool) url.Values {
 		q.Set("watch", "true")
 		if o.AllowWatchBookmarks {
 			q.Set("allowWatchBookmarks", "true")
+		}
+		if o.SendInitialEvents {
+			q.Set("sendInitialEvents", "true")
+			q.Set("resourceVersionMatch", "NotOlderThan")
 		}
 	}
 	return q

@@ -24,6 +24,11 @@ import (
 //     namespace/name order;
 //   - a watch from resource version N replays the changes after N, then
 //     follows; from "" or "0" it starts with a synthetic ADDED of every pod.
+//     A streaming list (sendInitialEvents, with bookmarks allowed) starts
+//     with an ADDED of every pod and a BOOKMARK annotated InitialEventsEnd
+//     at the current version, as Kubernetes 1.34 does; after
+//     RefuseStreamingLists it is answered 422, as a server with the
+//     WatchList feature off does.
 //     A version older than the last Compact is answered with an ERROR event
 //     of 410 Expired, as the server does once etcd compacted it;
 //   - the field selector spec.nodeName=<node> filters lists and watches; a
@@ -50,6 +55,7 @@ type FakeAPI struct {
 	changes   []podChange
 	watches   map[*fakeWatch]struct{}
 	reactors  []fakeReactor
+	noStream  bool // streaming lists refused (422)
 	calls     []fakeCall
 	notify    chan struct{} // closed and replaced when calls or watches change
 }
@@ -242,6 +248,14 @@ func (f *FakeAPI) Calls(verb, resource string) []fakeCall {
 		}
 	}
 	return out
+}
+
+// RefuseStreamingLists makes the fake answer a streaming list 422, as a
+// server with the WatchList feature off does.
+func (f *FakeAPI) RefuseStreamingLists() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noStream = true
 }
 
 // Compact forgets the changes made so far: a watch or a continued list from
@@ -443,8 +457,20 @@ func (f *FakeAPI) WatchPods(ctx context.Context, opts ListOptions) (Watcher, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if opts.SendInitialEvents && (f.noStream || !opts.AllowWatchBookmarks) {
+		return nil, apiError(http.StatusUnprocessableEntity, "Invalid",
+			`ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled`)
+	}
 	w := newFakeWatch(node, opts.AllowWatchBookmarks)
 	switch {
+	case opts.SendInitialEvents:
+		for _, k := range slices.Sorted(maps.Keys(f.pods)) {
+			if p := f.pods[k]; node == "" || p.Spec.NodeName == node {
+				w.push(Event{Type: kubetypes.Added, Pod: clonePod(p)})
+			}
+		}
+		w.push(Event{Type: kubetypes.Bookmark, Pod: &kubetypes.Pod{ObjectMeta: kubetypes.ObjectMeta{
+			ResourceVersion: strconv.FormatUint(f.rv, 10), Annotations: map[string]string{InitialEventsEnd: "true"}}}})
 	case opts.ResourceVersion == "" || opts.ResourceVersion == "0":
 		for _, k := range slices.Sorted(maps.Keys(f.pods)) {
 			if p := f.pods[k]; node == "" || p.Spec.NodeName == node {

@@ -2,27 +2,41 @@ package informer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"math/rand/v2"
 	"time"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
 )
 
-// The list-and-watch loop of the pod cache: list the node's pods, apply the
-// list (pods missing from it are deleted), then watch from the list's
-// resource version, applying events as they come. A watch the server ends
-// (its timeout) is opened again from the last resource version seen. A
-// watch whose stream breaks (the connection drops, or what comes cannot be
-// decoded) is counted and, after a backoff, resumed from the last resource
-// version too; only after maxResumes such breaks in a row with no event
-// between them are the pods listed again. Any other failed list or watch
-// (one that cannot be opened, ends with an ERROR from the server, goes
-// silent or sends an event larger than maxEventBytes) is counted and
-// logged, and after a backoff the pods are listed again, which catches up
-// on whatever happened meanwhile. A resource version the server has
-// forgotten (410 Gone) leads to a fresh list at once. A wait the server
-// asked for (Retry-After) is honoured by the backoff.
+// The list-and-watch loop of the pod cache. It first asks for a streaming
+// list: one watch that starts with an ADDED event of every pod of the node
+// and a BOOKMARK that marks the end of them (sendInitialEvents, the API
+// server's WatchList feature, on by default since Kubernetes 1.34), then
+// goes on with the changes. One request instead of a LIST and a WATCH, and
+// the server streams the pods from its watch cache instead of building a
+// list answer in memory. Pods the cache holds that the initial events did
+// not bring are deleted once the bookmark came, as after a list. A server
+// that refuses streaming lists (400/422: the feature is off, as in 1.33; an
+// ERROR event: its etcd is too old to serve them), or that sends no such
+// bookmark within listTimeout (a server too old to know it), makes the
+// cache list the pods (paged LIST) and watch from the list's resource
+// version from then on; see refusesStreaming.
+//
+// A watch the server ends (its timeout) is opened again from the last
+// resource version seen. A watch whose stream breaks (the connection drops,
+// or what comes cannot be decoded) is counted and, after a backoff, resumed
+// from the last resource version too; only after maxResumes such breaks in
+// a row with no event between them are the pods listed again. Any other
+// failed list or watch (one that cannot be opened, ends with an ERROR from
+// the server, goes silent, sends an event larger than maxEventBytes, or
+// ends a streaming list before its bookmark) is counted and logged, and
+// after a backoff the pods are listed again, which catches up on whatever
+// happened meanwhile. A resource version the server has forgotten (410
+// Gone) leads to a fresh list at once. A wait the server asked for
+// (Retry-After) is honoured by the backoff.
 const (
 	listPageSize = 500
 	listTimeout  = 60 * time.Second
@@ -44,12 +58,16 @@ type listWatchTiming struct {
 	watchMinTimeout time.Duration
 	watchSilence    time.Duration
 	backoffInitial  time.Duration
+	// initialEvents is how long a streaming list may take to send its
+	// end-of-list bookmark before the server is taken not to stream lists.
+	initialEvents time.Duration
 }
 
 var defaultListWatchTiming = listWatchTiming{
 	watchMinTimeout: 5 * time.Minute,
 	watchSilence:    30 * time.Second,
 	backoffInitial:  800 * time.Millisecond,
+	initialEvents:   listTimeout,
 }
 
 // listWatch runs the loop until ctx ends.
@@ -57,7 +75,19 @@ func (c *Cache) listWatch(ctx context.Context) {
 	sel := "spec.nodeName=" + c.cfg.NodeName
 	bo := backoff{initial: c.lw.backoffInitial, next: c.lw.backoffInitial}
 	rv := "0" // the first list may come from the API server's watch cache
+	stream := true
 	for ctx.Err() == nil {
+		if stream {
+			again, refused := c.watch(ctx, sel, &rv, &bo, true)
+			if refused {
+				stream, rv = false, "0"
+				continue // list at once: another kind of request
+			}
+			if !again {
+				return
+			}
+			continue
+		}
 		listed, err := c.listAll(ctx, sel, rv)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -76,22 +106,58 @@ func (c *Cache) listWatch(ctx context.Context) {
 		c.replace(listed.Items)
 		rv = listed.ResourceVersion
 		c.markSynced()
-		if !c.watch(ctx, sel, &rv, &bo) {
+		if again, _ := c.watch(ctx, sel, &rv, &bo, false); !again {
 			return
 		}
 	}
 }
 
+// initialList is the state of a streaming list until its end bookmark: the
+// UIDs of the pods its initial events brought.
+type initialList struct {
+	seen map[string]struct{}
+	done bool
+}
+
+// errNoInitialEnd is a streaming list whose end bookmark did not come in
+// time: the server does not know sendInitialEvents.
+var errNoInitialEnd = errors.New("the watch sent no end-of-list bookmark: the API server does not stream lists")
+
 // watch watches from *rv, again and again, until the pods must be listed
-// again (true) or ctx ends (false). *rv is the last resource version seen.
-func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff) bool {
+// again (again) or ctx ends (neither). With stream, the first watch is a
+// streaming list (from the latest state, whatever *rv is); refused is true
+// when the server does not stream lists, and the caller lists instead.
+// *rv is the last resource version seen.
+func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff, stream bool) (again, refused bool) {
+	var init *initialList
+	if stream {
+		init = &initialList{seen: map[string]struct{}{}}
+	}
 	breaks := 0 // broken watches in a row without an event
 	for {
 		start := time.Now()
-		next, events, err := c.watchOnce(ctx, sel, *rv)
+		next, events, err := c.watchOnce(ctx, sel, *rv, init)
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
+		if init != nil && !init.done {
+			// The list did not complete: there is nothing to resume from.
+			if refusesStreaming(err) {
+				c.log.Info("the API server does not stream lists (sendInitialEvents); listing pods instead",
+					"err", err)
+				return true, true
+			}
+			if err == nil {
+				err = errors.New("the API server ended the streaming list before its end-of-list bookmark")
+			}
+			c.onWatchError(err)
+			if IsGone(err) {
+				*rv = ""
+				return true, false
+			}
+			return bo.wait(ctx, retryAfterOf(err)), false
+		}
+		init = nil
 		*rv = next
 		if events > 0 {
 			breaks = 0
@@ -102,7 +168,7 @@ func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff) 
 			if healthy {
 				bo.reset()
 			} else if !bo.wait(ctx, 0) {
-				return false
+				return false, false
 			}
 			continue
 		}
@@ -110,7 +176,7 @@ func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff) 
 		switch {
 		case IsGone(err):
 			*rv = ""
-			return true // list now
+			return true, false // list now
 		case streamBroken(err) && breaks < maxResumes:
 			// Nothing the server said is lost: resume where the stream
 			// broke rather than list everything again.
@@ -119,12 +185,35 @@ func (c *Cache) watch(ctx context.Context, sel string, rv *string, bo *backoff) 
 				bo.reset()
 			}
 			if !bo.wait(ctx, 0) {
-				return false
+				return false, false
 			}
 		default:
-			return bo.wait(ctx, retryAfterOf(err)) // list: catch up on what was missed
+			return bo.wait(ctx, retryAfterOf(err)), false // list: catch up on what was missed
 		}
 	}
+}
+
+// refusesStreaming reports whether err, the end of a streaming list before
+// its end bookmark, says that the server does not stream lists: it sent no
+// end bookmark in time (a server that does not know sendInitialEvents), or
+// answered the request with an error of its own (400 or 422 when its
+// WatchList feature is off, an ERROR event of 500 when its etcd cannot
+// serve it). A broken connection, a 410, 429, 503 or 504, or a watch that
+// could not be opened for want of a server are passing troubles: the list
+// is streamed again after the backoff.
+func refusesStreaming(err error) bool {
+	if errors.Is(err, errNoInitialEnd) {
+		return true
+	}
+	st, ok := statusOf(err)
+	if !ok || st.Reason == reasonStreamBroken || isGoneStatus(st) {
+		return false
+	}
+	switch st.Code {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return false
+	}
+	return st.Code >= 400
 }
 
 // streamBroken reports whether err is a watch stream that broke on the
@@ -160,13 +249,23 @@ func (c *Cache) listAll(ctx context.Context, sel, rv string) (*kubetypes.PodList
 // watchOnce applies the events of one watch from rv until it ends, and
 // returns the last resource version seen and how many events (bookmarks
 // included) came. The error is the watch's: it could not be opened, it
-// ended with an ERROR event, or it went silent.
-func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, error) {
+// ended with an ERROR event, or it went silent. With init, the watch is a
+// streaming list: its initial events are recorded in init, and its end
+// bookmark deletes the pods they did not bring and marks the cache synced.
+func (c *Cache) watchOnce(ctx context.Context, sel, rv string, init *initialList) (string, int, error) {
 	timeout := c.lw.watchMinTimeout + rand.N(c.lw.watchMinTimeout)
-	w, err := c.client.WatchPods(ctx, ListOptions{
+	opts := ListOptions{
 		FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true,
 		TimeoutSeconds: int64(timeout / time.Second),
-	})
+	}
+	var initDue <-chan time.Time
+	if init != nil {
+		opts.SendInitialEvents, opts.ResourceVersion = true, "" // the latest state
+		t := time.NewTimer(c.lw.initialEvents)
+		defer t.Stop()
+		initDue = t.C
+	}
+	w, err := c.client.WatchPods(ctx, opts)
 	if err != nil {
 		return rv, 0, err
 	}
@@ -180,6 +279,8 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, err
 			return rv, events, nil
 		case <-silent.C:
 			return rv, events, fmt.Errorf("watch silent for %v past its timeout of %v; giving it up", c.lw.watchSilence, timeout)
+		case <-initDue:
+			return rv, events, fmt.Errorf("%w within %v", errNoInitialEnd, c.lw.initialEvents)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return rv, events, nil
@@ -187,9 +288,19 @@ func (c *Cache) watchOnce(ctx context.Context, sel, rv string) (string, int, err
 			silent.Reset(timeout + c.lw.watchSilence)
 			switch ev.Type {
 			case kubetypes.Added, kubetypes.Modified:
+				if init != nil && !init.done && ev.Pod != nil {
+					init.seen[ev.Pod.UID] = struct{}{}
+				}
 				c.onUpsert(ev.Pod)
 			case kubetypes.Deleted:
 				c.onDelete(ev.Pod)
+			case kubetypes.Bookmark:
+				if init != nil && !init.done && ev.Pod != nil && ev.Pod.Annotations[InitialEventsEnd] == "true" {
+					init.done, initDue = true, nil
+					c.deleteUnseen(init.seen)
+					init.seen = nil
+					c.markSynced()
+				}
 			case kubetypes.Error:
 				st := kubetypes.Status{Message: "watch ended with an error"}
 				if ev.Status != nil {
@@ -214,6 +325,12 @@ func (c *Cache) replace(items []kubetypes.Pod) {
 		seen[items[i].UID] = struct{}{}
 		c.onUpsert(&items[i])
 	}
+	c.deleteUnseen(seen)
+}
+
+// deleteUnseen deletes every pod the cache holds as present whose UID is
+// not in seen, the pods of a full list.
+func (c *Cache) deleteUnseen(seen map[string]struct{}) {
 	var gone []*podObj
 	c.mu.RLock()
 	for uid, e := range c.byUID {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -54,6 +55,12 @@ func (s *scriptAPI) ListPods(ctx context.Context, o ListOptions) (*kubetypes.Pod
 }
 
 func (s *scriptAPI) WatchPods(ctx context.Context, o ListOptions) (Watcher, error) {
+	if o.SendInitialEvents {
+		// As a server with the WatchList feature off: these scripts are of
+		// the LIST and WATCH path.
+		return nil, &StatusError{Status: kubetypes.Status{Code: http.StatusUnprocessableEntity, Reason: "Invalid",
+			Message: "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}}
+	}
 	s.mu.Lock()
 	s.watches = append(s.watches, o)
 	s.mu.Unlock()

@@ -21,12 +21,16 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 	t.Parallel()
 	a := mkPod(podSpec{name: "a", ips: []string{"10.4.0.1"}})
 	h := newHarness(t, Config{HoldTimeout: 20 * time.Second}, a)
+	h.api.RefuseStreamingLists() // the LIST and WATCH path
 
 	var mu sync.Mutex
 	calls := 0
 	first := newChanWatch()
 	failed := make(chan struct{})
-	h.api.Prepend("watch", "pods", func(fakeCall) (bool, any, error) {
+	h.api.Prepend("watch", "pods", func(c fakeCall) (bool, any, error) {
+		if c.Opts.SendInitialEvents {
+			return false, nil, nil
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -110,13 +114,17 @@ func TestWatchBreaksAndResumes(t *testing.T) {
 func TestWatchResumesAndRelistsOnFakeServer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Config{}, mkPod(podSpec{name: "a", ips: []string{"10.4.1.1"}}))
+	h.api.RefuseStreamingLists() // the LIST and WATCH path; the refused streaming list is not counted
 	// The third watch opens only once the test let it.
 	var mu sync.Mutex
 	watches := 0
 	third := make(chan struct{})
 	open := sync.OnceFunc(func() { close(third) })
 	t.Cleanup(open) // before the harness stops
-	h.api.Prepend("watch", "pods", func(fakeCall) (bool, any, error) {
+	h.api.Prepend("watch", "pods", func(c fakeCall) (bool, any, error) {
+		if c.Opts.SendInitialEvents {
+			return false, nil, nil
+		}
 		mu.Lock()
 		watches++
 		n := watches
@@ -129,12 +137,21 @@ func TestWatchResumesAndRelistsOnFakeServer(t *testing.T) {
 	h.start()
 	// awaitWatches waits until the cache asked for n watches and, if open,
 	// one of them is open.
+	plainWatches := func() []fakeCall {
+		var ws []fakeCall
+		for _, c := range h.api.Calls("watch", "pods") {
+			if !c.Opts.SendInitialEvents {
+				ws = append(ws, c)
+			}
+		}
+		return ws
+	}
 	awaitWatches := func(n int, open bool) {
 		t.Helper()
 		if !h.api.waitFor(10*time.Second, func() bool {
-			return len(h.api.Calls("watch", "pods")) >= n && (!open || h.api.OpenWatches() > 0)
+			return len(plainWatches()) >= n && (!open || h.api.OpenWatches() > 0)
 		}) {
-			t.Fatalf("%d watches asked for, %d open; want %d", len(h.api.Calls("watch", "pods")), h.api.OpenWatches(), n)
+			t.Fatalf("%d watches asked for, %d open; want %d", len(plainWatches()), h.api.OpenWatches(), n)
 		}
 	}
 	awaitWatches(1, true)
@@ -147,7 +164,7 @@ func TestWatchResumesAndRelistsOnFakeServer(t *testing.T) {
 	bookmarked := h.api.rvNow()
 	h.api.BreakWatches()
 	awaitWatches(2, true)
-	ws := h.api.Calls("watch", "pods")
+	ws := plainWatches()
 	if rv := ws[1].Opts.ResourceVersion; rv != bookmarked {
 		t.Errorf("resumed from %q, want the bookmark's %q", rv, bookmarked)
 	}
