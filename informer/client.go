@@ -63,7 +63,6 @@ type ListOptions struct {
 // events of a streaming list.
 const InitialEventsEnd = "k8s.io/initial-events-end"
 
-
 func (o ListOptions) query(watch bool) url.Values {
 	q := url.Values{}
 	if o.FieldSelector != "" {

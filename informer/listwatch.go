@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/podstamp/podstamp/informer/kubetypes"
