@@ -7,7 +7,9 @@
 // They replace k8s.io/api/core/v1, whose ~200 generated types (with their
 // protobuf code, deep copies and documentation, all kept by the linker
 // because of reflection) were about a third of the podstamp binary. Without
-// generated protobuf code these types are read as JSON only.
+// generated protobuf code these types are read as JSON only, but for a
+// hand-written decoder of the same fields (proto.go) that reads pods, pod
+// lists, Status and watch events in the Kubernetes protobuf encoding too.
 //
 // The object metadata, list metadata, Status and watch event types of
 // meta.k8s.io/v1 are here too (meta.go), again with only the fields podstamp
