@@ -93,7 +93,7 @@ func protoFullPod() *corev1.Pod {
 	p.Generation = 3
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: "v1", Time: &metav1.Time{Time: started}, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:phase":{}}}`)}, Subresource: "status"}}
+		FieldsV1: metav1.NewFieldsV1(`{"f:status":{"f:phase":{}}}`), Subresource: "status"}}
 	p.Spec.Tolerations = []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists,
 		Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)}}
 	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
@@ -512,7 +512,7 @@ func randomCorePod(rng *rand.Rand) *corev1.Pod {
 	}
 	if rng.IntN(2) == 0 {
 		p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: randString(rng), Time: randTimePtr(rng),
-			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:x":{}}`)}}}
+			FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:x":{}}`)}}
 	}
 	p.Spec = corev1.PodSpec{InitContainers: randContainers(rng), Containers: randContainers(rng),
 		NodeName: randString(rng), HostNetwork: rng.IntN(2) == 0, Hostname: randString(rng),
