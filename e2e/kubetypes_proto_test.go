@@ -36,13 +36,19 @@ type kubeCodecs struct {
 	codecs      serializer.CodecFactory
 }
 
-func newKubeCodecs(t testing.TB) *kubeCodecs {
+// newKubeCodecs: with streaming, lists are encoded an item at a time, as
+// the API server's groups do (NewDefaultAPIGroupInfo).
+func newKubeCodecs(t testing.TB, streaming bool) *kubeCodecs {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	c := &kubeCodecs{codecs: serializer.NewCodecFactory(scheme)}
+	var opts []serializer.CodecFactoryOptionsMutator
+	if streaming {
+		opts = append(opts, serializer.WithStreamingCollectionEncodingToJSON(), serializer.WithStreamingCollectionEncodingToProtobuf())
+	}
+	c := &kubeCodecs{codecs: serializer.NewCodecFactory(scheme, opts...)}
 	var ok bool
 	if c.proto, ok = runtime.SerializerInfoForMediaType(c.codecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf); !ok {
 		t.Fatal("no protobuf serializer")
@@ -155,7 +161,7 @@ func protoStreamEvents() []watch.Event {
 // real Kubernetes serializers encode them: the unit tests of kubetypes
 // decode both and compare.
 func TestKubetypesProtoFiles(t *testing.T) {
-	c := newKubeCodecs(t)
+	c := newKubeCodecs(t, true)
 	files := map[string][]byte{}
 	for name, obj := range map[string]runtime.Object{
 		"pod-full":    protoFullPod(),
@@ -219,7 +225,7 @@ func normalizeList(l *kubetypes.PodList) {
 // kubetypes values from protobuf (kubetypes.UnmarshalPodProto) as from JSON
 // (encoding/json); likewise lists, Status and watch streams.
 func TestKubetypesProtoDifferential(t *testing.T) {
-	c := newKubeCodecs(t)
+	c, plain := newKubeCodecs(t, true), newKubeCodecs(t, false)
 	rng := rand.New(rand.NewPCG(20260101, 7))
 	pods := edgeCorePods()
 	for range 200 {
@@ -267,8 +273,13 @@ func TestKubetypesProtoDifferential(t *testing.T) {
 		}
 		for i, l := range lists {
 			got, want := &kubetypes.PodList{}, &kubetypes.PodList{}
-			if err := kubetypes.UnmarshalPodListProto(c.encode(t, c.proto, l), got); err != nil {
+			pb := c.encode(t, c.proto, l)
+			if err := kubetypes.UnmarshalPodListProto(pb, got); err != nil {
 				t.Fatalf("list %d: %v", i, err)
+			}
+			// Encoded an item at a time or at once, a list is the same.
+			if whole := plain.encode(t, plain.proto, l); !bytes.Equal(pb, whole) {
+				t.Errorf("list %d: %d bytes encoded an item at a time, %d at once", i, len(pb), len(whole))
 			}
 			if err := json.Unmarshal(c.encode(t, c.json, l), want); err != nil {
 				t.Fatal(err)
