@@ -65,6 +65,7 @@ type Cache struct {
 	afterEvent func(kind string, o *podObj) // after the cache applied an event
 	onHold     func(ip netip.Addr)          // after a request started waiting
 	afterNode  func()                       // after the node object was read
+	afterTick  func()                       // after metaLoop handled a tick of MetadataTTL
 }
 
 var _ enrich.Resolver = (*Cache)(nil)

@@ -398,15 +398,24 @@ func (c *Cache) publish(ctx context.Context, o *podObj, fetch bool) (pub *enrich
 	return &p, complete
 }
 
+// nodeRefresh is how often the node is read again when no rule stamps its
+// labels, annotations or UID: its addresses and pod CIDRs (for locality and
+// the NAT diagnosis) hardly ever change, and a GET of the node every
+// MetadataTTL on every node would be most of what a fleet of podstamps asks
+// of the API server between pod changes.
+const nodeRefresh = time.Hour
+
 // metaLoop reads this node (addresses and pod-CIDR gateways for the NAT
-// diagnosis, when node read is allowed) and refreshes pod metadata every
-// MetadataTTL.
+// diagnosis, when node read is allowed) at start, again every MetadataTTL
+// when rules need its metadata and every nodeRefresh otherwise, and
+// refreshes pod metadata every MetadataTTL.
 func (c *Cache) metaLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { c.fillLoop(ctx) })
 	c.refreshNode(ctx)
 	close(c.nodeRead)
+	nodeRead := c.clock.Now()
 	t := c.clock.NewTicker(c.cfg.MetadataTTL)
 	defer t.Stop()
 	for {
@@ -414,9 +423,15 @@ func (c *Cache) metaLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			c.refreshNode(ctx)
+			if c.cfg.Needs.NodeMetadata || c.clock.Now().Sub(nodeRead) >= nodeRefresh {
+				c.refreshNode(ctx)
+				nodeRead = c.clock.Now()
+			}
 			if c.needsMeta() {
 				c.republish(ctx, false)
+			}
+			if c.afterTick != nil {
+				c.afterTick()
 			}
 		}
 	}

@@ -122,7 +122,7 @@ func (c *Config) flags() []flagDef {
 		{name: "hold-max-peer-requests", usage: "requests of one peer address held at once; beyond, that peer's requests are forwarded unstamped at once", value: (*intValue)(&c.HoldMaxPeerRequests)},
 		{name: "hold-max-peer-bytes", usage: "bytes of one peer address's requests held at once, so one sender cannot spend the whole hold budget; 0 is hold-max-bytes/8", value: sizeValue{&c.HoldMaxPeerBytes}},
 		{name: "pod-delete-grace", usage: "how long a deleted pod stays resolvable for late data on connections opened before its deletion", value: durVar(&c.PodDeleteGrace)},
-		{name: "metadata-ttl", usage: "how long namespace, node and workload lookups are cached", value: durVar(&c.MetadataTTL)},
+		{name: "metadata-ttl", usage: "how long namespace, node and workload lookups are cached (the node itself is read again once an hour when no rule stamps its labels, annotations or UID)", value: durVar(&c.MetadataTTL)},
 		{name: "version", usage: "print the version and exit", value: boolVar(&c.Version)},
 		{name: "help", usage: "print this help and exit", value: boolVar(&c.Help)},
 	}
