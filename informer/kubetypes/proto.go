@@ -137,7 +137,7 @@ func UnmarshalWatchEventProto(data []byte) (typ string, object []byte, err error
 		return "", nil, errors.New("kubetypes: WatchEvent protobuf: no type")
 	}
 	if len(object) == 0 {
-		return "", nil, fmt.Errorf("kubetypes: WatchEvent protobuf: %s event without an object", typ)
+		return "", nil, fmt.Errorf("kubetypes: WatchEvent protobuf: %q event without an object", typ)
 	}
 	return typ, object, nil
 }
@@ -155,7 +155,7 @@ func ReadFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(h[:])
-	if uint64(n) > uint64(max) {
+	if int64(n) > int64(max) {
 		return nil, fmt.Errorf("kubetypes: %w: %d bytes, at most %d", ErrFrameTooLarge, n, max)
 	}
 	if cap(buf) >= int(n) {

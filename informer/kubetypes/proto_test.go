@@ -359,7 +359,7 @@ func TestProtoErrors(t *testing.T) {
 		data       []byte
 	}{
 		{"no type", "no type", msg(kv{2, msg(kv{1, "x"})})},
-		{"no object", "ADDED event without an object", msg(kv{1, "ADDED"})},
+		{"no object", `"ADDED" event without an object`, msg(kv{1, "ADDED"})},
 		{"empty object", "without an object", msg(kv{1, "ADDED"}, kv{2, msg(kv{1, ""})})},
 		{"type as varint", "type (field 1)", msg(kv{1, uint64(1)})},
 		{"raw as varint", "object.raw", msg(kv{1, "ADDED"}, kv{2, msg(kv{1, uint64(1)})})},
@@ -529,6 +529,9 @@ func TestReadFrame(t *testing.T) {
 	}
 	if left := big.Len(); left != 9+4 {
 		t.Errorf("after a large frame %d bytes are left, want its 9 and the next frame's 4", left)
+	}
+	if _, err = ReadFrame(bytes.NewReader(frame([]byte("x"))), nil, -1); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("negative cap: %v", err)
 	}
 	huge := bytes.NewReader([]byte{0xff, 0xff, 0xff, 0xff})
 	if _, err = ReadFrame(huge, nil, 1<<20); !errors.Is(err, ErrFrameTooLarge) {
