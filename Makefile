@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TAGS      := grpcnotrace
 BIN       := bin/podstamp
 
-.PHONY: all build test test-unit lint e2e e2e-node demo bench chart-test fuzz clean kube-apiserver kube-node image
+.PHONY: all build test test-unit lint e2e e2e-node demo bench chart-test fuzz clean kube-apiserver etcd kube-node image
 
 all: build
 
@@ -35,14 +35,14 @@ lint:
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) vet -tags e2e ./... && $(STATICCHECK) ./... && $(STATICCHECK) -tags e2e ./...) || exit 1; done
 
 ## e2e: real kube-apiserver + etcd, real network namespaces and iptables (needs root), informer.NewAPI against it.
-e2e:
+e2e: etcd
 	cd e2e && $(GO) test -tags e2e -race -count=1 -timeout 30m -v . 2>&1 | tee ../e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+scenario|\|)' || true
 	grep -qE '^(ok|PASS)' e2e.log && ! grep -qE '^(--- FAIL|FAIL)' e2e.log
 
 ## e2e-node: a real one-node cluster (kubelet, containerd, CNI bridge+portmap, kube-proxy) in network
 ## namespaces of its own (needs root, containerd, runc, containernetworking-plugins); the chart
 ## installed with the Helm SDK; scenarios seed, fix, upgrade and service mode.
-e2e-node: kube-node
+e2e-node: kube-node etcd
 	@need=""; command -v containerd >/dev/null || need="$$need containerd"; \
 	command -v runc >/dev/null || need="$$need runc"; \
 	[ -x /usr/lib/cni/portmap ] || need="$$need containernetworking-plugins"; \
@@ -64,16 +64,21 @@ image:
 		-ref ghcr.io/podstamp/podstamp:$(VERSION) -version $(VERSION)
 
 ## demo: a local API server, a few pods on loopback addresses, podstamp and a sink, side by side.
-demo:
+demo: etcd
 	cd e2e && $(GO) run ./demo
 
 ## bench: podstamp vs. a raw proxy vs. a Collector with k8sattributes, in one run.
-bench:
+bench: etcd
 	cd bench && $(GO) run ./cmd/runner
 
 ## kube-apiserver: build the API server the e2e suite, chart tests, demo and bench run (cached).
 kube-apiserver:
 	cd e2e && $(GO) run ./cmd/kube-apiserver
+
+## etcd: build the etcd server (the e2e/etcd module's pinned 3.6 release) that the e2e suite, chart
+## tests, e2e-node, demo and bench run (cached like kube-apiserver; PODSTAMP_ETCD names a prebuilt one).
+etcd:
+	cd e2e && $(GO) run ./cmd/etcd
 
 chart-test:
 	cd charts/test && $(GO) test -count=1 ./...

@@ -76,17 +76,13 @@ func (r *row) note(format string, args ...any) {
 func (s *suite) bin(name string) string { return filepath.Join(s.binDir, name) }
 
 // ensurePackages installs the Debian packages the suite runs, when missing.
+// etcd is not one of them: cluster.Start runs the e2e/etcd module's build.
 func ensurePackages(t *testing.T) {
 	t.Helper()
 	need := map[string]string{}
 	for tool, pkg := range netns.Tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			need[pkg] = tool
-		}
-	}
-	if _, err := exec.LookPath("etcd"); err != nil {
-		if _, err := os.Stat("/usr/bin/etcd"); err != nil {
-			need["etcd-server"] = "etcd"
 		}
 	}
 	if len(need) == 0 {

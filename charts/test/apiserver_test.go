@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -25,8 +24,8 @@ import (
 // the e2e suite builds and caches) with server-side dry-run and strict field
 // validation, then installs each variant's RBAC for real and asks the API
 // server (SubjectAccessReview) what the chart's ServiceAccount may do.
-// Skipped when the cached kube-apiserver or etcd is missing (`make e2e`
-// builds the former once).
+// Skipped when the cached kube-apiserver or etcd is missing (`make
+// kube-apiserver` and `make etcd` build them once).
 func TestAPIServerAccepts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -35,8 +34,8 @@ func TestAPIServerAccepts(t *testing.T) {
 	if !ok {
 		t.Skip("no cached kube-apiserver (make e2e builds it once)")
 	}
-	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("no etcd on PATH (apt-get install etcd-server)")
+	if etcd, ok := cluster.CachedEtcd(); !ok {
+		t.Skipf("no cached etcd at %s (make etcd builds it once)", etcd)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -27,13 +27,16 @@ func CacheDir() (string, error) {
 	return filepath.Join(base, "podstamp"), nil
 }
 
-// kubeAPIServerModuleDir finds the e2e/kube-apiserver module: first by walking
-// up from the working directory, then next to this source file.
-func kubeAPIServerModuleDir() (string, error) {
+// kubeAPIServerModuleDir finds the e2e/kube-apiserver module.
+func kubeAPIServerModuleDir() (string, error) { return sideModuleDir("kube-apiserver") }
+
+// sideModuleDir finds the side module e2e/<name>: first by walking up from
+// the working directory, then next to this source file.
+func sideModuleDir(name string) (string, error) {
 	var tried []string
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; ; d = filepath.Dir(d) {
-			for _, c := range []string{filepath.Join(d, "e2e", "kube-apiserver"), filepath.Join(d, "kube-apiserver")} {
+			for _, c := range []string{filepath.Join(d, "e2e", name), filepath.Join(d, name)} {
 				if _, err := os.Stat(filepath.Join(c, "go.mod")); err == nil {
 					return c, nil
 				}
@@ -45,13 +48,13 @@ func kubeAPIServerModuleDir() (string, error) {
 		}
 	}
 	if _, file, _, ok := runtime.Caller(0); ok {
-		c := filepath.Join(filepath.Dir(file), "..", "kube-apiserver")
+		c := filepath.Join(filepath.Dir(file), "..", name)
 		if _, err := os.Stat(filepath.Join(c, "go.mod")); err == nil {
 			return c, nil
 		}
 		tried = append(tried, c)
 	}
-	return "", fmt.Errorf("the e2e/kube-apiserver module was not found (run from the podstamp repository); looked in %v", tried)
+	return "", fmt.Errorf("the e2e/%s module was not found (run from the podstamp repository); looked in %v", name, tried)
 }
 
 var kubernetesRequire = regexp.MustCompile(`(?m)^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v[0-9][^\s]*)`)

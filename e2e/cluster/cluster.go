@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,7 +43,8 @@ type Options struct {
 	// KubeAPIServer is the binary to run; "" builds or reuses the cached one
 	// (see KubeAPIServer).
 	KubeAPIServer string
-	// Etcd is the etcd binary; "" means "etcd" on PATH, else /usr/bin/etcd.
+	// Etcd is the etcd binary to run; "" builds or reuses the cached one
+	// (see Etcd). An etcd on PATH is never used on its own.
 	Etcd string
 	// Dir is the parent of the cluster's temporary directory; "" prefers
 	// /dev/shm (etcd fsyncs a lot) and falls back to os.TempDir().
@@ -99,9 +99,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	etcdBin, err := findEtcd(opts.Etcd)
-	if err != nil {
-		return nil, err
+	etcdBin := opts.Etcd
+	if etcdBin == "" {
+		if etcdBin, err = Etcd(ctx, log); err != nil {
+			return nil, err
+		}
 	}
 	parent := opts.Dir
 	if parent == "" {
@@ -207,19 +209,6 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	log.Info("API server ready", "url", c.URL, "kubeconfig", c.KubeconfigPath,
 		"etcd_pid", c.etcd.PID(), "apiserver_pid", c.api.PID())
 	return c, nil
-}
-
-func findEtcd(p string) (string, error) {
-	if p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
-		return "/usr/bin/etcd", nil
-	}
-	return "", errors.New("etcd not found: install the Debian package etcd-server (apt-get install etcd-server)")
 }
 
 // AdminToken is the admin's bearer token.

@@ -1,7 +1,10 @@
 // Package cluster runs a real, minimal Kubernetes control plane on loopback
-// for podstamp's end-to-end tests, demo and benchmarks: etcd (the Debian
-// etcd-server package) and kube-apiserver, built from the e2e/kube-apiserver
-// module and cached between runs.
+// for podstamp's end-to-end tests, demo and benchmarks: etcd, built from the
+// e2e/etcd module (the etcd 3.6 release Kubernetes 1.34 is tested with;
+// distributions' older etcd cannot serve its streaming lists), and
+// kube-apiserver, built from the e2e/kube-apiserver module; both are cached
+// between runs (Etcd, KubeAPIServer; PODSTAMP_ETCD and
+// PODSTAMP_KUBE_APISERVER name prebuilt binaries instead).
 //
 // There is no controller-manager, scheduler or kubelet: the helpers create
 // what those would (the default ServiceAccount of a namespace, pods bound to a

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podstamp/podstamp/e2e/cluster"
 	"github.com/podstamp/podstamp/e2e/netns"
 	"github.com/podstamp/podstamp/e2e/proc"
 )
@@ -141,10 +142,11 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 		return path, writeKubeconfig(path, nodeAPI, p.caPEM, tokens[name])
 	}
 
-	// etcd
-	etcdBin, err := exec.LookPath("etcd")
+	// etcd: the build of the e2e/etcd module the e2e suite runs (an etcd on
+	// PATH may be too old for Kubernetes 1.34's streaming lists).
+	etcdBin, err := cluster.Etcd(ctx, nil)
 	if err != nil {
-		return nil, errors.New("etcd not found: install the Debian package etcd-server")
+		return nil, err
 	}
 	etcd, err := c.start(ctx, "etcd", etcdBin, "--name", "node", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+
+	"github.com/podstamp/podstamp/e2e/cluster"
 )
 
 func yes(b bool) string {
@@ -111,8 +113,13 @@ func modVersion(gomod, mod string) string {
 	return string(m[1])
 }
 
+// etcdVersion is the version of the etcd e2e/cluster runs.
 func etcdVersion() string {
-	out, err := exec.Command("etcd", "--version").Output()
+	bin, ok := cluster.CachedEtcd()
+	if !ok {
+		return "unknown"
+	}
+	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		return "unknown"
 	}
