@@ -186,8 +186,8 @@ func TestNewAPI(t *testing.T) {
 		t.Errorf("list: rv %q, pods\n%q\nwant\n%q", l.ResourceVersion, got, want)
 	}
 	r := srv.lastRequest("/api/v1/pods")
-	if acc := r.Header.Get("Accept"); acc != "application/json" {
-		t.Errorf("list Accept %q, want application/json only", acc)
+	if acc := r.Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf, application/json" {
+		t.Errorf("list Accept %q, want protobuf, then JSON (which this server answers)", acc)
 	}
 	if q := r.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("limit") != "500" {
 		t.Errorf("list query %q", r.URL.RawQuery)
@@ -233,8 +233,8 @@ events:
 	if wr == nil {
 		t.Fatal("no watch request")
 	}
-	if acc := wr.Header.Get("Accept"); acc != "application/json" {
-		t.Errorf("watch Accept %q, want application/json only", acc)
+	if acc := wr.Header.Get("Accept"); acc != "application/vnd.kubernetes.protobuf, application/json" {
+		t.Errorf("watch Accept %q, want protobuf, then JSON (which this server answers)", acc)
 	}
 	if q := wr.URL.Query(); q.Get("fieldSelector") != "spec.nodeName="+testNode || q.Get("resourceVersion") != "10" ||
 		q.Get("allowWatchBookmarks") != "true" {
