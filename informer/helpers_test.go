@@ -292,3 +292,28 @@ func podRoutes(ip netip.Addr) (Route, error) {
 	}
 	return Route{Interface: "veth-test", InterfaceAddrs: []netip.Addr{netip.MustParseAddr("fe80::1")}}, nil
 }
+
+// gateWatch makes the nth watch of pods the cache asks for (counting only
+// plain watches when plainOnly, not streaming lists) wait until open is
+// called; open is also called before the harness stops.
+func (h *harness) gateWatch(nth int, plainOnly bool) (open func()) {
+	var mu sync.Mutex
+	n := 0
+	gate := make(chan struct{})
+	open = sync.OnceFunc(func() { close(gate) })
+	h.t.Cleanup(open) // before the harness stops
+	h.api.Prepend("watch", "pods", func(c fakeCall) (bool, any, error) {
+		if plainOnly && c.Opts.SendInitialEvents {
+			return false, nil, nil
+		}
+		mu.Lock()
+		n++
+		k := n
+		mu.Unlock()
+		if k == nth {
+			<-gate
+		}
+		return false, nil, nil
+	})
+	return open
+}

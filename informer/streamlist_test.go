@@ -33,22 +33,7 @@ func TestStreamingList(t *testing.T) {
 	h := newHarness(t, Config{},
 		mkPod(podSpec{name: "a", ips: []string{"10.4.2.1"}}), mkPod(podSpec{name: "b", ips: []string{"10.4.2.2"}}),
 		mkPod(podSpec{name: "elsewhere", node: "node-b", ips: []string{"10.4.9.1"}}))
-	// The fourth watch opens only once the test let it.
-	var mu sync.Mutex
-	n := 0
-	fourth := make(chan struct{})
-	open := sync.OnceFunc(func() { close(fourth) })
-	t.Cleanup(open) // before the harness stops
-	h.api.Prepend("watch", "pods", func(fakeCall) (bool, any, error) {
-		mu.Lock()
-		n++
-		k := n
-		mu.Unlock()
-		if k == 3 {
-			<-fourth
-		}
-		return false, nil, nil
-	})
+	open := h.gateWatch(3, false) // the third watch opens only once the test let it
 	h.start()
 	if lists := h.api.Calls("list", "pods"); len(lists) != 0 {
 		t.Fatalf("%d lists; a server that streams lists needs none", len(lists))
@@ -117,25 +102,7 @@ func TestStreamingListRefused(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Config{}, mkPod(podSpec{name: "a", ips: []string{"10.4.3.1"}}))
 	h.api.RefuseStreamingLists()
-	// The second plain watch opens only once the test let it.
-	var mu sync.Mutex
-	plainN := 0
-	second := make(chan struct{})
-	open := sync.OnceFunc(func() { close(second) })
-	t.Cleanup(open) // before the harness stops
-	h.api.Prepend("watch", "pods", func(c fakeCall) (bool, any, error) {
-		if c.Opts.SendInitialEvents {
-			return false, nil, nil
-		}
-		mu.Lock()
-		plainN++
-		k := plainN
-		mu.Unlock()
-		if k == 2 {
-			<-second
-		}
-		return false, nil, nil
-	})
+	open := h.gateWatch(2, true) // the second plain watch opens only once the test let it
 	h.start()
 	if p := h.c.ByIP(netip.MustParseAddr("10.4.3.1")); p == nil {
 		t.Fatal("a not cached")

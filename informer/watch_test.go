@@ -115,25 +115,7 @@ func TestWatchResumesAndRelistsOnFakeServer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Config{}, mkPod(podSpec{name: "a", ips: []string{"10.4.1.1"}}))
 	h.api.RefuseStreamingLists() // the LIST and WATCH path; the refused streaming list is not counted
-	// The third watch opens only once the test let it.
-	var mu sync.Mutex
-	watches := 0
-	third := make(chan struct{})
-	open := sync.OnceFunc(func() { close(third) })
-	t.Cleanup(open) // before the harness stops
-	h.api.Prepend("watch", "pods", func(c fakeCall) (bool, any, error) {
-		if c.Opts.SendInitialEvents {
-			return false, nil, nil
-		}
-		mu.Lock()
-		watches++
-		n := watches
-		mu.Unlock()
-		if n == 3 {
-			<-third
-		}
-		return false, nil, nil
-	})
+	open := h.gateWatch(3, true) // the third watch opens only once the test let it
 	h.start()
 	// awaitWatches waits until the cache asked for n watches and, if open,
 	// one of them is open.
