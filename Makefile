@@ -86,6 +86,7 @@ chart-test:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzHTTPHandler -fuzztime 30s ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzStamp -fuzztime 30s ./enrich/
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalPodProto -fuzztime 30s -fuzzminimizetime 2s ./informer/kubetypes/
 
 clean:
 	rm -rf bin e2e.log e2e-node.log
