@@ -39,17 +39,10 @@ var ErrFrameTooLarge = errors.New("frame too large")
 // p is reset first; its TypeMeta comes from the envelope. On an error p is
 // left empty.
 func UnmarshalPodProto(data []byte, p *Pod) error {
-	*p = Pod{}
-	tm, raw, err := unwrapProto(data, "Pod")
-	if err != nil {
-		return err
-	}
-	p.TypeMeta = tm
-	if err := decodePod(raw, p); err != nil {
-		*p = Pod{}
-		return fmt.Errorf("kubetypes: Pod protobuf: %w", err)
-	}
-	return nil
+	return unmarshalProto(data, "Pod", p, func(raw []byte, tm TypeMeta) error {
+		p.TypeMeta = tm
+		return decodePod(raw, p)
+	})
 }
 
 // UnmarshalPodListProto decodes one v1 PodList as the API server sends it
@@ -57,17 +50,10 @@ func UnmarshalPodProto(data []byte, p *Pod) error {
 // reset first, and left empty on an error; its TypeMeta comes from the
 // envelope (the items carry none on the wire, as in JSON).
 func UnmarshalPodListProto(data []byte, l *PodList) error {
-	*l = PodList{}
-	tm, raw, err := unwrapProto(data, "PodList")
-	if err != nil {
-		return err
-	}
-	l.TypeMeta = tm
-	if err := decodePodList(raw, l); err != nil {
-		*l = PodList{}
-		return fmt.Errorf("kubetypes: PodList protobuf: %w", err)
-	}
-	return nil
+	return unmarshalProto(data, "PodList", l, func(raw []byte, tm TypeMeta) error {
+		l.TypeMeta = tm
+		return decodePodList(raw, l)
+	})
 }
 
 // UnmarshalStatusProto decodes one meta/v1 Status as the API server sends it
@@ -76,15 +62,24 @@ func UnmarshalPodListProto(data []byte, l *PodList) error {
 // reset first, and left empty on an error; its TypeMeta comes from the
 // envelope.
 func UnmarshalStatusProto(data []byte, s *Status) error {
-	*s = Status{}
-	tm, raw, err := unwrapProto(data, "Status")
+	return unmarshalProto(data, "Status", s, func(raw []byte, tm TypeMeta) error {
+		s.TypeMeta = tm
+		return decodeStatus(raw, s)
+	})
+}
+
+// unmarshalProto resets *v, unwraps data's envelope of kind and decodes
+// the object with decode; on an error *v is left empty.
+func unmarshalProto[T any](data []byte, kind string, v *T, decode func(raw []byte, tm TypeMeta) error) error {
+	var zero T
+	*v = zero
+	tm, raw, err := unwrapProto(data, kind)
 	if err != nil {
 		return err
 	}
-	s.TypeMeta = tm
-	if err := decodeStatus(raw, s); err != nil {
-		*s = Status{}
-		return fmt.Errorf("kubetypes: Status protobuf: %w", err)
+	if err := decode(raw, tm); err != nil {
+		*v = zero
+		return fmt.Errorf("kubetypes: %s protobuf: %w", kind, err)
 	}
 	return nil
 }
