@@ -15,8 +15,12 @@
 // stamping: the pod is published without that metadata and again once a
 // later GET succeeds.
 //
-// The watch reconnects by itself; a relist catches up on what a broken or
-// expired watch missed (pods gone from it are deleted, matched by UID).
+// The pods are read with one streaming list (a watch that starts with
+// every pod of the node, sendInitialEvents) where the server offers it,
+// else a LIST and a WATCH, as Kubernetes protobuf (JSON when the server
+// answers JSON). The watch reconnects by itself; a relist catches up on
+// what a broken or expired watch missed (pods gone from it are deleted,
+// matched by UID).
 // While the API server is away the cache keeps serving what it has. Every
 // failed list or watch is counted (podstamp_cache_watch_errors_total) and
 // logged at a bounded rate, and a wait the server asks for (Retry-After) is
