@@ -15,15 +15,23 @@ import (
 	"time"
 )
 
-// pki is what the API server needs: a CA, a serving certificate signed by it
-// for the loopback addresses, and the ServiceAccount token signing key.
-type pki struct {
-	caPEM                   []byte
-	certFile, keyFile       string
-	saKeyFile, saPubKeyFile string
+// PKI is what a control plane needs, as files in one directory: a CA
+// (ca.crt), the API server's serving certificate signed by it (apiserver.crt,
+// the CA appended; apiserver.key) and the ServiceAccount token signing key
+// pair (sa.key, sa.pub).
+type PKI struct {
+	// CAPEM is the CA certificate, as written to CAFile.
+	CAPEM                   []byte
+	CAFile                  string
+	CertFile, KeyFile       string
+	SAKeyFile, SAPubKeyFile string
 }
 
-func writePKI(dir string) (*pki, error) {
+// WritePKI writes a PKI into dir: a CA named caName (P-256, valid from an
+// hour ago for 7 days), a serving certificate for kube-apiserver (server auth
+// only) naming localhost, the kubernetes Service's DNS names and ips, and a
+// 2048-bit RSA ServiceAccount key. Every file is written 0600.
+func WritePKI(dir, caName string, ips ...net.IP) (*PKI, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -31,7 +39,7 @@ func writePKI(dir string) (*pki, error) {
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "podstamp-e2e-ca"},
+		Subject:               pkix.Name{CommonName: caName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(7 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -58,7 +66,7 @@ func writePKI(dir string) (*pki, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(serviceIP)},
+		IPAddresses:  ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
@@ -76,22 +84,23 @@ func writePKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pki{
-		caPEM:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		certFile:     filepath.Join(dir, "apiserver.crt"),
-		keyFile:      filepath.Join(dir, "apiserver.key"),
-		saKeyFile:    filepath.Join(dir, "sa.key"),
-		saPubKeyFile: filepath.Join(dir, "sa.pub"),
+	p := &PKI{
+		CAPEM:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CAFile:       filepath.Join(dir, "ca.crt"),
+		CertFile:     filepath.Join(dir, "apiserver.crt"),
+		KeyFile:      filepath.Join(dir, "apiserver.key"),
+		SAKeyFile:    filepath.Join(dir, "sa.key"),
+		SAPubKeyFile: filepath.Join(dir, "sa.pub"),
 	}
 	files := []struct {
 		path string
 		data []byte
 	}{
-		{filepath.Join(dir, "ca.crt"), p.caPEM},
-		{p.certFile, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), p.caPEM...)},
-		{p.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})},
-		{p.saKeyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)})},
-		{p.saPubKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub})},
+		{p.CAFile, p.CAPEM},
+		{p.CertFile, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), p.CAPEM...)},
+		{p.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})},
+		{p.SAKeyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)})},
+		{p.SAPubKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub})},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {

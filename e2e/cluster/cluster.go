@@ -123,11 +123,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 	}()
 
-	p, err := writePKI(dir)
+	p, err := WritePKI(dir, "podstamp-e2e-ca", net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(serviceIP))
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
-	c.CAPEM = p.caPEM
+	c.CAPEM = p.CAPEM
 	c.adminToken = randHex(16)
 	tokens := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokens, fmt.Appendf(nil, "%s,%s,%s,\"system:masters\"\n", c.adminToken, AdminUser, AdminUser), 0o600); err != nil {
@@ -174,13 +174,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		"--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(c.Port),
 		"--cert-dir=" + filepath.Join(dir, "cert-dir"),
-		"--tls-cert-file=" + p.certFile,
-		"--tls-private-key-file=" + p.keyFile,
+		"--tls-cert-file=" + p.CertFile,
+		"--tls-private-key-file=" + p.KeyFile,
 		"--token-auth-file=" + tokens,
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=" + Issuer,
-		"--service-account-key-file=" + p.saPubKeyFile,
-		"--service-account-signing-key-file=" + p.saKeyFile,
+		"--service-account-key-file=" + p.SAPubKeyFile,
+		"--service-account-signing-key-file=" + p.SAKeyFile,
 		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
@@ -271,7 +271,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		c.mu.Lock()
 		c.api = p
 		c.mu.Unlock()
-		err = c.waitHTTP(ctx, p, c.URL+"/readyz", c.adminTLS())
+		err = c.waitHTTP(ctx, p, c.URL+"/readyz", BearerClient(c.CAPEM, c.adminToken, nil))
 		if err == nil || attempt == 2 || !p.Exited() || !strings.Contains(p.LogTail(logTail), "address already in use") {
 			break
 		}
@@ -283,27 +283,32 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) adminTLS() *http.Client {
+// BearerClient is an HTTPS client for an API server's own endpoints
+// (/readyz): it trusts only caPEM, sends token as a bearer token, keeps no
+// connection alive, gives up after 5s and dials with dial (nil: the default
+// dialer).
+func BearerClient(caPEM []byte, token string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.CAPEM)
+	pool.AppendCertsFromPEM(caPEM)
 	return &http.Client{
 		Timeout: 5 * time.Second,
-		Transport: &authTransport{token: c.adminToken, rt: &http.Transport{
+		Transport: &bearer{token: token, rt: &http.Transport{
+			DialContext:       dial,
 			TLSClientConfig:   &tls.Config{RootCAs: pool},
 			DisableKeepAlives: true,
 		}},
 	}
 }
 
-type authTransport struct {
+type bearer struct {
 	token string
 	rt    http.RoundTripper
 }
 
-func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+a.token)
-	return a.rt.RoundTrip(r)
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.rt.RoundTrip(r)
 }
 
 // waitHTTP polls url until it answers 200, the process exits, ctx ends or the
@@ -350,26 +355,32 @@ func (c *Cluster) WriteKubeconfig(path, server, token string) error {
 	if server == "" {
 		server = c.URL
 	}
+	return WriteTokenKubeconfig(path, "e2e", server, c.CAPEM, token)
+}
+
+// WriteTokenKubeconfig writes a kubeconfig (0600) whose cluster and context
+// are called name: server, trusting caPEM, authenticating with a bearer token.
+func WriteTokenKubeconfig(path, name, server string, caPEM []byte, token string) error {
 	// Written by hand rather than with clientcmd, which would pull in more
 	// dependencies than a kubeconfig needs.
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
-- name: e2e
+- name: %[1]s
   cluster:
-    server: %q
-    certificate-authority-data: %s
+    server: %[2]q
+    certificate-authority-data: %[3]s
 users:
 - name: user
   user:
-    token: %q
+    token: %[4]q
 contexts:
-- name: e2e
+- name: %[1]s
   context:
-    cluster: e2e
+    cluster: %[1]s
     user: user
-current-context: e2e
-`, server, base64.StdEncoding.EncodeToString(c.CAPEM), token)
+current-context: %[1]s
+`, name, server, base64.StdEncoding.EncodeToString(caPEM), token)
 	return os.WriteFile(path, []byte(kc), 0o600)
 }
 

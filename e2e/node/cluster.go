@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -112,7 +109,7 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 	if err := c.network(); err != nil {
 		return nil, err
 	}
-	p, err := writePKI(dir, net.ParseIP(NodeIP), net.ParseIP(KubernetesServiceIP))
+	p, err := cluster.WritePKI(dir, "podstamp-node-ca", net.ParseIP("127.0.0.1"), net.ParseIP(NodeIP), net.ParseIP(KubernetesServiceIP))
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
@@ -139,7 +136,7 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 	nodeAPI := fmt.Sprintf("https://%s:%d", NodeIP, apiPort)
 	kc := func(name string) (string, error) {
 		path := filepath.Join(dir, name+".kubeconfig")
-		return path, writeKubeconfig(path, nodeAPI, p.caPEM, tokens[name])
+		return path, cluster.WriteTokenKubeconfig(path, "node", nodeAPI, p.CAPEM, tokens[name])
 	}
 
 	// etcd: the build of the e2e/etcd module the e2e suite runs (an etcd on
@@ -167,15 +164,15 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 		"--advertise-address="+NodeIP,
 		fmt.Sprintf("--secure-port=%d", apiPort),
 		"--cert-dir="+filepath.Join(dir, "apiserver-certs"),
-		"--tls-cert-file="+p.certFile,
-		"--tls-private-key-file="+p.keyFile,
-		"--client-ca-file="+p.caFile,
+		"--tls-cert-file="+p.CertFile,
+		"--tls-private-key-file="+p.KeyFile,
+		"--client-ca-file="+p.CAFile,
 		"--token-auth-file="+tokenFile,
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+p.saPubKeyFile,
-		"--service-account-signing-key-file="+p.saKeyFile,
+		"--service-account-key-file="+p.SAPubKeyFile,
+		"--service-account-signing-key-file="+p.SAKeyFile,
 		"--service-cluster-ip-range="+ServiceCIDR,
 		"--kubelet-preferred-address-types=InternalIP",
 		"--enable-priority-and-fairness=false",
@@ -185,7 +182,7 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 	if err != nil {
 		return nil, err
 	}
-	adminTLS := c.nodeHTTPClient(p.caPEM, tokens["admin"])
+	adminTLS := cluster.BearerClient(p.CAPEM, tokens["admin"], netns.DialContext(c.NS))
 	if err := c.waitHTTP(ctx, api, nodeAPI+"/readyz", adminTLS); err != nil {
 		return nil, err
 	}
@@ -193,11 +190,11 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 		return nil, err
 	}
 	c.Kubeconfig = filepath.Join(dir, "admin-local.kubeconfig")
-	if err := writeKubeconfig(c.Kubeconfig, "https://"+c.fwd.Addr().String(), p.caPEM, tokens["admin"]); err != nil {
+	if err := cluster.WriteTokenKubeconfig(c.Kubeconfig, "node", "https://"+c.fwd.Addr().String(), p.CAPEM, tokens["admin"]); err != nil {
 		return nil, err
 	}
 	c.Config = &rest.Config{Host: "https://" + c.fwd.Addr().String(), BearerToken: tokens["admin"],
-		TLSClientConfig: rest.TLSClientConfig{CAData: p.caPEM}, QPS: 100, Burst: 200, Timeout: 30 * time.Second}
+		TLSClientConfig: rest.TLSClientConfig{CAData: p.CAPEM}, QPS: 100, Burst: 200, Timeout: 30 * time.Second}
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}
@@ -213,8 +210,8 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 		"--authentication-kubeconfig="+cmKC, "--authorization-kubeconfig="+cmKC,
 		"--bind-address=127.0.0.1",
 		"--leader-elect=false",
-		"--service-account-private-key-file="+p.saKeyFile,
-		"--root-ca-file="+p.caFile,
+		"--service-account-private-key-file="+p.SAKeyFile,
+		"--root-ca-file="+p.CAFile,
 		"--use-service-account-credentials=false",
 		"--cluster-cidr="+ClusterCIDR,
 		"--service-cluster-ip-range="+ServiceCIDR,
@@ -498,32 +495,10 @@ func (c *Cluster) start(ctx context.Context, name, bin string, args ...string) (
 	return p, nil
 }
 
-// nodeHTTPClient is an HTTPS client that dials inside the node namespace.
-func (c *Cluster) nodeHTTPClient(caPEM []byte, token string) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	return &http.Client{Timeout: 5 * time.Second, Transport: &bearer{token: token, rt: &http.Transport{
-		DialContext:       netns.DialContext(c.NS),
-		TLSClientConfig:   &tls.Config{RootCAs: pool},
-		DisableKeepAlives: true,
-	}}}
-}
-
 // HTTPClient is a plain HTTP client that dials inside the node namespace,
 // for pod addresses and the node address.
 func (c *Cluster) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DialContext: netns.DialContext(c.NS)}}
-}
-
-type bearer struct {
-	token string
-	rt    http.RoundTripper
-}
-
-func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.rt.RoundTrip(r)
 }
 
 func (c *Cluster) waitHTTP(ctx context.Context, p *proc.Proc, url string, client *http.Client) error {
@@ -719,28 +694,6 @@ func (c *Cluster) LogTail(name string, n int) string {
 		}
 	}
 	return ""
-}
-
-func writeKubeconfig(path, server string, caPEM []byte, token string) error {
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: node
-  cluster:
-    server: %q
-    certificate-authority-data: %s
-users:
-- name: user
-  user:
-    token: %q
-contexts:
-- name: node
-  context:
-    cluster: node
-    user: user
-current-context: node
-`, server, base64.StdEncoding.EncodeToString(caPEM), token)
-	return os.WriteFile(path, []byte(kc), 0o600)
 }
 
 func run(name string, args ...string) (string, error) {

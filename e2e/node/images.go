@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/podstamp/podstamp/e2e/cluster"
 	"github.com/podstamp/podstamp/e2e/node/image"
 )
 
@@ -68,19 +69,19 @@ func CollectorBinary(ctx context.Context, logf func(string, ...any)) (string, er
 		}
 		h.Write(b)
 	}
-	cache, err := CacheDir()
+	cache, err := cluster.CacheDir()
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(cache, "otelcol-bench-"+hex.EncodeToString(h.Sum(nil))[:12])
-	if usable(bin) && static(bin) {
+	if cluster.Usable(bin) && static(bin) {
 		return bin, nil
 	}
 	// An image without a C library needs a static binary; a cached one
 	// built with cgo gets a static sibling.
-	if usable(bin) {
+	if cluster.Usable(bin) {
 		bin += "-static"
-		if usable(bin) && static(bin) {
+		if cluster.Usable(bin) && static(bin) {
 			return bin, nil
 		}
 	}
