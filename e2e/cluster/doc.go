@@ -6,6 +6,12 @@
 // between runs (Etcd, KubeAPIServer; PODSTAMP_ETCD and
 // PODSTAMP_KUBE_APISERVER name prebuilt binaries instead).
 //
+// e2e/node's one-node cluster runs the same plumbing, so it is exported:
+// WritePKI (the CA, the API server's serving certificate and the
+// ServiceAccount key), BuildCached (the cached, locked `go build` of side
+// modules' commands; KubernetesModule and KubernetesLock for more Kubernetes
+// binaries), BearerClient (readiness checks) and WriteTokenKubeconfig.
+//
 // There is no controller-manager, scheduler or kubelet: the helpers create
 // what those would (the default ServiceAccount of a namespace, pods bound to a
 // node with spec.nodeName, their status with pod IPs and container IDs, the
@@ -21,6 +27,11 @@
 //   - StopAPIServer / StartAPIServer take the API server down and back up on
 //     the same port with the same etcd, certificates and keys, so clients that
 //     cached a connection see a real outage and a real recovery.
+//   - A cached binary appears at its path only complete, and concurrent
+//     builders of one module, in any process, run one build: the others wait
+//     on a flock in the cache directory and then find the binaries built.
+//     The cache paths are <cache>/kube-apiserver-<version> and
+//     <cache>/etcd-<version>/etcd; <cache> is CacheDir.
 //   - The admin credential is a static bearer token in group system:masters;
 //     ServiceAccount tokens from TokenRequest are signed and accepted, and
 //     authorization is RBAC, so least-privilege checks are real.
