@@ -27,9 +27,10 @@
 //   - StopAPIServer / StartAPIServer take the API server down and back up on
 //     the same port with the same etcd, certificates and keys, so clients that
 //     cached a connection see a real outage and a real recovery.
-//   - A cached binary appears at its path only complete, and concurrent
-//     builders of one module, in any process, run one build: the others wait
-//     on a flock in the cache directory and then find the binaries built.
+//   - A cached binary appears at its path only complete. Builds that share a
+//     lock (a flock in the cache directory; every build from one module does)
+//     run one at a time, in any number of processes, and a caller that waited
+//     does not build again what was built meanwhile.
 //     The cache paths are <cache>/kube-apiserver-<version> and
 //     <cache>/etcd-<version>/etcd; <cache> is CacheDir.
 //   - The admin credential is a static bearer token in group system:masters;

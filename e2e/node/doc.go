@@ -8,7 +8,9 @@
 // CNI bridge, host-local and portmap plugins of the Debian package
 // containernetworking-plugins (pod range 10.244.0.0/24) and kube-proxy in
 // iptables mode. The Kubernetes binaries are built from the k8s.io/kubernetes
-// version the e2e/kube-apiserver module pins and cached (KubeBinaries); etcd
+// version the e2e/kube-apiserver module pins and cached (KubeBinaries, with
+// the e2e suite's cluster.BuildCached, one build at a time with its
+// kube-apiserver build); the certificates are cluster.WritePKI's; etcd
 // is the e2e suite's build of the e2e/etcd module (cluster.Etcd). The
 // images (podstamp, the Collector of bench/collector, a sink, a demo app
 // using the OpenTelemetry Go SDK, the pause image) are built here with
