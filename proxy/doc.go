@@ -117,18 +117,19 @@
 //     or the connection closes.
 //   - Connections: over MaxConnections on a listener, or
 //     MaxConnectionsPerPeer of one address over both, a connection is
-//     closed at accept. An idle accepted gRPC connection costs ~85 KiB
-//     (its 64 KiB read buffer, three goroutines), an HTTP one ~14 KiB: at
-//     the default caps (512 each) about 50 MiB.
+//     closed at accept. An idle accepted gRPC connection costs ~21 KiB
+//     (three goroutines and HTTP/2 state; no read buffer, see below), an
+//     HTTP one ~14 KiB: at the default caps (512 each) about 18 MiB.
 //   - Per connection, at most MaxStreamsPerConnection concurrent streams
 //     (gRPC and HTTP/2; gRPC refuses more with REFUSED_STREAM, not
 //     counted). A gRPC connection's transport buffers what its admitted
 //     streams received and have not read, at most the 4 MiB stream window
 //     each and the 8 MiB connection window together, all within their
-//     charges; data of refused streams is discarded. Besides that it holds
-//     its 64 KiB read buffer and, while it writes, a 64 KiB write buffer
-//     from the pool: a connection without a request in flight holds about
-//     128 KiB at worst.
+//     charges; data of refused streams is discarded. Besides that it takes
+//     a 64 KiB read buffer from a pool when bytes have arrived, until it has
+//     parsed them (capConn.ReadOnReady), and a 64 KiB write buffer while it
+//     writes: a connection without a request in flight holds about 128 KiB
+//     at worst, an idle one neither.
 //
 // # Non-goals
 //

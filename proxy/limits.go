@@ -39,18 +39,19 @@ const (
 // Resource defaults; doc.go states the worst cases they lead to.
 const (
 	// The in-flight budget: the chart's limit is 256Mi; podstamp at rest
-	// takes ~30 MiB, idle connections up to ~50 MiB (below), and the heap
+	// takes ~30 MiB, idle connections up to ~18 MiB (below), and the heap
 	// may grow 40% past what is live before a collection (GOGC 40): 64 MiB
 	// of requests in flight (~90 MiB of heap) stays clear of the limit, and
 	// still holds one of the largest HTTP requests (body and forwarding
 	// copy: 2 × 20 MiB) with room for others, or eight gRPC streams'
 	// reservations at once.
 	defaultMaxInflightBytes = 64 << 20
-	// An accepted gRPC connection costs ~85 KiB (measured: the 64 KiB read
-	// buffer, three goroutines, HTTP/2 state), an HTTP one ~14 KiB: 512 on
-	// each listener are ~50 MiB, so 10,000 idle connections attempted at
-	// once stay within 128 MiB with the heap's headroom; the rest are
-	// closed at accept. A node's 110 pods with an exporter per signal use
+	// An idle accepted gRPC connection costs ~21 KiB (measured: three
+	// goroutines, HTTP/2 state; it reads into a pooled buffer only when
+	// bytes have arrived, capConn.ReadOnReady; it was ~85 KiB with a read
+	// buffer of its own), an HTTP one ~14 KiB: 512 on each listener are
+	// ~18 MiB, so 10,000 idle connections attempted at once stay within
+	// 128 MiB with the heap's headroom; the rest are closed at accept. A node's 110 pods with an exporter per signal use
 	// about 330 on a listener.
 	defaultMaxConnections = 512
 	// Pods have addresses of their own; only host-network pods share one.
@@ -348,6 +349,8 @@ type capConn struct {
 	closed  bool
 	pending []pendingStream
 	watch   *time.Timer // fires when the oldest pending stream may be too slow
+
+	rd readyReader // ReadOnReady's (readready_unix.go)
 }
 
 // pendingStream is a gRPC stream that passed the tap: it holds
