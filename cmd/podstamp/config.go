@@ -101,8 +101,11 @@ func DefaultConfig() Config {
 		LogLevel:            "info",
 		MaxProcs:            1,
 		GCPercent:           40,
-		TimerSlack:          5 * time.Millisecond,
-		set:                 map[string]bool{},
+		// 25ms rather than 5ms: ~10% less CPU per request at 100 requests/s
+		// (bench A/B); timers fire at most this late, and a goroutine that
+		// runs long is preempted up to this much later.
+		TimerSlack: 25 * time.Millisecond,
+		set:        map[string]bool{},
 
 		MaxRequestBytes:         p.MaxRequestBytes,
 		MaxGRPCRequestBytes:     p.MaxGRPCRequestBytes,

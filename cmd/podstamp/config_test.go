@@ -286,7 +286,7 @@ func TestMaxProcs(t *testing.T) {
 }
 
 func TestTimerSlackFlag(t *testing.T) {
-	if c := DefaultConfig(); c.TimerSlack != 5*time.Millisecond {
+	if c := DefaultConfig(); c.TimerSlack != 25*time.Millisecond {
 		t.Errorf("default timer slack %v", c.TimerSlack)
 	}
 	for _, v := range []string{"-1ms", "2s"} {

@@ -129,7 +129,7 @@ func threadSlacks(t *testing.T, pid int) map[string]string {
 }
 
 // TestTimerSlack runs the podstamp binary: by default it runs again in place
-// with 5ms of timer slack on every thread (same PID, the slack in the
+// with 25ms of timer slack on every thread (same PID, the slack in the
 // start-up log and in /proc) and keeps its name, podstamp, and its command
 // line; --timer-slack 0 leaves the slack it inherited.
 func TestTimerSlack(t *testing.T) {
@@ -140,7 +140,7 @@ func TestTimerSlack(t *testing.T) {
 		args []string
 		want time.Duration
 	}{
-		{nil, 5 * time.Millisecond},
+		{nil, 25 * time.Millisecond},
 		{[]string{"--timer-slack", "20ms"}, 20 * time.Millisecond},
 		{[]string{"--timer-slack", "0"}, inherited},
 	} {
@@ -182,7 +182,7 @@ func TestTimerSlack(t *testing.T) {
 // with the slack it inherited.
 func TestTimerSlackDeletedBinary(t *testing.T) {
 	inherited := inheritedSlack(t)
-	if inherited >= 5*time.Millisecond {
+	if inherited >= 25*time.Millisecond {
 		t.Skipf("inherited timer slack %v already meets the default", inherited)
 	}
 	bin := buildPodstamp(t, t.TempDir())

@@ -321,7 +321,7 @@ func (r *runner) reportSetup(w func(string, ...any)) {
 	w("    with its semconv import pointed at a released otel, see bench/collector/prepare.sh).\n")
 	w("- podstamp, the relay and the raw proxy are built like `make build` (`-trimpath -tags grpcnotrace -ldflags '-s -w'`), the\n")
 	w("  Collector like its own releases (`-trimpath -ldflags '-s -w'`). Each runs with its own defaults: podstamp on one\n")
-	w("  processor (`--max-procs 1`), GC at 40%% (`--gc-percent 40`), 5 ms of timer slack; the others with Go's defaults\n")
+	w("  processor (`--max-procs 1`), GC at 40%% (`--gc-percent 40`), 25 ms of timer slack; the others with Go's defaults\n")
 	w("  (GOMAXPROCS = the core count, GOGC 100, the kernel's 50 µs timer slack).\n\n")
 }
 
