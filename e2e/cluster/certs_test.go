@@ -67,28 +67,29 @@ func TestWritePKI(t *testing.T) {
 		}
 	}
 
-	saKeyPEM, err := os.ReadFile(p.SAKeyFile)
+	saKey, err := x509.ParsePKCS1PrivateKey(pemBlock(t, p.SAKeyFile, "RSA PRIVATE KEY"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	saPubPEM, err := os.ReadFile(p.SAPubKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := pem.Decode(saKeyPEM)
-	pb, _ := pem.Decode(saPubPEM)
-	if kb == nil || pb == nil {
-		t.Fatal("sa.key or sa.pub is not PEM")
-	}
-	saKey, err := x509.ParsePKCS1PrivateKey(kb.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	saPub, err := x509.ParsePKIXPublicKey(pb.Bytes)
+	saPub, err := x509.ParsePKIXPublicKey(pemBlock(t, p.SAPubKeyFile, "PUBLIC KEY"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !saKey.PublicKey.Equal(saPub) || saKey.N.BitLen() != 2048 {
 		t.Errorf("sa.pub does not match sa.key, or the key is not RSA 2048 (%d bits)", saKey.N.BitLen())
 	}
+}
+
+// pemBlock is the bytes of the one PEM block of type typ in file.
+func pemBlock(t *testing.T, file, typ string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != typ || len(rest) != 0 {
+		t.Fatalf("%s is not one PEM block of type %s", file, typ)
+	}
+	return block.Bytes
 }
