@@ -254,7 +254,7 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 	}
 	w("\nWatch fan-out during the churn: watch events sent per object change, by resource (about 1: each change goes to the\n")
 	w("one node it concerns; about the node count: every agent watches every such object in the cluster):\n\n")
-	w("| fleet | resource | changes | watch events sent | watches per node | events per change and watch | bytes per event (encoded) |\n|---|---|---|---|---|---|---|\n")
+	w("| fleet | resource | changes | watch events sent | watches per node | events per change and watch | bytes the fleet read per event |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range cp.Fleets {
 		if f.Err != "" || f.Fleet == "none" {
 			continue
@@ -263,18 +263,32 @@ func (r *runner) reportControlPlane(w func(string, ...any)) {
 		if ch == nil {
 			continue
 		}
+		// A resource that did not change and sent fewer events than there
+		// are nodes is the server's own noise, not the fleet's watch.
+		counted := func(res string) bool {
+			ev := ch.WatchEv[res]
+			return ev >= 0.5 && (ch.Changes[res] > 0 || ev >= n/2)
+		}
+		total := 0.0
+		for res, ev := range ch.WatchEv {
+			if counted(res) {
+				total += ev
+			}
+		}
 		for _, res := range sortedKeys(ch.WatchEv) {
 			ev := ch.WatchEv[res]
-			if ev < 0.5 {
+			if !counted(res) {
 				continue
 			}
 			per := "–"
 			if v, ok := fanOut(ch, cp.Nodes)[res]; ok {
 				per = fmt.Sprintf("%.2f", v)
 			}
+			// What the fleet read (rchar) over the events it was sent; the
+			// server's own event-size metric counts a cached encoding once.
 			sz := "–"
-			if b := ch.WatchB[res]; b > 0 {
-				sz = fmt.Sprintf("%.0f", b/ev)
+			if b := ch.bytes(); b > 0 && total > 0 {
+				sz = fmt.Sprintf("%.0f", b/total)
 			}
 			w("| %s | %s | %d | %.0f | %.1f | %s | %s |\n", f.Fleet, res, ch.Changes[res], ev, ch.OpenWatch[res]/n, per, sz)
 		}
