@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,6 +11,12 @@ import (
 	"strings"
 	"time"
 )
+
+// triedMD is what was tried against the CPU targets that remain missed,
+// with the A/B figures: history, not this run's measurement.
+//
+//go:embed tried.md
+var triedMD string
 
 // check is one target of the issues the benchmark answers (7 and 16).
 type check struct {
@@ -251,6 +258,9 @@ func (r *runner) report() string {
 		}
 	}
 	r.reportProfiles(w, missed)
+	if missed {
+		w("\n%s", triedMD)
+	}
 
 	w("\n## Command lines\n\n")
 	w("`<sink>` is the in-process sink's gRPC address (`<sink-http>` its OTLP/HTTP address); `$WORK` the run's temporary\n")
