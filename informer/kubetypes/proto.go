@@ -447,9 +447,7 @@ func decodePodList(b []byte, l *PodList) error {
 	if err != nil {
 		return err
 	}
-	if n := counts[2]; n > 0 {
-		l.Items = make([]Pod, 0, n)
-	}
+	presize(&l.Items, counts[2])
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -466,12 +464,8 @@ func decodePodList(b []byte, l *PodList) error {
 				return fmt.Errorf("metadata: %w", err)
 			}
 		case 2:
-			if m, err = f.msg("items"); err != nil {
+			if err := appendMsg(f, "items", &l.Items, decodePod); err != nil {
 				return err
-			}
-			l.Items = append(l.Items, Pod{})
-			if err := decodePod(m, &l.Items[len(l.Items)-1]); err != nil {
-				return fmt.Errorf("items[%d]: %w", len(l.Items)-1, err)
 			}
 		}
 	}
@@ -543,9 +537,7 @@ func decodeObjectMeta(b []byte, m *ObjectMeta) error {
 	if n := counts[12]; n > 0 && m.Annotations == nil {
 		m.Annotations = make(map[string]string, n)
 	}
-	if n := counts[13]; n > 0 && m.OwnerReferences == nil {
-		m.OwnerReferences = make([]OwnerReference, 0, n)
-	}
+	presize(&m.OwnerReferences, counts[13])
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -577,12 +569,7 @@ func decodeObjectMeta(b []byte, m *ObjectMeta) error {
 				err = decodeMapEntry(v, m.Annotations, "annotations")
 			}
 		case 13:
-			if v, err = f.msg("ownerReferences"); err == nil {
-				m.OwnerReferences = append(m.OwnerReferences, OwnerReference{})
-				if err = decodeOwnerReference(v, &m.OwnerReferences[len(m.OwnerReferences)-1]); err != nil {
-					err = fmt.Errorf("ownerReferences[%d]: %w", len(m.OwnerReferences)-1, err)
-				}
-			}
+			err = appendMsg(f, "ownerReferences", &m.OwnerReferences, decodeOwnerReference)
 		}
 		if err != nil {
 			return err
@@ -655,27 +642,17 @@ func decodePodSpec(b []byte, s *PodSpec) error {
 	if err != nil {
 		return err
 	}
-	if n := counts[20]; n > 0 && s.InitContainers == nil {
-		s.InitContainers = make([]Container, 0, n)
-	}
-	if n := counts[2]; n > 0 && s.Containers == nil {
-		s.Containers = make([]Container, 0, n)
-	}
+	presize(&s.InitContainers, counts[20])
+	presize(&s.Containers, counts[2])
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
 			return err
 		}
 		b = rest
-		var v []byte
 		switch f.num {
 		case 2:
-			if v, err = f.msg("containers"); err == nil {
-				s.Containers = append(s.Containers, Container{})
-				if err = decodeContainer(v, &s.Containers[len(s.Containers)-1]); err != nil {
-					err = fmt.Errorf("containers[%d]: %w", len(s.Containers)-1, err)
-				}
-			}
+			err = appendMsg(f, "containers", &s.Containers, decodeContainer)
 		case 10:
 			s.NodeName, err = f.str("nodeName")
 		case 11:
@@ -685,12 +662,7 @@ func decodePodSpec(b []byte, s *PodSpec) error {
 		case 16:
 			s.Hostname, err = f.str("hostname")
 		case 20:
-			if v, err = f.msg("initContainers"); err == nil {
-				s.InitContainers = append(s.InitContainers, Container{})
-				if err = decodeContainer(v, &s.InitContainers[len(s.InitContainers)-1]); err != nil {
-					err = fmt.Errorf("initContainers[%d]: %w", len(s.InitContainers)-1, err)
-				}
-			}
+			err = appendMsg(f, "initContainers", &s.InitContainers, decodeContainer)
 		}
 		if err != nil {
 			return err
@@ -731,22 +703,15 @@ func decodePodStatus(b []byte, s *PodStatus) error {
 	if err != nil {
 		return err
 	}
-	if n := counts[12]; n > 0 && s.PodIPs == nil {
-		s.PodIPs = make([]PodIP, 0, n)
-	}
-	if n := counts[10]; n > 0 && s.InitContainerStatuses == nil {
-		s.InitContainerStatuses = make([]ContainerStatus, 0, n)
-	}
-	if n := counts[8]; n > 0 && s.ContainerStatuses == nil {
-		s.ContainerStatuses = make([]ContainerStatus, 0, n)
-	}
+	presize(&s.PodIPs, counts[12])
+	presize(&s.InitContainerStatuses, counts[10])
+	presize(&s.ContainerStatuses, counts[8])
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
 			return err
 		}
 		b = rest
-		var v []byte
 		switch f.num {
 		case 1:
 			var phase string
@@ -757,26 +722,11 @@ func decodePodStatus(b []byte, s *PodStatus) error {
 		case 7:
 			s.StartTime, err = decodeTimePtr(f, "startTime")
 		case 8:
-			if v, err = f.msg("containerStatuses"); err == nil {
-				s.ContainerStatuses = append(s.ContainerStatuses, ContainerStatus{})
-				if err = decodeContainerStatus(v, &s.ContainerStatuses[len(s.ContainerStatuses)-1]); err != nil {
-					err = fmt.Errorf("containerStatuses[%d]: %w", len(s.ContainerStatuses)-1, err)
-				}
-			}
+			err = appendMsg(f, "containerStatuses", &s.ContainerStatuses, decodeContainerStatus)
 		case 10:
-			if v, err = f.msg("initContainerStatuses"); err == nil {
-				s.InitContainerStatuses = append(s.InitContainerStatuses, ContainerStatus{})
-				if err = decodeContainerStatus(v, &s.InitContainerStatuses[len(s.InitContainerStatuses)-1]); err != nil {
-					err = fmt.Errorf("initContainerStatuses[%d]: %w", len(s.InitContainerStatuses)-1, err)
-				}
-			}
+			err = appendMsg(f, "initContainerStatuses", &s.InitContainerStatuses, decodeContainerStatus)
 		case 12:
-			if v, err = f.msg("podIPs"); err == nil {
-				s.PodIPs = append(s.PodIPs, PodIP{})
-				if err = decodePodIP(v, &s.PodIPs[len(s.PodIPs)-1]); err != nil {
-					err = fmt.Errorf("podIPs[%d]: %w", len(s.PodIPs)-1, err)
-				}
-			}
+			err = appendMsg(f, "podIPs", &s.PodIPs, decodePodIP)
 		}
 		if err != nil {
 			return err
@@ -869,4 +819,26 @@ func decodeContainerState(b []byte, s *ContainerState) error {
 		}
 	}
 	return nil
+}
+
+// appendMsg decodes the message field f (named name) into a new last
+// element of *s; an error names the element.
+func appendMsg[T any](f field, name string, s *[]T, decode func([]byte, *T) error) error {
+	v, err := f.msg(name)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, *new(T))
+	if err := decode(v, &(*s)[len(*s)-1]); err != nil {
+		return fmt.Errorf("%s[%d]: %w", name, len(*s)-1, err)
+	}
+	return nil
+}
+
+// presize gives a nil *s room for the n elements a count pass found, so
+// that decoding appends without growing it.
+func presize[T any](s *[]T, n int) {
+	if n > 0 && *s == nil {
+		*s = make([]T, 0, n)
+	}
 }
