@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, the podstamp variant of --variant-args, only when named here)")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")
-	flag.StringVar(&o.variantArgs, "variant-args", "--timer-slack 0", "podstamp arguments of (S), split at spaces, added to those of (B) (and after --podstamp-arg): one run measures B and this variant in interleaved rounds, e.g. \"--timer-slack 25ms\"")
+	flag.StringVar(&o.variantArgs, "variant-args", "--timer-slack 0", "podstamp arguments of (S), split at spaces, added to those of (B) (and after --podstamp-arg): one run measures B and this variant in interleaved rounds, e.g. \"--timer-slack 50ms\"")
 	flag.Parse()
 	if o.quick {
 		o.warmup, o.saturated, o.paced = 500*time.Millisecond, 2*time.Second, 4*time.Second
