@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -184,20 +183,7 @@ func TestKubetypesProtoFiles(t *testing.T) {
 	files["watch-stream.json"] = c.watchStream(t, c.json, protoStreamEvents()...)
 
 	for name, want := range files {
-		file := filepath.Join("../informer/kubetypes/testdata", name)
-		if *updateContract {
-			if err := os.WriteFile(file, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is not what k8s.io/apimachinery encodes now; run this test with -update-contract and look at what changed", name)
-		}
+		checkContractFile(t, filepath.Join("../informer/kubetypes/testdata", name), want, "k8s.io/apimachinery", false)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -60,20 +61,31 @@ func TestInformerContractFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = append(want, '\n')
-		if *updateContract {
-			if err := os.WriteFile(file, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(file)
-		if err != nil {
+		checkContractFile(t, file, want, "k8s.io/api", true)
+	}
+}
+
+// checkContractFile compares file with want, what source encodes now, or
+// writes want to it with -update-contract. show adds want to the error.
+func checkContractFile(t *testing.T, file string, want []byte, source string, show bool) {
+	t.Helper()
+	if *updateContract {
+		if err := os.WriteFile(file, want, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is not what %s encodes now; run this test with -update-contract and look at what changed\n%s",
-				filepath.Base(file), "k8s.io/api", want)
+		return
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		msg := fmt.Sprintf("%s is not what %s encodes now; run this test with -update-contract and look at what changed",
+			filepath.Base(file), source)
+		if show {
+			msg += "\n" + string(want)
 		}
+		t.Error(msg)
 	}
 }
 
