@@ -25,6 +25,7 @@ type options struct {
 	warmup        time.Duration
 	saturated     time.Duration
 	paced         time.Duration
+	pacedRounds   int
 	ingress       listFlag
 	cpNodes       int
 	cpPodsPerNode int
@@ -59,7 +60,8 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 100, "paced phase: requests per second")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "closed-loop warm-up before measuring, per set-up and ingress")
 	flag.DurationVar(&o.saturated, "saturated", 5*time.Second, "saturated (closed-loop) phase length, per set-up and ingress")
-	flag.DurationVar(&o.paced, "paced", 6*time.Second, "paced phase length, per set-up and ingress (in 4 interleaved rounds)")
+	flag.DurationVar(&o.paced, "paced", 9*time.Second, "paced phase length, per set-up and ingress (split into --paced-rounds interleaved rounds)")
+	flag.IntVar(&o.pacedRounds, "paced-rounds", 6, "interleaved rounds of the paced phase (A T R B C A T R B C ...); the targets table gives paced CPU ratios round by round too")
 	flag.Var(&o.ingress, "ingress", "measure only this ingress (repeatable): grpc, grpc-gzip, http-proto, http-proto-gzip, http-json, http-json-gzip, http-proto-metrics, http-proto-logs")
 	flag.IntVar(&o.cpNodes, "cp-nodes", 50, "control-plane run: simulated nodes, one podstamp (then one Collector) each")
 	flag.IntVar(&o.cpPodsPerNode, "cp-pods-per-node", 30, "control-plane run: pods per simulated node")
@@ -76,6 +78,9 @@ func main() {
 	flag.Parse()
 	if o.quick {
 		o.warmup, o.saturated, o.paced = 500*time.Millisecond, 2*time.Second, 4*time.Second
+		if !isSet("paced-rounds") {
+			o.pacedRounds = 4
+		}
 		if !isSet("scale-pods") {
 			o.scalePods = 2000
 		}

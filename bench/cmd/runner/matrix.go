@@ -178,13 +178,13 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 		}
 		in.res.Saturated = ph
 	}
-	const rounds = 4
+	rounds := max(1, r.o.pacedRounds)
 	for round := 0; round < rounds; round++ {
 		for _, in := range ins {
 			if in.res.Err != "" {
 				continue
 			}
-			ph, err := r.phase(ctx, in.p, in.endpoint, ing, r.o.rate, r.o.paced/rounds)
+			ph, err := r.phase(ctx, in.p, in.endpoint, ing, r.o.rate, r.o.paced/time.Duration(rounds))
 			if err != nil {
 				r.fail(in, "paced", err)
 				continue

@@ -80,6 +80,35 @@ func latencyCheck(group, name string, b, c float64) check {
 	return ratioCheck(group, name, b, c, 1.0/3, "ms", "(C)")
 }
 
+// withRounds adds to a paced check the range of the ratio round by round
+// (b's round i against o's round i), which shows how much of a miss or a
+// pass the machine's noise could account for.
+func withRounds(ch check, b, o phaseResult, sign string) check {
+	if lo, hi, ok := roundRatios(b.RoundCPU, o.RoundCPU); ok && ch.Known {
+		ch.Measured += fmt.Sprintf(" (rounds %.2f–%.2f%s)", lo, hi, sign)
+	}
+	return ch
+}
+
+// roundRatios is the smallest and largest b[i]/o[i] over rounds both
+// measured.
+func roundRatios(b, o []float64) (lo, hi float64, ok bool) {
+	for i := range min(len(b), len(o)) {
+		if b[i] <= 0 || o[i] <= 0 {
+			continue
+		}
+		q := b[i] / o[i]
+		if !ok || q < lo {
+			lo = q
+		}
+		if !ok || q > hi {
+			hi = q
+		}
+		ok = true
+	}
+	return lo, hi, ok
+}
+
 // multipleCheck: b must be at most limit times the floor f.
 func multipleCheck(group, name string, b, f, limit float64, unit string) check {
 	ch := check{Group: group, Name: name, Required: fmt.Sprintf("≤ %gx (T)", limit)}
@@ -110,7 +139,7 @@ func (r *runner) ingressChecks(ir *ingressResult) []check {
 	if C != nil {
 		lim := cpuLimit(ir.Ing)
 		cs = append(cs, ratioCheck(g, "CPU per item, saturated", B.Saturated.CPUPerMillion, C.Saturated.CPUPerMillion, lim, "CPU-s/M", "(C)"))
-		cs = append(cs, ratioCheck(g, "CPU per item, paced", B.Paced.CPUPerMillion, C.Paced.CPUPerMillion, lim, "CPU-s/M", "(C)"))
+		cs = append(cs, withRounds(ratioCheck(g, "CPU per item, paced", B.Paced.CPUPerMillion, C.Paced.CPUPerMillion, lim, "CPU-s/M", "(C)"), B.Paced, C.Paced, "×"))
 		if A != nil {
 			b50, b99 := added(B, A)
 			c50, c99 := added(C, A)
@@ -122,7 +151,7 @@ func (r *runner) ingressChecks(ir *ingressResult) []check {
 	if ir.Ing.Key == "grpc" {
 		if T != nil {
 			cs = append(cs, multipleCheck(g, "CPU per item vs the TCP floor, saturated", B.Saturated.CPUPerMillion, T.Saturated.CPUPerMillion, 2, "CPU-s/M"))
-			cs = append(cs, multipleCheck(g, "CPU per item vs the TCP floor, paced", B.Paced.CPUPerMillion, T.Paced.CPUPerMillion, 1.5, "CPU-s/M"))
+			cs = append(cs, withRounds(multipleCheck(g, "CPU per item vs the TCP floor, paced", B.Paced.CPUPerMillion, T.Paced.CPUPerMillion, 1.5, "CPU-s/M"), B.Paced, T.Paced, "x"))
 		}
 		hwm := mib(B.PeakRSSKiB)
 		cs = append(cs, check{Group: g, Name: "Peak RSS (gRPC, close to the floor)", Required: "< 20 MiB",
@@ -312,8 +341,9 @@ func (r *runner) reportSetup(w func(string, ...any)) {
 	w("  bound to the address of a different pod, so the forwarder must tell %d pods apart by their connection.\n", r.o.conns)
 	w("- The matrix: per ingress (%s), fresh instances of every set-up\n", ingressList(r.matrix))
 	w("  (so each ingress has its own peak RSS). Per set-up: warm-up %s, then **saturated** closed loop for %s. Then **paced**\n", r.o.warmup, r.o.saturated)
-	w("  at %g requests/s for %s per set-up, in 4 interleaved rounds (A T R B C A T R B C ...), so that every set-up sees\n", r.o.rate, r.o.paced)
-	w("  the same minutes of the machine; latency percentiles are over all requests of the 4 rounds. Peak RSS is read\n")
+	w("  at %g requests/s for %s per set-up, in %d interleaved rounds (A T R B C A T R B C ...), so that every set-up sees\n", r.o.rate, r.o.paced, max(1, r.o.pacedRounds))
+	w("  the same minutes of the machine; latency percentiles are over all requests of the rounds, and the targets table gives\n")
+	w("  each paced CPU ratio round by round too (its range shows what the machine's noise alone moves). Peak RSS is read\n")
 	w("  after these phases. The phases are short so that the whole matrix fits in one run on 2 cores; the figures of one\n")
 	w("  cell move by about 5-10%% between runs.\n")
 	w("- gzip ingresses compress both legs: client → forwarder, and forwarder → sink for (R) gRPC, (B) and (C). (T) and the\n")

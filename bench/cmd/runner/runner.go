@@ -83,6 +83,10 @@ type phaseResult struct {
 	SinkItems     int64
 	Lost          int64 // acked items the sink never received
 	Identity      sink.IdentityReport
+	// RoundCPU is CPUPerMillion of each paced round, in order (paced
+	// phases only): the same rounds of two set-ups ran minutes apart at
+	// most, so their ratios show how far one run's figure can move.
+	RoundCPU []float64
 }
 
 type targetResult struct {
@@ -452,6 +456,7 @@ func (r *runner) fail(in *instance, what string, err error) {
 func mergePhase(a, b phaseResult) phaseResult {
 	a.Summary = loadgen.Merge(a.Summary, b.Summary)
 	a.CPUSeconds += b.CPUSeconds
+	a.RoundCPU = append(a.RoundCPU, b.CPUPerMillion)
 	if a.Summary.Items > 0 {
 		a.CPUPerMillion = a.CPUSeconds / float64(a.Summary.Items) * 1e6
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -177,5 +178,32 @@ func TestProfileShare(t *testing.T) {
 	}
 	if got := heapTotal("Showing nodes accounting for 7352.55kB, 100% of 7352.55kB total"); got != "7352.55kB" {
 		t.Fatalf("heap total %q", got)
+	}
+}
+
+// The paced checks give the ratio round by round, from the rounds that
+// mergePhase accumulated, beside the ratio of the totals.
+func TestRoundRatios(t *testing.T) {
+	paced := func(cpu ...float64) phaseResult {
+		var p phaseResult
+		for _, c := range cpu {
+			p = mergePhase(p, phaseResult{CPUSeconds: c, CPUPerMillion: c, Summary: loadgen.Summary{Items: 1e6}})
+		}
+		return p
+	}
+	b, c := paced(1.2, 1.5, 1.3, 1.4), paced(6, 6, 5, 7)
+	lo, hi, ok := roundRatios(b.RoundCPU, c.RoundCPU)
+	if !ok || math.Abs(lo-0.2) > 1e-9 || math.Abs(hi-0.26) > 1e-9 {
+		t.Fatalf("round ratios %v–%v (%v), want 0.2–0.26", lo, hi, ok)
+	}
+	ch := withRounds(ratioCheck("g", "CPU per item, paced", b.CPUPerMillion, c.CPUPerMillion, 0.2, "CPU-s/M", "(C)"), b, c, "×")
+	if ch.Met || !strings.HasSuffix(ch.Measured, "(rounds 0.20–0.26×)") {
+		t.Fatalf("check %+v", ch)
+	}
+	if _, _, ok := roundRatios(nil, c.RoundCPU); ok {
+		t.Fatal("a range from no rounds")
+	}
+	if _, _, ok := roundRatios([]float64{0, 1}, []float64{1, 0}); ok {
+		t.Fatal("a range from rounds with nothing measured")
 	}
 }
