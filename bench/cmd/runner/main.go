@@ -94,6 +94,7 @@ func main() {
 			o.cpSteady = 10 * time.Second
 		}
 	}
+	o.pacedRounds = max(1, o.pacedRounds)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -178,7 +178,7 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 		}
 		in.res.Saturated = ph
 	}
-	rounds := max(1, r.o.pacedRounds)
+	rounds := r.o.pacedRounds
 	for round := 0; round < rounds; round++ {
 		for _, in := range ins {
 			if in.res.Err != "" {

@@ -341,7 +341,7 @@ func (r *runner) reportSetup(w func(string, ...any)) {
 	w("  bound to the address of a different pod, so the forwarder must tell %d pods apart by their connection.\n", r.o.conns)
 	w("- The matrix: per ingress (%s), fresh instances of every set-up\n", ingressList(r.matrix))
 	w("  (so each ingress has its own peak RSS). Per set-up: warm-up %s, then **saturated** closed loop for %s. Then **paced**\n", r.o.warmup, r.o.saturated)
-	w("  at %g requests/s for %s per set-up, in %d interleaved rounds (A T R B C A T R B C ...), so that every set-up sees\n", r.o.rate, r.o.paced, max(1, r.o.pacedRounds))
+	w("  at %g requests/s for %s per set-up, in %d interleaved rounds (A T R B C A T R B C ...), so that every set-up sees\n", r.o.rate, r.o.paced, r.o.pacedRounds)
 	w("  the same minutes of the machine; latency percentiles are over all requests of the rounds, and the targets table gives\n")
 	w("  each paced CPU ratio round by round too (its range shows what the machine's noise alone moves). Peak RSS is read\n")
 	w("  after these phases. The phases are short so that the whole matrix fits in one run on 2 cores; the figures of one\n")

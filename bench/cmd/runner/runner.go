@@ -84,8 +84,8 @@ type phaseResult struct {
 	Lost          int64 // acked items the sink never received
 	Identity      sink.IdentityReport
 	// RoundCPU is CPUPerMillion of each paced round, in order (paced
-	// phases only): the same rounds of two set-ups ran minutes apart at
-	// most, so their ratios show how far one run's figure can move.
+	// phases only): two set-ups' same round ran seconds apart, so their
+	// ratios show how far the machine alone moves one run's figure.
 	RoundCPU []float64
 }
 
