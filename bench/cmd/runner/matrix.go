@@ -178,13 +178,13 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 		}
 		in.res.Saturated = ph
 	}
-	rounds := r.o.pacedRounds
-	for round := 0; round < rounds; round++ {
+	each := r.o.paced / time.Duration(r.o.pacedRounds)
+	for range r.o.pacedRounds {
 		for _, in := range ins {
 			if in.res.Err != "" {
 				continue
 			}
-			ph, err := r.phase(ctx, in.p, in.endpoint, ing, r.o.rate, r.o.paced/time.Duration(rounds))
+			ph, err := r.phase(ctx, in.p, in.endpoint, ing, r.o.rate, each)
 			if err != nil {
 				r.fail(in, "paced", err)
 				continue
