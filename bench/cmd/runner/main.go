@@ -39,6 +39,7 @@ type options struct {
 	podstampEnv   listFlag
 	podstampArgs  listFlag
 	variantArgs   string
+	variantBuild  string
 }
 
 // listFlag is a repeatable string flag.
@@ -75,6 +76,7 @@ func main() {
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")
 	flag.StringVar(&o.variantArgs, "variant-args", "--timer-slack 0", "podstamp arguments of (S), split at spaces, added to those of (B) (and after --podstamp-arg): one run measures B and this variant in interleaved rounds, e.g. \"--timer-slack 50ms\"")
+	flag.StringVar(&o.variantBuild, "variant-build", "", "extra go build flags of (S), split at spaces: (S) runs a binary of its own built with them, e.g. \"-pgo=bin/cpu.pprof\" (relative to the repository root) to measure a profile-guided build against the plain one")
 	flag.Parse()
 	if o.quick {
 		o.warmup, o.saturated, o.paced = 500*time.Millisecond, 2*time.Second, 4*time.Second

@@ -231,7 +231,11 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 // arguments.
 func (r *runner) targetName(key string) string {
 	if key == "S" {
-		return "podstamp " + strings.Join(strings.Fields(r.o.variantArgs), " ")
+		name := "podstamp " + strings.Join(strings.Fields(r.o.variantArgs), " ")
+		if r.o.variantBuild != "" {
+			name += " (built with " + r.o.variantBuild + ")"
+		}
+		return name
 	}
 	return targetNames[key]
 }

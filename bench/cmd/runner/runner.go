@@ -48,6 +48,7 @@ type runner struct {
 	finished time.Time
 
 	podstampBin, rawproxyBin, otelcolBin string
+	variantBin                           string // (S)'s own build (--variant-build), else podstampBin
 	tcprelayBin                          string
 	apiserverBin                         string
 
@@ -153,6 +154,14 @@ func (r *runner) prepare(ctx context.Context) error {
 	r.log.Info("building podstamp, rawproxy and tcprelay")
 	if err := goBuild(ctx, r.root, r.podstampBin, "./cmd/podstamp", buildFlags); err != nil {
 		return err
+	}
+	r.variantBin = r.podstampBin
+	if r.o.variantBuild != "" {
+		r.variantBin = filepath.Join(bin, "podstamp-variant")
+		flags := append(append([]string{}, buildFlags...), strings.Fields(r.o.variantBuild)...)
+		if err := goBuild(ctx, r.root, r.variantBin, "./cmd/podstamp", flags); err != nil {
+			return err
+		}
 	}
 	if err := goBuild(ctx, filepath.Join(r.root, "bench"), r.rawproxyBin, "./cmd/rawproxy", buildFlags); err != nil {
 		return err
@@ -338,7 +347,11 @@ func (r *runner) start(ctx context.Context, key string, ing ingress, tag string)
 		if err != nil {
 			return nil, "", "", err
 		}
-		argv := []string{r.podstampBin,
+		bin := r.podstampBin
+		if key == "S" {
+			bin = r.variantBin
+		}
+		argv := []string{bin,
 			"--grpc-listen", listen, "--http-listen", httpL, "--admin-listen", admin, "--debug-listen", debug,
 			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc", "--upstream-compression", comp,
 			"--node-name", benchNode, "--node-ip", "127.0.0.1", "--kubeconfig", r.kubecfg,
