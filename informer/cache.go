@@ -66,6 +66,9 @@ type Cache struct {
 	onHold     func(ip netip.Addr)          // after a request started waiting
 	afterNode  func()                       // after the node object was read
 	afterTick  func()                       // after metaLoop handled a tick of MetadataTTL
+	afterPoll  func(error)                  // after kubeletLoop applied (nil) or failed a read of the kubelet
+
+	podsWanted chan struct{} // a held request asks kubeletLoop for a read (Config.Kubelet)
 }
 
 var _ enrich.Resolver = (*Cache)(nil)
@@ -105,6 +108,7 @@ func New(client API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*
 		nodeRead: make(chan struct{}),
 		syncDone: make(chan struct{}),
 
+		podsWanted:  make(chan struct{}, 1),
 		liveTimeout: liveTimeout,
 	}
 	for _, ip := range cfg.NodeIPs {
@@ -128,7 +132,11 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	c.log.Info("pod cache starting", "node", c.cfg.NodeName)
 	var wg sync.WaitGroup
-	wg.Go(func() { c.listWatch(ctx) })
+	if c.cfg.Kubelet != nil {
+		wg.Go(func() { c.kubeletLoop(ctx) })
+	} else {
+		wg.Go(func() { c.listWatch(ctx) })
+	}
 	wg.Go(func() { c.metaLoop(ctx) })
 	wg.Go(func() { c.sweepLoop(ctx) })
 	wg.Wait()

@@ -228,12 +228,22 @@ const (
 //   - Token and client certificate files are read again as RESTConfig says;
 //     a new client certificate gets new connections.
 func NewAPI(cfg *RESTConfig) (API, error) {
+	a, err := newRESTAPI(cfg, "API server")
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// newRESTAPI is NewAPI's client for the server cfg points to (what names
+// it in errors).
+func newRESTAPI(cfg *RESTConfig, what string) (*restAPI, error) {
 	if cfg == nil {
 		return nil, errors.New("informer: nil REST config")
 	}
 	base, err := url.Parse(cfg.Host)
 	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") {
-		return nil, fmt.Errorf("informer: API server address %q: want https://host[:port]", cfg.Host)
+		return nil, fmt.Errorf("informer: %s address %q: want https://host[:port]", what, cfg.Host)
 	}
 	rt, err := cfg.transport()
 	if err != nil {

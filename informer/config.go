@@ -53,6 +53,17 @@ type Config struct {
 	// nodes, ReplicaSets and Jobs.
 	Needs enrich.Needs
 
+	// Kubelet, when set, is where the node's pods are read: the kubelet's
+	// /pods (NewKubelet), read every KubeletPollInterval and, while a
+	// request is held for an address the cache does not know, again at most
+	// KubeletRefreshGap after the last read, instead of a list and watch on
+	// the API server. The API is still read for the node (at start, then
+	// hourly, or every MetadataTTL when Needs asks for node metadata) and for
+	// the metadata Needs asks for.
+	Kubelet             KubeletPods
+	KubeletPollInterval time.Duration // default DefaultKubeletPollInterval
+	KubeletRefreshGap   time.Duration // default DefaultKubeletRefreshGap
+
 	// RouteLookup returns the kernel's route to an address (see Route). It
 	// decides whether a sender the cache knows nothing about is on this node
 	// (IsLocal). nil: the kernel's routing table, read over netlink
@@ -82,6 +93,12 @@ func (c Config) withDefaults() Config {
 	if c.HoldMaxPerPeerBytes == 0 {
 		c.HoldMaxPerPeerBytes = max(c.HoldMaxBytes/8, 1)
 	}
+	if c.KubeletPollInterval == 0 {
+		c.KubeletPollInterval = DefaultKubeletPollInterval
+	}
+	if c.KubeletRefreshGap == 0 {
+		c.KubeletRefreshGap = DefaultKubeletRefreshGap
+	}
 	if c.RouteLookup == nil {
 		c.RouteLookup = kernelRoute
 	}
@@ -100,6 +117,7 @@ func (c Config) Validate() error {
 	}{
 		{"hold timeout", c.HoldTimeout}, {"hold negative TTL", c.HoldNegativeTTL},
 		{"pod delete grace", c.PodDeleteGrace}, {"metadata TTL", c.MetadataTTL},
+		{"kubelet poll interval", c.KubeletPollInterval}, {"kubelet refresh gap", c.KubeletRefreshGap},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("informer: %s must not be negative, got %s", d.name, d.v))

@@ -21,6 +21,16 @@
 // answers JSON). The watch reconnects by itself; a relist catches up on
 // what a broken or expired watch missed (pods gone from it are deleted,
 // matched by UID).
+// With Config.Kubelet the pods come from the kubelet instead (kubelet.go):
+// its /pods, which lists the pods bound to its node from its own copy of
+// the API server's objects, read every KubeletPollInterval and at once
+// (at most every KubeletRefreshGap) while a request is held for an address
+// the cache does not know. No pod is then read from the API server: per
+// node, the API server serves one node GET at start and hourly instead of a
+// watch. A read is applied as a relist (pods at an unchanged resource
+// version are skipped). NewKubelet reaches the kubelet with the same client
+// and credentials as NewAPI; it needs get on nodes/pods (nodes/proxy on
+// kubelets before Kubernetes 1.33).
 // While the API server is away the cache keeps serving what it has. Every
 // failed list or watch is counted (podstamp_cache_watch_errors_total) and
 // logged at a bounded rate, and a wait the server asks for (Retry-After) is

@@ -117,12 +117,16 @@ func (c *Cache) ResolvePeer(ctx context.Context, p enrich.Peer, size int) (*enri
 			return nil, res, nil
 		}
 		w := c.waiters[peer]
-		if w == nil {
+		fresh := w == nil
+		if fresh {
 			w = &waiter{ch: make(chan struct{})}
 			c.waiters[peer] = w
 		}
 		w.n++
 		c.mu.Unlock()
+		if fresh && c.cfg.Kubelet != nil {
+			c.wantPods() // the kubelet is asked, not told
+		}
 		if c.onHold != nil {
 			c.onHold(peer)
 		}

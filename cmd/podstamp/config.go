@@ -69,6 +69,15 @@ type Config struct {
 	PodDeleteGrace  time.Duration
 	MetadataTTL     time.Duration
 
+	// PodSource is where the node's pods are read: apiserver (a list and
+	// watch) or kubelet (its /pods, polled; KubeletURL, KubeletCA,
+	// KubeletInsecure, KubeletPollInterval).
+	PodSource           string
+	KubeletURL          string
+	KubeletCA           string
+	KubeletInsecure     bool
+	KubeletPollInterval time.Duration
+
 	// HoldMaxPeerRequests and HoldMaxPeerBytes bound what one peer address
 	// may have held at once; HoldMaxPeerBytes 0 is HoldMaxBytes/8.
 	HoldMaxPeerRequests int
@@ -123,8 +132,16 @@ func DefaultConfig() Config {
 		HoldMaxPeerRequests: informer.DefaultHoldMaxPerPeerRequests,
 		PodDeleteGrace:      informer.DefaultPodDeleteGrace,
 		MetadataTTL:         informer.DefaultMetadataTTL,
+		PodSource:           podSourceAPIServer,
+		KubeletPollInterval: informer.DefaultKubeletPollInterval,
 	}
 }
+
+// The values of --pod-source.
+const (
+	podSourceAPIServer = "apiserver"
+	podSourceKubelet   = "kubelet"
+)
 
 // envName is the PODSTAMP_* variable of a flag.
 func envName(flagName string) string {

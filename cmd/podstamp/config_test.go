@@ -56,6 +56,13 @@ func TestValidate(t *testing.T) {
 		{"hold-max-peer-requests", []string{"--hold-max-peer-requests", "0"}, nil, "--hold-max-peer-requests: "},
 		{"config", []string{"--config", missing}, nil, "--config: "},
 		{"kubeconfig", []string{"--kubeconfig", missing}, nil, "--kubeconfig: "},
+		{"pod-source", []string{"--pod-source", "etcd"}, nil, "--pod-source: "},
+		{"kubelet-url-needed", []string{"--pod-source", "kubelet"}, nil, "--kubelet-url: "},
+		{"kubelet-url-scheme", []string{"--pod-source", "kubelet", "--kubelet-url", "http://10.0.0.1:10255"}, nil, "--kubelet-url: "},
+		{"kubelet-ca", []string{"--pod-source", "kubelet", "--node-ip", "10.0.0.1", "--kubelet-ca", missing}, nil, "--kubelet-ca: "},
+		{"kubelet-insecure-with-ca", []string{"--pod-source", "kubelet", "--node-ip", "10.0.0.1", "--kubelet-ca", os.Args[0], "--kubelet-insecure-skip-tls-verify"}, nil, "--kubelet-insecure-skip-tls-verify: "},
+		{"kubelet-poll-interval", []string{"--pod-source", "kubelet", "--node-ip", "10.0.0.1", "--kubelet-poll-interval", "0s"}, nil, "--kubelet-poll-interval: "},
+		{"kubelet-flag-without-source", []string{"--kubelet-url", "https://10.0.0.1:10250"}, nil, "--kubelet-url: "},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

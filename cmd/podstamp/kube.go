@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strconv"
 
 	"github.com/podstamp/podstamp/informer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +44,7 @@ func newCache(cfg Config, set settings, log *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	cache, err := informer.New(client, informer.Config{
+	icfg := informer.Config{
 		NodeName:        cfg.NodeName,
 		NodeIPs:         set.nodeIPs,
 		HoldTimeout:     cfg.HoldTimeout,
@@ -53,9 +56,55 @@ func newCache(cfg Config, set settings, log *slog.Logger, reg prometheus.Registe
 
 		HoldMaxPerPeerRequests: cfg.HoldMaxPeerRequests,
 		HoldMaxPerPeerBytes:    cfg.HoldMaxPeerBytes,
-	}, log.With("component", "informer"), reg)
+	}
+	if cfg.PodSource == podSourceKubelet {
+		kc, err := kubeletConfig(cfg, set, restCfg)
+		if err != nil {
+			return nil, err
+		}
+		if icfg.Kubelet, err = informer.NewKubelet(kc); err != nil {
+			return nil, fmt.Errorf("invalid configuration: --kubelet-url: %w", err)
+		}
+		icfg.KubeletPollInterval = cfg.KubeletPollInterval
+		if cfg.KubeletInsecure {
+			log.Warn("the kubelet's serving certificate is not verified (--kubelet-insecure-skip-tls-verify): podstamp's credentials go to whoever answers", "kubelet", kc.Host)
+		}
+	}
+	cache, err := informer.New(client, icfg, log.With("component", "informer"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	return cache, nil
+}
+
+// kubeletConfig is how podstamp reaches the kubelet for --pod-source
+// kubelet: the API server's credentials (the service account token or the
+// kubeconfig's user), the kubelet's address, and --kubelet-ca, else the API
+// server's CA, else no verification when --kubelet-insecure-skip-tls-verify
+// says so.
+func kubeletConfig(cfg Config, set settings, api *informer.RESTConfig) (*informer.RESTConfig, error) {
+	if api.Impersonate.UserName != "" {
+		// The kubelet does not impersonate: its requests would act as the
+		// kubeconfig's own, more privileged, user.
+		return nil, errors.New("invalid configuration: --pod-source kubelet: the kubeconfig impersonates a user (as), which the kubelet does not honour")
+	}
+	kc := *api
+	kc.Host = cfg.KubeletURL
+	if kc.Host == "" {
+		kc.Host = "https://" + net.JoinHostPort(set.nodeIPs[0].String(), strconv.Itoa(informer.DefaultKubeletPort))
+	}
+	kc.ServerName = ""
+	kc.QPS, kc.Burst = 0, 0 // the poll loop paces itself
+	kc.Insecure = false // only --kubelet-insecure-skip-tls-verify skips verifying the kubelet
+	switch {
+	case cfg.KubeletInsecure:
+		kc.CAData, kc.Insecure = nil, true
+	case cfg.KubeletCA != "":
+		ca, err := os.ReadFile(cfg.KubeletCA)
+		if err != nil {
+			return nil, fmt.Errorf("invalid configuration: --kubelet-ca: %w", err)
+		}
+		kc.CAData, kc.Insecure = ca, false
+	}
+	return &kc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -111,6 +112,7 @@ func (c Config) check() (settings, problems) {
 	for _, f := range []struct{ name, v string }{
 		{"upstream-ca-file", c.UpstreamCAFile}, {"upstream-cert-file", c.UpstreamCertFile},
 		{"upstream-key-file", c.UpstreamKeyFile}, {"config", c.ConfigFile}, {"kubeconfig", c.Kubeconfig},
+		{"kubelet-ca", c.KubeletCA},
 	} {
 		if f.v == "" {
 			continue
@@ -191,6 +193,31 @@ func (c Config) check() (settings, problems) {
 		if d.v <= 0 {
 			bad(d.name, "must be positive, got %s", d.v)
 		}
+	}
+	switch c.PodSource {
+	case podSourceAPIServer:
+		for _, f := range []string{"kubelet-url", "kubelet-ca", "kubelet-insecure-skip-tls-verify", "kubelet-poll-interval"} {
+			if c.set[f] {
+				bad(f, "only used with --pod-source kubelet")
+			}
+		}
+	case podSourceKubelet:
+		if c.KubeletURL == "" && len(c.NodeIPs) == 0 {
+			bad("kubelet-url", "required for pod-source kubelet when no node-ip is set")
+		}
+		if c.KubeletURL != "" {
+			if u, err := url.Parse(c.KubeletURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				bad("kubelet-url", "%q: want https://host:port", c.KubeletURL)
+			}
+		}
+		if c.KubeletInsecure && c.KubeletCA != "" {
+			bad("kubelet-insecure-skip-tls-verify", "refused with kubelet-ca: verify against the CA or not at all")
+		}
+		if c.KubeletPollInterval <= 0 {
+			bad("kubelet-poll-interval", "must be positive, got %s", c.KubeletPollInterval)
+		}
+	default:
+		bad("pod-source", "%q is not apiserver or kubelet", c.PodSource)
 	}
 	if c.HoldMaxBytes <= 0 {
 		bad("hold-max-bytes", "must be positive, got %d", c.HoldMaxBytes)

@@ -1,0 +1,309 @@
+package informer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/podstamp/podstamp/enrich"
+	"github.com/podstamp/podstamp/informer/kubetypes"
+)
+
+// testKubelet is a kubelet's /pods on a real TLS listener: it answers with
+// the pods it holds, or with the refusal it is told to give, and records
+// each request's path and Authorization header.
+type testKubelet struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	pods    []kubetypes.Pod
+	refuse  int    // HTTP status to answer with; 0: the pods
+	body    string // the refusal's body
+	reqs    []string
+	reads   chan struct{} // one per answered read
+	nextAdd []kubetypes.Pod
+	addAt   int // add nextAdd to pods before the addAt-th read
+}
+
+func newTestKubelet(t *testing.T, pods ...*kubetypes.Pod) *testKubelet {
+	k := &testKubelet{t: t, reads: make(chan struct{}, 1024)}
+	for _, p := range pods {
+		k.pods = append(k.pods, *p)
+	}
+	k.srv = httptest.NewTLSServer(k)
+	t.Cleanup(k.srv.Close)
+	return k
+}
+
+func (k *testKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	k.reqs = append(k.reqs, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+	if k.addAt > 0 && len(k.reqs) >= k.addAt {
+		k.pods, k.nextAdd, k.addAt = append(k.pods, k.nextAdd...), nil, 0
+	}
+	refuse, body := k.refuse, k.body
+	b, err := json.Marshal(kubetypes.PodList{Items: k.pods})
+	k.mu.Unlock()
+	defer func() { k.reads <- struct{}{} }()
+	if err != nil {
+		k.t.Error(err)
+		return
+	}
+	if refuse != 0 {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(refuse)
+		_, _ = w.Write([]byte(body))
+		return
+	}
+	if r.URL.Path != "/pods" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func (k *testKubelet) set(pods ...*kubetypes.Pod) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pods = k.pods[:0]
+	for _, p := range pods {
+		k.pods = append(k.pods, *p)
+	}
+}
+
+func (k *testKubelet) setRefusal(code int, body string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refuse, k.body = code, body
+}
+
+func (k *testKubelet) requests() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.reqs...)
+}
+
+// waitReads waits until the kubelet answered n more reads.
+func (k *testKubelet) waitReads(n int) {
+	k.t.Helper()
+	for range n {
+		select {
+		case <-k.reads:
+		case <-time.After(10 * time.Second):
+			k.t.Fatal("the kubelet was not read")
+		}
+	}
+}
+
+// config is a RESTConfig that trusts the kubelet's certificate and sends
+// a bearer token.
+func (k *testKubelet) config() *RESTConfig {
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.srv.Certificate().Raw})
+	return &RESTConfig{Host: k.srv.URL, CAData: ca, BearerToken: "kubelet-token"}
+}
+
+func newKubeletHarness(t *testing.T, k *testKubelet, rc *RESTConfig, cfg Config) *harness {
+	t.Helper()
+	src, err := NewKubelet(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kubelet = src
+	// The API server holds no pods: only the kubelet may bring them.
+	return newHarness(t, cfg, testNodeObj())
+}
+
+func TestKubeletSourceReadsPodsNotTheAPIServer(t *testing.T) {
+	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: time.Hour})
+	h.start()
+
+	p, res, err := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.5")}, 10)
+	if err != nil || res != enrich.ResultHit || p == nil || p.Name != "web" {
+		t.Fatalf("resolve 10.1.0.5: %v %v %v, want hit default/web", p, res, err)
+	}
+	reqs := k.requests()
+	if len(reqs) != 1 || reqs[0] != "GET /pods Bearer kubelet-token" {
+		t.Errorf("kubelet requests = %q, want one GET /pods with the bearer token", reqs)
+	}
+	if n := len(h.api.Calls("list", "pods")) + len(h.api.Calls("watch", "pods")); n != 0 {
+		t.Errorf("the API server was asked for pods %d times, want 0", n)
+	}
+	if n := len(h.api.Calls("get", "nodes")); n != 1 {
+		t.Errorf("node reads = %d, want 1 (node addresses still come from the API server)", n)
+	}
+}
+
+func TestKubeletSourceReadsAtOnceForAHeldPeer(t *testing.T) {
+	k := newTestKubelet(t)
+	// The new pod is in the kubelet's answer from its third read on: the
+	// read the held request asks for does not list it yet (the kubelet's
+	// copy lags), so the cache must read again while the request waits.
+	k.nextAdd, k.addAt = []kubetypes.Pod{*mkPod(podSpec{name: "new", ips: []string{"10.1.0.9"}})}, 3
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: time.Hour, KubeletRefreshGap: 20 * time.Millisecond, HoldTimeout: 10 * time.Second})
+	h.start()
+	k.waitReads(1)
+
+	start := time.Now()
+	r := <-h.resolveAsync(context.Background(), "10.1.0.9", 100)
+	if r.err != nil || r.res != string(enrich.ResultHoldHit) || r.pod != "default/new" {
+		t.Fatalf("held request: %+v, want hold_hit default/new", r)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("released after %v: the hour's poll interval, not the held request, decided", time.Since(start))
+	}
+	// Start, the held request's read, and at least one more while it
+	// waited (one more may follow before the request's waiter is gone).
+	if n := len(k.requests()); n < 3 || n > 4 {
+		t.Errorf("kubelet reads = %d, want 3 or 4", n)
+	}
+}
+
+func TestKubeletSourceAppliesChangesAndDeletes(t *testing.T) {
+	a := mkPod(podSpec{name: "a", ips: []string{"10.1.0.1"}})
+	a.ResourceVersion = "10"
+	b := mkPod(podSpec{name: "b", ips: []string{"10.1.0.2"}})
+	b.ResourceVersion = "11"
+	k := newTestKubelet(t, a, b)
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: 10 * time.Millisecond, PodDeleteGrace: time.Millisecond})
+	polls := make(chan struct{}, 1024)
+	h.c.afterPoll = func(error) { polls <- struct{}{} }
+	h.start()
+	waitPolls := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-polls:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no read of the kubelet applied")
+			}
+		}
+	}
+	waitPolls(1)
+	// Reads at the same resource version change nothing.
+	for len(h.events) > 0 {
+		<-h.events
+	}
+	waitPolls(3)
+	for len(h.events) > 0 {
+		if ev := <-h.events; strings.HasPrefix(ev, "upsert/") || strings.HasPrefix(ev, "delete/") {
+			t.Errorf("unchanged pods were applied again: %s", ev)
+		}
+	}
+
+	// b leaves the kubelet's list; a gets a new address.
+	a2 := mkPod(podSpec{name: "a", ips: []string{"10.1.0.3"}})
+	a2.ResourceVersion = "12"
+	k.set(a2)
+	h.waitEvent("delete", b.UID)
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.3")}, 10); p == nil || p.Name != "a" || res != enrich.ResultHit {
+		t.Errorf("10.1.0.3: %v %v, want hit default/a after the kubelet listed the new address", p, res)
+	}
+}
+
+func TestKubeletSourceRefusalKeepsTheCache(t *testing.T) {
+	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: 10 * time.Millisecond})
+	failed := make(chan error, 1024)
+	h.c.afterPoll = func(err error) {
+		if err != nil {
+			select {
+			case failed <- err:
+			default:
+			}
+		}
+	}
+	h.start()
+	k.setRefusal(http.StatusForbidden, "Forbidden (user=system:serviceaccount:podstamp:podstamp, verb=get, resource=nodes, subresource(s)=[pods])")
+	select {
+	case err := <-failed:
+		if !IsForbidden(err) {
+			t.Errorf("error = %v, want Forbidden", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failed read")
+	}
+	if n := h.metric("podstamp_cache_watch_errors_total"); n < 1 {
+		t.Errorf("failed reads counted = %v, want at least 1", n)
+	}
+	logs := h.logs.String()
+	for _, want := range []string{"reading the kubelet's pods failed", "subresource(s)=[pods]", "grant get on nodes/pods"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	// Still served from the cache.
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.5")}, 10); p == nil || res != enrich.ResultHit {
+		t.Errorf("after the refusals: %v %v, want the cached pod", p, res)
+	}
+}
+
+func TestKubeletSourceVerifiesTheServingCertificate(t *testing.T) {
+	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
+	rc := k.config()
+	rc.CAData = otherCA(t) // a CA that did not sign the kubelet's certificate
+	h := newKubeletHarness(t, k, rc, Config{KubeletPollInterval: time.Hour})
+	failed := make(chan error, 64)
+	h.c.afterPoll = func(err error) { failed <- err }
+	h.startNoWait()
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("a read of the kubelet succeeded with a CA that did not sign its certificate")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kubelet was not read")
+	}
+	if n := h.metric("podstamp_cache_watch_errors_total"); n < 1 {
+		t.Errorf("failed reads counted = %v, want at least 1", n)
+	}
+	if err := h.c.Ready(); err == nil {
+		t.Error("Ready with a kubelet whose certificate is not trusted")
+	}
+	if got := k.requests(); len(got) != 0 {
+		t.Errorf("the kubelet answered %q over an unverified connection", got)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "--kubelet-ca") {
+		t.Errorf("log does not say how to trust the kubelet:\n%s", logs)
+	}
+}
+
+// otherCA is the PEM of a new self-signed CA certificate.
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestNewKubeletRefusesABadAddress(t *testing.T) {
+	for _, host := range []string{"", "10.0.0.1:10250", "ftp://10.0.0.1"} {
+		if _, err := NewKubelet(&RESTConfig{Host: host}); err == nil || !strings.Contains(err.Error(), "kubelet address") {
+			t.Errorf("NewKubelet(%q) = %v, want an error naming the kubelet address", host, err)
+		}
+	}
+}
