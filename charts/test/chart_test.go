@@ -225,6 +225,8 @@ func TestRBAC(t *testing.T) {
 		{[]string{"config.k8sattributes.extract.metadata={k8s.pod.name,k8s.cluster.uid}"}, []string{pods, "/namespaces[kube-system]:get"}},
 		{[]string{"config.k8sattributes.auth_type=serviceAccount"}, []string{pods}},
 		{[]string{"rbac.getNodes=true"}, []string{pods, "/nodes:get"}},
+		{[]string{"podSource=kubelet"}, []string{"/nodes/pods:get"}},
+		{[]string{"podSource=kubelet", "config.labels[0].from=namespace", "config.labels[0].key=team"}, []string{"/nodes/pods:get", "/namespaces:get"}},
 	}
 	for _, s := range single {
 		t.Run(strings.Join(s.set, ","), func(t *testing.T) {
@@ -671,5 +673,58 @@ func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPodSource: podSource kubelet passes the kubelet flags, mounts the
+// kubelet CA from its ConfigMap, and refuses a CA with skipped verification.
+func TestPodSource(t *testing.T) {
+	args := func(o objects) string {
+		return strings.Join(o.DaemonSet.Spec.Template.Spec.Containers[0].Args, " ")
+	}
+	def := decode(t, render(t, variant{set: []string{upstreamSet}}).Manifest)
+	if a := args(def); strings.Contains(a, "--pod-source") || strings.Contains(a, "--kubelet") {
+		t.Errorf("default args name a pod source or the kubelet: %s", a)
+	}
+
+	o := decode(t, render(t, variant{set: []string{upstreamSet, "podSource=kubelet", "kubelet.pollInterval=30s",
+		"kubelet.caConfigMap.name=kubelet-serving-ca"}}).Manifest)
+	a := args(o)
+	for _, want := range []string{"--pod-source=kubelet", "--kubelet-poll-interval=30s", "--kubelet-ca=/etc/podstamp/kubelet-ca/ca.crt"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("args lack %s: %s", want, a)
+		}
+	}
+	if strings.Contains(a, "insecure") {
+		t.Errorf("args skip TLS verification: %s", a)
+	}
+	spec := o.DaemonSet.Spec.Template.Spec
+	var vol, mount bool
+	for _, v := range spec.Volumes {
+		if v.Name == "kubelet-ca" && v.ConfigMap != nil && v.ConfigMap.Name == "kubelet-serving-ca" {
+			vol = true
+		}
+	}
+	for _, m := range spec.Containers[0].VolumeMounts {
+		if m.Name == "kubelet-ca" && m.MountPath == "/etc/podstamp/kubelet-ca" && m.ReadOnly {
+			mount = true
+		}
+	}
+	if !vol || !mount {
+		t.Errorf("kubelet CA volume %v, mount %v; want both", vol, mount)
+	}
+
+	o = decode(t, render(t, variant{set: []string{upstreamSet, "podSource=kubelet", "kubelet.insecureSkipTLSVerify=true"}}).Manifest)
+	if a := args(o); !strings.Contains(a, "--kubelet-insecure-skip-tls-verify") || strings.Contains(a, "--kubelet-ca") {
+		t.Errorf("insecure args: %s", a)
+	}
+
+	_, err := Render(Options{ChartDir: chartDir(t), Set: []string{upstreamSet, "podSource=kubelet",
+		"kubelet.insecureSkipTLSVerify=true", "kubelet.caConfigMap.name=ca"}})
+	if err == nil || !strings.Contains(err.Error(), "not at all") {
+		t.Errorf("a CA with skipped verification rendered: %v", err)
+	}
+	if _, err := Render(Options{ChartDir: chartDir(t), Set: []string{upstreamSet, "podSource=etcd"}}); err == nil {
+		t.Error("podSource=etcd rendered")
 	}
 }
