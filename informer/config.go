@@ -53,6 +53,13 @@ type Config struct {
 	// nodes, ReplicaSets and Jobs.
 	Needs enrich.Needs
 
+	// SkipNodeRead: the node object is never read. Its addresses are then
+	// only NodeIPs, and its pod-CIDR gateways are not known, so SNAT through
+	// a gateway is not recognised as such (nat_suspected). For a service
+	// account without get on nodes, whose read would only be refused.
+	// Refused with Needs.NodeMetadata.
+	SkipNodeRead bool
+
 	// Kubelet, when set, is where the node's pods are read: the kubelet's
 	// /pods (NewKubelet), read every KubeletPollInterval and, while a
 	// request is held for an address the cache does not know, again at most
@@ -136,6 +143,9 @@ func (c Config) Validate() error {
 		if !ip.IsValid() {
 			errs = append(errs, fmt.Errorf("informer: node IP #%d is not a valid address", i))
 		}
+	}
+	if c.SkipNodeRead && c.Needs.NodeMetadata {
+		errs = append(errs, errors.New("informer: the rules stamp node labels, annotations or UID, which needs the node read (SkipNodeRead)"))
 	}
 	return errors.Join(errs...)
 }

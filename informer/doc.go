@@ -27,8 +27,10 @@
 // (at most every KubeletRefreshGap) while a request is held for an address
 // the cache does not know. No pod is then read from the API server: per
 // node, the API server serves one node GET at start and hourly instead of a
-// watch. A read is applied as a relist (pods at an unchanged resource
-// version are skipped). NewKubelet reaches the kubelet with the same client
+// watch. A read is applied as a relist, every pod included: the kubelet
+// copies a newer status (the pod's address) into its copy of a pod without
+// changing its resource version. With SkipNodeRead as well, the API server
+// is not asked anything. NewKubelet reaches the kubelet with the same client
 // and credentials as NewAPI; it needs get on nodes/pods (nodes/proxy on
 // kubelets before Kubernetes 1.33).
 // While the API server is away the cache keeps serving what it has. Every

@@ -93,23 +93,12 @@ func (c *Cache) kubeletLoop(ctx context.Context) {
 }
 
 // applyKubelet applies one read of the kubelet's pods, as a relist does:
-// every pod is upserted unless the cache holds it at the same resource
-// version, and every cached pod the kubelet no longer lists is deleted
-// (kept resolvable for PodDeleteGrace).
+// every pod is upserted, and every cached pod the kubelet no longer lists
+// is deleted (kept resolvable for PodDeleteGrace). Every pod, even at a
+// resource version the cache has: the kubelet copies a newer status (the
+// pod's address) into its copy of a pod without its resource version.
 func (c *Cache) applyKubelet(items []kubetypes.Pod) {
-	seen := make(map[string]struct{}, len(items))
-	for i := range items {
-		p := &items[i]
-		seen[p.UID] = struct{}{}
-		c.mu.RLock()
-		e := c.byUID[p.UID]
-		same := e != nil && e.cls != classDeleted && p.ResourceVersion != "" && e.obj.ResourceVersion == p.ResourceVersion
-		c.mu.RUnlock()
-		if !same {
-			c.onUpsert(p)
-		}
-	}
-	c.deleteUnseen(seen)
+	c.replace(items)
 }
 
 // waitKubelet waits until the next read of the kubelet is due: after

@@ -179,40 +179,33 @@ func TestKubeletSourceAppliesChangesAndDeletes(t *testing.T) {
 	a.ResourceVersion = "10"
 	b := mkPod(podSpec{name: "b", ips: []string{"10.1.0.2"}})
 	b.ResourceVersion = "11"
-	k := newTestKubelet(t, a, b)
+	// c has no address yet, as a pod whose sandbox is not up.
+	c := mkPod(podSpec{name: "c"})
+	c.ResourceVersion = "12"
+	k := newTestKubelet(t, a, b, c)
 	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: 10 * time.Millisecond, PodDeleteGrace: time.Millisecond})
-	polls := make(chan struct{}, 1024)
-	h.c.afterPoll = func(error) { polls <- struct{}{} }
 	h.start()
-	waitPolls := func(n int) {
-		t.Helper()
-		for range n {
-			select {
-			case <-polls:
-			case <-time.After(10 * time.Second):
-				t.Fatal("no read of the kubelet applied")
+
+	// b leaves the kubelet's list; a gets a new address with a new
+	// resource version; c gets its address at the same resource version,
+	// as the kubelet copies a newer status into its copy of a pod.
+	a2 := mkPod(podSpec{name: "a", ips: []string{"10.1.0.3"}})
+	a2.ResourceVersion = "13"
+	c2 := mkPod(podSpec{name: "c", ips: []string{"10.1.0.4"}})
+	c2.ResourceVersion = "12"
+	k.set(a2, c2)
+	h.waitEvent("delete", b.UID)
+	for _, want := range []struct{ ip, name string }{{"10.1.0.3", "a"}, {"10.1.0.4", "c"}} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr(want.ip)}, 10)
+			if p != nil && p.Name == want.name && (res == enrich.ResultHit || res == enrich.ResultHoldHit) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v %v, want default/%s from the kubelet's newer status", want.ip, p, res, want.name)
 			}
 		}
-	}
-	waitPolls(1)
-	// Reads at the same resource version change nothing.
-	for len(h.events) > 0 {
-		<-h.events
-	}
-	waitPolls(3)
-	for len(h.events) > 0 {
-		if ev := <-h.events; strings.HasPrefix(ev, "upsert/") || strings.HasPrefix(ev, "delete/") {
-			t.Errorf("unchanged pods were applied again: %s", ev)
-		}
-	}
-
-	// b leaves the kubelet's list; a gets a new address.
-	a2 := mkPod(podSpec{name: "a", ips: []string{"10.1.0.3"}})
-	a2.ResourceVersion = "12"
-	k.set(a2)
-	h.waitEvent("delete", b.UID)
-	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.3")}, 10); p == nil || p.Name != "a" || res != enrich.ResultHit {
-		t.Errorf("10.1.0.3: %v %v, want hit default/a after the kubelet listed the new address", p, res)
 	}
 }
 
@@ -305,5 +298,26 @@ func TestNewKubeletRefusesABadAddress(t *testing.T) {
 		if _, err := NewKubelet(&RESTConfig{Host: host}); err == nil || !strings.Contains(err.Error(), "kubelet address") {
 			t.Errorf("NewKubelet(%q) = %v, want an error naming the kubelet address", host, err)
 		}
+	}
+}
+
+// TestKubeletSourceWithoutNodeReadAsksTheAPIServerNothing: with the pods
+// from the kubelet and no node read, the cache is ready and resolves
+// without a single request to the API server.
+func TestKubeletSourceWithoutNodeReadAsksTheAPIServerNothing(t *testing.T) {
+	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: time.Hour, SkipNodeRead: true})
+	h.start()
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.5")}, 10); p == nil || res != enrich.ResultHit {
+		t.Errorf("10.1.0.5: %v %v, want hit", p, res)
+	}
+	h.api.mu.Lock()
+	calls := append([]fakeCall(nil), h.api.calls...)
+	h.api.mu.Unlock()
+	if len(calls) != 0 {
+		t.Errorf("the API server was asked %d times (%+v), want never", len(calls), calls)
+	}
+	if _, err := New(h.api, Config{NodeName: testNode, SkipNodeRead: true, Needs: enrich.Needs{NodeMetadata: true}}, nil, nil); err == nil {
+		t.Error("SkipNodeRead with node metadata needed was accepted")
 	}
 }

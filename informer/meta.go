@@ -413,7 +413,9 @@ func (c *Cache) metaLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { c.fillLoop(ctx) })
-	c.refreshNode(ctx)
+	if !c.cfg.SkipNodeRead {
+		c.refreshNode(ctx)
+	}
 	close(c.nodeRead)
 	nodeRead := c.clock.Now()
 	t := c.clock.NewTicker(c.cfg.MetadataTTL)
@@ -423,7 +425,7 @@ func (c *Cache) metaLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			if c.cfg.Needs.NodeMetadata || c.clock.Now().Sub(nodeRead) >= nodeRefresh {
+			if !c.cfg.SkipNodeRead && (c.cfg.Needs.NodeMetadata || c.clock.Now().Sub(nodeRead) >= nodeRefresh) {
 				c.refreshNode(ctx)
 				nodeRead = c.clock.Now()
 			}

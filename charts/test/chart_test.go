@@ -686,6 +686,16 @@ func TestPodSource(t *testing.T) {
 	if a := args(def); strings.Contains(a, "--pod-source") || strings.Contains(a, "--kubelet") {
 		t.Errorf("default args name a pod source or the kubelet: %s", a)
 	}
+	// The node is read only when the ClusterRole lets podstamp get it.
+	if a := args(def); !strings.Contains(a, "--read-node=false") {
+		t.Errorf("default args (no get on nodes) lack --read-node=false: %s", a)
+	}
+	for _, set := range []string{"rbac.getNodes=true", "config.metadata={k8s.pod.name,k8s.node.uid}"} {
+		o := decode(t, render(t, variant{set: []string{upstreamSet, set}}).Manifest)
+		if a := args(o); strings.Contains(a, "--read-node") {
+			t.Errorf("%s: args %s; want the node read", set, a)
+		}
+	}
 
 	o := decode(t, render(t, variant{set: []string{upstreamSet, "podSource=kubelet", "kubelet.pollInterval=30s",
 		"kubelet.caConfigMap.name=kubelet-serving-ca"}}).Manifest)

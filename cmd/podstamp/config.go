@@ -73,6 +73,7 @@ type Config struct {
 	// watch) or kubelet (its /pods, polled; KubeletURL, KubeletCA,
 	// KubeletInsecure, KubeletPollInterval).
 	PodSource           string
+	ReadNode            bool
 	KubeletURL          string
 	KubeletCA           string
 	KubeletInsecure     bool
@@ -133,6 +134,7 @@ func DefaultConfig() Config {
 		PodDeleteGrace:      informer.DefaultPodDeleteGrace,
 		MetadataTTL:         informer.DefaultMetadataTTL,
 		PodSource:           podSourceAPIServer,
+		ReadNode:            true,
 		KubeletPollInterval: informer.DefaultKubeletPollInterval,
 	}
 }

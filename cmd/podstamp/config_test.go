@@ -367,3 +367,26 @@ func TestResolveProcessorBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestReadNode: --read-node=false is refused when a rule needs the node,
+// and accepted otherwise.
+func TestReadNode(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("metadata: [k8s.pod.name, k8s.node.uid]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig([]string{"--upstream", "http://127.0.0.1:4317", "--read-node=false", "--config", rules}, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.resolve(env(nil)); err == nil || !strings.Contains(err.Error(), "--read-node: ") {
+		t.Errorf("--read-node=false with k8s.node.uid: %v, want an error naming --read-node", err)
+	}
+	cfg, err = ParseConfig([]string{"--upstream", "http://127.0.0.1:4317"}, env(map[string]string{"PODSTAMP_READ_NODE": "false"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.resolve(env(nil)); err != nil || cfg.ReadNode {
+		t.Errorf("PODSTAMP_READ_NODE=false with the default rules: read %v, %v; want false and no error", cfg.ReadNode, err)
+	}
+}

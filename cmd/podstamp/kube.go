@@ -53,6 +53,7 @@ func newCache(cfg Config, set settings, log *slog.Logger, reg prometheus.Registe
 		PodDeleteGrace:  cfg.PodDeleteGrace,
 		MetadataTTL:     cfg.MetadataTTL,
 		Needs:           set.rules.Needs(),
+		SkipNodeRead:    !cfg.ReadNode,
 
 		HoldMaxPerPeerRequests: cfg.HoldMaxPeerRequests,
 		HoldMaxPerPeerBytes:    cfg.HoldMaxPeerBytes,
@@ -95,7 +96,7 @@ func kubeletConfig(cfg Config, set settings, api *informer.RESTConfig) (*informe
 	}
 	kc.ServerName = ""
 	kc.QPS, kc.Burst = 0, 0 // the poll loop paces itself
-	kc.Insecure = false // only --kubelet-insecure-skip-tls-verify skips verifying the kubelet
+	kc.Insecure = false     // only --kubelet-insecure-skip-tls-verify skips verifying the kubelet
 	switch {
 	case cfg.KubeletInsecure:
 		kc.CAData, kc.Insecure = nil, true

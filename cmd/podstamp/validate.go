@@ -50,6 +50,9 @@ func (c Config) resolve(getenv func(string) string) (settings, error) {
 			// podstamp watches one node: the filter may only name it.
 			errs.add("--config: filter names node %q, but podstamp watches the pods of --node-name %q", n, c.NodeName)
 		}
+		if !c.ReadNode && rules.Needs().NodeMetadata {
+			errs.add("--read-node: false, but the rules stamp node labels, annotations or UID, which are read from the node")
+		}
 		s.rules = rules
 	}
 	return s, oneLine(dedupe(errs))

@@ -245,7 +245,11 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 	}
 	logf("imported the images of %d tarball(s) into containerd", len(images))
 
-	// kubelet
+	// kubelet. Its API authenticates service account tokens and authorizes
+	// requests through the API server (webhook, as kubeadm configures
+	// nodes), so --pod-source kubelet meets what it meets on a real
+	// cluster; it serves a certificate of the cluster CA for the node
+	// address, as kubelets with serverTLSBootstrap do.
 	kubeletKC, err := kc("kubelet")
 	if err != nil {
 		return nil, err
@@ -255,8 +259,11 @@ func Start(ctx context.Context, bins map[string]string, images []string, opts Op
 kind: KubeletConfiguration
 authentication:
   anonymous: {enabled: false}
-  webhook: {enabled: false}
-authorization: {mode: AlwaysAllow}
+  webhook: {enabled: true}
+  x509: {clientCAFile: %s}
+authorization: {mode: Webhook}
+tlsCertFile: %s
+tlsPrivateKeyFile: %s
 cgroupDriver: cgroupfs
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
@@ -281,7 +288,7 @@ localStorageCapacityIsolation: false
 registerNode: true
 nodeStatusReportFrequency: 10s
 syncFrequency: 10s
-`, c.ContainerdSocket, NodeIP, PodCIDR, filepath.Join(dir, "pod-logs"))), 0o644); err != nil {
+`, p.CAFile, p.CertFile, p.KeyFile, c.ContainerdSocket, NodeIP, PodCIDR, filepath.Join(dir, "pod-logs"))), 0o644); err != nil {
 		return nil, err
 	}
 	kubelet, err := c.start(ctx, "kubelet", bins["kubelet"],

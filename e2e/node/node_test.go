@@ -99,6 +99,7 @@ func TestNode(t *testing.T) {
 		return
 	}
 	t.Run("upgrade", e.upgrade)
+	t.Run("kubelet-source", e.kubeletSource)
 	t.Run("service-mode", e.serviceMode)
 	logf("all scenarios in %s", time.Since(start).Round(time.Second))
 }
@@ -320,6 +321,73 @@ func (e *env) upgrade(t *testing.T) {
 		}
 		if lostSpans != 0 || lostLogs != 0 {
 			t.Errorf("upgrade: %s: %d spans and %d log records acknowledged but never delivered", p.Name, lostSpans, lostLogs)
+		}
+	}
+	e.deletePods(grpcPod, httpPod)
+}
+
+// kubeletSource: podSource kubelet. podstamp reads its node's pods from
+// the real kubelet's /pods: its service account token authenticated by the
+// kubelet through the API server, the request authorized as get on
+// nodes/pods (the kubelet's fine-grained authorization), the kubelet's
+// certificate verified against the cluster CA. The ClusterRole then grants
+// nothing on pods, so a podstamp that read pods from the API server could
+// not become ready; new pods' data, their first spans included, is stamped
+// right.
+func (e *env) kubeletSource(t *testing.T) {
+	e.t = t
+	old := e.readyPod(podstampNamespace, "app.kubernetes.io/name=podstamp", time.Minute)
+	start := time.Now()
+	e.helmUpgrade("podstamp", map[string]any{
+		"image":     map[string]any{"pullPolicy": "Never"},
+		"upstream":  map[string]any{"endpoint": e.upstream},
+		"podSource": "kubelet",
+	})
+	e.untilGone("the old podstamp pod to go", 2*time.Minute, podstampNamespace, byName(old.Name))
+	e.waitDaemonSet(podstampNamespace, "podstamp", 2*time.Minute)
+	pod := e.readyPod(podstampNamespace, "app.kubernetes.io/name=podstamp", time.Minute)
+	e.logf("kubelet source: helm upgrade --set podSource=kubelet rolled %s -> %s in %s", old.Name, pod.Name, time.Since(start).Round(time.Second))
+	if args := strings.Join(pod.Spec.Containers[0].Args, " "); !strings.Contains(args, "--pod-source=kubelet") {
+		t.Fatalf("podstamp args lack --pod-source=kubelet: %s", args)
+	}
+	roles, err := e.cs.RbacV1().ClusterRoles().List(e.ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=podstamp"})
+	if err != nil || len(roles.Items) != 1 {
+		t.Fatalf("podstamp's ClusterRole: %v (%d found)", err, len(roles.Items))
+	}
+	var grants []string
+	for _, r := range roles.Items[0].Rules {
+		for _, res := range r.Resources {
+			grants = append(grants, res+":"+strings.Join(r.Verbs, ","))
+			if res == "pods" {
+				t.Errorf("the ClusterRole still grants %v on pods", r.Verbs)
+			}
+		}
+	}
+	e.logf("kubelet source: podstamp's ClusterRole grants %v", grants)
+
+	e.resetSink()
+	grpcPod := e.runDemo("kubelet-grpc", "grpc", "http://$(HOST_IP):4317")
+	httpPod := e.runDemo("kubelet-http", "http/protobuf", "http://$(HOST_IP):4318")
+	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
+	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
+	e.report("kubelet source (podSource: kubelet, pods from the kubelet's /pods)", "podstamp", peers, senders, grpcPod, httpPod)
+	e.checkPeers("kubelet source", peers, grpcPod, httpPod)
+	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
+		s := senders[p.Name]
+		if s.Right != s.Resources || len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
+			t.Errorf("kubelet source: %s: %d of %d stamped right, seen as %v (pod IP %s)", p.Name, s.Right, s.Resources, s.SeenAs, p.Status.PodIP)
+		}
+		if s.FirstSpanStamped == nil || !*s.FirstSpanStamped {
+			t.Errorf("kubelet source: %s: its first span (demo.seq 0) was not received stamped right", p.Name)
+		}
+	}
+	body, err := e.get("http://" + NodeIP + ":10291/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "podstamp_cache_watch_errors_total ") && l != "podstamp_cache_watch_errors_total 0" {
+			t.Errorf("failed reads of the kubelet: %s", l)
 		}
 	}
 	e.deletePods(grpcPod, httpPod)

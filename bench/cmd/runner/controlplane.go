@@ -40,12 +40,13 @@ const (
 
 // cpFleets are measured in this order; "none" is the baseline (no fleet:
 // the server's own work and the churn's writes), subtracted from the others.
-var cpFleets = []string{"none", "podstamp", "collector"}
+var cpFleets = []string{"none", "podstamp", "podstamp-kubelet", "collector"}
 
 var cpFleetNames = map[string]string{
-	"none":      "no fleet (baseline)",
-	"podstamp":  "podstamp, one per node",
-	"collector": "Collector + k8sattributes (filter.node), one per node",
+	"none":             "no fleet (baseline)",
+	"podstamp":         "podstamp, one per node",
+	"podstamp-kubelet": "podstamp --pod-source kubelet, one per node",
+	"collector":        "Collector + k8sattributes (filter.node), one per node",
 }
 
 // cpWindows are the phases of a fleet's run.
@@ -95,7 +96,7 @@ type cpMetrics struct {
 	cpu      float64            // kube-apiserver CPU seconds
 	rssKiB   int64
 	fleetCPU float64 // CPU seconds of the fleet's processes
-	fleetIn  float64 // bytes the fleet's processes read (rchar): what the server sent them
+	fleetIn  float64 // bytes the fleet's processes read (rchar): what the server sent them, less what the stand-in kubelet sent
 }
 
 // cpDelta is what happened between two scrapes.
@@ -129,7 +130,7 @@ type controlPlane struct {
 	CreateSeconds                                         float64
 	Steady                                                time.Duration
 	Fleets                                                []*cpFleetResult
-	PodstampCmd, CollectorCfg                             string
+	PodstampCmd, PodstampKubeletCmd, CollectorCfg         string
 	Auth                                                  string
 }
 
@@ -148,11 +149,18 @@ func (r *runner) controlPlaneRun(ctx context.Context) error {
 	cp.Jobs, cp.CronJobs = len(fx.jobs), len(fx.crons)
 	cp.CreateSeconds = time.Since(start).Seconds()
 	r.log.Info("control plane: objects created", "nodes", cp.Nodes, "pods", cp.Pods, "took", time.Since(start).Round(time.Millisecond))
+	if r.want("B") {
+		// Before the baseline, so that its watch is in every window.
+		if r.kubelet, err = startStandInKubelet(ctx, r.cl.Client, r.work); err != nil {
+			return fmt.Errorf("stand-in kubelet: %w", err)
+		}
+		defer r.kubelet.close()
+	}
 	for _, fleet := range cpFleets {
 		if fleet == "collector" && (!r.want("C") || r.otelcolBin == "") {
 			continue
 		}
-		if fleet == "podstamp" && !r.want("B") {
+		if strings.HasPrefix(fleet, "podstamp") && !r.want("B") {
 			continue
 		}
 		res := &cpFleetResult{Fleet: fleet, Windows: map[string]*cpDelta{}}
@@ -641,6 +649,11 @@ func (r *runner) cpFleet(ctx context.Context, fx *cpFixture, res *cpFleetResult)
 			}
 		}
 		pmu.Unlock()
+		if r.kubelet != nil {
+			// What the fleet read from the stand-in kubelet is not the API
+			// server's.
+			m.fleetIn -= float64(r.kubelet.written.Load())
+		}
 		return m, nil
 	}
 	m0, err := scrape()
@@ -658,9 +671,12 @@ func (r *runner) cpFleet(ctx context.Context, fx *cpFixture, res *cpFleetResult)
 			}
 			if err == nil && i == 0 {
 				r.mu.Lock()
-				if res.Fleet == "podstamp" {
+				switch res.Fleet {
+				case "podstamp":
 					r.cp.PodstampCmd = cmd
-				} else {
+				case "podstamp-kubelet":
+					r.cp.PodstampKubeletCmd = cmd
+				default:
 					r.cp.CollectorCfg = cmd
 				}
 				r.mu.Unlock()
@@ -765,11 +781,18 @@ func (r *runner) startFleetMemberOnce(ctx context.Context, fleet, node string, i
 	logPath := filepath.Join(r.work, fmt.Sprintf("cp-%s-%03d.log", fleet, i))
 	nodeIP := fmt.Sprintf("10.0.%d.%d", i/250, 1+i%250)
 	switch fleet {
-	case "podstamp":
-		argv := append([]string{r.podstampBin,
+	case "podstamp", "podstamp-kubelet":
+		argv := []string{r.podstampBin,
 			"--grpc-listen", addrs[0], "--http-listen", addrs[1], "--admin-listen", addrs[2], "--debug-listen", addrs[3],
 			"--upstream", "http://" + r.sink.GRPCAddr(), "--upstream-protocol", "grpc",
-			"--node-name", node, "--node-ip", nodeIP, "--kubeconfig", r.kubecfg, "--log-level", "warn"}, r.o.podstampArgs...)
+			"--node-name", node, "--node-ip", nodeIP, "--kubeconfig", r.kubecfg, "--log-level", "warn",
+			// As the chart runs it by default: its ClusterRole grants no
+			// get on nodes, so it passes --read-node=false.
+			"--read-node=false"}
+		if fleet == "podstamp-kubelet" {
+			argv = append(argv, "--pod-source", "kubelet", "--kubelet-url", r.kubelet.url+"/"+node, "--kubelet-ca", r.kubelet.caFile)
+		}
+		argv = append(argv, r.o.podstampArgs...)
 		p, err := startProc("podstamp", logPath, r.o.podstampEnv, argv...)
 		if err != nil {
 			return nil, "", err

@@ -311,6 +311,9 @@ func (r *runner) report() string {
 	if r.cp != nil && r.cp.PodstampCmd != "" {
 		w("(control plane, node 0) %s\n", repl.Replace(r.cp.PodstampCmd))
 	}
+	if r.cp != nil && r.cp.PodstampKubeletCmd != "" {
+		w("(control plane, node 0, pod source kubelet) %s\n", repl.Replace(r.cp.PodstampKubeletCmd))
+	}
 	w("```\n\nThe (C) configuration (gzip ingresses: `compression: gzip` on the exporter; the control-plane fleet: `filter.node`\n")
 	w("is each agent's node):\n\n```yaml\n%s```\n", collectorConfig("127.0.0.1:<port>", "127.0.0.1:<port>", "<sink>", "none", benchNode))
 

@@ -48,7 +48,8 @@ type runner struct {
 	finished time.Time
 
 	podstampBin, rawproxyBin, otelcolBin string
-	variantBin                           string // (S)'s own build (--variant-build), else podstampBin
+	variantBin                           string          // (S)'s own build (--variant-build), else podstampBin
+	kubelet                              *standInKubelet // the control-plane run's kubelets
 	tcprelayBin                          string
 	apiserverBin                         string
 
