@@ -769,17 +769,20 @@ func (r *runner) headlineMarkdown() string {
 			100*math.Min(C.Saturated.Identity.Share, C.Paced.Identity.Share), C.Saturated.Lost+C.Paced.Lost)
 	}
 	if cp := r.cp; cp != nil {
-		P, C := cp.fleet("podstamp"), cp.fleet("collector")
+		P, K, C := cp.fleet("podstamp"), cp.fleet("podstamp-kubelet"), cp.fleet("collector")
 		if P != nil && C != nil {
 			n := float64(cp.Nodes)
 			pw, cw := cp.cpFleetOnly(P), cp.cpFleetOnly(C)
-			w("**Control plane** (%d nodes × %d pods; per node, net of the API server's own work)\n\n", cp.Nodes, cp.PodsPerNode)
-			w("| | podstamp | Collector agent | podstamp / Collector | target |\n|---|---:|---:|---:|---:|\n")
-			pr, pb := cpTotals(pw)
-			cr, cb := cpTotals(cw)
+			var kw map[string]*cpDelta
+			if K != nil {
+				kw = cp.cpFleetOnly(K)
+			}
 			q := func(a, c float64, lim float64) string {
 				if c <= 0 {
 					return "n/a"
+				}
+				if a <= 0 {
+					return "0"
 				}
 				s := fmt.Sprintf("%.2f", a/c)
 				if lim > 0 && a/c > lim {
@@ -787,15 +790,43 @@ func (r *runner) headlineMarkdown() string {
 				}
 				return s
 			}
-			w("| API requests (start + steady + churn) | %.1f | %.1f | %s | ≤ 1/5 |\n", pr/n, cr/n, q(pr, cr, 0.2))
-			w("| bytes from the API server (start + steady + churn) | %s | %s | %s | ≤ 1/5 |\n", human(pb/n), human(cb/n), q(pb, cb, 0.2))
+			// row writes podstamp's, the kubelet-source fleet's (when
+			// measured) and the Collector's figure, and the ratios.
+			row := func(name string, p, k, c float64, f func(float64) string, lim float64, target string) {
+				if kw == nil {
+					w("| %s | %s | %s | %s | %s |\n", name, f(p), f(c), q(p, c, lim), target)
+					return
+				}
+				w("| %s | %s | %s | %s | %s | %s | %s |\n", name, f(p), f(k), f(c), q(p, c, lim), q(k, c, lim), target)
+			}
+			w("**Control plane** (%d nodes × %d pods; per node, net of the API server's own work)\n\n", cp.Nodes, cp.PodsPerNode)
+			if kw == nil {
+				w("| | podstamp | Collector agent | podstamp / Collector | target |\n|---|---:|---:|---:|---:|\n")
+			} else {
+				w("| | podstamp | podstamp `--pod-source kubelet` | Collector agent | podstamp / Collector | kubelet source / Collector | target |\n|---|---:|---:|---:|---:|---:|---:|\n")
+			}
+			pr, pb := cpTotals(pw)
+			kr, kb := cpTotals(kw)
+			cr, cb := cpTotals(cw)
+			reqs := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+			perNode := func(v float64) string { return human(v) }
+			row("API requests (start + steady + churn)", pr/n, kr/n, cr/n, reqs, 0.2, "≤ 1/5")
+			row("bytes from the API server (start + steady + churn)", pb/n, kb/n, cb/n, perNode, 0.2, "≤ 1/5")
 			for _, win := range cpWindows {
 				if pw[win] != nil && cw[win] != nil {
-					w("| … of which %s | %s | %s | %s | |\n", win, human(pw[win].bytes()/n), human(cw[win].bytes()/n), q(pw[win].bytes(), cw[win].bytes(), 0))
+					k := 0.0
+					if kw[win] != nil {
+						k = kw[win].bytes() / n
+					}
+					row("… of which "+win, pw[win].bytes()/n, k, cw[win].bytes()/n, perNode, 0, "")
 				}
 			}
 			if ch := pw["churn"]; ch != nil {
-				w("| open watches | %.1f | %.1f | | |\n", ch.openWatches()/n, cw["churn"].openWatches()/n)
+				k := 0.0
+				if kw["churn"] != nil {
+					k = kw["churn"].openWatches() / n
+				}
+				row("open watches", ch.openWatches()/n, k, cw["churn"].openWatches()/n, reqs, 0, "")
 			}
 			w("\n")
 		}
