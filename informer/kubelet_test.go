@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -319,5 +321,72 @@ func TestKubeletSourceWithoutNodeReadAsksTheAPIServerNothing(t *testing.T) {
 	}
 	if _, err := New(h.api, Config{NodeName: testNode, SkipNodeRead: true, Needs: enrich.Needs{NodeMetadata: true}}, nil, nil); err == nil {
 		t.Error("SkipNodeRead with node metadata needed was accepted")
+	}
+}
+
+// TestKubeletSourceReadRateIsBounded: however many unknown senders are
+// held at once, the kubelet is read at most once per KubeletRefreshGap,
+// so a pod that sends from many addresses cannot make podstamp flood its
+// kubelet.
+func TestKubeletSourceReadRateIsBounded(t *testing.T) {
+	k := newTestKubelet(t)
+	const gap = 50 * time.Millisecond
+	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: time.Hour, KubeletRefreshGap: gap,
+		HoldTimeout: 500 * time.Millisecond, HoldMaxPerPeerRequests: 4})
+	h.start()
+	before := len(k.requests())
+	start := time.Now()
+	var chans []<-chan resolved
+	for i := range 40 {
+		chans = append(chans, h.resolveAsync(context.Background(), fmt.Sprintf("10.1.1.%d", i+1), 10))
+	}
+	for _, ch := range chans {
+		if r := <-ch; r.res != string(enrich.ResultHoldTimeout) {
+			t.Errorf("an address no pod has: %+v, want hold_timeout", r)
+		}
+	}
+	elapsed := time.Since(start)
+	reads := len(k.requests()) - before
+	if most := int(elapsed/gap) + 2; reads > most || reads < 2 {
+		t.Errorf("%d reads of the kubelet in %v for 40 held senders; want at least 2 and at most %d (one per %v)", reads, elapsed, most, gap)
+	}
+}
+
+// TestKubeletSourceAnswerTooLarge: an answer over the size cap is an
+// error saying so, never a truncated list, and the cached pods stay.
+func TestKubeletSourceAnswerTooLarge(t *testing.T) {
+	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
+	src, err := NewKubelet(k.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.(*kubeletAPI).a.maxList = 4 << 10 // one pod's answer fits, fifty do not
+	h := newHarness(t, Config{Kubelet: src, KubeletPollInterval: 10 * time.Millisecond}, testNodeObj())
+	failed := make(chan error, 1024)
+	h.c.afterPoll = func(err error) {
+		if err != nil {
+			select {
+			case failed <- err:
+			default:
+			}
+		}
+	}
+	h.start()
+	var many []*kubetypes.Pod
+	for i := range 50 {
+		many = append(many, mkPod(podSpec{name: fmt.Sprintf("p%d", i), ips: []string{fmt.Sprintf("10.1.2.%d", i+1)}}))
+	}
+	k.set(many...)
+	select {
+	case err := <-failed:
+		var tl *tooLargeError
+		if !errors.As(err, &tl) {
+			t.Errorf("error %v, want one saying the answer is too large", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an answer over the cap was not refused")
+	}
+	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.5")}, 10); p == nil || res != enrich.ResultHit {
+		t.Errorf("after the refused answer: %v %v, want the cached pod", p, res)
 	}
 }
