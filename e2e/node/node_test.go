@@ -213,18 +213,7 @@ func (e *env) fix(t *testing.T) {
 	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
 	e.report("fix (podstamp from the chart in front of the same Collector)", "podstamp", peers, senders, grpcPod, httpPod)
 	e.checkPeers("fix", peers, grpcPod, httpPod)
-	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
-		s := senders[p.Name]
-		if s.Right != s.Resources {
-			t.Errorf("fix: %s: %d of %d resources stamped right (stamped as %q)", p.Name, s.Right, s.Resources, s.StampedAs)
-		}
-		if s.FirstSpanStamped == nil || !*s.FirstSpanStamped {
-			t.Errorf("fix: %s: its first span (demo.seq 0) was not received stamped right", p.Name)
-		}
-		if len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
-			t.Errorf("fix: %s: k8s.pod.ip %v, want the pod's address %s", p.Name, s.SeenAs, p.Status.PodIP)
-		}
-	}
+	e.checkStamped("fix", senders, true, grpcPod, httpPod)
 	e.deletePods(grpcPod, httpPod)
 }
 
@@ -372,15 +361,7 @@ func (e *env) kubeletSource(t *testing.T) {
 	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
 	e.report("kubelet source (podSource: kubelet, pods from the kubelet's /pods)", "podstamp", peers, senders, grpcPod, httpPod)
 	e.checkPeers("kubelet source", peers, grpcPod, httpPod)
-	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
-		s := senders[p.Name]
-		if s.Right != s.Resources || len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
-			t.Errorf("kubelet source: %s: %d of %d stamped right, seen as %v (pod IP %s)", p.Name, s.Right, s.Resources, s.SeenAs, p.Status.PodIP)
-		}
-		if s.FirstSpanStamped == nil || !*s.FirstSpanStamped {
-			t.Errorf("kubelet source: %s: its first span (demo.seq 0) was not received stamped right", p.Name)
-		}
-	}
+	e.checkStamped("kubelet source", senders, true, grpcPod, httpPod)
 	body, err := e.get("http://" + NodeIP + ":10291/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -418,13 +399,27 @@ func (e *env) serviceMode(t *testing.T) {
 	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
 	e.report("service mode (networkMode: service through kube-proxy)", "podstamp", peers, senders, grpcPod, httpPod)
 	e.checkPeers("service mode", peers, grpcPod, httpPod)
-	for _, p := range []*corev1.Pod{grpcPod, httpPod} {
+	e.checkStamped("service mode", senders, false, grpcPod, httpPod)
+	e.deletePods(grpcPod, httpPod)
+}
+
+// checkStamped: every resource each pod sent arrived stamped with that pod
+// and with its own address as k8s.pod.ip, and, with firstSpan, so did its
+// first span (demo.seq 0).
+func (e *env) checkStamped(scenario string, senders map[string]*Sender, firstSpan bool, pods ...*corev1.Pod) {
+	t := e.t
+	for _, p := range pods {
 		s := senders[p.Name]
-		if s.Right != s.Resources || len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
-			t.Errorf("service mode: %s: %d of %d stamped right, seen as %v (pod IP %s)", p.Name, s.Right, s.Resources, s.SeenAs, p.Status.PodIP)
+		if s.Right != s.Resources {
+			t.Errorf("%s: %s: %d of %d resources stamped right (stamped as %q)", scenario, p.Name, s.Right, s.Resources, s.StampedAs)
+		}
+		if len(s.SeenAs) != 1 || s.SeenAs[0] != p.Status.PodIP {
+			t.Errorf("%s: %s: k8s.pod.ip %v, want the pod's address %s", scenario, p.Name, s.SeenAs, p.Status.PodIP)
+		}
+		if firstSpan && (s.FirstSpanStamped == nil || !*s.FirstSpanStamped) {
+			t.Errorf("%s: %s: its first span (demo.seq 0) was not received stamped right", scenario, p.Name)
 		}
 	}
-	e.deletePods(grpcPod, httpPod)
 }
 
 func deref[T any](p *T) any {
