@@ -105,19 +105,18 @@ func (c *Cache) applyKubelet(items []kubetypes.Pod) {
 // KubeletPollInterval, or KubeletRefreshGap when a request waits for an
 // unknown address (now or while waiting). It is false when ctx ended.
 func (c *Cache) waitKubelet(ctx context.Context) bool {
-	if c.holding() {
-		return c.sleep(ctx, c.cfg.KubeletRefreshGap)
+	if !c.holding() {
+		t := time.NewTimer(c.cfg.KubeletPollInterval)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-c.podsWanted:
+		}
 	}
-	t := c.clock.NewTimer(c.cfg.KubeletPollInterval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	case <-c.podsWanted:
-		return c.sleep(ctx, c.cfg.KubeletRefreshGap)
-	}
+	return sleepCtx(ctx, c.cfg.KubeletRefreshGap) == nil
 }
 
 // holding reports whether a request waits for an address.
@@ -125,17 +124,6 @@ func (c *Cache) holding() bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.waiters) > 0
-}
-
-func (c *Cache) sleep(ctx context.Context, d time.Duration) bool {
-	t := c.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
 }
 
 // wantPods asks the kubelet loop for a read now (a request started waiting

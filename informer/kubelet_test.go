@@ -119,6 +119,33 @@ func (k *testKubelet) config() *RESTConfig {
 	return &RESTConfig{Host: k.srv.URL, CAData: ca, BearerToken: "kubelet-token"}
 }
 
+// failedReads reports the failed reads of the harness's kubelet source; call
+// it before the harness starts.
+func failedReads(h *harness) <-chan error {
+	ch := make(chan error, 1024)
+	h.c.afterPoll = func(err error) {
+		if err != nil {
+			select {
+			case ch <- err:
+			default:
+			}
+		}
+	}
+	return ch
+}
+
+// nextFailure waits for the next failed read of the kubelet.
+func nextFailure(t *testing.T, failed <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-failed:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failed read of the kubelet")
+		return nil
+	}
+}
+
 func newKubeletHarness(t *testing.T, k *testKubelet, rc *RESTConfig, cfg Config) *harness {
 	t.Helper()
 	src, err := NewKubelet(rc)
@@ -214,24 +241,11 @@ func TestKubeletSourceAppliesChangesAndDeletes(t *testing.T) {
 func TestKubeletSourceRefusalKeepsTheCache(t *testing.T) {
 	k := newTestKubelet(t, mkPod(podSpec{name: "web", ips: []string{"10.1.0.5"}}))
 	h := newKubeletHarness(t, k, k.config(), Config{KubeletPollInterval: 10 * time.Millisecond})
-	failed := make(chan error, 1024)
-	h.c.afterPoll = func(err error) {
-		if err != nil {
-			select {
-			case failed <- err:
-			default:
-			}
-		}
-	}
+	failed := failedReads(h)
 	h.start()
 	k.setRefusal(http.StatusForbidden, "Forbidden (user=system:serviceaccount:podstamp:podstamp, verb=get, resource=nodes, subresource(s)=[pods])")
-	select {
-	case err := <-failed:
-		if !IsForbidden(err) {
-			t.Errorf("error = %v, want Forbidden", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no failed read")
+	if err := nextFailure(t, failed); !IsForbidden(err) {
+		t.Errorf("error = %v, want Forbidden", err)
 	}
 	if n := h.metric("podstamp_cache_watch_errors_total"); n < 1 {
 		t.Errorf("failed reads counted = %v, want at least 1", n)
@@ -362,29 +376,16 @@ func TestKubeletSourceAnswerTooLarge(t *testing.T) {
 	}
 	src.(*kubeletAPI).a.maxList = 4 << 10 // one pod's answer fits, fifty do not
 	h := newHarness(t, Config{Kubelet: src, KubeletPollInterval: 10 * time.Millisecond}, testNodeObj())
-	failed := make(chan error, 1024)
-	h.c.afterPoll = func(err error) {
-		if err != nil {
-			select {
-			case failed <- err:
-			default:
-			}
-		}
-	}
+	failed := failedReads(h)
 	h.start()
 	var many []*kubetypes.Pod
 	for i := range 50 {
 		many = append(many, mkPod(podSpec{name: fmt.Sprintf("p%d", i), ips: []string{fmt.Sprintf("10.1.2.%d", i+1)}}))
 	}
 	k.set(many...)
-	select {
-	case err := <-failed:
-		var tl *tooLargeError
-		if !errors.As(err, &tl) {
-			t.Errorf("error %v, want one saying the answer is too large", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an answer over the cap was not refused")
+	var tl *tooLargeError
+	if err := nextFailure(t, failed); !errors.As(err, &tl) {
+		t.Errorf("error %v, want one saying the answer is too large", err)
 	}
 	if p, res, _ := h.c.ResolvePeer(context.Background(), enrich.Peer{Addr: netip.MustParseAddr("10.1.0.5")}, 10); p == nil || res != enrich.ResultHit {
 		t.Errorf("after the refused answer: %v %v, want the cached pod", p, res)
