@@ -206,15 +206,7 @@ func (e *env) fix(t *testing.T) {
 	pod := e.readyPod(podstampNamespace, "app.kubernetes.io/name=podstamp", 2*time.Minute)
 	e.checkPodstampPod(pod)
 
-	e.resetSink()
-	grpcPod := e.runDemo("fix-grpc", "grpc", "http://$(HOST_IP):4317")
-	httpPod := e.runDemo("fix-http", "http/protobuf", "http://$(HOST_IP):4318")
-	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
-	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
-	e.report("fix (podstamp from the chart in front of the same Collector)", "podstamp", peers, senders, grpcPod, httpPod)
-	e.checkPeers("fix", peers, grpcPod, httpPod)
-	e.checkStamped("fix", senders, true, grpcPod, httpPod)
-	e.deletePods(grpcPod, httpPod)
+	e.throughPodstamp("fix", "fix (podstamp from the chart in front of the same Collector)", "fix", "$(HOST_IP)", true)
 }
 
 // checkPodstampPod: the pod passed its own probes, runs as 65532 with a
@@ -354,14 +346,7 @@ func (e *env) kubeletSource(t *testing.T) {
 	}
 	e.logf("kubelet source: podstamp's ClusterRole grants %v", grants)
 
-	e.resetSink()
-	grpcPod := e.runDemo("kubelet-grpc", "grpc", "http://$(HOST_IP):4317")
-	httpPod := e.runDemo("kubelet-http", "http/protobuf", "http://$(HOST_IP):4318")
-	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
-	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
-	e.report("kubelet source (podSource: kubelet, pods from the kubelet's /pods)", "podstamp", peers, senders, grpcPod, httpPod)
-	e.checkPeers("kubelet source", peers, grpcPod, httpPod)
-	e.checkStamped("kubelet source", senders, true, grpcPod, httpPod)
+	e.throughPodstamp("kubelet source", "kubelet source (podSource: kubelet, pods from the kubelet's /pods)", "kubelet", "$(HOST_IP)", true)
 	body, err := e.get("http://" + NodeIP + ":10291/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +356,6 @@ func (e *env) kubeletSource(t *testing.T) {
 			t.Errorf("failed reads of the kubelet: %s", l)
 		}
 	}
-	e.deletePods(grpcPod, httpPod)
 }
 
 // serviceMode: networkMode service, internalTrafficPolicy Local, through
@@ -392,14 +376,23 @@ func (e *env) serviceMode(t *testing.T) {
 	}
 	e.logf("service mode: podstamp pod %s on %s, Service %s (internalTrafficPolicy %v), ready in %s",
 		pod.Name, pod.Status.PodIP, svc.Spec.ClusterIP, deref(svc.Spec.InternalTrafficPolicy), time.Since(start).Round(time.Second))
+	e.throughPodstamp("service mode", "service mode (networkMode: service through kube-proxy)", "svc", svc.Spec.ClusterIP, false)
+}
+
+// throughPodstamp: two new apps, <prefix>-grpc and <prefix>-http, send over
+// OTLP/gRPC to host:4317 and OTLP/HTTP to host:4318 through podstamp; what
+// arrived is reported under title, podstamp must see the apps' own
+// addresses, and every resource (with firstSpan, each app's first span
+// too) must be stamped with its app's pod. The apps are deleted after.
+func (e *env) throughPodstamp(scenario, title, prefix, host string, firstSpan bool) {
 	e.resetSink()
-	grpcPod := e.runDemo("svc-grpc", "grpc", "http://"+svc.Spec.ClusterIP+":4317")
-	httpPod := e.runDemo("svc-http", "http/protobuf", "http://"+svc.Spec.ClusterIP+":4318")
+	grpcPod := e.runDemo(prefix+"-grpc", "grpc", "http://"+host+":4317")
+	httpPod := e.runDemo(prefix+"-http", "http/protobuf", "http://"+host+":4318")
 	senders := e.collect([]*corev1.Pod{grpcPod, httpPod}, nil)
 	peers := e.receiverPeers(podstampNamespace, "app.kubernetes.io/name=podstamp", "podstamp")
-	e.report("service mode (networkMode: service through kube-proxy)", "podstamp", peers, senders, grpcPod, httpPod)
-	e.checkPeers("service mode", peers, grpcPod, httpPod)
-	e.checkStamped("service mode", senders, false, grpcPod, httpPod)
+	e.report(title, "podstamp", peers, senders, grpcPod, httpPod)
+	e.checkPeers(scenario, peers, grpcPod, httpPod)
+	e.checkStamped(scenario, senders, firstSpan, grpcPod, httpPod)
 	e.deletePods(grpcPod, httpPod)
 }
 
