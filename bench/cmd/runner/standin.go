@@ -2,16 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +18,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/podstamp/podstamp/e2e/cluster"
 )
 
 // standInKubelet answers GET /<node>/pods over HTTPS as the kubelet of each
@@ -38,21 +33,26 @@ import (
 // it is not taken for what it read from the API server.
 type standInKubelet struct {
 	url     string // https://127.0.0.1:<port>; a node's kubelet is url + "/" + node
-	caFile  string // PEM of its self-signed certificate
+	caFile  string // PEM of the CA that signed its certificate
 	written atomic.Int64
 	srv     *http.Server
 	stop    context.CancelFunc
 }
 
 func startStandInKubelet(ctx context.Context, client kubernetes.Interface, dir string) (*standInKubelet, error) {
-	cert, caPEM, err := selfSigned()
+	pkiDir := filepath.Join(dir, "standin-kubelet")
+	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
+		return nil, err
+	}
+	pki, err := cluster.WritePKI(pkiDir, "stand-in kubelet CA", net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		return nil, err
 	}
-	k := &standInKubelet{caFile: filepath.Join(dir, "standin-kubelet-ca.pem")}
-	if err := os.WriteFile(k.caFile, caPEM, 0o644); err != nil {
+	cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
+	if err != nil {
 		return nil, err
 	}
+	k := &standInKubelet{caFile: pki.CAFile}
 	ictx, cancel := context.WithCancel(ctx)
 	k.stop = cancel
 	f := informers.NewSharedInformerFactory(client, 0)
@@ -101,23 +101,6 @@ func startStandInKubelet(ctx context.Context, client kubernetes.Interface, dir s
 func (k *standInKubelet) close() {
 	k.stop()
 	_ = k.srv.Close()
-}
-
-// selfSigned is a new certificate for 127.0.0.1 and its PEM.
-func selfSigned() (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "stand-in kubelet"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // countingListener counts the bytes written to the connections it accepts.
