@@ -416,10 +416,12 @@ func (c *Cache) metaLoop(ctx context.Context) {
 	if !c.cfg.SkipNodeRead {
 		c.refreshNode(ctx)
 	}
-	close(c.nodeRead)
 	nodeRead := c.clock.Now()
 	t := c.clock.NewTicker(c.cfg.MetadataTTL)
 	defer t.Stop()
+	// Only now: whoever waits for the first read finds the refresh ticking
+	// (a test clock stepped at once would otherwise step past the ticker).
+	close(c.nodeRead)
 	for {
 		select {
 		case <-ctx.Done():
