@@ -40,6 +40,7 @@ type options struct {
 	podstampArgs  listFlag
 	variantArgs   string
 	variantBuild  string
+	variantEnv    listFlag
 }
 
 // listFlag is a repeatable string flag.
@@ -73,6 +74,7 @@ func main() {
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
 	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, the podstamp variant of --variant-args, only when named here)")
+	flag.Var(&o.variantEnv, "variant-env", "extra environment K=V for (S) only (repeatable), added after --podstamp-env, e.g. GOMAXPROCS=1")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")
 	flag.StringVar(&o.variantArgs, "variant-args", "--timer-slack 0", "podstamp arguments of (S), split at spaces, added to those of (B) (and after --podstamp-arg): one run measures B and this variant in interleaved rounds, e.g. \"--timer-slack 50ms\"")

@@ -235,6 +235,9 @@ func (r *runner) targetName(key string) string {
 		if r.o.variantBuild != "" {
 			name += " (built with " + r.o.variantBuild + ")"
 		}
+		if len(r.o.variantEnv) > 0 {
+			name += " (" + strings.Join(r.o.variantEnv, " ") + ")"
+		}
 		return name
 	}
 	return targetNames[key]

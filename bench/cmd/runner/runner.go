@@ -365,7 +365,11 @@ func (r *runner) start(ctx context.Context, key string, ing ingress, tag string)
 		if ing.Protocol == "http" {
 			endpoint = httpL
 		}
-		p, err := startProc("podstamp", logPath, r.o.podstampEnv, argv...)
+		env := append([]string{}, r.o.podstampEnv...)
+		if key == "S" {
+			env = append(env, r.o.variantEnv...)
+		}
+		p, err := startProc("podstamp", logPath, env, argv...)
 		if err != nil {
 			return nil, "", "", err
 		}
