@@ -41,6 +41,7 @@ type options struct {
 	variantArgs   string
 	variantBuild  string
 	variantEnv    listFlag
+	variantBin    string
 }
 
 // listFlag is a repeatable string flag.
@@ -74,6 +75,7 @@ func main() {
 	flag.BoolVar(&o.skipProfile, "skip-profile", false, "do not take a CPU profile of podstamp")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
 	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, the podstamp variant of --variant-args, only when named here)")
+	flag.StringVar(&o.variantBin, "variant-bin", "", "(S) runs this podstamp binary instead of one built from this tree, e.g. an older build to measure a change across commits (a wrapper script that execs it can drop flags the older build lacks)")
 	flag.Var(&o.variantEnv, "variant-env", "extra environment K=V for (S) only (repeatable), added after --podstamp-env, e.g. GOMAXPROCS=1")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")

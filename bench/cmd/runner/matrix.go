@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -232,7 +233,9 @@ func (r *runner) measureIngress(ctx context.Context, ir *ingressResult) error {
 func (r *runner) targetName(key string) string {
 	if key == "S" {
 		name := "podstamp " + strings.Join(strings.Fields(r.o.variantArgs), " ")
-		if r.o.variantBuild != "" {
+		if r.o.variantBin != "" {
+			name += " (" + filepath.Base(r.o.variantBin) + ")"
+		} else if r.o.variantBuild != "" {
 			name += " (built with " + r.o.variantBuild + ")"
 		}
 		if len(r.o.variantEnv) > 0 {

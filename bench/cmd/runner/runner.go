@@ -157,7 +157,14 @@ func (r *runner) prepare(ctx context.Context) error {
 		return err
 	}
 	r.variantBin = r.podstampBin
-	if r.o.variantBuild != "" {
+	switch {
+	case r.o.variantBin != "":
+		abs, err := filepath.Abs(r.o.variantBin)
+		if err != nil {
+			return err
+		}
+		r.variantBin = abs
+	case r.o.variantBuild != "":
 		r.variantBin = filepath.Join(bin, "podstamp-variant")
 		flags := append(append([]string{}, buildFlags...), strings.Fields(r.o.variantBuild)...)
 		if err := goBuild(ctx, r.root, r.variantBin, "./cmd/podstamp", flags); err != nil {
