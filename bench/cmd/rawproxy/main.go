@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	compression := fs.String("upstream-compression", "none", "none or gzip")
 	httpListen := fs.String("http-listen", "", "OTLP/HTTP listen address (empty: no HTTP floor)")
 	httpUpstream := fs.String("http-upstream", "127.0.0.1:14318", "upstream OTLP/HTTP host:port")
+	transport := fs.String("transport", "grpc", "gRPC side: grpc (grpc-go's server and client) lean (an HTTP/2 of its own, one goroutine per connection; plain gRPC only) lean-server (that HTTP/2 as the server, grpc-go's client called from the connection's goroutine) or lean-client (grpc-go's server, calls forwarded on upstream connections of its own, one call at a time each)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -45,24 +46,68 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	p, err := start(*listen, *upstream, *compression == "gzip")
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
+	var (
+		addr string
+		stop func()
+	)
+	switch *transport {
+	case "grpc":
+		p, err := start(*listen, *upstream, *compression == "gzip")
+		if err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		addr, stop = p.lis.Addr().String(), p.stop
+	case "lean-server":
+		if *compression != "none" {
+			log.Error("--transport lean-server forwards plain gRPC only", "upstream-compression", *compression)
+			return 2
+		}
+		p, err := startLeanServer(*listen, *upstream)
+		if err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		addr, stop = p.lis.Addr().String(), p.stop
+	case "lean-client":
+		if *compression != "none" {
+			log.Error("--transport lean-client forwards plain gRPC only", "upstream-compression", *compression)
+			return 2
+		}
+		p, err := startLeanClient(*listen, *upstream)
+		if err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		addr, stop = p.lis.Addr().String(), p.stop
+	case "lean":
+		if *compression != "none" {
+			log.Error("--transport lean forwards plain gRPC only", "upstream-compression", *compression)
+			return 2
+		}
+		p, err := startLean(*listen, *upstream)
+		if err != nil {
+			log.Error("start", "err", err)
+			return 1
+		}
+		addr, stop = p.lis.Addr().String(), p.stop
+	default:
+		log.Error("--transport: grpc or lean", "transport", *transport)
+		return 2
 	}
-	log.Info("rawproxy listening", "addr", p.lis.Addr().String(), "upstream", *upstream)
+	log.Info("rawproxy listening", "addr", addr, "upstream", *upstream, "transport", *transport)
 	if *httpListen != "" {
 		h, err := startHTTP(*httpListen, *httpUpstream)
 		if err != nil {
 			log.Error("start http", "err", err)
-			p.stop()
+			stop()
 			return 1
 		}
 		defer h.stop()
 		log.Info("rawproxy listening for OTLP/HTTP", "addr", h.lis.Addr().String(), "upstream", *httpUpstream)
 	}
 	<-ctx.Done()
-	p.stop()
+	stop()
 	return 0
 }
 
@@ -123,7 +168,9 @@ func start(listen, upstream string, gzip bool) (*proxy, error) {
 func (p *proxy) stop() {
 	p.srv.GracefulStop()
 	<-p.done
-	_ = p.cc.Close()
+	if p.cc != nil {
+		_ = p.cc.Close()
+	}
 }
 
 // httpProxy is the HTTP floor: net/http/httputil's ReverseProxy, which

@@ -82,3 +82,58 @@ func TestHTTPFloorPassesBodiesThrough(t *testing.T) {
 		t.Fatalf("%v %+v", err, sum)
 	}
 }
+
+// The lean transport forwards unchanged too: many calls on few connections,
+// requests far larger than the upstream's first 64 KiB windows, and the
+// upstream's failure codes.
+func TestLeanForwardsBytesUnchanged(t *testing.T) {
+	s, err := sink.Start(sink.Config{GRPCListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lean, err := startLean("127.0.0.1:0", s.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lean.stop()
+	leanClient, err := startLeanClient("127.0.0.1:0", s.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leanClient.stop()
+	leanServer, err := startLeanServer("127.0.0.1:0", s.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leanServer.stop()
+	for _, addr := range []string{lean.lis.Addr().String(), leanClient.lis.Addr().String(), leanServer.lis.Addr().String()} {
+		s.SetFail(false)
+		s.Reset()
+		leanForwards(t, s, addr)
+	}
+}
+
+func leanForwards(t *testing.T, s *sink.Sink, addr string) {
+	t.Helper()
+	sum, err := loadgen.Run(context.Background(), loadgen.Config{
+		Endpoint: addr, Requests: 40, Items: 2000, Conns: 3,
+		SourceIPs: []string{"127.0.0.61", "127.0.0.62", "127.0.0.63"}, ResourceAttrs: map[string]string{"x": "y"},
+	})
+	if err != nil || sum.Acked != 40 {
+		t.Fatalf("%v %+v", err, sum)
+	}
+	if st := s.Stats(); st.TotalItems != 80000 {
+		t.Fatalf("sink items %d, want 80000", st.TotalItems)
+	}
+	for _, r := range s.Records() {
+		if r.Attributes["x"] != "y" || r.Peer != "127.0.0.1" {
+			t.Fatalf("record changed or wrong peer: %+v", r)
+		}
+	}
+	s.SetFail(true)
+	sum, err = loadgen.Run(context.Background(), loadgen.Config{Endpoint: addr, Requests: 2, Items: 1})
+	if err != nil || sum.FailedByCode["Unavailable"] != 2 {
+		t.Fatalf("%v %+v", err, sum)
+	}
+}

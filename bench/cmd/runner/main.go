@@ -42,6 +42,7 @@ type options struct {
 	variantBuild  string
 	variantEnv    listFlag
 	variantBin    string
+	rawArgs       string
 }
 
 // listFlag is a repeatable string flag.
@@ -76,6 +77,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (process logs, profiles)")
 	flag.StringVar(&o.only, "only", "", "measure only these targets, e.g. ATB (default: ATRBC; S, the podstamp variant of --variant-args, only when named here)")
 	flag.StringVar(&o.variantBin, "variant-bin", "", "(S) runs this podstamp binary instead of one built from this tree, e.g. an older build to measure a change across commits (a wrapper script that execs it can drop flags the older build lacks)")
+	flag.StringVar(&o.rawArgs, "raw-args", "", "extra arguments of (R), the pass-through proxy, split at spaces, e.g. \"--transport lean\" (an HTTP/2 of its own instead of grpc-go's; plain gRPC only)")
 	flag.Var(&o.variantEnv, "variant-env", "extra environment K=V for (S) only (repeatable), added after --podstamp-env, e.g. GOMAXPROCS=1")
 	flag.Var(&o.podstampEnv, "podstamp-env", "extra environment K=V for podstamp (repeatable), e.g. GOMEMLIMIT=24MiB")
 	flag.Var(&o.podstampArgs, "podstamp-arg", "extra podstamp argument (repeatable; B and S)")

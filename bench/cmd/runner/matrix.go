@@ -243,6 +243,9 @@ func (r *runner) targetName(key string) string {
 		}
 		return name
 	}
+	if key == "R" && r.o.rawArgs != "" {
+		return targetNames[key] + " " + r.o.rawArgs
+	}
 	return targetNames[key]
 }
 

@@ -329,6 +329,7 @@ func (r *runner) start(ctx context.Context, key string, ing ingress, tag string)
 		return p, listen, "", p.WaitReady(ctx, 30*time.Second, tcpUp(listen))
 	case "R":
 		argv := []string{r.rawproxyBin, "--listen", listen, "--upstream", r.sink.GRPCAddr(), "--upstream-compression", comp}
+		argv = append(argv, strings.Fields(r.o.rawArgs)...)
 		endpoint := listen
 		if ing.Protocol == "http" {
 			if endpoint, err = freeAddr(); err != nil {
