@@ -29,7 +29,12 @@ func withRetry(t *testing.T, st *status.Status, d time.Duration) *status.Status 
 // details such as RetryInfo) reaches gRPC clients unchanged and HTTP clients
 // as the mapped HTTP status, Retry-After and a google.rpc.Status body.
 func TestGRPCUpstreamErrorsPassThrough(t *testing.T) {
-	up := newGRPCUpstream(t)
+	for name, mk := range map[string]func(testing.TB) *upstream{"grpc-upstream": newGRPCUpstream, "lean-upstream": newLeanUpstream} {
+		t.Run(name, func(t *testing.T) { grpcUpstreamErrorsPassThrough(t, mk(t)) })
+	}
+}
+
+func grpcUpstreamErrorsPassThrough(t *testing.T, up *upstream) {
 	tp := newTestProxy(t, up.targets())
 	cases := []struct {
 		name       string
@@ -173,9 +178,13 @@ func TestHTTPUpstreamErrorsPassThrough(t *testing.T) {
 
 // TestUpstreamUnreachable: a dead upstream is UNAVAILABLE / 503, retryable.
 func TestUpstreamUnreachable(t *testing.T) {
-	for _, proto := range []string{ProtocolGRPC, ProtocolHTTPProtobuf} {
+	for _, proto := range []string{ProtocolGRPC, TransportLean, ProtocolHTTPProtobuf} {
 		t.Run(proto, func(t *testing.T) {
-			targets := SameTarget(Target{Protocol: proto, Endpoint: "http://127.0.0.1:1", Timeout: 5 * time.Second})
+			target := Target{Protocol: proto, Endpoint: "http://127.0.0.1:1", Timeout: 5 * time.Second}
+			if proto == TransportLean {
+				target.Protocol, target.Transport = ProtocolGRPC, TransportLean
+			}
+			targets := SameTarget(target)
 			tp := newTestProxy(t, targets)
 			body, _ := payload(t, enrich.Logs, 1)
 			_, err := tp.exportGRPC(context.Background(), enrich.Logs, body)

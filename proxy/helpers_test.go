@@ -180,10 +180,11 @@ type received struct {
 
 // upstream is a recording OTLP upstream on a real 127.0.0.1 listener.
 type upstream struct {
-	t        testing.TB
-	endpoint string // base URL: http://127.0.0.1:port
-	protocol string
-	got      chan received
+	t         testing.TB
+	endpoint  string // base URL: http://127.0.0.1:port
+	protocol  string
+	transport string // of a gRPC upstream's targets: "" (grpc-go) or TransportLean
+	got       chan received
 
 	mu sync.Mutex
 	// answer decides the answer to each request; nil answers OK with an
@@ -246,7 +247,7 @@ func (u *upstream) none(t testing.TB) {
 }
 
 func (u *upstream) target(sig enrich.Signal) Target {
-	t := Target{Protocol: u.protocol, Endpoint: u.endpoint, Timeout: time.Minute}
+	t := Target{Protocol: u.protocol, Endpoint: u.endpoint, Timeout: time.Minute, Transport: u.transport}
 	if u.protocol == ProtocolHTTPProtobuf {
 		t.Endpoint = JoinURLPath(u.endpoint, HTTPPath(sig))
 	}
@@ -263,11 +264,21 @@ func (u *upstream) targets() [numSignals]Target {
 
 func newGRPCUpstream(t testing.TB) *upstream { return newGRPCUpstreamTLS(t, nil) }
 
+// newLeanUpstream is a gRPC upstream that podstamp reaches on the lean
+// transport.
+func newLeanUpstream(t testing.TB) *upstream {
+	u := newGRPCUpstreamTLS(t, nil)
+	u.transport = TransportLean
+	return u
+}
+
 // upstreamLegs are the four upstream legs a request can leave by: gRPC or
 // HTTP, plain or gzip.
 var upstreamLegs = []upstreamLeg{
 	{"grpc-upstream", newGRPCUpstream, ""},
 	{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
+	{"lean-upstream", newLeanUpstream, ""},
+	{"lean-upstream-gzip", newLeanUpstream, "gzip"},
 	{"http-upstream", newHTTPUpstream, ""},
 	{"http-upstream-gzip", newHTTPUpstream, "gzip"},
 }

@@ -57,6 +57,7 @@ func (tp *testProxy) send(t *testing.T, in ingress, sig enrich.Signal, body []by
 func upstreamKinds(t *testing.T) map[string]func(testing.TB) *upstream {
 	return map[string]func(testing.TB) *upstream{
 		"grpc-upstream": newGRPCUpstream,
+		"lean-upstream": newLeanUpstream,
 		"http-upstream": newHTTPUpstream,
 	}
 }

@@ -89,6 +89,11 @@ func TestUpstreamTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	for name, mk := range map[string]func(testing.TB, *tls.Config) *upstream{
 		"grpc-upstream": newGRPCUpstreamTLS,
+		"lean-upstream": func(t testing.TB, tc *tls.Config) *upstream {
+			u := newGRPCUpstreamTLS(t, tc)
+			u.transport = TransportLean
+			return u
+		},
 		"http-upstream": newHTTPUpstreamTLS,
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -55,6 +55,9 @@ type Target struct {
 	CAFile      string        // PEM roots to verify the upstream; system roots when empty
 	CertFile    string        // client certificate (PEM), with KeyFile
 	KeyFile     string
+	// Transport is, for gRPC, TransportGRPC ("" too: grpc-go's client) or
+	// TransportLean (leanExporter: host:port endpoints only).
+	Transport string
 }
 
 // HTTPPath returns the OTLP/HTTP path of a signal ("/v1/traces", ...).
@@ -105,6 +108,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 	u := &upstreams{}
 	grpcConns := map[string]*grpc.ClientConn{}
 	httpClients := map[string]*http.Client{}
+	leanPools := map[string]*leanPool{}
 	for _, sig := range enrich.Signals {
 		t := targets[sig]
 		if t.Endpoint == "" {
@@ -120,6 +124,19 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 		switch t.Protocol {
 		case "", ProtocolGRPC:
 			target, useTLS := ep.Target, ep.TLS
+			if t.Transport == TransportLean {
+				e, err := u.leanExporter(t, sig, target, useTLS, tlsKey, leanPools, maxSend, userAgent)
+				if err != nil {
+					u.close()
+					return nil, fmt.Errorf("upstream for %s: %w", sig, err)
+				}
+				u.bySignal[sig] = e
+				continue
+			}
+			if t.Transport != "" && t.Transport != TransportGRPC {
+				u.close()
+				return nil, fmt.Errorf("upstream for %s: unsupported transport %q (want grpc or lean)", sig, t.Transport)
+			}
 			key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
 			cc := grpcConns[key]
 			if cc == nil {
@@ -213,6 +230,41 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 		}
 	}
 	return u, nil
+}
+
+// leanExporter makes signal sig's exporter on the lean transport; signals
+// with the same target and TLS files share one pool of connections.
+func (u *upstreams) leanExporter(t Target, sig enrich.Signal, target string, useTLS bool, tlsKey string,
+	pools map[string]*leanPool, maxSend int, userAgent string) (*leanExporter, error) {
+	key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
+	pool := pools[key]
+	if pool == nil {
+		var tc *tls.Config
+		if useTLS {
+			var err error
+			if tc, err = tlsConfig(t); err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		if pool, err = newLeanPool(target, tc, userAgent); err != nil {
+			return nil, err
+		}
+		pools[key] = pool
+		u.closers = append(u.closers, pool.close)
+	}
+	e := &leanExporter{pool: pool, method: signals[sig].method, timeout: t.Timeout, maxSend: maxSend}
+	switch t.Compression {
+	case "gzip":
+		e.gzip = true
+	case "", "none":
+	default:
+		return nil, fmt.Errorf("unsupported compression %q", t.Compression)
+	}
+	for k, v := range t.Headers {
+		e.static = append(e.static, strings.ToLower(k), v)
+	}
+	return e, nil
 }
 
 // Endpoint is an upstream endpoint as the proxy dials it.

@@ -31,6 +31,7 @@ type Config struct {
 	UpstreamProtocol    string
 	UpstreamHeaders     []string // k=v
 	UpstreamCompression string
+	UpstreamTransport   string
 	UpstreamTimeout     time.Duration
 	UpstreamInsecure    bool
 	UpstreamCAFile      string
@@ -104,6 +105,7 @@ func DefaultConfig() Config {
 		DebugListen:         "127.0.0.1:10292",
 		UpstreamProtocol:    proxy.ProtocolGRPC,
 		UpstreamCompression: "none",
+		UpstreamTransport:   proxy.TransportGRPC,
 		UpstreamTimeout:     10 * time.Second,
 		ForwardHeaders:      []string{"authorization"},
 		ShutdownTimeout:     p.ShutdownTimeout,

@@ -32,6 +32,8 @@ func TestValidate(t *testing.T) {
 		{"no-listeners", []string{"--grpc-listen", "", "--http-listen", ""}, nil, "--grpc-listen: "},
 		{"protocol", []string{"--upstream-protocol", "http/json"}, nil, "--upstream-protocol: "},
 		{"compression", []string{"--upstream-compression", "zstd"}, nil, "--upstream-compression: "},
+		{"transport", []string{"--upstream-transport", "quic"}, nil, "--upstream-transport: "},
+		{"lean over http", []string{"--upstream-transport", "lean", "--upstream-protocol", "http/protobuf"}, nil, "--upstream-transport: lean is a gRPC client"},
 		{"header", []string{"--upstream-header", "novalue"}, nil, "--upstream-header: "},
 		{"timeout", []string{"--upstream-timeout", "0s"}, nil, "--upstream-timeout: "},
 		{"ca-file", []string{"--upstream-ca-file", missing}, nil, "--upstream-ca-file: "},

@@ -57,6 +57,9 @@ func (c Config) upstream(env otelEnv, errs *problems) proxy.Target {
 	}
 	t.Headers = c.upstreamHeaders(env, errs)
 	t.Compression = c.upstreamCompression(env, errs)
+	if t.Protocol == proxy.ProtocolGRPC {
+		t.Transport = c.UpstreamTransport
+	}
 	t.Timeout = c.upstreamTimeout(env, errs)
 	c.upstreamTLSFiles(env, &t, errs)
 	return t

@@ -104,6 +104,15 @@ func (c Config) check() (settings, problems) {
 	default:
 		bad("upstream-compression", "%q is not gzip or none", c.UpstreamCompression)
 	}
+	switch c.UpstreamTransport {
+	case proxy.TransportGRPC, "":
+	case proxy.TransportLean:
+		if c.UpstreamProtocol != proxy.ProtocolGRPC {
+			bad("upstream-transport", "lean is a gRPC client; --upstream-protocol is %s", c.UpstreamProtocol)
+		}
+	default:
+		bad("upstream-transport", "%q is not grpc or lean", c.UpstreamTransport)
+	}
 	for _, h := range c.UpstreamHeaders {
 		if k, _, ok := strings.Cut(h, "="); !ok || strings.TrimSpace(k) == "" {
 			bad("upstream-header", "%q is not k=v", h)

@@ -17,9 +17,11 @@ import (
 	"github.com/podstamp/podstamp/bench/internal/otlpwire"
 	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -403,18 +405,72 @@ func (u *leanUp) call(path string, parts ...[]byte) ([]byte, string, string, err
 	return answer, status, msg, nil
 }
 
-// startLeanClient serves with grpc-go and forwards each call on an upstream
-// connection of leanUp's, checked out of a pool for the call: the handler's
-// goroutine writes the call and reads its answer itself.
+// leanPool hands out leanUp connections, one call at a time each, so the
+// calling goroutine writes its call and reads the answer itself.
+type leanPool struct {
+	upstream string
+	mu       sync.Mutex
+	idle     []*leanUp
+	closed   bool
+}
+
+// call forwards one message (without its gRPC length prefix) and returns the
+// answer's message, or the upstream's status as an error.
+func (lp *leanPool) call(method string, msg []byte) ([]byte, error) {
+	lp.mu.Lock()
+	var u *leanUp
+	if n := len(lp.idle); n > 0 {
+		u, lp.idle = lp.idle[n-1], lp.idle[:n-1]
+	}
+	lp.mu.Unlock()
+	if u == nil {
+		var err error
+		if u, err = dialLean(lp.upstream); err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+	}
+	var prefix [5]byte
+	binary.BigEndian.PutUint32(prefix[1:], uint32(len(msg)))
+	answer, st, text, err := u.call(method, prefix[:], msg)
+	if err != nil {
+		_ = u.c.Close()
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	lp.mu.Lock()
+	if lp.closed {
+		_ = u.c.Close()
+	} else {
+		lp.idle = append(lp.idle, u)
+	}
+	lp.mu.Unlock()
+	if st != "0" {
+		c, _ := strconv.Atoi(st)
+		return nil, status.Error(codes.Code(c), text)
+	}
+	if len(answer) < 5 {
+		return nil, nil
+	}
+	return answer[5:], nil
+}
+
+func (lp *leanPool) close() {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.closed = true
+	for _, u := range lp.idle {
+		_ = u.c.Close()
+	}
+	lp.idle = nil
+}
+
+// startLeanClient serves with grpc-go, set up as podstamp's, and forwards
+// each call through a leanPool from the handler's goroutine.
 func startLeanClient(listen, upstream string) (*proxy, error) {
 	lis, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		mu   sync.Mutex
-		idle []*leanUp
-	)
+	pool := &leanPool{upstream: upstream}
 	// podstamp's server settings: static windows, 64 KiB buffers, workers.
 	srv := grpc.NewServer(grpc.ForceServerCodecV2(otlpwire.Codec{}),
 		grpc.InitialWindowSize(leanWindow), grpc.InitialConnWindowSize(8<<20),
@@ -434,37 +490,11 @@ func startLeanClient(listen, upstream string) (*proxy, error) {
 					if err := dec(&in); err != nil {
 						return nil, err
 					}
-					mu.Lock()
-					var u *leanUp
-					if n := len(idle); n > 0 {
-						u, idle = idle[n-1], idle[:n-1]
-					}
-					mu.Unlock()
-					if u == nil {
-						var err error
-						if u, err = dialLean(upstream); err != nil {
-							return nil, status.Error(codes.Unavailable, err.Error())
-						}
-					}
-					var prefix [5]byte
-					binary.BigEndian.PutUint32(prefix[1:], uint32(len(in.Bytes)))
-					answer, st, msg, err := u.call(method, prefix[:], in.Bytes)
+					answer, err := pool.call(method, in.Bytes)
 					if err != nil {
-						_ = u.c.Close()
-						return nil, status.Error(codes.Unavailable, err.Error())
+						return nil, err
 					}
-					mu.Lock()
-					idle = append(idle, u)
-					mu.Unlock()
-					if st != "0" {
-						c, _ := strconv.Atoi(st)
-						return nil, status.Error(codes.Code(c), msg)
-					}
-					var out otlpwire.Frame
-					if len(answer) >= 5 {
-						out.Bytes = answer[5:]
-					}
-					return &out, nil
+					return &otlpwire.Frame{Bytes: answer}, nil
 				},
 			}},
 		}, p)
@@ -472,11 +502,7 @@ func startLeanClient(listen, upstream string) (*proxy, error) {
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(lis)
-		mu.Lock()
-		for _, u := range idle {
-			_ = u.c.Close()
-		}
-		mu.Unlock()
+		pool.close()
 	}()
 	return p, nil
 }
@@ -514,4 +540,67 @@ func startLeanServer(listen, upstream string) (*leanProxy, error) {
 	}
 	p.closeExtra = func() { _ = cc.Close() }
 	return p, nil
+}
+
+// startHTTPToGRPC serves OTLP/HTTP protobuf and forwards each body as the
+// signal's gRPC Export call to upstream, from the handler's goroutine: through
+// a leanPool when lean, else with a grpc-go client set up as podstamp's.
+func startHTTPToGRPC(listen, upstream string, lean bool) (*httpProxy, error) {
+	var (
+		call    func(method string, msg []byte) ([]byte, error)
+		release func()
+	)
+	if lean {
+		pool := &leanPool{upstream: upstream}
+		call, release = pool.call, pool.close
+	} else {
+		cc, err := grpc.NewClient("passthrough:///"+upstream,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithReadBufferSize(64<<10), grpc.WithWriteBufferSize(64<<10),
+			grpc.WithInitialWindowSize(leanWindow), grpc.WithInitialConnWindowSize(8<<20),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(otlpwire.Codec{})))
+		if err != nil {
+			return nil, err
+		}
+		call = func(method string, msg []byte) ([]byte, error) {
+			in, out := otlpwire.Frame{Bytes: msg}, otlpwire.Frame{}
+			err := cc.Invoke(context.Background(), method, &in, &out)
+			return out.Bytes, err
+		}
+		release = func() { _ = cc.Close() }
+	}
+	methods := map[string]string{}
+	for _, sig := range otlpwire.Signals {
+		methods[otlpwire.HTTPPath[sig]] = otlpwire.Method[sig]
+	}
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method, ok := methods[r.URL.Path]
+		if !ok || r.Method != http.MethodPost || r.ContentLength < 0 || r.ContentLength > leanMaxBody {
+			http.Error(w, "rawproxy: POST a protobuf body of known length to an OTLP path", http.StatusBadRequest)
+			return
+		}
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		answer, err := call(method, body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(answer)
+	})
+	h := &httpProxy{lis: lis, srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{}), closeExtra: release}
+	go func() {
+		defer close(h.done)
+		_ = h.srv.Serve(lis)
+	}()
+	return h, nil
 }

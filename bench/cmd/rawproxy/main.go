@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	compression := fs.String("upstream-compression", "none", "none or gzip")
 	httpListen := fs.String("http-listen", "", "OTLP/HTTP listen address (empty: no HTTP floor)")
 	httpUpstream := fs.String("http-upstream", "127.0.0.1:14318", "upstream OTLP/HTTP host:port")
+	httpTransport := fs.String("http-transport", "reverse", "OTLP/HTTP side: reverse (ReverseProxy to --http-upstream), grpc (each body forwarded as a gRPC call to --upstream with a grpc-go client set up as podstamp's) or lean (the same through lean.go's HTTP/2, from the handler's goroutine)")
 	transport := fs.String("transport", "grpc", "gRPC side: grpc (grpc-go's server and client) lean (an HTTP/2 of its own, one goroutine per connection; plain gRPC only) lean-server (that HTTP/2 as the server, grpc-go's client called from the connection's goroutine) or lean-client (grpc-go's server, calls forwarded on upstream connections of its own, one call at a time each)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -97,7 +98,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("rawproxy listening", "addr", addr, "upstream", *upstream, "transport", *transport)
 	if *httpListen != "" {
-		h, err := startHTTP(*httpListen, *httpUpstream)
+		var (
+			h   *httpProxy
+			err error
+		)
+		switch *httpTransport {
+		case "reverse":
+			h, err = startHTTP(*httpListen, *httpUpstream)
+		case "grpc", "lean":
+			h, err = startHTTPToGRPC(*httpListen, *upstream, *httpTransport == "lean")
+		default:
+			log.Error("--http-transport: reverse, grpc or lean", "http-transport", *httpTransport)
+			stop()
+			return 2
+		}
 		if err != nil {
 			log.Error("start http", "err", err)
 			stop()
@@ -178,9 +192,10 @@ func (p *proxy) stop() {
 // Its transport keeps as many idle upstream connections as clients use, so
 // that it does not dial per request (the default keeps two).
 type httpProxy struct {
-	lis  net.Listener
-	srv  *http.Server
-	done chan struct{}
+	lis        net.Listener
+	srv        *http.Server
+	done       chan struct{}
+	closeExtra func()
 }
 
 func startHTTP(listen, upstream string) (*httpProxy, error) {
@@ -208,7 +223,12 @@ func (h *httpProxy) stop() {
 	defer cancel()
 	_ = h.srv.Shutdown(ctx)
 	<-h.done
-	if t, ok := h.srv.Handler.(*httputil.ReverseProxy).Transport.(*http.Transport); ok {
-		t.CloseIdleConnections()
+	if h.closeExtra != nil {
+		h.closeExtra()
+	}
+	if rp, ok := h.srv.Handler.(*httputil.ReverseProxy); ok {
+		if t, ok := rp.Transport.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
 	}
 }

@@ -137,3 +137,37 @@ func leanForwards(t *testing.T, s *sink.Sink, addr string) {
 		t.Fatalf("%v %+v", err, sum)
 	}
 }
+
+// OTLP/HTTP protobuf bodies forwarded as gRPC calls arrive whole, through
+// grpc-go and through the lean pool, and an upstream failure is a 503.
+func TestHTTPToGRPCForwards(t *testing.T) {
+	s, err := sink.Start(sink.Config{GRPCListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, lean := range []bool{false, true} {
+		s.SetFail(false)
+		s.Reset()
+		h, err := startHTTPToGRPC("127.0.0.1:0", s.GRPCAddr(), lean)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := loadgen.Run(context.Background(), loadgen.Config{Endpoint: h.lis.Addr().String(), Protocol: "http",
+			Encoding: "proto", Requests: 20, Items: 2000, Conns: 3, ResourceAttrs: map[string]string{"x": "y"}})
+		if err != nil || sum.Acked != 20 {
+			h.stop()
+			t.Fatalf("lean=%v: %v %+v", lean, err, sum)
+		}
+		if st := s.Stats(); st.TotalItems != 40000 {
+			h.stop()
+			t.Fatalf("lean=%v: sink items %d", lean, st.TotalItems)
+		}
+		s.SetFail(true)
+		sum, err = loadgen.Run(context.Background(), loadgen.Config{Endpoint: h.lis.Addr().String(), Protocol: "http", Requests: 2, Items: 1})
+		h.stop()
+		if err != nil || sum.FailedByCode["http_503"] != 2 {
+			t.Fatalf("lean=%v: %v %+v", lean, err, sum)
+		}
+	}
+}

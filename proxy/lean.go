@@ -1,0 +1,746 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Transports of an OTLP/gRPC upstream.
+const (
+	TransportGRPC = "grpc" // grpc-go's client (default)
+	TransportLean = "lean" // leanExporter
+)
+
+// leanExporter forwards OTLP/gRPC calls on HTTP/2 connections of its own
+// (golang.org/x/net/http2's framer), one call at a time per connection: the
+// goroutine that calls export writes the call and reads its answer itself.
+// grpc-go's client hands every call to a writer goroutine and its answer
+// back from a reader goroutine; at a few hundred calls a second those
+// hand-offs are most of what forwarding costs (bench/cmd/runner/tried.md).
+//
+// Connections wait in an idle pool between calls. Before one is reused, its
+// socket is peeked without blocking: a connection the upstream closed or sent
+// GOAWAY on is dropped, and control frames waiting on it (SETTINGS, PING,
+// WINDOW_UPDATE) are handled first. A call the upstream refused unprocessed
+// (GOAWAY naming an earlier stream, REFUSED_STREAM) is retried once on a new
+// connection; any other failure is the caller's, with the gRPC code the
+// answer or the failure maps to.
+type leanExporter struct {
+	pool    *leanPool
+	method  string
+	static  []string // key, value pairs
+	gzip    bool
+	maxSend int
+	timeout time.Duration
+}
+
+// leanPool dials and keeps the connections to one upstream.
+type leanPool struct {
+	host, port string
+	authority  string
+	tls        *tls.Config // nil: plaintext
+	userAgent  string
+	dialer     net.Dialer
+	next       atomic.Uint32 // round robin over the host's addresses
+
+	mu     sync.Mutex
+	idle   []*leanConn // most recently used last
+	closed bool
+	stop   chan struct{} // ends tend
+	done   chan struct{}
+}
+
+const (
+	leanMaxIdle     = 64
+	leanIdleTimeout = 60 * time.Second
+	leanMaxHeader   = 16 << 10
+)
+
+// newLeanPool serves a gRPC target of the form "dns:///host:port" or
+// "passthrough:///host:port" (what ParseEndpoint makes of OTLP endpoints).
+func newLeanPool(target string, tc *tls.Config, userAgent string) (*leanPool, error) {
+	addr := target
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		addr = strings.TrimPrefix(addr, scheme)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
+		return nil, fmt.Errorf("the lean transport needs a host:port endpoint, not %q", target)
+	}
+	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent,
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		stop:   make(chan struct{}), done: make(chan struct{})}
+	go p.tend()
+	if tc != nil {
+		p.tls = tc.Clone()
+		p.tls.NextProtos = []string{"h2"}
+		if p.tls.ServerName == "" {
+			p.tls.ServerName = host
+		}
+	}
+	return p, nil
+}
+
+func (p *leanPool) close() error {
+	p.mu.Lock()
+	if !p.closed {
+		close(p.stop)
+	}
+	p.closed = true
+	for _, c := range p.idle {
+		_ = c.nc.Close()
+	}
+	p.idle = nil
+	p.mu.Unlock()
+	<-p.done
+	return nil
+}
+
+// leanTendEvery is how often idle connections are looked at.
+const leanTendEvery = time.Second
+
+// tend looks at the idle connections every leanTendEvery, as a reader
+// goroutine would at once: it answers the upstream's PINGs (a server that
+// shuts down gracefully waits for that answer), applies its SETTINGS, and
+// closes connections the upstream closed, sent GOAWAY on, or that sat idle
+// for leanIdleTimeout.
+func (p *leanPool) tend() {
+	defer close(p.done)
+	t := time.NewTicker(leanTendEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		idle := p.idle
+		p.idle = nil
+		p.mu.Unlock()
+		keep := idle[:0]
+		for _, c := range idle {
+			if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
+				keep = append(keep, c)
+			} else {
+				_ = c.nc.Close()
+			}
+		}
+		p.mu.Lock()
+		if p.closed {
+			for _, c := range keep {
+				_ = c.nc.Close()
+			}
+		} else {
+			// Those put back meanwhile were used more recently.
+			p.idle = append(keep, p.idle...)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// get returns a live idle connection or a new one.
+func (p *leanPool) get(ctx context.Context) (*leanConn, error) {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
+			return c, nil
+		}
+		_ = c.nc.Close()
+	}
+	return p.dial(ctx)
+}
+
+// put returns c to the pool, or closes it.
+func (p *leanPool) put(c *leanConn) {
+	c.lastUsed = time.Now()
+	p.mu.Lock()
+	if p.closed || c.goneAway || len(p.idle) >= leanMaxIdle {
+		p.mu.Unlock()
+		_ = c.nc.Close()
+		return
+	}
+	// The least recently used come first; close those idle too long.
+	stale := 0
+	for stale < len(p.idle) && c.lastUsed.Sub(p.idle[stale].lastUsed) >= leanIdleTimeout {
+		_ = p.idle[stale].nc.Close()
+		stale++
+	}
+	p.idle = append(p.idle[stale:], c)
+	p.mu.Unlock()
+}
+
+func (p *leanPool) dial(ctx context.Context) (*leanConn, error) {
+	addrs, err := net.DefaultResolver.LookupHost(ctx, p.host)
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(addrs[int(p.next.Add(1))%len(addrs)], p.port)
+	nc, err := p.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &leanConn{nc: nc, nextID: 1, connWin: 65535, initWin: 65535, maxFrame: 16384}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	if p.tls != nil {
+		tc := tls.Client(nc, p.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, err
+		}
+		if tc.ConnectionState().NegotiatedProtocol != "h2" {
+			_ = nc.Close()
+			return nil, errors.New("the upstream did not negotiate HTTP/2 (ALPN h2)")
+		}
+		c.nc = tc
+	}
+	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	c.bw = bufio.NewWriterSize(c.nc, grpcBufferSize)
+	c.fr = http2.NewFramer(c.bw, c.br)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = leanMaxHeader
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	c.scheme = "http"
+	if p.tls != nil {
+		c.scheme = "https"
+	}
+	// The preface and settings go out with the first call's frames.
+	_, _ = c.bw.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: grpcStreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: leanMaxHeader}); err != nil {
+		_ = c.nc.Close()
+		return nil, err
+	}
+	if err := c.fr.WriteWindowUpdate(0, grpcConnWindow-65535); err != nil {
+		_ = c.nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// leanConn is one HTTP/2 connection, used by one call at a time.
+type leanConn struct {
+	nc       net.Conn
+	raw      syscall.RawConn // of the TCP socket under nc, for alive
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	fr       *http2.Framer
+	hbuf     bytes.Buffer
+	enc      *hpack.Encoder
+	scheme   string
+	nextID   uint32
+	connWin  int64 // bytes we may still send on the connection
+	initWin  int64 // the upstream's initial stream window
+	maxFrame int
+	recv     int // bytes received since our last connection WINDOW_UPDATE
+	goneAway bool
+	lastUsed time.Time
+	frameHdr [9]byte
+}
+
+// alive reports whether an idle connection can carry a call: the upstream
+// has not closed it or sent GOAWAY. Frames waiting on it are handled.
+func (c *leanConn) alive() bool {
+	for !c.goneAway {
+		if c.br.Buffered() == 0 {
+			switch pending(c.raw) {
+			case pendingNone:
+				return true
+			case pendingClosed:
+				return false
+			}
+		}
+		// Something is waiting: it cannot block for long.
+		_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+		f, err := c.fr.ReadFrame()
+		_ = c.nc.SetReadDeadline(time.Time{})
+		if err != nil {
+			return false
+		}
+		if _, err := c.control(f, 0, nil); err != nil {
+			return false
+		}
+		if c.bw.Buffered() > 0 && c.bw.Flush() != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// control handles a frame that is not part of stream id's answer; streamWin
+// is the stream's send window, adjusted by SETTINGS and WINDOW_UPDATE. It
+// returns whether the upstream refused stream id unprocessed (GOAWAY).
+func (c *leanConn) control(f http2.Frame, id uint32, streamWin *int64) (refused bool, err error) {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return false, nil
+		}
+		err := f.ForeachSetting(func(s http2.Setting) error {
+			switch s.ID {
+			case http2.SettingInitialWindowSize:
+				if streamWin != nil {
+					*streamWin += int64(s.Val) - c.initWin
+				}
+				c.initWin = int64(s.Val)
+			case http2.SettingMaxFrameSize:
+				c.maxFrame = int(s.Val)
+			case http2.SettingHeaderTableSize:
+				c.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		return false, c.fr.WriteSettingsAck()
+	case *http2.WindowUpdateFrame:
+		switch {
+		case f.StreamID == 0:
+			c.connWin += int64(f.Increment)
+		case f.StreamID == id && streamWin != nil:
+			*streamWin += int64(f.Increment)
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			return false, c.fr.WritePing(true, f.Data)
+		}
+	case *http2.GoAwayFrame:
+		c.goneAway = true
+		return id != 0 && f.LastStreamID < id, nil
+	}
+	return false, nil
+}
+
+// aLongTimeAgo is a deadline in the past: it makes blocked I/O return.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// leanAnswer is what call read of one answer.
+type leanAnswer struct {
+	httpStatus int
+	encoding   string // grpc-encoding of the answer
+	grpcStatus string
+	message    string
+	details    string
+	data       []byte
+}
+
+// call sends one call and reads its answer. clean reports that the
+// connection can carry another call; refused that the upstream did not
+// process this one.
+func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSlice, compressed bool, hdr []string) (a leanAnswer, clean, refused bool, err error) {
+	id := c.nextID
+	c.nextID += 2
+	if c.nextID >= 1<<30 {
+		c.goneAway = true // no more stream ids: let it go after this call
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.nc.SetDeadline(dl)
+	} else {
+		_ = c.nc.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	c.hbuf.Reset()
+	field := func(k, v string) { _ = c.enc.WriteField(hpack.HeaderField{Name: k, Value: v}) }
+	field(":method", "POST")
+	field(":scheme", c.scheme)
+	field(":path", e.method)
+	field(":authority", e.pool.authority)
+	field("content-type", "application/grpc")
+	field("user-agent", e.pool.userAgent)
+	field("te", "trailers")
+	if dl, ok := ctx.Deadline(); ok {
+		field("grpc-timeout", grpcTimeout(time.Until(dl)))
+	}
+	if e.gzip {
+		field("grpc-accept-encoding", "gzip")
+	}
+	if compressed {
+		field("grpc-encoding", "gzip")
+	}
+	for _, kv := range [2][]string{hdr, e.static} {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if k := strings.ToLower(kv[i]); !leanReserved(k) {
+				field(k, kv[i+1])
+			}
+		}
+	}
+	if c.hbuf.Len() > c.maxFrame {
+		return a, false, false, status.Error(codes.Internal, "upstream call headers larger than a frame")
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+		return a, false, false, err
+	}
+
+	// DATA: the gRPC length prefix, then the body's buffers, in frames the
+	// windows allow; while they do not, read frames (WINDOW_UPDATE).
+	var prefix [5]byte
+	if compressed {
+		prefix[0] = 1
+	}
+	binary.BigEndian.PutUint32(prefix[1:], uint32(body.Len()))
+	parts := make([][]byte, 0, len(body)+1)
+	parts = append(parts, prefix[:])
+	for _, b := range body {
+		if d := b.ReadOnlyData(); len(d) > 0 {
+			parts = append(parts, d)
+		}
+	}
+	streamWin := c.initWin
+	ended := false
+	sawHeaders := false
+	streamRecv := 0
+	for !ended {
+		for len(parts) > 0 {
+			n := min(len(parts[0]), c.maxFrame, int(min(c.connWin, streamWin)))
+			if n <= 0 {
+				break
+			}
+			if err := c.writeData(id, parts[0][:n], n == len(parts[0]) && len(parts) == 1); err != nil {
+				return a, false, false, err
+			}
+			c.connWin -= int64(n)
+			streamWin -= int64(n)
+			if parts[0] = parts[0][n:]; len(parts[0]) == 0 {
+				parts = parts[1:]
+			}
+		}
+		if err := c.bw.Flush(); err != nil {
+			return a, false, false, err
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return a, false, false, err
+		}
+		if sid := f.Header().StreamID; sid != id || f.Header().Type == http2.FrameWindowUpdate {
+			refused, err := c.control(f, id, &streamWin)
+			if err != nil {
+				return a, false, false, err
+			}
+			if refused {
+				return a, false, true, errors.New("the upstream is going away and did not take the call")
+			}
+			continue
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			for _, hf := range f.Fields {
+				switch hf.Name {
+				case ":status":
+					if !sawHeaders {
+						a.httpStatus, _ = strconv.Atoi(hf.Value)
+					}
+				case "grpc-encoding":
+					a.encoding = hf.Value
+				case "grpc-status":
+					a.grpcStatus = hf.Value
+				case "grpc-message":
+					a.message = hf.Value
+				case "grpc-status-details-bin":
+					a.details = hf.Value
+				}
+			}
+			sawHeaders = true
+			ended = f.StreamEnded()
+		case *http2.DataFrame:
+			if len(a.data)+len(f.Data()) > maxResponseBytes+5 {
+				return a, false, false, status.Errorf(codes.ResourceExhausted, "upstream answer over the %d byte limit", maxResponseBytes)
+			}
+			a.data = append(a.data, f.Data()...)
+			c.recv += int(f.Length)
+			streamRecv += int(f.Length)
+			if c.recv >= grpcConnWindow/4 {
+				if err := c.fr.WriteWindowUpdate(0, uint32(c.recv)); err != nil {
+					return a, false, false, err
+				}
+				c.recv = 0
+			}
+			if !f.StreamEnded() && streamRecv >= grpcStreamWindow/4 {
+				if err := c.fr.WriteWindowUpdate(id, uint32(streamRecv)); err != nil {
+					return a, false, false, err
+				}
+				streamRecv = 0
+			}
+			ended = f.StreamEnded()
+		case *http2.RSTStreamFrame:
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				return a, false, true, errors.New("the upstream refused the stream")
+			}
+			return a, false, false, status.Errorf(rstCode(f.ErrCode), "upstream reset the call: %v", f.ErrCode)
+		}
+	}
+	// Give back what the answer used of the connection's window, so that a
+	// long-lived connection never runs it down.
+	if c.recv > 0 {
+		if err := c.fr.WriteWindowUpdate(0, uint32(c.recv)); err == nil {
+			c.recv = 0
+		}
+	}
+	stop()
+	_ = c.nc.SetDeadline(time.Time{})
+	return a, len(parts) == 0, false, nil
+}
+
+// writeData writes one DATA frame, its payload straight from the caller's
+// buffer into the connection's writer.
+func (c *leanConn) writeData(id uint32, p []byte, end bool) error {
+	h := c.frameHdr[:]
+	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+	h[3] = byte(http2.FrameData)
+	h[4] = 0
+	if end {
+		h[4] = byte(http2.FlagDataEndStream)
+	}
+	binary.BigEndian.PutUint32(h[5:], id)
+	if _, err := c.bw.Write(h); err != nil {
+		return err
+	}
+	_, err := c.bw.Write(p)
+	return err
+}
+
+// leanReserved is a header the call sets itself or HTTP/2 forbids.
+func leanReserved(k string) bool {
+	switch k {
+	case "content-type", "user-agent", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+		"connection", "host", "transfer-encoding", "upgrade", "keep-alive", "proxy-connection":
+		return true
+	}
+	return k == "" || k[0] == ':'
+}
+
+func (e *leanExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
+	defer func() { body.Free() }() // body may be replaced by its compressed form
+	if needTimeout(ctx, e.timeout) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.timeout)
+		defer cancel()
+	}
+	if body.Len() > e.maxSend {
+		return nil, status.Errorf(codes.ResourceExhausted, "trying to send message larger than max (%d vs. %d)", body.Len(), e.maxSend)
+	}
+	if e.gzip {
+		body = gzipBuffers(body)
+	}
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
+		}
+		c, err := e.pool.get(ctx)
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, status.FromContextError(cerr).Err()
+			}
+			return nil, status.Errorf(codes.Unavailable, "upstream unreachable: %v", err)
+		}
+		a, clean, refused, err := c.call(ctx, e, body, e.gzip, hdr)
+		if err != nil {
+			_ = c.nc.Close()
+			if refused && attempt == 0 {
+				continue
+			}
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, status.FromContextError(cerr).Err()
+			}
+			if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				return nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+			}
+			if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
+				return nil, err
+			}
+			return nil, status.Errorf(codes.Unavailable, "upstream connection: %v", err)
+		}
+		if clean {
+			e.pool.put(c)
+		} else {
+			_ = c.nc.Close()
+		}
+		return a.result()
+	}
+}
+
+// result is the answer as export returns it: the message, or the status.
+func (a *leanAnswer) result() (mem.BufferSlice, error) {
+	if a.grpcStatus == "" {
+		if a.httpStatus != 200 {
+			return nil, status.Errorf(httpStatusCode(a.httpStatus), "upstream answered HTTP %d without a gRPC status", a.httpStatus)
+		}
+		return nil, status.Error(codes.Internal, "upstream answer without grpc-status")
+	}
+	code, err := strconv.ParseUint(a.grpcStatus, 10, 32)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "upstream answer with a malformed grpc-status %q", a.grpcStatus)
+	}
+	if code != 0 {
+		if a.details != "" {
+			if raw, err := decodeBinHeader(a.details); err == nil {
+				sp := &spb.Status{}
+				if proto.Unmarshal(raw, sp) == nil && sp.Code == int32(code) {
+					return nil, status.FromProto(sp).Err()
+				}
+			}
+		}
+		return nil, status.New(codes.Code(code), decodeGRPCMessage(a.message)).Err()
+	}
+	if len(a.data) < 5 {
+		return nil, status.Error(codes.Internal, "upstream answer without a message")
+	}
+	n := binary.BigEndian.Uint32(a.data[1:5])
+	msg := a.data[5:]
+	if int(n) != len(msg) {
+		return nil, status.Errorf(codes.Internal, "upstream answer of %d bytes announced %d", len(msg), n)
+	}
+	if a.data[0] == 1 {
+		if a.encoding != "gzip" {
+			return nil, status.Errorf(codes.Internal, "upstream answer compressed with %q", a.encoding)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(msg))
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "upstream answer: %v", err)
+		}
+		if msg, err = readLimited(zr, -1, maxResponseBytes); err != nil {
+			return nil, status.Errorf(codes.Internal, "upstream answer: %v", err)
+		}
+	}
+	return mem.BufferSlice{mem.SliceBuffer(msg)}, nil
+}
+
+// gzipBuffers compresses body into one pooled buffer and frees body.
+func gzipBuffers(body mem.BufferSlice) mem.BufferSlice {
+	zb := bufPool.Get(body.Len()/2 + 64)
+	out := bytes.NewBuffer((*zb)[:0])
+	zw := newGzipWriter(out)
+	for _, seg := range body {
+		_, _ = zw.Write(seg.ReadOnlyData())
+	}
+	_ = zw.Close()
+	b := out.Bytes()
+	body.Free()
+	if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
+		*zb = b
+		return mem.BufferSlice{mem.NewBuffer(zb, bufPool)}
+	}
+	bufPool.Put(zb)
+	return mem.BufferSlice{mem.SliceBuffer(b)}
+}
+
+// grpcTimeout encodes d as a grpc-timeout value: at most 8 digits, in the
+// finest unit that fits, rounded up.
+func grpcTimeout(d time.Duration) string {
+	if d <= 0 {
+		return "1n"
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		c    string
+	}{{time.Nanosecond, "n"}, {time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}, {time.Hour, "H"}} {
+		if v := (d + u.unit - 1) / u.unit; v <= 99999999 {
+			return strconv.FormatInt(int64(v), 10) + u.c
+		}
+	}
+	return "99999999H"
+}
+
+// decodeGRPCMessage undoes grpc-message's percent-encoding.
+func decodeGRPCMessage(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// decodeBinHeader decodes a -bin header value (base64, padded or not).
+func decodeBinHeader(v string) ([]byte, error) {
+	if len(v)%4 == 0 {
+		return base64.StdEncoding.DecodeString(v)
+	}
+	return base64.RawStdEncoding.DecodeString(v)
+}
+
+// httpStatusCode maps an HTTP status without a gRPC status as gRPC does.
+func httpStatusCode(s int) codes.Code {
+	switch s {
+	case 400:
+		return codes.Internal
+	case 401:
+		return codes.Unauthenticated
+	case 403:
+		return codes.PermissionDenied
+	case 404:
+		return codes.Unimplemented
+	case 429, 502, 503, 504:
+		return codes.Unavailable
+	}
+	return codes.Unknown
+}
+
+// rstCode maps an RST_STREAM error code as gRPC does.
+func rstCode(c http2.ErrCode) codes.Code {
+	switch c {
+	case http2.ErrCodeRefusedStream:
+		return codes.Unavailable
+	case http2.ErrCodeCancel:
+		return codes.Canceled
+	case http2.ErrCodeFlowControl, http2.ErrCodeEnhanceYourCalm:
+		return codes.ResourceExhausted
+	case http2.ErrCodeInadequateSecurity:
+		return codes.PermissionDenied
+	}
+	return codes.Internal
+}
+
+// pendingState is what pending found on an idle connection's socket.
+type pendingState int
+
+const (
+	pendingNone pendingState = iota
+	pendingData
+	pendingClosed
+)

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/podstamp/podstamp/enrich"
+)
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// echoServer is a gRPC upstream on addr ("127.0.0.1:0" for any port) that
+// answers every call with an empty message after wait (when set) returns.
+func echoServer(t *testing.T, addr string, wait func(ctx context.Context)) (*grpc.Server, *countingListener) {
+	t.Helper()
+	inner, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &countingListener{Listener: inner}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(bytesCodec{}),
+		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+			var b []byte
+			if err := stream.RecvMsg(&b); err != nil {
+				return err
+			}
+			if wait != nil {
+				wait(stream.Context())
+			}
+			resp := []byte{}
+			return stream.SendMsg(&resp)
+		}))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return srv, ln
+}
+
+func leanTargets(addr string) [numSignals]Target {
+	return SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://" + addr, Timeout: time.Minute, Transport: TransportLean})
+}
+
+// TestLeanReusesConnections: sequential exports of every signal share one
+// upstream connection; concurrent ones use at most one each.
+func TestLeanReusesConnections(t *testing.T) {
+	_, ln := echoServer(t, "127.0.0.1:0", nil)
+	tp := newTestProxy(t, leanTargets(ln.Addr().String()))
+	for i := 0; i < 40; i++ {
+		sig := enrich.Signals[i%len(enrich.Signals)]
+		body, _ := payload(t, sig, 50)
+		if _, err := tp.exportGRPC(context.Background(), sig, body); err != nil {
+			t.Fatalf("export %d: %v", i, err)
+		}
+	}
+	if n := ln.n.Load(); n != 1 {
+		t.Fatalf("40 sequential exports opened %d upstream connections, want 1", n)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, _ := payload(t, enrich.Traces, 200)
+			for i := 0; i < 8; i++ {
+				if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := ln.n.Load(); n > 1+8 {
+		t.Errorf("8 concurrent senders opened %d upstream connections, want at most 9", n)
+	}
+}
+
+// TestLeanUpstreamRestart: when the upstream goes away, abruptly or with
+// GOAWAY, between two exports, the pooled connection is found dead before it
+// is used and the next export succeeds on a new one.
+func TestLeanUpstreamRestart(t *testing.T) {
+	for _, graceful := range []bool{false, true} {
+		name := "abrupt"
+		if graceful {
+			name = "goaway"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv, ln := echoServer(t, "127.0.0.1:0", nil)
+			addr := ln.Addr().String()
+			tp := newTestProxy(t, leanTargets(addr))
+			body, _ := payload(t, enrich.Logs, 10)
+			if _, err := tp.exportGRPC(context.Background(), enrich.Logs, body); err != nil {
+				t.Fatal(err)
+			}
+			if graceful {
+				// The idle connection answers the shutdown's PING within
+				// a tending round; unanswered, the server waits 5s.
+				start := time.Now()
+				srv.GracefulStop()
+				if d := time.Since(start); d > 3*time.Second {
+					t.Errorf("the upstream's graceful stop took %v, held up by the idle connection", d.Round(time.Millisecond))
+				}
+			} else {
+				srv.Stop()
+			}
+			_, ln2 := echoServer(t, addr, nil)
+			for i := 0; i < 3; i++ {
+				if _, err := tp.exportGRPC(context.Background(), enrich.Logs, body); err != nil {
+					t.Fatalf("export %d after the restart: %v", i, err)
+				}
+			}
+			if n := ln2.n.Load(); n != 1 {
+				t.Errorf("the restarted upstream accepted %d connections, want 1", n)
+			}
+		})
+	}
+}
+
+// TestLeanDeadlineAndCancel: the client's deadline reaches the upstream and
+// ends the call there and at the client (DEADLINE_EXCEEDED); a cancelled
+// client gets CANCELED; the connection of a call cut short is not reused,
+// and the next export succeeds.
+func TestLeanDeadlineAndCancel(t *testing.T) {
+	var hold atomic.Bool
+	sawDeadline := make(chan bool, 4)
+	_, ln := echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
+		_, ok := ctx.Deadline()
+		sawDeadline <- ok
+		if hold.Load() {
+			<-ctx.Done()
+		}
+	})
+	tp := newTestProxy(t, leanTargets(ln.Addr().String()))
+	body, _ := payload(t, enrich.Metrics, 10)
+
+	hold.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := tp.exportGRPC(ctx, enrich.Metrics, body)
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("held past the deadline: %v, want DEADLINE_EXCEEDED", err)
+	}
+	if !<-sawDeadline {
+		t.Error("the upstream saw no deadline")
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() {
+		<-sawDeadline // the call reached the upstream
+		cancel()
+	}()
+	_, err = tp.exportGRPC(ctx, enrich.Metrics, body)
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("cancelled: %v, want CANCELED", err)
+	}
+
+	hold.Store(false)
+	if _, err := tp.exportGRPC(context.Background(), enrich.Metrics, body); err != nil {
+		t.Fatalf("export after the cut calls: %v", err)
+	}
+	<-sawDeadline
+}
+
+func TestLeanWireHelpers(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "1n", time.Nanosecond: "1n", 99999999: "99999999n", 100000000: "100000u",
+		1500 * time.Millisecond: "1500000u", time.Minute: "60000000u", 2 * time.Hour: "7200000m",
+	} {
+		if got := grpcTimeout(d); got != want {
+			t.Errorf("grpcTimeout(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for in, want := range map[string]string{"plain": "plain", "a%25b": "a%b", "caf%C3%A9": "café", "50%": "50%", "%zz": "%zz"} {
+		if got := decodeGRPCMessage(in); got != want {
+			t.Errorf("decodeGRPCMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, ep := range []string{"unix:///tmp/sock", "dns:///no-port"} {
+		if _, err := newLeanPool(ep, nil, "ua"); err == nil {
+			t.Errorf("newLeanPool(%q) accepted", ep)
+		}
+	}
+}
