@@ -32,6 +32,14 @@
 //     accepts it, so a command can check its settings before New. A gRPC
 //     upstream that is down is redialled with a capped backoff
 //     (Config.UpstreamBackoff), so exports succeed soon after it returns.
+//   - Target.Transport TransportLean (lean.go) forwards gRPC on HTTP/2
+//     connections of the proxy's own instead of grpc-go's client: one call
+//     at a time per connection, carried by the forwarding goroutine, with
+//     the same answers, codes and details, TLS and gzip. It serves host:port
+//     endpoints only (New refuses others), dials on demand (no backoff: a
+//     down upstream is UNAVAILABLE at once), retries once a call the
+//     upstream refused unprocessed (GOAWAY, REFUSED_STREAM), and checks an
+//     idle connection before reusing it; idle ones are tended every second.
 //   - The client's deadline and cancellation propagate upstream; allow-listed
 //     headers/metadata are forwarded; static upstream headers are added.
 //     Identity headers (Options.IdentityHeaders) are set from the sender's

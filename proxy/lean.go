@@ -512,9 +512,11 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 			c.recv = 0
 		}
 	}
-	stop()
+	// A cancellation that came as the answer did may still be setting the
+	// connection's deadline: then another call must not have it.
+	clean = stop() && len(parts) == 0
 	_ = c.nc.SetDeadline(time.Time{})
-	return a, len(parts) == 0, false, nil
+	return a, clean, false, nil
 }
 
 // writeData writes one DATA frame, its payload straight from the caller's
