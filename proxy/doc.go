@@ -36,8 +36,9 @@
 //     connections of the proxy's own instead of grpc-go's client: one call
 //     at a time per connection, carried by the forwarding goroutine, with
 //     the same answers, codes and details, TLS and gzip. It serves host:port
-//     endpoints only (New refuses others), dials on demand (no backoff: a
-//     down upstream is UNAVAILABLE at once), retries once a call the
+//     endpoints only (New refuses others), dials on demand (after a failed
+//     dial, calls are UNAVAILABLE at once until the backoff of
+//     Config.UpstreamBackoff has passed), retries once a call the
 //     upstream refused unprocessed (GOAWAY, REFUSED_STREAM), and checks an
 //     idle connection before reusing it; idle ones are tended every second.
 //   - The client's deadline and cancellation propagate upstream; allow-listed

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
@@ -65,6 +67,14 @@ type leanPool struct {
 	dialer     net.Dialer
 	next       atomic.Uint32 // round robin over the host's addresses
 
+	// A failed dial makes the next ones wait out a capped backoff, during
+	// which calls fail at once (UNAVAILABLE), as grpc-go's do.
+	backoff  backoff.Config
+	dialMu   sync.Mutex
+	failures int
+	retryAt  time.Time
+	lastErr  error
+
 	mu     sync.Mutex
 	idle   []*leanConn // most recently used last
 	closed bool
@@ -80,7 +90,7 @@ const (
 
 // newLeanPool serves a gRPC target of the form "dns:///host:port" or
 // "passthrough:///host:port" (what ParseEndpoint makes of OTLP endpoints).
-func newLeanPool(target string, tc *tls.Config, userAgent string) (*leanPool, error) {
+func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect backoff.Config) (*leanPool, error) {
 	addr := target
 	for _, scheme := range []string{"dns:///", "passthrough:///"} {
 		addr = strings.TrimPrefix(addr, scheme)
@@ -89,7 +99,7 @@ func newLeanPool(target string, tc *tls.Config, userAgent string) (*leanPool, er
 	if err != nil || strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
 		return nil, fmt.Errorf("the lean transport needs a host:port endpoint, not %q", target)
 	}
-	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent,
+	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent, backoff: reconnect,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		stop:   make(chan struct{}), done: make(chan struct{})}
 	go p.tend()
@@ -201,6 +211,39 @@ func (p *leanPool) put(c *leanConn) {
 }
 
 func (p *leanPool) dial(ctx context.Context) (*leanConn, error) {
+	p.dialMu.Lock()
+	if wait := time.Until(p.retryAt); wait > 0 {
+		err := p.lastErr
+		p.dialMu.Unlock()
+		return nil, fmt.Errorf("%w (next attempt in %v)", err, wait.Round(time.Millisecond))
+	}
+	p.dialMu.Unlock()
+	c, err := p.dialOnce(ctx)
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	switch {
+	case err == nil:
+		p.failures, p.retryAt, p.lastErr = 0, time.Time{}, nil
+	case ctx.Err() == nil:
+		p.failures++
+		p.lastErr = err
+		p.retryAt = time.Now().Add(backoffDelay(p.backoff, p.failures))
+	}
+	return c, err
+}
+
+// backoffDelay is the wait after the n-th failure in a row.
+func backoffDelay(b backoff.Config, n int) time.Duration {
+	d := float64(b.BaseDelay)
+	for i := 1; i < n && d < float64(b.MaxDelay); i++ {
+		d *= b.Multiplier
+	}
+	d = min(d, float64(b.MaxDelay))
+	d *= 1 + b.Jitter*(2*rand.Float64()-1)
+	return time.Duration(d)
+}
+
+func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
 	addrs, err := net.DefaultResolver.LookupHost(ctx, p.host)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,8 +201,48 @@ func TestLeanWireHelpers(t *testing.T) {
 		}
 	}
 	for _, ep := range []string{"unix:///tmp/sock", "dns:///no-port"} {
-		if _, err := newLeanPool(ep, nil, "ua"); err == nil {
+		if _, err := newLeanPool(ep, nil, "ua", defaultUpstreamBackoff); err == nil {
 			t.Errorf("newLeanPool(%q) accepted", ep)
 		}
+	}
+}
+
+// TestLeanRedialBackoff: while the upstream refuses connections, a failed
+// dial makes the next calls fail at once (UNAVAILABLE, naming the wait)
+// instead of each dialling; once it is back, an export succeeds within the
+// backoff's cap.
+func TestLeanRedialBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	b := defaultUpstreamBackoff
+	b.BaseDelay, b.MaxDelay = 200*time.Millisecond, 400*time.Millisecond
+	tp := newTestProxy(t, leanTargets(addr), func(c *Config, _ *Options) { c.UpstreamBackoff = b })
+	body, _ := payload(t, enrich.Traces, 1)
+	_, err = tp.exportGRPC(context.Background(), enrich.Traces, body)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("upstream down: %v, want UNAVAILABLE naming the refused connection", err)
+	}
+	_, err = tp.exportGRPC(context.Background(), enrich.Traces, body)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "next attempt in") {
+		t.Fatalf("right after a failed dial: %v, want UNAVAILABLE without a dial", err)
+	}
+	echoServer(t, addr, nil)
+	back := time.Now()
+	for {
+		_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("while redialling: %v", err)
+		}
+		if time.Since(back) > time.Duration(float64(b.MaxDelay)*(1+b.Jitter))+time.Second {
+			t.Fatalf("no export accepted %v after the upstream returned: %v", time.Since(back).Round(time.Millisecond), err)
+		}
+		time.Sleep(20 * time.Millisecond) // a client's retry interval
 	}
 }

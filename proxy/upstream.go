@@ -125,7 +125,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 		case "", ProtocolGRPC:
 			target, useTLS := ep.Target, ep.TLS
 			if t.Transport == TransportLean {
-				e, err := u.leanExporter(t, sig, target, useTLS, tlsKey, leanPools, maxSend, userAgent)
+				e, err := u.leanExporter(t, sig, target, useTLS, tlsKey, leanPools, maxSend, userAgent, reconnect)
 				if err != nil {
 					u.close()
 					return nil, fmt.Errorf("upstream for %s: %w", sig, err)
@@ -235,7 +235,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 // leanExporter makes signal sig's exporter on the lean transport; signals
 // with the same target and TLS files share one pool of connections.
 func (u *upstreams) leanExporter(t Target, sig enrich.Signal, target string, useTLS bool, tlsKey string,
-	pools map[string]*leanPool, maxSend int, userAgent string) (*leanExporter, error) {
+	pools map[string]*leanPool, maxSend int, userAgent string, reconnect backoff.Config) (*leanExporter, error) {
 	key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
 	pool := pools[key]
 	if pool == nil {
@@ -247,7 +247,7 @@ func (u *upstreams) leanExporter(t Target, sig enrich.Signal, target string, use
 			}
 		}
 		var err error
-		if pool, err = newLeanPool(target, tc, userAgent); err != nil {
+		if pool, err = newLeanPool(target, tc, userAgent, reconnect); err != nil {
 			return nil, err
 		}
 		pools[key] = pool
