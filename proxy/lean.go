@@ -439,9 +439,14 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 	}
 	for _, kv := range [2][]string{hdr, e.static} {
 		for i := 0; i+1 < len(kv); i += 2 {
-			if k := strings.ToLower(kv[i]); !leanReserved(k) {
-				field(k, kv[i+1])
+			k, v := strings.ToLower(kv[i]), kv[i+1]
+			if leanReserved(k) {
+				continue
 			}
+			if strings.HasSuffix(k, "-bin") {
+				v = base64.RawStdEncoding.EncodeToString([]byte(v)) // as gRPC sends binary metadata
+			}
+			field(k, v)
 		}
 	}
 	if c.hbuf.Len() > c.maxFrame {

@@ -246,3 +246,32 @@ func TestLeanRedialBackoff(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // a client's retry interval
 	}
 }
+
+// TestLeanHeadersAsGRPC: static upstream headers, binary ones included,
+// reach the upstream as grpc-go's client sends them.
+func TestLeanHeadersAsGRPC(t *testing.T) {
+	for name, mk := range map[string]func(testing.TB) *upstream{"grpc-upstream": newGRPCUpstream, "lean-upstream": newLeanUpstream} {
+		t.Run(name, func(t *testing.T) {
+			up := mk(t)
+			targets := up.targets()
+			for i := range targets {
+				targets[i].Headers = map[string]string{"X-Tenant": "shop", "x-id-bin": "\x00\x01\xfe\xff"}
+			}
+			tp := newTestProxy(t, targets)
+			body, _ := payload(t, enrich.Logs, 1)
+			if _, err := tp.exportGRPC(context.Background(), enrich.Logs, body); err != nil {
+				t.Fatal(err)
+			}
+			md := up.next(t).header
+			if got := md["x-tenant"]; len(got) != 1 || got[0] != "shop" {
+				t.Errorf("x-tenant %q", got)
+			}
+			if got := md["x-id-bin"]; len(got) != 1 || got[0] != "\x00\x01\xfe\xff" {
+				t.Errorf("x-id-bin %q", got)
+			}
+			if ua := md["user-agent"]; len(ua) == 0 || !strings.HasPrefix(ua[0], "podstamp/") {
+				t.Errorf("user-agent %q", ua)
+			}
+		})
+	}
+}
