@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 )
 
 // Every gzip leg goes through klauspost/compress, which reads and writes the
@@ -91,3 +93,22 @@ func (gzipCompressor) Name() string { return "gzip" }
 func (gzipCompressor) Compress(w io.Writer) (io.WriteCloser, error) { return newGzipWriter(w), nil }
 
 func (gzipCompressor) Decompress(r io.Reader) (io.Reader, error) { return newGzipReader(r) }
+
+// gzipBuffers compresses body into one pooled buffer and frees body.
+func gzipBuffers(body mem.BufferSlice) mem.BufferSlice {
+	zb := bufPool.Get(body.Len()/2 + 64)
+	out := bytes.NewBuffer((*zb)[:0])
+	zw := newGzipWriter(out)
+	for _, seg := range body {
+		_, _ = zw.Write(seg.ReadOnlyData())
+	}
+	_ = zw.Close()
+	b := out.Bytes()
+	body.Free()
+	if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
+		*zb = b
+		return mem.BufferSlice{mem.NewBuffer(zb, bufPool)}
+	}
+	bufPool.Put(zb)
+	return mem.BufferSlice{mem.SliceBuffer(b)}
+}

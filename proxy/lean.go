@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -680,34 +679,17 @@ func (a *leanAnswer) result() (mem.BufferSlice, error) {
 		if a.encoding != "gzip" {
 			return nil, status.Errorf(codes.Internal, "upstream answer compressed with %q", a.encoding)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(msg))
+		zr, err := newGzipReader(bytes.NewReader(msg))
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "upstream answer: %v", err)
 		}
-		if msg, err = readLimited(zr, -1, maxResponseBytes); err != nil {
+		msg, err = readLimited(zr, -1, maxResponseBytes)
+		zr.Close()
+		if err != nil {
 			return nil, status.Errorf(codes.Internal, "upstream answer: %v", err)
 		}
 	}
 	return mem.BufferSlice{mem.SliceBuffer(msg)}, nil
-}
-
-// gzipBuffers compresses body into one pooled buffer and frees body.
-func gzipBuffers(body mem.BufferSlice) mem.BufferSlice {
-	zb := bufPool.Get(body.Len()/2 + 64)
-	out := bytes.NewBuffer((*zb)[:0])
-	zw := newGzipWriter(out)
-	for _, seg := range body {
-		_, _ = zw.Write(seg.ReadOnlyData())
-	}
-	_ = zw.Close()
-	b := out.Bytes()
-	body.Free()
-	if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
-		*zb = b
-		return mem.BufferSlice{mem.NewBuffer(zb, bufPool)}
-	}
-	bufPool.Put(zb)
-	return mem.BufferSlice{mem.SliceBuffer(b)}
 }
 
 // grpcTimeout encodes d as a grpc-timeout value: at most 8 digits, in the

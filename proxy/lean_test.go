@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -273,5 +274,30 @@ func TestLeanHeadersAsGRPC(t *testing.T) {
 				t.Errorf("user-agent %q", ua)
 			}
 		})
+	}
+}
+
+// TestLeanCompressedAnswer: with gzip on the upstream leg, the upstream
+// answers compressed too (gRPC answers in the call's encoding), and the
+// client gets the answer's bytes.
+func TestLeanCompressedAnswer(t *testing.T) {
+	up := newLeanUpstream(t)
+	targets := up.targets()
+	for i := range targets {
+		targets[i].Compression = "gzip"
+	}
+	answer := bytes.Repeat([]byte{0x0a, 0x03, 0x08, 0x05, 0x12}, 400) // compressible
+	up.setAnswer(func(context.Context, received) upstreamAnswer { return upstreamAnswer{body: answer} })
+	tp := newTestProxy(t, targets)
+	body, _ := payload(t, enrich.Traces, 20)
+	got, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := up.next(t); !r.compressed {
+		t.Error("the call went out uncompressed")
+	}
+	if !bytes.Equal(got, answer) {
+		t.Errorf("client got %d bytes, want the upstream's %d", len(got), len(answer))
 	}
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -454,23 +453,7 @@ func (e *httpExporter) export(ctx context.Context, body mem.BufferSlice, hdr []s
 		defer cancel()
 	}
 	if e.gzip {
-		pool := bufPool
-		zb := pool.Get(body.Len()/2 + 64)
-		out := bytes.NewBuffer((*zb)[:0])
-		zw := newGzipWriter(out)
-		for _, seg := range body {
-			_, _ = zw.Write(seg.ReadOnlyData())
-		}
-		_ = zw.Close()
-		b := out.Bytes()
-		body.Free()
-		if cap(b) > 0 && cap(*zb) > 0 && &b[:1][0] == &(*zb)[:1][0] { // still the pooled array
-			*zb = b
-			body = mem.BufferSlice{mem.NewBuffer(zb, pool)}
-		} else {
-			pool.Put(zb)
-			body = mem.BufferSlice{mem.SliceBuffer(b)}
-		}
+		body = gzipBuffers(body)
 	}
 	rb := newBufferBody(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, rb)
