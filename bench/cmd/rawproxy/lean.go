@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -477,28 +476,13 @@ func startLeanClient(listen, upstream string) (*proxy, error) {
 		grpc.ReadBufferSize(64<<10), grpc.WriteBufferSize(64<<10),
 		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))))
 	p := &proxy{lis: lis, srv: srv, done: make(chan struct{})}
-	for _, sig := range otlpwire.Signals {
-		method := otlpwire.Method[sig]
-		i := strings.LastIndexByte(method, '/')
-		p.srv.RegisterService(&grpc.ServiceDesc{
-			ServiceName: method[1:i],
-			HandlerType: (*any)(nil),
-			Methods: []grpc.MethodDesc{{
-				MethodName: method[i+1:],
-				Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var in otlpwire.Frame
-					if err := dec(&in); err != nil {
-						return nil, err
-					}
-					answer, err := pool.call(method, in.Bytes)
-					if err != nil {
-						return nil, err
-					}
-					return &otlpwire.Frame{Bytes: answer}, nil
-				},
-			}},
-		}, p)
-	}
+	registerExports(p.srv, func(_ context.Context, method string, in *otlpwire.Frame) (*otlpwire.Frame, error) {
+		answer, err := pool.call(method, in.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		return &otlpwire.Frame{Bytes: answer}, nil
+	})
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(lis)

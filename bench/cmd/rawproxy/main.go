@@ -149,34 +149,43 @@ func start(listen, upstream string, gzip bool) (*proxy, error) {
 	if gzip {
 		p.opts = append(p.opts, grpc.UseCompressor(grpcgzip.Name))
 	}
-	for _, sig := range otlpwire.Signals {
-		method := otlpwire.Method[sig]
-		i := strings.LastIndexByte(method, '/')
-		p.srv.RegisterService(&grpc.ServiceDesc{
-			ServiceName: method[1:i],
-			HandlerType: (*any)(nil),
-			Methods: []grpc.MethodDesc{{
-				MethodName: method[i+1:],
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var in, out otlpwire.Frame
-					if err := dec(&in); err != nil {
-						return nil, err
-					}
-					// Forward deadline and cancellation, not the incoming metadata.
-					ctx = metadata.NewOutgoingContext(ctx, nil)
-					if err := p.cc.Invoke(ctx, method, &in, &out, p.opts...); err != nil {
-						return nil, err
-					}
-					return &out, nil
-				},
-			}},
-		}, p)
-	}
+	registerExports(p.srv, func(ctx context.Context, method string, in *otlpwire.Frame) (*otlpwire.Frame, error) {
+		// Forward deadline and cancellation, not the incoming metadata.
+		var out otlpwire.Frame
+		ctx = metadata.NewOutgoingContext(ctx, nil)
+		if err := p.cc.Invoke(ctx, method, in, &out, p.opts...); err != nil {
+			return nil, err
+		}
+		return &out, nil
+	})
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(lis)
 	}()
 	return p, nil
+}
+
+// registerExports registers every signal's Export method on srv, each call
+// answered by forward with the call's method and request message.
+func registerExports(srv *grpc.Server, forward func(ctx context.Context, method string, in *otlpwire.Frame) (*otlpwire.Frame, error)) {
+	for _, sig := range otlpwire.Signals {
+		method := otlpwire.Method[sig]
+		i := strings.LastIndexByte(method, '/')
+		srv.RegisterService(&grpc.ServiceDesc{
+			ServiceName: method[1:i],
+			HandlerType: (*any)(nil),
+			Methods: []grpc.MethodDesc{{
+				MethodName: method[i+1:],
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var in otlpwire.Frame
+					if err := dec(&in); err != nil {
+						return nil, err
+					}
+					return forward(ctx, method, &in)
+				},
+			}},
+		}, nil)
+	}
 }
 
 func (p *proxy) stop() {
