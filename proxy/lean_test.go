@@ -301,3 +301,22 @@ func TestLeanCompressedAnswer(t *testing.T) {
 		t.Errorf("client got %d bytes, want the upstream's %d", len(got), len(answer))
 	}
 }
+
+// TestUpstreamAnswerLimit: an upstream answer over maxResponseBytes is
+// refused (RESOURCE_EXHAUSTED), not read whole, on both gRPC transports.
+func TestUpstreamAnswerLimit(t *testing.T) {
+	for name, mk := range map[string]func(testing.TB) *upstream{"grpc-upstream": newGRPCUpstream, "lean-upstream": newLeanUpstream} {
+		t.Run(name, func(t *testing.T) {
+			up := mk(t)
+			huge := make([]byte, maxResponseBytes+1)
+			up.setAnswer(func(context.Context, received) upstreamAnswer { return upstreamAnswer{body: huge} })
+			tp := newTestProxy(t, up.targets())
+			body, _ := payload(t, enrich.Logs, 1)
+			_, err := tp.exportGRPC(context.Background(), enrich.Logs, body)
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Errorf("answer of %d bytes: %v, want RESOURCE_EXHAUSTED", len(huge), err)
+			}
+			up.next(t)
+		})
+	}
+}
