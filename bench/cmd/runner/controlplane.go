@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -754,14 +755,35 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // wait_for_metadata is set). Its ports are picked free just before it
 // starts, so another process on the machine may take one first: a member
 // that exits on "address already in use" is started again on new ports, up
-// to three times.
+// to three times. A podstamp that runs but is not ready in time is sent
+// SIGQUIT first, so that its log keeps every goroutine's stack (copied to
+// the temporary directory, whose path the runner logs), and is started again
+// too: a hang would show there.
 func (r *runner) startFleetMember(ctx context.Context, fleet, node string, i int) (*proc.Proc, string, error) {
 	for attempt := 1; ; attempt++ {
 		p, cmd, err := r.startFleetMemberOnce(ctx, fleet, node, i)
-		if err == nil || p == nil || attempt == 3 || !p.Exited() || !strings.Contains(p.LogTail(readyTailBytes), "address already in use") {
+		if err == nil || p == nil || attempt == 3 || ctx.Err() != nil {
 			return p, cmd, err
 		}
-		r.log.Warn("control plane: a port picked for a fleet member was taken; starting it again", "fleet", fleet, "node", node, "attempt", attempt)
+		switch {
+		case p.Exited() && strings.Contains(p.LogTail(readyTailBytes), "address already in use"):
+			r.log.Warn("control plane: a port picked for a fleet member was taken; starting it again", "fleet", fleet, "node", node, "attempt", attempt)
+		case !p.Exited() && fleet != "collector":
+			_ = syscall.Kill(p.PID(), syscall.SIGQUIT) // a Go process prints its goroutines and exits
+			select {
+			case <-p.Done():
+			case <-time.After(10 * time.Second):
+				p.Stop(time.Second)
+			}
+			kept := filepath.Join(os.TempDir(), fmt.Sprintf("podstamp-bench-not-ready-%s-%03d-%d.log", fleet, i, time.Now().Unix()))
+			if b, rerr := os.ReadFile(p.LogPath()); rerr == nil {
+				_ = os.WriteFile(kept, b, 0o644)
+			}
+			r.log.Warn("control plane: a fleet member was not ready in time; its goroutines are in the kept log; starting it again",
+				"fleet", fleet, "node", node, "attempt", attempt, "err", err, "log", kept)
+		default:
+			return p, cmd, err
+		}
 		r.untrack(p)
 	}
 }
