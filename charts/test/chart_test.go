@@ -70,6 +70,8 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "bad networkMode", set: []string{upstreamSet, "networkMode=hostPort"}, want: "networkMode"},
 		{name: "bad protocol", set: []string{upstreamSet, "upstream.protocol=http/json"}, want: "protocol"},
 		{name: "bad compression", set: []string{upstreamSet, "upstream.compression=zstd"}, want: "compression"},
+		{name: "bad transport", set: []string{upstreamSet, "upstream.transport=quic"}, want: "transport"},
+		{name: "lean transport over http/protobuf", set: []string{"upstream.endpoint=http://c:4318", "upstream.protocol=http/protobuf", "upstream.transport=lean"}, want: "upstream.transport lean is a gRPC client"},
 		{name: "bad log level", set: []string{upstreamSet, "log.level=verbose"}, want: "level"},
 		{name: "bad duration", file: "upstream: {endpoint: 'http://c:4317', timeout: '10'}\n", want: "timeout"},
 		{name: "bad duration unit", file: "upstream: {endpoint: 'http://c:4317'}\nhold: {timeout: 3sec}\n", want: "timeout"},
@@ -511,6 +513,13 @@ func TestUpstream(t *testing.T) {
 		if got, ok := argValue(c, flagName); !ok || got != want {
 			t.Errorf("%s=%q (present %v), want %q", flagName, got, ok, want)
 		}
+	}
+	if _, ok := argValue(c, "--upstream-transport"); ok {
+		t.Errorf("default args name an upstream transport: %v", c.Args)
+	}
+	lean := container(t, decode(t, render(t, variant{set: []string{upstreamSet, "upstream.transport=lean"}}).Manifest))
+	if got, ok := argValue(lean, "--upstream-transport"); !ok || got != "lean" {
+		t.Errorf("upstream.transport=lean: --upstream-transport=%q (present %v)", got, ok)
 	}
 	for _, a := range c.Args {
 		if strings.Contains(a, "header=") || strings.Contains(a, "UPSTREAM_HEADER") {
