@@ -72,6 +72,7 @@ func TestE2E(t *testing.T) {
 		{"5_ip_reuse", scenarioIPReuse},
 		{"5b_ip_reuse_early_sender", scenarioIPReuseEarly},
 		{"6_upstream_outage", scenarioUpstreamOutage},
+		{"6b_upstream_outage_lean", scenarioUpstreamOutageLean},
 		{"7_apiserver_outage", scenarioAPIServerOutage},
 		{"8_least_privilege", scenarioLeastPrivilege},
 		{"9_dual_stack", scenarioDualStack},
@@ -353,11 +354,21 @@ func withAttr(specs []loadSpec, k, v string) []loadSpec {
 // connections, the process is killed) and a new one comes back on the same
 // port.
 func scenarioUpstreamOutage(t *testing.T, s *suite) {
-	e := s.newEnv(t, "6", "upstream outage (sink killed mid-run, restarted)")
+	upstreamOutage(t, s.newEnv(t, "6", "upstream outage (sink killed mid-run, restarted)"))
+}
+
+// scenarioUpstreamOutageLean is scenario 6 with podstamp's own gRPC client
+// (--upstream-transport lean) towards the upstream.
+func scenarioUpstreamOutageLean(t *testing.T, s *suite) {
+	upstreamOutage(t, s.newEnv(t, "6b", "upstream outage, --upstream-transport lean"), "--upstream-transport", "lean")
+}
+
+func upstreamOutage(t *testing.T, e *env, extra ...string) {
 	ps := e.startPodstamp(t, podstampOpts{
 		ns: e.node.NS, listen: netns.NodeIP,
 		kubeconfig: e.kubeconfig(t, e.node.NS, e.s.cluster.AdminToken()),
 		upstream:   e.upstreamOutage(t).Addr,
+		extra:      extra,
 	})
 	web := e.deployment(t, "web")
 	apps := []*app{e.addApp(t, web, false, true), e.addApp(t, web, false, true), e.addApp(t, e.deployment(t, "worker"), false, true)}

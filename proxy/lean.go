@@ -224,9 +224,13 @@ func (p *leanPool) dial(ctx context.Context) (*leanConn, error) {
 	case err == nil:
 		p.failures, p.retryAt, p.lastErr = 0, time.Time{}, nil
 	case ctx.Err() == nil:
-		p.failures++
 		p.lastErr = err
-		p.retryAt = time.Now().Add(backoffDelay(p.backoff, p.failures))
+		// Dials that fail together are one failure: escalate only when no
+		// other has already put the next attempt off.
+		if now := time.Now(); !now.Before(p.retryAt) {
+			p.failures++
+			p.retryAt = now.Add(backoffDelay(p.backoff, p.failures))
+		}
 	}
 	return c, err
 }
