@@ -320,3 +320,37 @@ func TestUpstreamAnswerLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestLeanConcurrentDialFailuresCountOnce: dials that fail together put the
+// next attempt off by one backoff step, not one step each.
+func TestLeanConcurrentDialFailuresCountOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p, err := newLeanPool("dns:///"+addr, nil, "ua", defaultUpstreamBackoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			<-start
+			if c, err := p.dial(context.Background()); err == nil {
+				c.nc.Close()
+				t.Error("dialled a closed port")
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	if p.failures != 1 {
+		t.Errorf("8 dials failing together counted %d failures, want 1", p.failures)
+	}
+}
