@@ -600,11 +600,8 @@ func leanReserved(k string) bool {
 
 func (e *leanExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
 	defer func() { body.Free() }() // body may be replaced by its compressed form
-	if needTimeout(ctx, e.timeout) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withUpstreamTimeout(ctx, e.timeout)
+	defer cancel()
 	if body.Len() > e.maxSend {
 		return nil, status.Errorf(codes.ResourceExhausted, "trying to send message larger than max (%d vs. %d)", body.Len(), e.maxSend)
 	}

@@ -361,11 +361,8 @@ type grpcExporter struct {
 }
 
 func (e *grpcExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
-	if needTimeout(ctx, e.timeout) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withUpstreamTimeout(ctx, e.timeout)
+	defer cancel()
 	if len(hdr)+len(e.static) > 0 {
 		md := make(metadata.MD, (len(hdr)+len(e.static))/2)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -447,11 +444,8 @@ func (b *bufferBody) Close() error {
 
 func (e *httpExporter) export(ctx context.Context, body mem.BufferSlice, hdr []string) (mem.BufferSlice, error) {
 	defer func() { body.Free() }() // body may be replaced by its compressed form
-	if needTimeout(ctx, e.timeout) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withUpstreamTimeout(ctx, e.timeout)
+	defer cancel()
 	if e.gzip {
 		body = gzipBuffers(body)
 	}
@@ -554,14 +548,17 @@ func newHTTPUpstreamError(code int, h http.Header, body []byte) *httpUpstreamErr
 	return &httpUpstreamError{httpStatus: code, retryAfter: ra, st: statusFromHTTP(code, sp, ra)}
 }
 
-// needTimeout reports whether ctx needs the upstream timeout added: not when
-// its own deadline (the client's) comes first, which saves a timer per request.
-func needTimeout(ctx context.Context, timeout time.Duration) bool {
+// withUpstreamTimeout adds the upstream timeout to ctx, every exporter's
+// first step; not when ctx's own deadline (the client's) comes first, which
+// saves a timer per request: then cancel does nothing.
+func withUpstreamTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if timeout <= 0 {
-		return false
+		return ctx, func() {}
 	}
-	dl, ok := ctx.Deadline()
-	return !ok || time.Until(dl) > timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, timeout)
 }
 
 // defaultUpstreamBackoff is Config.UpstreamBackoff's default. Clients are
