@@ -491,15 +491,21 @@ func startLeanClient(listen, upstream string) (*proxy, error) {
 	return p, nil
 }
 
-// startLeanServer serves with startLean's HTTP/2 and forwards each call with
-// a grpc-go client set up as podstamp's (static windows, 64 KiB buffers),
-// from the connection's goroutine.
-func startLeanServer(listen, upstream string) (*leanProxy, error) {
-	cc, err := grpc.NewClient("passthrough:///"+upstream,
+// podstampClient is a grpc-go client of upstream set up as podstamp's:
+// static windows, 64 KiB buffers, the raw codec.
+func podstampClient(upstream string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+upstream,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithReadBufferSize(64<<10), grpc.WithWriteBufferSize(64<<10),
 		grpc.WithInitialWindowSize(leanWindow), grpc.WithInitialConnWindowSize(8<<20),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(otlpwire.Codec{})))
+}
+
+// startLeanServer serves with startLean's HTTP/2 and forwards each call with
+// a grpc-go client set up as podstamp's (static windows, 64 KiB buffers),
+// from the connection's goroutine.
+func startLeanServer(listen, upstream string) (*leanProxy, error) {
+	cc, err := podstampClient(upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -538,11 +544,7 @@ func startHTTPToGRPC(listen, upstream string, lean bool) (*httpProxy, error) {
 		pool := &leanPool{upstream: upstream}
 		call, release = pool.call, pool.close
 	} else {
-		cc, err := grpc.NewClient("passthrough:///"+upstream,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithReadBufferSize(64<<10), grpc.WithWriteBufferSize(64<<10),
-			grpc.WithInitialWindowSize(leanWindow), grpc.WithInitialConnWindowSize(8<<20),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(otlpwire.Codec{})))
+		cc, err := podstampClient(upstream)
 		if err != nil {
 			return nil, err
 		}

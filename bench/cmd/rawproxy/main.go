@@ -59,41 +59,39 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			return 1
 		}
 		addr, stop = p.lis.Addr().String(), p.stop
-	case "lean-server":
+	case "lean", "lean-server", "lean-client":
 		if *compression != "none" {
-			log.Error("--transport lean-server forwards plain gRPC only", "upstream-compression", *compression)
+			log.Error("--transport "+*transport+" forwards plain gRPC only", "upstream-compression", *compression)
 			return 2
 		}
-		p, err := startLeanServer(*listen, *upstream)
+		var (
+			lis net.Listener
+			err error
+		)
+		switch *transport {
+		case "lean":
+			var p *leanProxy
+			if p, err = startLean(*listen, *upstream); err == nil {
+				lis, stop = p.lis, p.stop
+			}
+		case "lean-server":
+			var p *leanProxy
+			if p, err = startLeanServer(*listen, *upstream); err == nil {
+				lis, stop = p.lis, p.stop
+			}
+		default:
+			var p *proxy
+			if p, err = startLeanClient(*listen, *upstream); err == nil {
+				lis, stop = p.lis, p.stop
+			}
+		}
 		if err != nil {
 			log.Error("start", "err", err)
 			return 1
 		}
-		addr, stop = p.lis.Addr().String(), p.stop
-	case "lean-client":
-		if *compression != "none" {
-			log.Error("--transport lean-client forwards plain gRPC only", "upstream-compression", *compression)
-			return 2
-		}
-		p, err := startLeanClient(*listen, *upstream)
-		if err != nil {
-			log.Error("start", "err", err)
-			return 1
-		}
-		addr, stop = p.lis.Addr().String(), p.stop
-	case "lean":
-		if *compression != "none" {
-			log.Error("--transport lean forwards plain gRPC only", "upstream-compression", *compression)
-			return 2
-		}
-		p, err := startLean(*listen, *upstream)
-		if err != nil {
-			log.Error("start", "err", err)
-			return 1
-		}
-		addr, stop = p.lis.Addr().String(), p.stop
+		addr = lis.Addr().String()
 	default:
-		log.Error("--transport: grpc or lean", "transport", *transport)
+		log.Error("--transport: grpc, lean, lean-server or lean-client", "transport", *transport)
 		return 2
 	}
 	log.Info("rawproxy listening", "addr", addr, "upstream", *upstream, "transport", *transport)
