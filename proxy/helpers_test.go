@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -39,6 +40,11 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+// ingressTransport is the gRPC ingress every test proxy serves with:
+// PODSTAMP_TEST_GRPC_TRANSPORT=lean runs the whole suite on leanServer
+// (make test does both).
+var ingressTransport = os.Getenv("PODSTAMP_TEST_GRPC_TRANSPORT")
 
 // bytesCodec is the tests' own raw codec (independent of the proxy's): it
 // moves *[]byte.
@@ -442,6 +448,7 @@ func newTestProxy(t testing.TB, targets [numSignals]Target, opts ...proxyOption)
 	cfg.GRPCListen, cfg.HTTPListen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DebugListen = "127.0.0.1:0"
 	cfg.Upstream = targets
+	cfg.GRPCTransport = ingressTransport
 	cfg.ShutdownTimeout = 10 * time.Second
 	// Closing a test proxy waits this long; TestReusePortHandover keeps the
 	// default.

@@ -85,6 +85,10 @@ type Config struct {
 
 	LiveTimeout time.Duration // how long /livez waits for each liveness check
 
+	// GRPCTransport serves the gRPC ingress: TransportGRPC (grpc-go's
+	// server, "" too) or TransportLean (leanServer, experimental).
+	GRPCTransport string
+
 	// UpstreamBackoff paces reconnection attempts to a gRPC upstream; zero
 	// takes the default (defaultUpstreamBackoff).
 	UpstreamBackoff backoff.Config
@@ -148,6 +152,14 @@ type Options struct {
 	IdentityHeaderNames []string
 }
 
+// grpcIngress is the server of the gRPC listener: *grpc.Server or
+// *leanServer.
+type grpcIngress interface {
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
+}
+
 // Proxy receives OTLP over gRPC and HTTP, stamps it with an Enricher and
 // forwards it synchronously upstream.
 type Proxy struct {
@@ -164,7 +176,7 @@ type Proxy struct {
 	lastUpstreamLog atomic.Int64 // unix nanoseconds
 	sideHint        atomic.Int32 // side bytes the last segmented stamping needed
 
-	grpcServer *grpc.Server
+	grpcServer grpcIngress
 	httpServer *http.Server
 	adminSrv   *http.Server
 	debugSrv   *http.Server
@@ -268,9 +280,18 @@ func New(cfg Config, opts Options) (*Proxy, error) {
 		grpc.Creds(newConnTimeCreds()),
 		grpc.InTapHandle(p.inTap), // admission, before the message is read
 	}
-	p.grpcServer = grpc.NewServer(sopts...)
-	for _, sig := range enrich.Signals {
-		p.grpcServer.RegisterService(p.serviceDesc(sig), p)
+	switch cfg.GRPCTransport {
+	case "", TransportGRPC:
+		gs := grpc.NewServer(sopts...)
+		for _, sig := range enrich.Signals {
+			gs.RegisterService(p.serviceDesc(sig), p)
+		}
+		p.grpcServer = gs
+	case TransportLean:
+		p.grpcServer = newLeanServer(p)
+	default:
+		up.close()
+		return nil, fmt.Errorf("unknown gRPC ingress transport %q: %q or %q", cfg.GRPCTransport, TransportGRPC, TransportLean)
 	}
 
 	p.httpServer = &http.Server{
@@ -385,7 +406,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, errLeanServerStopped) {
 				errc <- fmt.Errorf("%s server: %w", what, err)
 			}
 		}()
