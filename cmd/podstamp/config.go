@@ -15,10 +15,12 @@ import (
 // Config is everything podstamp is configured with: flags, each also settable
 // through its PODSTAMP_* environment variable.
 type Config struct {
-	GRPCListen  string
-	HTTPListen  string
-	AdminListen string
-	DebugListen string
+	GRPCListen string
+	// GRPCTransport serves the gRPC listener: grpc or lean.
+	GRPCTransport string
+	HTTPListen    string
+	AdminListen   string
+	DebugListen   string
 
 	// AllowCIDRs admits senders from these networks besides loopback,
 	// --node-ip and this node's pods.
@@ -100,6 +102,7 @@ func DefaultConfig() Config {
 	p := proxy.DefaultConfig()
 	return Config{
 		GRPCListen:          ":4317",
+		GRPCTransport:       proxy.TransportGRPC,
 		HTTPListen:          ":4318",
 		AdminListen:         ":10291",
 		DebugListen:         "127.0.0.1:10292",

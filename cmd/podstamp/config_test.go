@@ -33,6 +33,7 @@ func TestValidate(t *testing.T) {
 		{"protocol", []string{"--upstream-protocol", "http/json"}, nil, "--upstream-protocol: "},
 		{"compression", []string{"--upstream-compression", "zstd"}, nil, "--upstream-compression: "},
 		{"transport", []string{"--upstream-transport", "quic"}, nil, "--upstream-transport: "},
+		{"ingress transport", []string{"--grpc-transport", "quic"}, nil, "--grpc-transport: \"quic\" is not grpc or lean"},
 		{"lean over http", []string{"--upstream-transport", "lean", "--upstream-protocol", "http/protobuf"}, nil, "--upstream-transport: lean is a gRPC client"},
 		{"header", []string{"--upstream-header", "novalue"}, nil, "--upstream-header: "},
 		{"timeout", []string{"--upstream-timeout", "0s"}, nil, "--upstream-timeout: "},

@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	p, err := proxy.New(proxy.Config{
 		GRPCListen:      cfg.GRPCListen,
+		GRPCTransport:   cfg.GRPCTransport,
 		HTTPListen:      cfg.HTTPListen,
 		AdminListen:     cfg.AdminListen,
 		DebugListen:     cfg.DebugListen,

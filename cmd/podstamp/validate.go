@@ -104,6 +104,11 @@ func (c Config) check() (settings, problems) {
 	default:
 		bad("upstream-compression", "%q is not gzip or none", c.UpstreamCompression)
 	}
+	switch c.GRPCTransport {
+	case proxy.TransportGRPC, proxy.TransportLean, "":
+	default:
+		bad("grpc-transport", "%q is not grpc or lean", c.GRPCTransport)
+	}
 	switch c.UpstreamTransport {
 	case proxy.TransportGRPC, "":
 	case proxy.TransportLean:
