@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ import (
 // one goroutine, which never blocks on a call.
 type leanServer struct {
 	p       *Proxy
+	writeTimeout, idleTimeout time.Duration
 	work    chan *lsCall
 	quit    chan struct{}
 	workers sync.WaitGroup
@@ -60,14 +62,17 @@ type leanServer struct {
 const (
 	lsMaxHeaderList  = 64 << 10 // as the HTTP ingress's MaxHeaderBytes
 	lsReadSize       = grpcBufferSize
-	lsWriteTimeout   = 10 * time.Second // a client that reads no answer for this long is cut off
-	lsIdleTimeout    = 5 * time.Minute  // grpc-go server's MaxConnectionIdle as podstamp sets it
+	lsWriteTimeout   = 10 * time.Second // default: a client that reads no answer for this long is cut off
+	lsIdleTimeout    = 5 * time.Minute  // default: grpc-go server's MaxConnectionIdle as podstamp sets it
 	lsPingMinTime    = 10 * time.Second // the keepalive enforcement policy's MinTime
 	lsMaxPingStrikes = 2                // as grpc-go's
 )
 
 func newLeanServer(p *Proxy) *leanServer {
-	s := &leanServer{p: p, work: make(chan *lsCall), quit: make(chan struct{}), conns: map[*lsConn]struct{}{}}
+	s := &leanServer{p: p, work: make(chan *lsCall), quit: make(chan struct{}), conns: map[*lsConn]struct{}{},
+		writeTimeout: p.cfg.leanWriteTimeout, idleTimeout: p.cfg.leanIdleTimeout}
+	setDefault(&s.writeTimeout, lsWriteTimeout)
+	setDefault(&s.idleTimeout, lsIdleTimeout)
 	n := grpcWorkersPerProc * runtime.GOMAXPROCS(0)
 	s.workers.Add(n)
 	for range n {
@@ -289,7 +294,7 @@ func (c *lsConn) flushLocked() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(lsWriteTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout))
 	_, err := c.nc.Write(c.wbuf)
 	if cap(c.wbuf) > 64<<10 {
 		c.wbuf = nil // a large answer's buffer is not kept
@@ -416,8 +421,11 @@ func (c *lsConn) serve() {
 				continue
 			}
 			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
+			switch {
+			case errors.As(err, &ce):
 				c.goAway(http2.ErrCode(ce), true)
+			case errors.Is(err, os.ErrDeadlineExceeded) && !first:
+				c.goAway(http2.ErrCodeNo, true) // idle for idleTimeout
 			}
 			return
 		}
@@ -449,7 +457,7 @@ func (c *lsConn) serve() {
 // their messages applies (capConn.checkSlow).
 func (c *lsConn) idleLocked() {
 	if len(c.streams) == 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(lsIdleTimeout))
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.idleTimeout))
 	} else {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
@@ -1046,7 +1054,7 @@ func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
 // waitWindow waits until st may send, bounded by the call's context and
 // lsWriteTimeout.
 func (c *lsConn) waitWindow(st *lsStream) error {
-	t := time.AfterFunc(lsWriteTimeout, func() { c.close() })
+	t := time.AfterFunc(c.s.writeTimeout, func() { c.close() })
 	defer t.Stop()
 	stop := context.AfterFunc(st.ctx, func() {
 		c.mu.Lock()

@@ -115,7 +115,7 @@ func (c *Config) applyLimitDefaults() {
 	setDefault(&c.MaxStreamsPerConnection, defaultMaxStreamsPerConnection)
 }
 
-func setDefault[T int | int64](v *T, def T) {
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
 	if *v <= 0 {
 		*v = def
 	}

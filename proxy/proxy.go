@@ -89,6 +89,11 @@ type Config struct {
 	// server, "" too) or TransportLean (leanServer, experimental).
 	GRPCTransport string
 
+	// leanServer's bounds on a client that reads no answer and on an idle
+	// connection; zero takes lsWriteTimeout and lsIdleTimeout. Tests set
+	// them.
+	leanWriteTimeout, leanIdleTimeout time.Duration
+
 	// UpstreamBackoff paces reconnection attempts to a gRPC upstream; zero
 	// takes the default (defaultUpstreamBackoff).
 	UpstreamBackoff backoff.Config
