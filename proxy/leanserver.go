@@ -44,11 +44,11 @@ import (
 // answers to a client that stops reading. A connection's frames are read by
 // one goroutine, which never blocks on a call.
 type leanServer struct {
-	p       *Proxy
+	p                         *Proxy
 	writeTimeout, idleTimeout time.Duration
-	work    chan *lsCall
-	quit    chan struct{}
-	workers sync.WaitGroup
+	work                      chan *lsCall
+	quit                      chan struct{}
+	workers                   sync.WaitGroup
 
 	mu       sync.Mutex
 	ln       net.Listener
