@@ -67,6 +67,7 @@ func TestE2E(t *testing.T) {
 	}{
 		{"1_hostport_nat", scenarioHostPort},
 		{"2_host_network", scenarioHostNetwork},
+		{"2b_host_network_lean", scenarioHostNetworkLean},
 		{"3_service_local", scenarioServiceLocal},
 		{"4_startup_race", scenarioStartupRace},
 		{"5_ip_reuse", scenarioIPReuse},
@@ -77,7 +78,9 @@ func TestE2E(t *testing.T) {
 		{"8_least_privilege", scenarioLeastPrivilege},
 		{"9_dual_stack", scenarioDualStack},
 		{"10_hostile_senders", scenarioHostile},
+		{"10b_hostile_senders_lean", scenarioHostileLean},
 		{"11_exhaustion_128mib", scenarioExhaustion},
+		{"11b_exhaustion_128mib_lean", scenarioExhaustionLean},
 		{"12_rollout_reuseport", scenarioRollout},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.fn(t, s) })
@@ -160,6 +163,13 @@ func scenarioHostPort(t *testing.T, s *suite) {
 func scenarioHostNetwork(t *testing.T, s *suite) {
 	e := s.newEnv(t, "2", "hostNetwork on HOST_IP:4317 (the fix)")
 	runIdentity(t, e, "")
+}
+
+// scenarioHostNetworkLean is scenario 2 on podstamp's own HTTP/2 server
+// and client (--grpc-transport lean --upstream-transport lean).
+func scenarioHostNetworkLean(t *testing.T, s *suite) {
+	e := s.newEnv(t, "2b", "hostNetwork, --grpc-transport lean --upstream-transport lean")
+	runIdentity(t, e, "", "--grpc-transport", "lean", "--upstream-transport", "lean")
 }
 
 // runIdentity runs podstamp on the node address and checks that N app pods

@@ -41,10 +41,20 @@ const memLimit = 128 << 20
 // pod throws every cheap resource attack at it and a legitimate pod keeps
 // exporting.
 func scenarioExhaustion(t *testing.T, s *suite) {
+	exhaustion(t, s, "11", "exhaustion under a 128 MiB memory limit")
+}
+
+// scenarioExhaustionLean is scenario 11 on podstamp's own HTTP/2 server and
+// client (--grpc-transport lean --upstream-transport lean).
+func scenarioExhaustionLean(t *testing.T, s *suite) {
+	exhaustion(t, s, "11b", "exhaustion under a 128 MiB memory limit, --grpc-transport lean", "--grpc-transport", "lean", "--upstream-transport", "lean")
+}
+
+func exhaustion(t *testing.T, s *suite, num, title string, extra ...string) {
 	bin := s.buildNoRace(t)
-	e := s.newEnv(t, "11", "exhaustion under a 128 MiB memory limit")
+	e := s.newEnv(t, num, title)
 	begin := time.Now()
-	cg := newMemCgroup(t, "podstamp-e2e-"+s.prefix+"-11", memLimit)
+	cg := newMemCgroup(t, "podstamp-e2e-"+s.prefix+"-"+num, memLimit)
 	// The chart's default configuration for a 128Mi container: it derives
 	// GOMEMLIMIT from resources.limits.memory (the request is set to the
 	// same, as the chart's default keeps them equal).
@@ -59,6 +69,7 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 		upstream:   e.upstream(t, e.node.NS, false).Addr,
 		bin:        bin,
 		wrap:       cg.wrap(),
+		extra:      extra,
 	})
 	pid := ps.PID()
 	if !cg.has(t, pid) {

@@ -42,7 +42,16 @@ const (
 // not on the node, a pod that squats on the hold budget, and the debug
 // endpoints seen from the node address.
 func scenarioHostile(t *testing.T, s *suite) {
-	e := s.newEnv(t, "10", "hostile senders (impersonation, trusted relay, off-node, hold squatting, debug endpoints)")
+	hostile(t, s.newEnv(t, "10", "hostile senders (impersonation, trusted relay, off-node, hold squatting, debug endpoints)"))
+}
+
+// scenarioHostileLean is scenario 10 on podstamp's own HTTP/2 server and
+// client (--grpc-transport lean --upstream-transport lean).
+func scenarioHostileLean(t *testing.T, s *suite) {
+	hostile(t, s.newEnv(t, "10b", "hostile senders, --grpc-transport lean"), "--grpc-transport", "lean", "--upstream-transport", "lean")
+}
+
+func hostile(t *testing.T, e *env, extra ...string) {
 	batchNS, shopNS, relayNS := e.namespace(t, "batch"), e.namespace(t, "shop"), e.namespace(t, "relay")
 	// The chart's default configuration, with one relay trusted: the
 	// chart's rules file gets trusted_relays (empty by default), the rest
@@ -61,7 +70,7 @@ func scenarioHostile(t *testing.T, s *suite) {
 		// without a per-peer cap (one 3.5 MiB request and four that fill
 		// its eighth) could fill it, which the attack needs to mean
 		// anything.
-		"--hold-max-bytes", strconv.Itoa(holdMaxBytes),
+		append([]string{"--hold-max-bytes", strconv.Itoa(holdMaxBytes)}, extra...)...,
 	)
 	expectProcessName(t, ps.child)
 
