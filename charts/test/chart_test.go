@@ -71,6 +71,7 @@ func TestSchemaRejects(t *testing.T) {
 		{name: "bad protocol", set: []string{upstreamSet, "upstream.protocol=http/json"}, want: "protocol"},
 		{name: "bad compression", set: []string{upstreamSet, "upstream.compression=zstd"}, want: "compression"},
 		{name: "bad transport", set: []string{upstreamSet, "upstream.transport=quic"}, want: "transport"},
+		{name: "bad gRPC server", set: []string{upstreamSet, "grpcTransport=quic"}, want: "grpcTransport"},
 		{name: "lean transport over http/protobuf", set: []string{"upstream.endpoint=http://c:4318", "upstream.protocol=http/protobuf", "upstream.transport=lean"}, want: "upstream.transport lean is a gRPC client"},
 		{name: "bad log level", set: []string{upstreamSet, "log.level=verbose"}, want: "level"},
 		{name: "bad duration", file: "upstream: {endpoint: 'http://c:4317', timeout: '10'}\n", want: "timeout"},
@@ -514,8 +515,14 @@ func TestUpstream(t *testing.T) {
 			t.Errorf("%s=%q (present %v), want %q", flagName, got, ok, want)
 		}
 	}
-	if _, ok := argValue(c, "--upstream-transport"); ok {
-		t.Errorf("default args name an upstream transport: %v", c.Args)
+	for _, f := range []string{"--upstream-transport", "--grpc-transport"} {
+		if _, ok := argValue(c, f); ok {
+			t.Errorf("default args name a transport (%s): %v", f, c.Args)
+		}
+	}
+	leanIn := container(t, decode(t, render(t, variant{set: []string{upstreamSet, "grpcTransport=lean"}}).Manifest))
+	if got, ok := argValue(leanIn, "--grpc-transport"); !ok || got != "lean" {
+		t.Errorf("grpcTransport=lean: --grpc-transport=%q (present %v)", got, ok)
 	}
 	lean := container(t, decode(t, render(t, variant{set: []string{upstreamSet, "upstream.transport=lean"}}).Manifest))
 	if got, ok := argValue(lean, "--upstream-transport"); !ok || got != "lean" {
