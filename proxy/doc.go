@@ -41,6 +41,18 @@
 //     Config.UpstreamBackoff has passed), retries once a call the
 //     upstream refused unprocessed (GOAWAY, REFUSED_STREAM), and checks an
 //     idle connection before reusing it; idle ones are tended every second.
+//   - Config.GRPCTransport TransportLean (leanserver.go) serves the gRPC
+//     listener on an HTTP/2 of the proxy's own instead of grpc-go's server:
+//     one goroutine per connection reads its frames and never blocks on a
+//     call; a complete call runs on a pool of workers (or a goroutine of its
+//     own when all are busy) that writes its answer itself. Answers,
+//     admission, limits and accounting are grpc-go's (the package's tests
+//     run on both servers); where they differ: an unknown grpc-encoding is
+//     refused before the stream is charged; a header list over 64 KiB is
+//     refused with RESOURCE_EXHAUSTED / HTTP 431 (grpc-go's default takes
+//     16 MiB), and one far over it ends the connection, as the HTTP/2
+//     framer decides; answers are not compressed (gRPC allows it whatever
+//     the client accepts).
 //   - The client's deadline and cancellation propagate upstream; allow-listed
 //     headers/metadata are forwarded; static upstream headers are added.
 //     Identity headers (Options.IdentityHeaders) are set from the sender's
@@ -139,6 +151,19 @@
 //     parsed them (capConn.ReadOnReady), and a 64 KiB write buffer while it
 //     writes: a connection without a request in flight holds about 128 KiB
 //     at worst, an idle one neither.
+//   - With GRPCTransport lean the same bounds hold: SETTINGS announce
+//     MaxStreamsPerConnection (more are refused with REFUSED_STREAM) and
+//     the same windows; a stream is charged when its headers arrive, before
+//     any of its message is read, and gives the charge back when it ends,
+//     reset or not; the message goes into one buffer sized from its length
+//     prefix, refused past MaxGRPCRequestBytes before it is read. An idle
+//     connection costs ~11 KiB (one goroutine, HTTP/2 state, no read
+//     buffer: measured against grpc-go's server in the same process, ~11
+//     KiB less). PINGs more often than every 10 s, three times without an
+//     answer written between, end the connection (GOAWAY ENHANCE_YOUR_CALM,
+//     grpc-go's enforcement policy as podstamp sets it); a connection idle
+//     for 5 minutes gets GOAWAY; an answer the client does not read (socket
+//     or flow-control window) for 10 s ends the connection.
 //
 // # Non-goals
 //
