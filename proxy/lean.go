@@ -273,8 +273,8 @@ func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
 		c.nc = tc
 	}
 	c.br = bufio.NewReaderSize(c.nc, 16<<10)
-	c.bw = bufio.NewWriterSize(c.nc, grpcBufferSize)
-	c.fr = http2.NewFramer(c.bw, c.br)
+	_, c.vectored = c.nc.(*net.TCPConn)
+	c.fr = http2.NewFramer((*leanOut)(c), c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = leanMaxHeader
 	c.enc = hpack.NewEncoder(&c.hbuf)
@@ -283,7 +283,7 @@ func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
 		c.scheme = "https"
 	}
 	// The preface and settings go out with the first call's frames.
-	_, _ = c.bw.WriteString(http2.ClientPreface)
+	c.out = append(c.out, http2.ClientPreface...)
 	if err := c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: grpcStreamWindow},
@@ -303,7 +303,10 @@ type leanConn struct {
 	nc       net.Conn
 	raw      syscall.RawConn // of the TCP socket under nc, for alive
 	br       *bufio.Reader
-	bw       *bufio.Writer
+	out      []byte      // frames waiting to be written: the framer's, and DATA unless vectored
+	vectored bool        // a TCP connection: DATA goes out with writev, from the caller's buffers
+	vec      net.Buffers // DATA frames waiting to be written after out
+	hdrs     []byte      // their frame headers
 	fr       *http2.Framer
 	hbuf     bytes.Buffer
 	enc      *hpack.Encoder
@@ -315,7 +318,6 @@ type leanConn struct {
 	recv     int // bytes received since our last connection WINDOW_UPDATE
 	goneAway bool
 	lastUsed time.Time
-	frameHdr [9]byte
 }
 
 // alive reports whether an idle connection can carry a call: the upstream
@@ -340,7 +342,7 @@ func (c *leanConn) alive() bool {
 		if _, err := c.control(f, 0, nil); err != nil {
 			return false
 		}
-		if c.bw.Buffered() > 0 && c.bw.Flush() != nil {
+		if c.flush() != nil {
 			return false
 		}
 	}
@@ -492,7 +494,7 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 				parts = parts[1:]
 			}
 		}
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return a, false, false, err
 		}
 		f, err := c.fr.ReadFrame()
@@ -570,21 +572,66 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 	return a, clean, false, nil
 }
 
-// writeData writes one DATA frame, its payload straight from the caller's
-// buffer into the connection's writer.
+// leanOut is the framer's writer: frames gather in out until flush.
+type leanOut leanConn
+
+func (w *leanOut) Write(p []byte) (int, error) {
+	w.out = append(w.out, p...)
+	return len(p), nil
+}
+
+// leanMaxVec bounds the DATA frames gathered for one writev.
+const leanMaxVec = 256
+
+// writeData adds one DATA frame. On a TCP connection its payload stays in
+// the caller's buffer and goes out with the next flush's writev; otherwise
+// (TLS) it is copied after the other frames.
 func (c *leanConn) writeData(id uint32, p []byte, end bool) error {
-	h := c.frameHdr[:]
+	var h [9]byte
 	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
 	h[3] = byte(http2.FrameData)
-	h[4] = 0
 	if end {
 		h[4] = byte(http2.FlagDataEndStream)
 	}
 	binary.BigEndian.PutUint32(h[5:], id)
-	if _, err := c.bw.Write(h); err != nil {
-		return err
+	if !c.vectored {
+		c.out = append(append(c.out, h[:]...), p...)
+		return nil
 	}
-	_, err := c.bw.Write(p)
+	if len(c.hdrs)+9 > cap(c.hdrs) { // the headers' array is full: vec points into it
+		if err := c.flush(); err != nil {
+			return err
+		}
+		if cap(c.hdrs) < 9*leanMaxVec {
+			c.hdrs = make([]byte, 0, 9*leanMaxVec)
+		}
+	}
+	c.hdrs = append(c.hdrs, h[:]...)
+	c.vec = append(c.vec, c.hdrs[len(c.hdrs)-9:], p)
+	return nil
+}
+
+// flush writes the frames waiting: out, then the DATA frames in one
+// writev.
+func (c *leanConn) flush() error {
+	var err error
+	switch {
+	case len(c.vec) > 0:
+		bufs := make(net.Buffers, 0, len(c.vec)+1)
+		if len(c.out) > 0 {
+			bufs = append(bufs, c.out)
+		}
+		bufs = append(bufs, c.vec...)
+		_, err = bufs.WriteTo(c.nc)
+		clear(c.vec) // drop the references to the caller's buffers
+		c.vec, c.hdrs = c.vec[:0], c.hdrs[:0]
+	case len(c.out) > 0:
+		_, err = c.nc.Write(c.out)
+	}
+	c.out = c.out[:0]
+	if cap(c.out) > 64<<10 {
+		c.out = nil
+	}
 	return err
 }
 

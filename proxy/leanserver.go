@@ -216,10 +216,11 @@ type lsConn struct {
 	cancel context.CancelFunc
 	once   sync.Once
 
-	wmu  sync.Mutex // the writing side: wbuf, fr's writes, henc
-	wbuf []byte
-	hbuf bytes.Buffer
-	henc *hpack.Encoder
+	wmu       sync.Mutex // the writing side: wbuf, fr's writes, henc
+	wbuf      []byte
+	hbuf      bytes.Buffer
+	henc      *hpack.Encoder
+	tableSize bool // the client set SETTINGS_HEADER_TABLE_SIZE: every block goes through henc
 
 	mu          sync.Mutex
 	window      sync.Cond // on mu: send windows grew, or the connection closed
@@ -566,6 +567,7 @@ func (c *lsConn) onSettings(f *http2.SettingsFrame) error {
 	_ = f.ForeachSetting(func(s http2.Setting) error {
 		if s.ID == http2.SettingHeaderTableSize {
 			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
+			c.tableSize = true
 		}
 		return nil
 	})
@@ -908,18 +910,37 @@ func (c *lsConn) writeTrailersLocked(id uint32, st *status.Status, httpStatus in
 	if m := st.Message(); m != "" {
 		field("grpc-message", encodeGRPCMessage(m))
 	}
-	if pb := st.Proto(); len(pb.GetDetails()) > 0 {
-		if b, err := proto.Marshal(pb); err == nil {
-			field("grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b))
+	if st.Code() != codes.OK {
+		if pb := st.Proto(); len(pb.GetDetails()) > 0 {
+			if b, err := proto.Marshal(pb); err == nil {
+				field("grpc-status-details-bin", base64.RawStdEncoding.EncodeToString(b))
+			}
 		}
 	}
-	return c.writeHeaderBlockLocked(id, true)
+	return c.writeHeaderBlockLocked(id, c.hbuf.Bytes(), true)
 }
 
-// writeHeaderBlockLocked writes hbuf as HEADERS and, past the client's
+// The header blocks of every successful answer, encoded without the
+// dynamic table (static indexes, literals never indexed), so that they are
+// valid whatever the connection's HPACK state is; a connection whose client
+// changed its table size encodes them with henc instead, which signals the
+// change.
+var lsOKHeaders, lsOKTrailers = func() ([]byte, []byte) {
+	var b bytes.Buffer
+	e := hpack.NewEncoder(&b)
+	block := func(kv ...string) []byte {
+		b.Reset()
+		for i := 0; i < len(kv); i += 2 {
+			_ = e.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1], Sensitive: true})
+		}
+		return bytes.Clone(b.Bytes())
+	}
+	return block(":status", "200", "content-type", "application/grpc"), block("grpc-status", "0")
+}()
+
+// writeHeaderBlockLocked writes block as HEADERS and, past the client's
 // frame size, CONTINUATION frames.
-func (c *lsConn) writeHeaderBlockLocked(id uint32, end bool) error {
-	block := c.hbuf.Bytes()
+func (c *lsConn) writeHeaderBlockLocked(id uint32, block []byte, end bool) error {
 	c.mu.Lock()
 	max := c.maxFrame
 	c.mu.Unlock()
@@ -1018,10 +1039,14 @@ func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
 		}
 	}
 	c.wmu.Lock()
-	c.hbuf.Reset()
-	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-	_ = c.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
-	werr := c.writeHeaderBlockLocked(st.id, false)
+	block := lsOKHeaders
+	if c.tableSize {
+		c.hbuf.Reset()
+		_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+		block = c.hbuf.Bytes()
+	}
+	werr := c.writeHeaderBlockLocked(st.id, block, false)
 	for n > 0 && werr == nil {
 		// Take what the windows allow; wait for more without holding wmu.
 		c.mu.Lock()
@@ -1043,7 +1068,11 @@ func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
 		n -= int(w)
 	}
 	if werr == nil {
-		werr = c.writeTrailersLocked(st.id, status.New(codes.OK, ""), 0, false)
+		if c.tableSize {
+			werr = c.writeTrailersLocked(st.id, status.New(codes.OK, ""), 0, false)
+		} else {
+			werr = c.writeHeaderBlockLocked(st.id, lsOKTrailers, true)
+		}
 	}
 	if werr == nil {
 		_ = c.flushLocked()

@@ -628,3 +628,24 @@ func TestLeanServerErrorsKeepDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLeanServerHeaderTableSize: a client that shrinks the HPACK table gets
+// answers it can decode (the blocks then go through the connection's
+// encoder, which signals the change).
+func TestLeanServerHeaderTableSize(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), leanIngress(nil))
+	body, _ := payload(t, enrich.Traces, 2)
+	c := dialLean(t, tp.GRPCAddr().String(), false)
+	c.fr.ReadMetaHeaders.SetAllowedMaxDynamicTableSize(0)
+	c.do(func(fr *http2.Framer) error {
+		return fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	})
+	for id := uint32(1); id <= 5; id += 2 {
+		c.message(id, body)
+		wantStatus(t, c.status(id), codes.OK)
+		up.next(t)
+	}
+	c.message(7, []byte{0x0a, 0xff})
+	wantStatus(t, c.status(7), codes.InvalidArgument)
+}
