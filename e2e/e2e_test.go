@@ -82,6 +82,7 @@ func TestE2E(t *testing.T) {
 		{"11_exhaustion_128mib", scenarioExhaustion},
 		{"11b_exhaustion_128mib_lean", scenarioExhaustionLean},
 		{"12_rollout_reuseport", scenarioRollout},
+		{"12b_rollout_reuseport_lean", scenarioRolloutLean},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.fn(t, s) })
 	}

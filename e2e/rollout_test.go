@@ -17,7 +17,18 @@ import (
 // (SO_REUSEPORT) while the first still serves; the first gets SIGTERM,
 // drains and exits 0. Two pods sending all along see no failure.
 func scenarioRollout(t *testing.T, s *suite) {
-	e := s.newEnv(t, "12", "rollout without a gap (SO_REUSEPORT, SIGTERM the old one)")
+	rollout(t, s.newEnv(t, "12", "rollout without a gap (SO_REUSEPORT, SIGTERM the old one)"))
+}
+
+// scenarioRolloutLean is scenario 12 with both podstamps on their own
+// HTTP/2 server and client (--grpc-transport lean --upstream-transport
+// lean): the old one's GOAWAY and drain are leanServer's.
+func scenarioRolloutLean(t *testing.T, s *suite) {
+	rollout(t, s.newEnv(t, "12b", "rollout without a gap, --grpc-transport lean"), "--grpc-transport", "lean", "--upstream-transport", "lean")
+}
+
+func rollout(t *testing.T, e *env, lean ...string) {
+	s := e.s
 	// Connections still queued on the closing listener move to the other
 	// listener of the port instead of being reset (per network namespace).
 	if out, err := exec.Command("ip", "netns", "exec", e.node.NS, "sysctl", "-qw", "net.ipv4.tcp_migrate_req=1").CombinedOutput(); err != nil {
@@ -32,7 +43,7 @@ func scenarioRollout(t *testing.T, s *suite) {
 	opts := func(name, admin string, extra ...string) podstampOpts {
 		return podstampOpts{
 			ns: e.node.NS, listen: netns.NodeIP, kubeconfig: kubeconfig, upstream: upstream,
-			name: name, chart: cc, admin: admin, extra: extra,
+			name: name, chart: cc, admin: admin, extra: append(append([]string(nil), lean...), extra...),
 		}
 	}
 	// The old one runs exactly what the chart renders.
