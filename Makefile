@@ -87,6 +87,7 @@ chart-test:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzHTTPHandler -fuzztime 30s ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzLeanServer -fuzztime 60s ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzStamp -fuzztime 30s ./enrich/
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalPodProto -fuzztime 30s -fuzzminimizetime 2s ./informer/kubetypes/
 

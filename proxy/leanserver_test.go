@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -648,4 +649,92 @@ func TestLeanServerHeaderTableSize(t *testing.T) {
 	}
 	c.message(7, []byte{0x0a, 0xff})
 	wantStatus(t, c.status(7), codes.InvalidArgument)
+}
+
+// FuzzLeanServer writes arbitrary frames after the client preface to a
+// lean server on a real listener: it must not fail, must answer or close,
+// and once the connection is gone every charge and request slot must be
+// back.
+func FuzzLeanServer(f *testing.F) {
+	body, _ := payload(f, enrich.Traces, 2)
+	seed := func(write func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer)) {
+		var b, hb bytes.Buffer
+		fr := http2.NewFramer(&b, nil)
+		enc := hpack.NewEncoder(&hb)
+		_ = fr.WriteSettings()
+		write(fr, enc, &hb)
+		f.Add(b.Bytes())
+	}
+	headers := func(enc *hpack.Encoder, hb *bytes.Buffer, kv ...string) []byte {
+		hb.Reset()
+		for i := 0; i < len(kv); i += 2 {
+			_ = enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return hb.Bytes()
+	}
+	call := []string{":method", "POST", ":scheme", "http", ":authority", "p", ":path", signals[enrich.Traces].method,
+		"content-type", "application/grpc", "te", "trailers"}
+	seed(func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headers(enc, hb, call...), EndHeaders: true})
+		_ = fr.WriteData(1, true, grpcMessage(body))
+	})
+	seed(func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headers(enc, hb, append(call, "grpc-encoding", "gzip", "grpc-timeout", "1S")...), EndHeaders: true})
+		_ = fr.WriteData(1, false, grpcMessage(body)[:7])
+		_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: headers(enc, hb, call...), EndHeaders: true})
+		_ = fr.WriteDataPadded(3, true, grpcMessage(body), make([]byte, 9))
+	})
+	seed(func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		block := headers(enc, hb, call...)
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:5], EndHeaders: false})
+		_ = fr.WriteContinuation(1, true, block[5:])
+		_ = fr.WriteWindowUpdate(0, 1000)
+		_ = fr.WriteWindowUpdate(1, 1000)
+		_ = fr.WritePing(false, [8]byte{1})
+		_ = fr.WriteData(1, true, grpcMessage(body))
+		_ = fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+	})
+	seed(func(fr *http2.Framer, enc *hpack.Encoder, hb *bytes.Buffer) {
+		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headers(enc, hb, ":method", "GET", ":path", "/x"), EndHeaders: true, EndStream: true})
+		_ = fr.WritePriority(3, http2.PriorityParam{StreamDep: 1, Weight: 9})
+		_ = fr.WriteRawFrame(0x42, 0, 5, []byte("unknown"))
+	})
+
+	up := newGRPCUpstream(f)
+	tp := newTestProxy(f, up.targets(), leanIngress(func(c *Config) {
+		c.MaxGRPCRequestBytes = 1 << 20
+		c.ReadTimeout = 2 * time.Second
+		c.ReadHeaderTimeout = 2 * time.Second
+		c.leanWriteTimeout = time.Second
+	}))
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		conn, err := net.Dial("tcp", tp.GRPCAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(append([]byte(http2.ClientPreface), frames...)); err != nil {
+			return // the server may have closed already
+		}
+		conn.(*net.TCPConn).CloseWrite()
+		// The server answers, then closes on the end of input, a protocol
+		// error or the read timeout of a message left incomplete.
+		if _, err := io.Copy(io.Discard, conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("reading the server: %v", err)
+		}
+		conn.Close()
+		for len(up.got) > 0 {
+			<-up.got
+		}
+		waitBudgetZero(t, tp)
+		tp.lim.mu.Lock()
+		n := len(tp.lim.peers)
+		tp.lim.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("%d peers still hold connections after the connection closed", n)
+		}
+	})
 }
