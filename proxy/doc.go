@@ -156,7 +156,10 @@
 //     the same windows; a stream is charged when its headers arrive, before
 //     any of its message is read, and gives the charge back when it ends,
 //     reset or not; the message goes into one buffer sized from its length
-//     prefix, refused past MaxGRPCRequestBytes before it is read. An idle
+//     prefix, refused past MaxGRPCRequestBytes before it is read. A frame
+//     over 16 KiB (SETTINGS_MAX_FRAME_SIZE, kept at its default) ends the
+//     connection with FRAME_SIZE_ERROR, so the framer's read buffer stays
+//     within 16 KiB per connection. An idle
 //     connection costs ~11 KiB (one goroutine, HTTP/2 state, no read
 //     buffer: measured against grpc-go's server in the same process, ~11
 //     KiB less). PINGs more often than every 10 s, three times without an

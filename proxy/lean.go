@@ -277,6 +277,7 @@ func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
 	c.fr = http2.NewFramer((*leanOut)(c), c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = leanMaxHeader
+	c.fr.SetMaxReadFrameSize(16 << 10) // SETTINGS_MAX_FRAME_SIZE's default, which the client keeps
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.scheme = "http"
 	if p.tls != nil {

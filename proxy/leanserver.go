@@ -61,6 +61,7 @@ type leanServer struct {
 
 const (
 	lsMaxHeaderList  = 64 << 10 // as the HTTP ingress's MaxHeaderBytes
+	lsMaxFrame       = 16 << 10 // SETTINGS_MAX_FRAME_SIZE's default, which the server keeps
 	lsReadSize       = grpcBufferSize
 	lsWriteTimeout   = 10 * time.Second // default: a client that reads no answer for this long is cut off
 	lsIdleTimeout    = 5 * time.Minute  // default: grpc-go server's MaxConnectionIdle as podstamp sets it
@@ -277,6 +278,9 @@ func newLSConn(s *leanServer, nc net.Conn) *lsConn {
 	c.fr = http2.NewFramer((*lsWriter)(c), &c.rd)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = lsMaxHeaderList
+	// SETTINGS_MAX_FRAME_SIZE stays at its default: a larger frame is a
+	// connection error, and the framer's read buffer never outgrows it.
+	c.fr.SetMaxReadFrameSize(lsMaxFrame)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
@@ -425,6 +429,8 @@ func (c *lsConn) serve() {
 			switch {
 			case errors.As(err, &ce):
 				c.goAway(http2.ErrCode(ce), true)
+			case errors.Is(err, http2.ErrFrameTooLarge):
+				c.goAway(http2.ErrCodeFrameSize, true)
 			case errors.Is(err, os.ErrDeadlineExceeded) && !first:
 				c.goAway(http2.ErrCodeNo, true) // idle for idleTimeout
 			}

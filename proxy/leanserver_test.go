@@ -461,6 +461,11 @@ func TestLeanServerProtocolErrors(t *testing.T) {
 		{"header value over the list limit", false, func(c *lsRawClient) {
 			c.message(1, body, [2]string{"x-big", strings.Repeat("a", lsMaxHeaderList+1)})
 		}, http2.ErrCodeCompression},
+		{"frame over SETTINGS_MAX_FRAME_SIZE", false, func(c *lsRawClient) {
+			// A frame the framer would otherwise buffer whole: up to 16 MiB
+			// per connection.
+			c.do(func(fr *http2.Framer) error { return fr.WriteRawFrame(0x42, 0, 0, make([]byte, 20<<10)) })
+		}, http2.ErrCodeFrameSize},
 		{"ping flood", false, func(c *lsRawClient) {
 			for i := range 4 {
 				c.do(func(fr *http2.Framer) error { return fr.WritePing(false, [8]byte{byte(i)}) })
