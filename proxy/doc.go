@@ -155,8 +155,9 @@
 //     MaxStreamsPerConnection (more are refused with REFUSED_STREAM) and
 //     the same windows; a stream is charged when its headers arrive, before
 //     any of its message is read, and gives the charge back when it ends,
-//     reset or not; the message goes into one buffer sized from its length
-//     prefix, refused past MaxGRPCRequestBytes before it is read. A frame
+//     reset or not; a message announced past MaxGRPCRequestBytes is refused
+//     before it is read, and one within it is read into a buffer that
+//     starts at 64 KiB and grows as its bytes arrive. A frame
 //     over 16 KiB (SETTINGS_MAX_FRAME_SIZE, kept at its default) ends the
 //     connection with FRAME_SIZE_ERROR, so the framer's read buffer stays
 //     within 16 KiB per connection. An idle

@@ -594,8 +594,7 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		if !f.StreamEnded() {
 			return connError{http2.ErrCodeProtocol, "second HEADERS without END_STREAM"}
 		}
-		c.answerEarly(st.id, status.New(codes.Internal, "unexpected trailers from the client"), 0, true)
-		c.endStream(st)
+		c.answerEarly(st.id, st, status.New(codes.Internal, "unexpected trailers from the client"), 0, true)
 		return nil
 	}
 	if id%2 == 0 || id <= c.lastID {
@@ -611,7 +610,7 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	ended := f.StreamEnded()
 	if f.Truncated {
-		c.answerEarly(id, status.Newf(codes.ResourceExhausted, "header list over %d bytes", lsMaxHeaderList), 431, ended)
+		c.answerEarly(id, nil, status.Newf(codes.ResourceExhausted, "header list over %d bytes", lsMaxHeaderList), 431, ended)
 		return nil
 	}
 
@@ -636,7 +635,7 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 					if strings.HasSuffix(k, "-bin") {
 						raw, err := decodeBinHeader(v)
 						if err != nil {
-							c.answerEarly(id, status.Newf(codes.Internal, "malformed binary metadata %q", k), 0, ended)
+							c.answerEarly(id, nil, status.Newf(codes.Internal, "malformed binary metadata %q", k), 0, ended)
 							return nil
 						}
 						v = string(raw)
@@ -647,16 +646,16 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	if method != "POST" {
-		c.answerEarly(id, status.Newf(codes.Internal, "gRPC requires POST, not %q", method), 405, ended)
+		c.answerEarly(id, nil, status.Newf(codes.Internal, "gRPC requires POST, not %q", method), 405, ended)
 		return nil
 	}
 	if ctype != "application/grpc" && !strings.HasPrefix(ctype, "application/grpc+") && !strings.HasPrefix(ctype, "application/grpc;") {
-		c.answerEarly(id, status.Newf(codes.Internal, "invalid gRPC request content-type %q", ctype), 415, ended)
+		c.answerEarly(id, nil, status.Newf(codes.Internal, "invalid gRPC request content-type %q", ctype), 415, ended)
 		return nil
 	}
 	sig, ok := signalByMethod(path)
 	if !ok {
-		c.answerEarly(id, status.Newf(codes.Unimplemented, "unknown method %q: podstamp serves the OTLP Export methods", path), 0, ended)
+		c.answerEarly(id, nil, status.Newf(codes.Unimplemented, "unknown method %q: podstamp serves the OTLP Export methods", path), 0, ended)
 		return nil
 	}
 	gz := false
@@ -665,35 +664,35 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	case "gzip":
 		gz = true
 	default:
-		c.answerEarly(id, status.Newf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", enc), 0, ended)
+		c.answerEarly(id, nil, status.Newf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", enc), 0, ended)
 		return nil
 	}
 	var deadline time.Time
 	if timeout != "" {
 		d, err := parseGRPCTimeout(timeout)
 		if err != nil {
-			c.answerEarly(id, status.Newf(codes.Internal, "malformed grpc-timeout %q", timeout), 0, ended)
+			c.answerEarly(id, nil, status.Newf(codes.Internal, "malformed grpc-timeout %q", timeout), 0, ended)
 			return nil
 		}
 		deadline = time.Now().Add(d)
 	}
 	if err := p.refusal(c.peer.Addr); err != nil {
 		p.count(sig, protoGRPC, outcomeForbidden, 0)
-		c.answerEarly(id, status.New(codes.PermissionDenied, err.Error()), 0, ended)
+		c.answerEarly(id, nil, status.New(codes.PermissionDenied, err.Error()), 0, ended)
 		return nil
 	}
 	if ended {
 		p.count(sig, protoGRPC, outcomeBadRequest, 0)
-		c.answerEarly(id, status.New(codes.Internal, "grpc: the client sent no request message"), 0, true)
+		c.answerEarly(id, nil, status.New(codes.Internal, "grpc: the client sent no request message"), 0, true)
 		return nil
 	}
 	st := &lsStream{id: id, sig: sig, hdr: hdr, gzip: gz, done: make(chan struct{}), recvWin: grpcStreamWindow}
 	if c.cap != nil {
 		if why, ok := c.cap.reserve(st.done); !ok {
 			if why < 0 {
-				c.answerEarly(id, status.New(codes.Unavailable, "connection closing: retry"), 0, false)
+				c.answerEarly(id, nil, status.New(codes.Unavailable, "connection closing: retry"), 0, false)
 			} else {
-				c.answerEarly(id, p.reject(sig, protoGRPC, why), 0, false)
+				c.answerEarly(id, nil, p.reject(sig, protoGRPC, why), 0, false)
 			}
 			return nil
 		}
@@ -783,8 +782,7 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 		c.endStream(st)
 		return nil
 	case bad != nil:
-		c.answerEarly(st.id, bad, 0, f.StreamEnded())
-		c.endStream(st)
+		c.answerEarly(st.id, st, bad, 0, f.StreamEnded())
 		return nil
 	case !f.StreamEnded():
 		return nil
@@ -795,13 +793,11 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 	c.mu.Unlock()
 	if !complete {
 		p.count(st.sig, protoGRPC, outcomeBadRequest, 0)
-		c.answerEarly(st.id, status.New(codes.Internal, "grpc: the request message ended early"), 0, true)
-		c.endStream(st)
+		c.answerEarly(st.id, st, status.New(codes.Internal, "grpc: the request message ended early"), 0, true)
 		return nil
 	}
 	k := &lsCall{c: c, st: st}
-	if st.buf != nil {
-		*st.buf = (*st.buf)[:st.want]
+	if st.buf != nil { // grown to st.want exactly
 		k.body = mem.NewBuffer(st.buf, bufPool)
 		st.buf = nil
 	} else {
@@ -834,8 +830,11 @@ func (c *lsConn) takeData(st *lsStream, b []byte) *status.Status {
 			p.count(st.sig, protoGRPC, outcomeTooLarge, 0)
 			return status.Newf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", st.want, p.cfg.MaxGRPCRequestBytes)
 		}
+		// The buffer starts small and grows as bytes arrive, as an HTTP
+		// body's does (readKnown): a sender that announces 4 MiB and
+		// sends nothing holds a charge, not 4 MiB.
 		if st.want > 0 {
-			st.buf = bufPool.Get(st.want)
+			st.buf = bufPool.Get(min(st.want, firstChunk))
 		}
 	}
 	if len(b) == 0 {
@@ -845,17 +844,37 @@ func (c *lsConn) takeData(st *lsStream, b []byte) *status.Status {
 		p.count(st.sig, protoGRPC, outcomeBadRequest, 0)
 		return status.New(codes.Internal, "grpc: more than one request message on a unary call")
 	}
-	st.got += copy((*st.buf)[st.got:st.want], b)
+	if need := st.got + len(b); need > len(*st.buf) {
+		nb := bufPool.Get(min(st.want, max(knownGrowth*len(*st.buf), need)))
+		copy(*nb, (*st.buf)[:st.got])
+		bufPool.Put(st.buf)
+		st.buf = nb
+	}
+	st.got += copy((*st.buf)[st.got:], b)
 	return nil
 }
 
 // endStream forgets st: its message buffer, its reservation if no call took
 // it, its context.
 func (c *lsConn) endStream(st *lsStream) {
+	closeNow := c.release(st)
+	st.cancel()
+	if closeNow {
+		c.close()
+	}
+}
+
+// release takes st out of the connection's streams, and gives back its
+// message buffer and (through its done channel) its reservation if no call
+// took them. It reports whether the connection should close now: GOAWAY was
+// sent and st was its last stream. Answers call it before flushing their
+// last frame: a client may open its next stream as soon as it reads that
+// frame, and must find the slot free.
+func (c *lsConn) release(st *lsStream) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.streams[st.id] != st {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	delete(c.streams, st.id)
 	if !st.handling {
@@ -866,15 +885,10 @@ func (c *lsConn) endStream(st *lsStream) {
 		}
 	}
 	last := len(c.streams) == 0
-	goAway := last && c.goingAway
 	if last && !c.closed {
 		c.idleLocked()
 	}
-	c.mu.Unlock()
-	st.cancel()
-	if goAway {
-		c.close()
-	}
+	return last && c.goingAway
 }
 
 // resetStream sends RST_STREAM.
@@ -886,18 +900,29 @@ func (c *lsConn) resetStream(id uint32, code http2.ErrCode) {
 	}
 }
 
-// answerEarly answers a stream with st before its call ran: trailers only,
-// and RST_STREAM when the client may still be sending.
-func (c *lsConn) answerEarly(id uint32, st *status.Status, httpStatus int, clientDone bool) {
+// answerEarly answers stream id with stat before its call ran: trailers
+// only, and RST_STREAM when the client may still be sending. st is the
+// stream when it was opened (it is ended), nil when it never was.
+func (c *lsConn) answerEarly(id uint32, st *lsStream, stat *status.Status, httpStatus int, clientDone bool) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.writeTrailersLocked(id, st, httpStatus, true) != nil {
-		return
+	err := c.writeTrailersLocked(id, stat, httpStatus, true)
+	if err == nil && !clientDone {
+		err = c.fr.WriteRSTStream(id, http2.ErrCodeNo)
 	}
-	if !clientDone {
-		_ = c.fr.WriteRSTStream(id, http2.ErrCodeNo)
+	closeNow := false
+	if st != nil {
+		closeNow = c.release(st)
 	}
-	_ = c.flushLocked()
+	if err == nil {
+		_ = c.flushLocked()
+	}
+	c.wmu.Unlock()
+	if st != nil {
+		st.cancel()
+	}
+	if closeNow {
+		c.close()
+	}
 }
 
 // writeTrailersLocked writes the status as trailers, or as the whole answer
@@ -1021,14 +1046,22 @@ func (s *leanServer) handle(k *lsCall) {
 // answer writes a call's answer: the response message, or err's status. A
 // response goes in one write when the client's windows allow it.
 func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
-	defer c.endStream(st)
 	defer resp.Free()
 	c.mu.Lock()
 	c.pingStrikes = 0 // as grpc-go: pings between answers are not abuse
 	c.mu.Unlock()
+	closeNow := false
+	defer func() {
+		st.cancel()
+		if closeNow {
+			c.close()
+		}
+	}()
 	if err != nil {
 		c.wmu.Lock()
-		if c.writeTrailersLocked(st.id, status.Convert(err), 0, true) == nil {
+		werr := c.writeTrailersLocked(st.id, status.Convert(err), 0, true)
+		closeNow = c.release(st)
+		if werr == nil {
 			_ = c.flushLocked()
 		}
 		c.wmu.Unlock()
@@ -1080,6 +1113,7 @@ func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
 			werr = c.writeHeaderBlockLocked(st.id, lsOKTrailers, true)
 		}
 	}
+	closeNow = c.release(st)
 	if werr == nil {
 		_ = c.flushLocked()
 	}

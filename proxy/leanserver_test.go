@@ -743,3 +743,28 @@ func FuzzLeanServer(f *testing.F) {
 		}
 	})
 }
+
+// TestLeanServerSlotFreeOnAnswer: a stream's slot is free by the time its
+// answer's last frame can be read, so a client at the stream limit may
+// open its next stream at once.
+func TestLeanServerSlotFreeOnAnswer(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), leanIngress(func(c *Config) { c.MaxStreamsPerConnection = 1 }))
+	body, _ := payload(t, enrich.Traces, 2)
+	c := dialLean(t, tp.GRPCAddr().String(), false)
+	for i := range 300 {
+		id := uint32(2*i + 1)
+		m := body
+		if i%2 == 1 {
+			m = []byte{0x0a, 0xff} // answered with an error: the other path
+		}
+		c.message(id, m)
+		e := c.expect("the answer's end", func(e lsEvent) bool { return e.stream == id && (e.end || e.typ == http2.FrameRSTStream) })
+		if e.typ == http2.FrameRSTStream {
+			t.Fatalf("call %d: RST_STREAM %v right after the previous answer", i, e.code)
+		}
+		if i%2 == 0 {
+			up.next(t)
+		}
+	}
+}
