@@ -129,8 +129,12 @@ func added(t, a *targetResult) (p50, p99 float64) {
 	return t.Paced.Summary.LatencyMs.P50 - a.Paced.Summary.LatencyMs.P50, t.Paced.Summary.LatencyMs.P99 - a.Paced.Summary.LatencyMs.P99
 }
 
-func (r *runner) ingressChecks(ir *ingressResult) []check {
-	A, B, C, T := ir.result("A"), ir.result("B"), ir.result("C"), ir.result("T")
+func (r *runner) ingressChecks(ir *ingressResult) []check { return r.ingressChecksOf(ir, "B") }
+
+// ingressChecksOf is ingressChecks for podstamp set-up key: "B", or "S" (the
+// variant, when it ran).
+func (r *runner) ingressChecksOf(ir *ingressResult, key string) []check {
+	A, B, C, T := ir.result("A"), ir.result(key), ir.result("C"), ir.result("T")
 	g := ir.Ing.Name
 	var cs []check
 	if B == nil {
@@ -205,18 +209,28 @@ func frac(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
+// markOf is a check's mark in the runner's summary.
+func markOf(c check) string {
+	switch {
+	case !c.Known:
+		return "N/A   "
+	case !c.Met:
+		return "MISSED"
+	}
+	return "MET   "
+}
+
 func (r *runner) headline() string {
 	var b strings.Builder
 	b.WriteString("\nTargets:\n")
 	for _, c := range r.checks() {
-		mark := "MET   "
-		switch {
-		case !c.Known:
-			mark = "N/A   "
-		case !c.Met:
-			mark = "MISSED"
+		fmt.Fprintf(&b, "  %s %-32s %-45s %-22s %s %s\n", markOf(c), c.Group, c.Name, c.Required, c.Measured, c.Miss)
+	}
+	if vs := r.variantChecks(); len(vs) > 0 {
+		fmt.Fprintf(&b, "\nTargets for (S), %s:\n", r.targetName("S"))
+		for _, c := range vs {
+			fmt.Fprintf(&b, "  %s %-32s %-45s %-22s %s %s\n", markOf(c), c.Group, c.Name, c.Required, c.Measured, c.Miss)
 		}
-		fmt.Fprintf(&b, "  %s %-32s %-45s %-22s %s %s\n", mark, c.Group, c.Name, c.Required, c.Measured, c.Miss)
 	}
 	return b.String()
 }
@@ -389,6 +403,29 @@ func (r *runner) reportTargets(w func(string, ...any)) {
 		w("| %s | %s | %s | %s | %s | %s |\n", c.Group, c.Name, c.Required, c.Measured, met, c.Miss)
 	}
 	w("\n")
+	if s := r.variantChecks(); len(s) > 0 {
+		w("The same targets for (S), %s, in the same run:\n\n", r.targetName("S"))
+		w("| ingress | target | required | measured | met | miss |\n|---|---|---|---|---|---|\n")
+		for _, c := range s {
+			met := yes(c.Met)
+			if !c.Known {
+				met = "n/a"
+			}
+			w("| %s | %s | %s | %s | %s | %s |\n", c.Group, c.Name, c.Required, c.Measured, met, c.Miss)
+		}
+		w("\n")
+	}
+}
+
+// variantChecks are the ingress targets applied to (S), when it ran.
+func (r *runner) variantChecks() []check {
+	var cs []check
+	for _, ir := range r.matrix {
+		if ir.result("S") != nil {
+			cs = append(cs, r.ingressChecksOf(ir, "S")...)
+		}
+	}
+	return cs
 }
 
 func (r *runner) reportIngress(w func(string, ...any), ir *ingressResult) {
@@ -707,40 +744,62 @@ func uniq(l []string) []string {
 func (r *runner) headlineMarkdown() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	if len(r.variantChecks()) > 0 {
+		w("(S) is %s, measured in the same run.\n\n", r.targetName("S"))
+	}
 	for _, ir := range r.matrix {
-		A, B, C, T := ir.result("A"), ir.result("B"), ir.result("C"), ir.result("T")
+		A, B, C, T, S := ir.result("A"), ir.result("B"), ir.result("C"), ir.result("T"), ir.result("S")
 		if B == nil || C == nil {
 			continue
 		}
 		lim := cpuLimit(ir.Ing)
 		w("**%s**\n\n", ir.Ing.Name)
-		w("| | podstamp (B) | Collector (C) | B / C | target | TCP relay (T) | B / T |\n|---|---:|---:|---:|---:|---:|---:|\n")
-		row := func(name string, bv, cv, tv, limit float64, f string, tLimit float64) {
-			q := "n/a"
-			switch {
-			case cv > 0 && bv <= 0:
-				q = "≤ 0" // adds nothing measurable (latency)
-			case cv > 0:
-				q = fmt.Sprintf("%.2f", bv/cv)
-				if bv/cv > limit {
-					q = "**" + q + "**"
+		if S != nil {
+			w("| | podstamp (B) | variant (S) | Collector (C) | B / C | S / C | target | TCP relay (T) | B / T | S / T |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		} else {
+			w("| | podstamp (B) | Collector (C) | B / C | target | TCP relay (T) | B / T |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		}
+		// sv is (S)'s figure, ignored without (S).
+		row := func(name string, bv, sv, cv, tv, limit float64, f string, tLimit float64) {
+			ratio := func(v float64) string {
+				switch {
+				case cv > 0 && v <= 0:
+					return "≤ 0" // adds nothing measurable (latency)
+				case cv > 0 && v/cv > limit:
+					return fmt.Sprintf("**%.2f**", v/cv)
+				case cv > 0:
+					return fmt.Sprintf("%.2f", v/cv)
 				}
+				return "n/a"
 			}
-			tq, ts := "", ""
+			floor := func(v float64) string {
+				if T == nil || tv <= 0 || v <= 0 {
+					return ""
+				}
+				if tLimit > 0 && v/tv > tLimit {
+					return fmt.Sprintf("**%.2fx**", v/tv)
+				}
+				return fmt.Sprintf("%.2fx", v/tv)
+			}
+			ts := ""
 			if T != nil {
 				ts = fmt.Sprintf(f, tv)
-			}
-			if T != nil && tv > 0 && bv > 0 {
-				tq = fmt.Sprintf("%.2fx", bv/tv)
-				if tLimit > 0 && bv/tv > tLimit {
-					tq = "**" + tq + "**"
-				}
 			}
 			target := "≤ " + frac(limit)
 			if tLimit > 0 {
 				target += fmt.Sprintf(", ≤ %gx (T)", tLimit)
 			}
-			w("| %s | "+f+" | "+f+" | %s | %s | %s | %s |\n", name, bv, cv, q, target, ts, tq)
+			if S != nil {
+				w("| %s | "+f+" | "+f+" | "+f+" | %s | %s | %s | %s | %s | %s |\n", name, bv, sv, cv, ratio(bv), ratio(sv), target, ts, floor(bv), floor(sv))
+				return
+			}
+			w("| %s | "+f+" | "+f+" | %s | %s | %s | %s |\n", name, bv, cv, ratio(bv), target, ts, floor(bv))
+		}
+		sf := func(f func(*targetResult) float64) float64 {
+			if S == nil {
+				return 0
+			}
+			return f(S)
 		}
 		tv := func(f func(*targetResult) float64) float64 {
 			if T == nil {
@@ -749,24 +808,35 @@ func (r *runner) headlineMarkdown() string {
 			return f(T)
 		}
 		grpc := ir.Ing.Key == "grpc"
-		row(fmt.Sprintf("CPU-s per M %s, saturated", ir.Ing.items()), B.Saturated.CPUPerMillion, C.Saturated.CPUPerMillion,
-			tv(func(t *targetResult) float64 { return t.Saturated.CPUPerMillion }), lim, "%.2f", ifF(grpc, 2))
-		row(fmt.Sprintf("CPU-s per M %s, %g req/s", ir.Ing.items(), r.o.rate), B.Paced.CPUPerMillion, C.Paced.CPUPerMillion,
-			tv(func(t *targetResult) float64 { return t.Paced.CPUPerMillion }), lim, "%.2f", ifF(grpc, 1.5))
+		satCPU := func(t *targetResult) float64 { return t.Saturated.CPUPerMillion }
+		pacedCPU := func(t *targetResult) float64 { return t.Paced.CPUPerMillion }
+		rss := func(t *targetResult) float64 { return mib(t.PeakRSSKiB) }
+		row(fmt.Sprintf("CPU-s per M %s, saturated", ir.Ing.items()), satCPU(B), sf(satCPU), satCPU(C), tv(satCPU), lim, "%.2f", ifF(grpc, 2))
+		row(fmt.Sprintf("CPU-s per M %s, %g req/s", ir.Ing.items(), r.o.rate), pacedCPU(B), sf(pacedCPU), pacedCPU(C), tv(pacedCPU), lim, "%.2f", ifF(grpc, 1.5))
 		if A != nil {
 			b50, b99 := added(B, A)
 			c50, c99 := added(C, A)
+			s50, s99 := 0.0, 0.0
+			if S != nil {
+				s50, s99 = added(S, A)
+			}
 			t50, t99 := 0.0, 0.0
 			if T != nil {
 				t50, t99 = added(T, A)
 			}
-			row("added latency p50, ms", b50, c50, t50, 1.0/3, "%+.2f", 0)
-			row("added latency p99, ms", b99, c99, t99, 1.0/3, "%+.2f", 0)
+			row("added latency p50, ms", b50, s50, c50, t50, 1.0/3, "%+.2f", 0)
+			row("added latency p99, ms", b99, s99, c99, t99, 1.0/3, "%+.2f", 0)
 		}
-		row("peak RSS, MiB", mib(B.PeakRSSKiB), mib(C.PeakRSSKiB), tv(func(t *targetResult) float64 { return mib(t.PeakRSSKiB) }), 0.25, "%.1f", 0)
-		w("| stamped right / lost | %.2f%% / %d | %.2f%% / %d | | 100%% / 0 | | |\n\n",
-			100*math.Min(B.Saturated.Identity.Share, B.Paced.Identity.Share), B.Saturated.Lost+B.Paced.Lost,
-			100*math.Min(C.Saturated.Identity.Share, C.Paced.Identity.Share), C.Saturated.Lost+C.Paced.Lost)
+		row("peak RSS, MiB", rss(B), sf(rss), rss(C), tv(rss), 0.25, "%.1f", 0)
+		stamped := func(t *targetResult) string {
+			return fmt.Sprintf("%.2f%% / %d", 100*math.Min(t.Saturated.Identity.Share, t.Paced.Identity.Share), t.Saturated.Lost+t.Paced.Lost)
+		}
+		if S != nil {
+			w("| stamped right / lost | %s | %s | %s | | | 100%% / 0 | | | |\n\n", stamped(B), stamped(S), stamped(C))
+		} else {
+			w("| stamped right / lost | %s | %s | | 100%% / 0 | | |\n\n", stamped(B), stamped(C))
+		}
+
 	}
 	if cp := r.cp; cp != nil {
 		P, K, C := cp.fleet("podstamp"), cp.fleet("podstamp-kubelet"), cp.fleet("collector")

@@ -207,3 +207,45 @@ func TestRoundRatios(t *testing.T) {
 		t.Fatal("a range from rounds with nothing measured")
 	}
 }
+
+// TestVariantChecks: with (S) in the run, its targets are judged on its own
+// figures and the headline carries its column.
+func TestVariantChecks(t *testing.T) {
+	ph := func(cpu, p50, p99 float64) phaseResult {
+		return phaseResult{CPUPerMillion: cpu, Summary: loadgen.Summary{LatencyMs: loadgen.Latency{P50: p50, P99: p99}},
+			Identity: sink.IdentityReport{Share: 1}}
+	}
+	r := &runner{o: options{pods: 250, variantArgs: "--grpc-transport lean"}}
+	r.matrix = []*ingressResult{{Ing: ingresses[0], Targets: []*targetResult{
+		{Key: "A", Paced: ph(0, 1, 2)},
+		{Key: "T", Saturated: ph(0.5, 0, 0), Paced: ph(1, 1.1, 2.2), PeakRSSKiB: 5 << 10, HasProcess: true},
+		{Key: "B", Saturated: ph(1.2, 0, 0), Paced: ph(1.6, 1.5, 3), PeakRSSKiB: 19 << 10, HasProcess: true},
+		{Key: "S", Saturated: ph(0.9, 0, 0), Paced: ph(1.4, 1.4, 3), PeakRSSKiB: 18 << 10, HasProcess: true},
+		{Key: "C", Saturated: ph(4.9, 0, 0), Paced: ph(7.9, 4, 8), PeakRSSKiB: 100 << 10, HasProcess: true},
+	}}}
+	met := func(cs []check, name string) bool {
+		for _, c := range cs {
+			if c.Name == name {
+				return c.Met
+			}
+		}
+		t.Fatalf("no check %q", name)
+		return false
+	}
+	// (B) 1.2/4.9 = 0.245 and 1.2/0.5 = 2.4: missed; (S) 0.9/4.9 = 0.18 and 1.8: met.
+	if met(r.checks(), "CPU per item, saturated") || !met(r.variantChecks(), "CPU per item, saturated") {
+		t.Error("saturated CPU: want (B) missed and (S) met")
+	}
+	if met(r.checks(), "CPU per item vs the TCP floor, saturated") || !met(r.variantChecks(), "CPU per item vs the TCP floor, saturated") {
+		t.Error("TCP floor: want (B) missed and (S) met")
+	}
+	h := r.headlineMarkdown()
+	for _, want := range []string{"variant (S)", "| 1.20 | 0.90 | 4.90 | **0.24** | 0.18 |", "**2.40x** | 1.80x |", "podstamp --grpc-transport lean"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("headline lacks %q:\n%s", want, h)
+		}
+	}
+	if rep := r.report(); !strings.Contains(rep, "The same targets for (S)") {
+		t.Error("report lacks (S)'s targets")
+	}
+}
