@@ -75,7 +75,7 @@ func latencyCheck(group, name string, b, c float64) check {
 			Measured: fmt.Sprintf("%+.3g vs %+.3g ms: (C) adds nothing measurable over (A)", b, c)}
 	case b <= 0:
 		return check{Group: group, Name: name, Required: "≤ 1/3 of (C)", Known: true, Met: true,
-			Measured: fmt.Sprintf("%+.3g vs %+.3g ms: (B) adds nothing measurable over (A)", b, c)}
+			Measured: fmt.Sprintf("%+.3g vs %+.3g ms: podstamp adds nothing measurable over (A)", b, c)}
 	}
 	return ratioCheck(group, name, b, c, 1.0/3, "ms", "(C)")
 }
