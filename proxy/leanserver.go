@@ -56,7 +56,6 @@ type leanServer struct {
 	draining bool
 	stopped  bool
 	wg       sync.WaitGroup // connection readers and calls outside the workers
-	idle     chan struct{}  // closed when draining and the last connection closed
 }
 
 const (
