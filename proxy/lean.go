@@ -465,17 +465,7 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 	// DATA: the gRPC length prefix, then the body's buffers, in frames the
 	// windows allow; while they do not, read frames (WINDOW_UPDATE).
 	var prefix [5]byte
-	if compressed {
-		prefix[0] = 1
-	}
-	binary.BigEndian.PutUint32(prefix[1:], uint32(body.Len()))
-	parts := make([][]byte, 0, len(body)+1)
-	parts = append(parts, prefix[:])
-	for _, b := range body {
-		if d := b.ReadOnlyData(); len(d) > 0 {
-			parts = append(parts, d)
-		}
-	}
+	parts := messageParts(&prefix, compressed, body)
 	streamWin := c.initWin
 	ended := false
 	sawHeaders := false
@@ -571,6 +561,24 @@ func (c *leanConn) call(ctx context.Context, e *leanExporter, body mem.BufferSli
 	clean = stop() && len(parts) == 0
 	_ = c.nc.SetDeadline(time.Time{})
 	return a, clean, false, nil
+}
+
+// messageParts is a gRPC message as DATA payload: its length prefix (in
+// prefix), then msg's buffers.
+func messageParts(prefix *[5]byte, compressed bool, msg mem.BufferSlice) [][]byte {
+	prefix[0] = 0
+	if compressed {
+		prefix[0] = 1
+	}
+	binary.BigEndian.PutUint32(prefix[1:], uint32(msg.Len()))
+	parts := make([][]byte, 0, len(msg)+1)
+	parts = append(parts, prefix[:])
+	for _, b := range msg {
+		if d := b.ReadOnlyData(); len(d) > 0 {
+			parts = append(parts, d)
+		}
+	}
+	return parts
 }
 
 // leanOut is the framer's writer: frames gather in out until flush.

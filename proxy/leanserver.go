@@ -50,12 +50,11 @@ type leanServer struct {
 	quit                      chan struct{}
 	workers                   sync.WaitGroup
 
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[*lsConn]struct{}
-	draining bool
-	stopped  bool
-	wg       sync.WaitGroup // connection readers and calls outside the workers
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[*lsConn]struct{}
+	closing bool           // GracefulStop or Stop was called
+	wg      sync.WaitGroup // connection readers and calls outside the workers
 }
 
 const (
@@ -98,7 +97,7 @@ var errLeanServerStopped = errors.New("lean gRPC server stopped")
 // nil then, or the listener's error.
 func (s *leanServer) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.stopped || s.draining {
+	if s.closing {
 		s.mu.Unlock()
 		ln.Close()
 		return errLeanServerStopped
@@ -110,7 +109,7 @@ func (s *leanServer) Serve(ln net.Listener) error {
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
-			stopping := s.stopped || s.draining
+			stopping := s.closing
 			s.mu.Unlock()
 			if stopping {
 				return nil
@@ -127,7 +126,7 @@ func (s *leanServer) Serve(ln net.Listener) error {
 		delay = 0
 		c := newLSConn(s, nc)
 		s.mu.Lock()
-		if s.stopped || s.draining {
+		if s.closing {
 			s.mu.Unlock()
 			nc.Close()
 			continue
@@ -142,28 +141,20 @@ func (s *leanServer) Serve(ln net.Listener) error {
 // GracefulStop stops accepting, sends every connection GOAWAY, and waits
 // until the calls they carry are answered and they are closed.
 func (s *leanServer) GracefulStop() {
-	s.mu.Lock()
-	s.draining = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	conns := make([]*lsConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.goAway(http2.ErrCodeNo, false)
-	}
-	s.wg.Wait()
-	s.stopWorkers()
+	s.shut(func(c *lsConn) { c.goAway(http2.ErrCodeNo, false) })
 }
 
 // Stop closes every connection, cancelling the calls they carry, and waits
 // for those calls to return.
 func (s *leanServer) Stop() {
+	s.shut(func(c *lsConn) { c.close() })
+}
+
+// shut stops accepting, ends every connection with end, and waits for the
+// connections and the calls they carry.
+func (s *leanServer) shut(end func(*lsConn)) {
 	s.mu.Lock()
-	s.stopped = true
+	s.closing = true
 	if s.ln != nil {
 		s.ln.Close()
 	}
@@ -173,7 +164,7 @@ func (s *leanServer) Stop() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.close()
+		end(c)
 	}
 	s.wg.Wait()
 	s.stopWorkers()
@@ -786,25 +777,29 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 	case !f.StreamEnded():
 		return nil
 	}
+	// The message is the call's from here: taken under the lock that close
+	// frees the buffers of streams no call has under.
 	c.mu.Lock()
 	st.remoteClosed = true
 	complete := st.nPrefix == 5 && st.got == st.want
+	closed := c.closed
+	k := &lsCall{c: c, st: st, body: mem.SliceBuffer(nil)}
+	if complete && !closed {
+		st.handling = true
+		if st.buf != nil { // grown to st.want exactly
+			k.body = mem.NewBuffer(st.buf, bufPool)
+			st.buf = nil
+		}
+	}
 	c.mu.Unlock()
-	if !complete {
+	switch {
+	case closed:
+		return io.EOF
+	case !complete:
 		p.count(st.sig, protoGRPC, outcomeBadRequest, 0)
 		c.answerEarly(st.id, st, status.New(codes.Internal, "grpc: the request message ended early"), 0, true)
 		return nil
 	}
-	k := &lsCall{c: c, st: st}
-	if st.buf != nil { // grown to st.want exactly
-		k.body = mem.NewBuffer(st.buf, bufPool)
-		st.buf = nil
-	} else {
-		k.body = mem.SliceBuffer(nil)
-	}
-	c.mu.Lock()
-	st.handling = true
-	c.mu.Unlock()
 	c.s.dispatch(k)
 	return nil
 }
@@ -1068,14 +1063,7 @@ func (c *lsConn) answer(st *lsStream, resp mem.BufferSlice, err error) {
 	}
 	n := resp.Len() + 5
 	var prefix [5]byte
-	binary.BigEndian.PutUint32(prefix[1:], uint32(resp.Len()))
-	parts := make([][]byte, 0, len(resp)+1)
-	parts = append(parts, prefix[:])
-	for _, b := range resp {
-		if d := b.ReadOnlyData(); len(d) > 0 {
-			parts = append(parts, d)
-		}
-	}
+	parts := messageParts(&prefix, false, resp)
 	c.wmu.Lock()
 	block := lsOKHeaders
 	if c.tableSize {
