@@ -427,9 +427,10 @@ func (c *lsConn) serve() {
 			return
 		}
 		if first {
-			// The client's preface ends with SETTINGS; after it, the
+			// The client's preface ends with SETTINGS (not an ACK of
+			// ours: it cannot have been read before); after it, the
 			// connection waits idle (no stream) for lsIdleTimeout.
-			if _, ok := f.(*http2.SettingsFrame); !ok {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
 				c.goAway(http2.ErrCodeProtocol, true)
 				return
 			}
