@@ -251,6 +251,17 @@ type lsStream struct {
 	handling     bool // a call has it
 }
 
+// dropLocked gives back what a stream no call took holds: its message
+// buffer, and (closing done) its reservation, which capConn.sweepLocked
+// then returns. The connection's mu is held.
+func (st *lsStream) dropLocked() {
+	close(st.done)
+	if st.buf != nil {
+		bufPool.Put(st.buf)
+		st.buf = nil
+	}
+}
+
 // lsCall is a stream whose message is in, on its way to a worker.
 type lsCall struct {
 	c    *lsConn
@@ -873,11 +884,7 @@ func (c *lsConn) release(st *lsStream) bool {
 	}
 	delete(c.streams, st.id)
 	if !st.handling {
-		close(st.done) // the reservation is swept (capConn.sweepLocked)
-		if st.buf != nil {
-			bufPool.Put(st.buf)
-			st.buf = nil
-		}
+		st.dropLocked()
 	}
 	last := len(c.streams) == 0
 	if last && !c.closed {
@@ -1180,11 +1187,7 @@ func (c *lsConn) close() {
 		c.closed = true
 		for id, st := range c.streams {
 			if !st.handling {
-				close(st.done)
-				if st.buf != nil {
-					bufPool.Put(st.buf)
-					st.buf = nil
-				}
+				st.dropLocked()
 				delete(c.streams, id)
 			}
 			st.cancel()
