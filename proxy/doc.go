@@ -36,11 +36,16 @@
 //     connections of the proxy's own instead of grpc-go's client: one call
 //     at a time per connection, carried by the forwarding goroutine, with
 //     the same answers, codes and details, TLS and gzip. It serves host:port
-//     endpoints only (New refuses others), dials on demand (after a failed
-//     dial, calls are UNAVAILABLE at once until the backoff of
-//     Config.UpstreamBackoff has passed), retries once a call the
-//     upstream refused unprocessed (GOAWAY, REFUSED_STREAM), and checks an
-//     idle connection before reusing it; idle ones are tended every second.
+//     endpoints only (New refuses others). Calls go round-robin over the
+//     host's resolved addresses, one call after the other, as grpc-go's
+//     round_robin policy sends them; the name is resolved again every 30 s,
+//     and 5 s after a failed dial or a GOAWAY (a failed resolution keeps the
+//     addresses it had). It dials on demand; after a failed dial an address
+//     is skipped until the backoff of Config.UpstreamBackoff has passed, and
+//     with every address waiting, calls are UNAVAILABLE at once. It retries
+//     once a call the upstream refused unprocessed (GOAWAY, REFUSED_STREAM),
+//     and checks an idle connection before reusing it; idle ones are tended
+//     every second.
 //   - Config.GRPCTransport TransportLean (leanserver.go) serves the gRPC
 //     listener on an HTTP/2 of the proxy's own instead of grpc-go's server:
 //     one goroutine per connection reads its frames and never blocks on a

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,34 +58,68 @@ type leanExporter struct {
 	timeout time.Duration
 }
 
-// leanPool dials and keeps the connections to one upstream.
+// leanPool dials and keeps the connections to one upstream: an idle pool
+// per resolved address, and calls that go round-robin over the addresses,
+// as grpc-go's round_robin policy sends them.
 type leanPool struct {
 	host, port string
+	literal    bool // host is an IP address: nothing to resolve
 	authority  string
 	tls        *tls.Config // nil: plaintext
 	userAgent  string
 	dialer     net.Dialer
-	next       atomic.Uint32 // round robin over the host's addresses
+	next       atomic.Uint32 // round robin over addrs, per call
 
-	// A failed dial makes the next ones wait out a capped backoff, during
-	// which calls fail at once (UNAVAILABLE), as grpc-go's do.
-	backoff  backoff.Config
-	dialMu   sync.Mutex
+	// A failed dial makes the next ones to that address wait out a capped
+	// backoff, during which calls skip it; when every address is waiting,
+	// calls fail at once (UNAVAILABLE), as grpc-go's do. A failed first
+	// resolution is put off the same way.
+	backoff backoff.Config
+	dialMu  sync.Mutex
+	resolve leanRetry // the first resolution's, under dialMu
+
+	// The resolver and its intervals (leanResolveEvery, leanResolveSoon);
+	// set under dialMu and mu.
+	lookup                    func(ctx context.Context, host string) ([]string, error)
+	resolveEvery, resolveSoon time.Duration
+
+	mu         sync.Mutex
+	addrs      []*leanAddr // the last resolution's, sorted; nil before the first
+	resolvedAt time.Time
+	reresolve  bool // a dial failed or an upstream left: resolve again soon
+	resolving  bool
+	closed     bool
+	ctx        context.Context // ended by close: ends tend and resolutions
+	cancel     context.CancelFunc
+	done       chan struct{}
+	wg         sync.WaitGroup // background resolutions
+}
+
+// leanAddr is one resolved address of the upstream and its idle
+// connections.
+type leanAddr struct {
+	addr  string      // host:port
+	idle  []*leanConn // under the pool's mu, most recently used last
+	gone  bool        // no longer resolved: its connections are closed when put back
+	retry leanRetry   // under the pool's dialMu
+}
+
+// leanRetry is the backoff state of dials that keep failing.
+type leanRetry struct {
 	failures int
 	retryAt  time.Time
 	lastErr  error
-
-	mu     sync.Mutex
-	idle   []*leanConn // most recently used last
-	closed bool
-	stop   chan struct{} // ends tend
-	done   chan struct{}
 }
 
 const (
-	leanMaxIdle     = 64
+	leanMaxIdle     = 64 // per address
 	leanIdleTimeout = 60 * time.Second
 	leanMaxHeader   = 16 << 10
+	// leanResolveEvery is how often a host name is resolved again, so
+	// upstreams behind it (a headless Service's pods) that come and go get
+	// calls; after a failed dial or a GOAWAY, leanResolveSoon.
+	leanResolveEvery = 30 * time.Second
+	leanResolveSoon  = 5 * time.Second
 )
 
 // newLeanPool serves a gRPC target of the form "dns:///host:port" or
@@ -99,8 +134,11 @@ func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect back
 		return nil, fmt.Errorf("the lean transport needs a host:port endpoint, not %q", target)
 	}
 	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent, backoff: reconnect,
+		literal: net.ParseIP(host) != nil, lookup: net.DefaultResolver.LookupHost,
+		resolveEvery: leanResolveEvery, resolveSoon: leanResolveSoon,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
-		stop:   make(chan struct{}), done: make(chan struct{})}
+		done:   make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.tend()
 	if tc != nil {
 		p.tls = tc.Clone()
@@ -114,16 +152,17 @@ func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect back
 
 func (p *leanPool) close() error {
 	p.mu.Lock()
-	if !p.closed {
-		close(p.stop)
-	}
+	p.cancel()
 	p.closed = true
-	for _, c := range p.idle {
-		_ = c.nc.Close()
+	for _, a := range p.addrs {
+		for _, c := range a.idle {
+			_ = c.nc.Close()
+		}
+		a.idle = nil
 	}
-	p.idle = nil
 	p.mu.Unlock()
 	<-p.done
+	p.wg.Wait()
 	return nil
 }
 
@@ -134,103 +173,262 @@ const leanTendEvery = time.Second
 // goroutine would at once: it answers the upstream's PINGs (a server that
 // shuts down gracefully waits for that answer), applies its SETTINGS, and
 // closes connections the upstream closed, sent GOAWAY on, or that sat idle
-// for leanIdleTimeout.
+// for leanIdleTimeout. It also starts the host's resolution when one is due.
 func (p *leanPool) tend() {
 	defer close(p.done)
 	t := time.NewTicker(leanTendEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stop:
+		case <-p.ctx.Done():
 			return
 		case <-t.C:
 		}
 		p.mu.Lock()
-		idle := p.idle
-		p.idle = nil
+		addrs := p.addrs
+		idle := make([][]*leanConn, len(addrs))
+		for i, a := range addrs {
+			idle[i], a.idle = a.idle, nil
+		}
+		p.resolveDueLocked()
 		p.mu.Unlock()
-		keep := idle[:0]
-		for _, c := range idle {
-			if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
-				keep = append(keep, c)
-			} else {
+		left := false
+		for i := range idle {
+			keep := idle[i][:0]
+			for _, c := range idle[i] {
+				if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
+					keep = append(keep, c)
+					continue
+				}
+				left = left || c.goneAway
 				_ = c.nc.Close()
 			}
+			idle[i] = keep
 		}
 		p.mu.Lock()
-		if p.closed {
-			for _, c := range keep {
-				_ = c.nc.Close()
+		p.reresolve = p.reresolve || left
+		for i, a := range addrs {
+			if p.closed || a.gone {
+				for _, c := range idle[i] {
+					_ = c.nc.Close()
+				}
+				continue
 			}
-		} else {
 			// Those put back meanwhile were used more recently.
-			p.idle = append(keep, p.idle...)
+			a.idle = append(idle[i], a.idle...)
 		}
 		p.mu.Unlock()
 	}
 }
 
-// get returns a live idle connection or a new one.
-func (p *leanPool) get(ctx context.Context) (*leanConn, error) {
-	for {
+// resolveDueLocked starts resolving the host again in the background when
+// the last resolution is old, or a failure asked for one and the last is
+// not recent. Calls go on with the addresses they have meanwhile.
+func (p *leanPool) resolveDueLocked() {
+	if p.literal || p.addrs == nil || p.resolving || p.closed {
+		return
+	}
+	age := time.Since(p.resolvedAt)
+	if age < p.resolveEvery && !(p.reresolve && age >= p.resolveSoon) {
+		return
+	}
+	p.resolving = true
+	lookup := p.lookup
+	p.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+		defer cancel()
+		hosts, err := lookup(ctx, p.host)
 		p.mu.Lock()
-		n := len(p.idle)
-		if n == 0 {
-			p.mu.Unlock()
-			break
+		defer p.mu.Unlock()
+		p.resolving = false
+		p.resolvedAt, p.reresolve = time.Now(), false
+		if err == nil && len(hosts) > 0 && !p.closed {
+			// A failed resolution keeps the addresses it had, as grpc-go's
+			// resolver does.
+			p.setAddrsLocked(hosts)
 		}
-		c := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
+	})
+}
+
+// setAddrsLocked makes hosts the upstream's addresses. An address that
+// stays keeps its idle connections and backoff; one that goes has its idle
+// connections closed.
+func (p *leanPool) setAddrsLocked(hosts []string) {
+	had := make(map[string]*leanAddr, len(p.addrs))
+	for _, a := range p.addrs {
+		had[a.addr] = a
+	}
+	addrs := make([]*leanAddr, 0, len(hosts))
+	seen := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		hp := net.JoinHostPort(h, p.port)
+		if seen[hp] {
+			continue
+		}
+		seen[hp] = true
+		a := had[hp]
+		if a == nil {
+			a = &leanAddr{addr: hp}
+		}
+		delete(had, hp)
+		addrs = append(addrs, a)
+	}
+	slices.SortFunc(addrs, func(a, b *leanAddr) int { return strings.Compare(a.addr, b.addr) })
+	for _, a := range had {
+		a.gone = true
+		for _, c := range a.idle {
+			_ = c.nc.Close()
+		}
+		a.idle = nil
+	}
+	p.addrs = addrs
+}
+
+// addresses returns the upstream's addresses, resolving the host the first
+// time.
+func (p *leanPool) addresses(ctx context.Context) ([]*leanAddr, error) {
+	p.mu.Lock()
+	addrs := p.addrs
+	p.mu.Unlock()
+	if addrs != nil {
+		return addrs, nil
+	}
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	p.mu.Lock()
+	addrs = p.addrs
+	p.mu.Unlock()
+	if addrs != nil { // another call resolved it meanwhile
+		return addrs, nil
+	}
+	if wait := time.Until(p.resolve.retryAt); wait > 0 {
+		return nil, fmt.Errorf("%w (next attempt in %v)", p.resolve.lastErr, wait.Round(time.Millisecond))
+	}
+	hosts := []string{p.host}
+	if !p.literal {
+		var err error
+		if hosts, err = p.lookup(ctx, p.host); err == nil && len(hosts) == 0 {
+			err = fmt.Errorf("no addresses for %s", p.host)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				p.resolve.failed(err, p.backoff)
+			}
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resolve = leanRetry{}
+	p.resolvedAt = time.Now()
+	p.setAddrsLocked(hosts)
+	return p.addrs, nil
+}
+
+// failed counts a failure: the next attempt waits out the backoff's next
+// step. Failures that overlap are one: only one that comes when no other
+// has put the next attempt off escalates.
+func (r *leanRetry) failed(err error, b backoff.Config) {
+	r.lastErr = err
+	if now := time.Now(); !now.Before(r.retryAt) {
+		r.failures++
+		r.retryAt = now.Add(backoffDelay(b, r.failures))
+	}
+}
+
+// get returns a live connection for one call: an idle one to the next
+// address in turn, or a new one. An address waiting out its dial backoff
+// is skipped; when none can be reached, the error is the last address's.
+func (p *leanPool) get(ctx context.Context) (*leanConn, error) {
+	addrs, err := p.addresses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := int(p.next.Add(1) % uint32(len(addrs)))
+	for k := range addrs {
+		a := addrs[(start+k)%len(addrs)]
+		if c := p.idleConn(a); c != nil {
 			return c, nil
 		}
-		_ = c.nc.Close()
+		var c *leanConn
+		if c, err = p.dial(ctx, a); err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	return p.dial(ctx)
+	if len(addrs) > 1 {
+		err = fmt.Errorf("none of %d addresses: %w", len(addrs), err)
+	}
+	return nil, err
 }
 
-// put returns c to the pool, or closes it.
+// idleConn returns a's most recently used idle connection that is alive,
+// or nil.
+func (p *leanPool) idleConn(a *leanAddr) *leanConn {
+	for {
+		p.mu.Lock()
+		n := len(a.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		c := a.idle[n-1]
+		a.idle = a.idle[:n-1]
+		p.mu.Unlock()
+		if time.Since(c.lastUsed) < leanIdleTimeout && c.alive() {
+			return c
+		}
+		_ = c.nc.Close()
+		if c.goneAway {
+			p.mu.Lock()
+			p.reresolve = true
+			p.mu.Unlock()
+		}
+	}
+}
+
+// put returns c to its address's idle pool, or closes it.
 func (p *leanPool) put(c *leanConn) {
 	c.lastUsed = time.Now()
+	a := c.addr
 	p.mu.Lock()
-	if p.closed || c.goneAway || len(p.idle) >= leanMaxIdle {
+	if p.closed || c.goneAway || a.gone || len(a.idle) >= leanMaxIdle {
+		p.reresolve = p.reresolve || c.goneAway
 		p.mu.Unlock()
 		_ = c.nc.Close()
 		return
 	}
 	// The least recently used come first; close those idle too long.
 	stale := 0
-	for stale < len(p.idle) && c.lastUsed.Sub(p.idle[stale].lastUsed) >= leanIdleTimeout {
-		_ = p.idle[stale].nc.Close()
+	for stale < len(a.idle) && c.lastUsed.Sub(a.idle[stale].lastUsed) >= leanIdleTimeout {
+		_ = a.idle[stale].nc.Close()
 		stale++
 	}
-	p.idle = append(p.idle[stale:], c)
+	a.idle = append(a.idle[stale:], c)
 	p.mu.Unlock()
 }
 
-func (p *leanPool) dial(ctx context.Context) (*leanConn, error) {
+func (p *leanPool) dial(ctx context.Context, a *leanAddr) (*leanConn, error) {
 	p.dialMu.Lock()
-	if wait := time.Until(p.retryAt); wait > 0 {
-		err := p.lastErr
+	if wait := time.Until(a.retry.retryAt); wait > 0 {
+		err := a.retry.lastErr
 		p.dialMu.Unlock()
 		return nil, fmt.Errorf("%w (next attempt in %v)", err, wait.Round(time.Millisecond))
 	}
 	p.dialMu.Unlock()
-	c, err := p.dialOnce(ctx)
+	c, err := p.dialOnce(ctx, a)
 	p.dialMu.Lock()
 	defer p.dialMu.Unlock()
 	switch {
 	case err == nil:
-		p.failures, p.retryAt, p.lastErr = 0, time.Time{}, nil
+		a.retry = leanRetry{}
 	case ctx.Err() == nil:
-		p.lastErr = err
-		// Dials that fail together are one failure: escalate only when no
-		// other has already put the next attempt off.
-		if now := time.Now(); !now.Before(p.retryAt) {
-			p.failures++
-			p.retryAt = now.Add(backoffDelay(p.backoff, p.failures))
-		}
+		a.retry.failed(err, p.backoff)
+		p.mu.Lock()
+		p.reresolve = true
+		p.mu.Unlock()
 	}
 	return c, err
 }
@@ -246,17 +444,12 @@ func backoffDelay(b backoff.Config, n int) time.Duration {
 	return time.Duration(d)
 }
 
-func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
-	addrs, err := net.DefaultResolver.LookupHost(ctx, p.host)
+func (p *leanPool) dialOnce(ctx context.Context, a *leanAddr) (*leanConn, error) {
+	nc, err := p.dialer.DialContext(ctx, "tcp", a.addr)
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort(addrs[int(p.next.Add(1))%len(addrs)], p.port)
-	nc, err := p.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &leanConn{nc: nc, nextID: 1, connWin: 65535, initWin: 65535, maxFrame: 16384}
+	c := &leanConn{nc: nc, addr: a, nextID: 1, connWin: 65535, initWin: 65535, maxFrame: 16384}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -302,6 +495,7 @@ func (p *leanPool) dialOnce(ctx context.Context) (*leanConn, error) {
 // leanConn is one HTTP/2 connection, used by one call at a time.
 type leanConn struct {
 	nc       net.Conn
+	addr     *leanAddr
 	raw      syscall.RawConn // of the TCP socket under nc, for alive
 	br       *bufio.Reader
 	out      []byte      // frames waiting to be written: the framer's, and DATA unless vectored

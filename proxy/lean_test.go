@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,12 +336,16 @@ func TestLeanConcurrentDialFailuresCountOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
+	addrs, err := p.addresses(context.Background())
+	if err != nil || len(addrs) != 1 {
+		t.Fatalf("addresses of %s: %v %v", addr, addrs, err)
+	}
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			<-start
-			if c, err := p.dial(context.Background()); err == nil {
+			if c, err := p.dial(context.Background(), addrs[0]); err == nil {
 				c.nc.Close()
 				t.Error("dialled a closed port")
 			}
@@ -350,7 +355,239 @@ func TestLeanConcurrentDialFailuresCountOnce(t *testing.T) {
 	wg.Wait()
 	p.dialMu.Lock()
 	defer p.dialMu.Unlock()
-	if p.failures != 1 {
-		t.Errorf("8 dials failing together counted %d failures, want 1", p.failures)
+	if n := addrs[0].retry.failures; n != 1 {
+		t.Errorf("8 dials failing together counted %d failures, want 1", n)
+	}
+}
+
+// setResolver makes the pool resolve its host with lookup, again every
+// every and, after a failure, soon.
+func (p *leanPool) setResolver(lookup func(ctx context.Context, host string) ([]string, error), every, soon time.Duration) {
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lookup, p.resolveEvery, p.resolveSoon = lookup, every, soon
+}
+
+// fakeDNS answers lookups of one name with the addresses last set, and
+// counts them.
+type fakeDNS struct {
+	mu    sync.Mutex
+	hosts []string
+	err   error
+	calls atomic.Int32
+}
+
+func (d *fakeDNS) set(err error, hosts ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hosts, d.err = hosts, err
+}
+
+func (d *fakeDNS) lookup(_ context.Context, host string) ([]string, error) {
+	d.calls.Add(1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if host != "collectors.test" {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return slices.Clone(d.hosts), d.err
+}
+
+// loopbackUpstreams starts an echo server on each of ips (addresses of
+// 127.0.0.0/8) on one port, and returns the port and each server's call
+// count.
+func loopbackUpstreams(t *testing.T, ips ...string) (string, []*atomic.Int32, []*grpc.Server) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		probe, err := net.Listen("tcp", ips[0]+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(probe.Addr().String())
+		probe.Close()
+		free := true
+		for _, ip := range ips {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if !free && attempt < 10 {
+			continue
+		}
+		calls := make([]*atomic.Int32, len(ips))
+		srvs := make([]*grpc.Server, len(ips))
+		for i, ip := range ips {
+			n := new(atomic.Int32)
+			calls[i] = n
+			srvs[i], _ = echoServer(t, net.JoinHostPort(ip, port), func(context.Context) { n.Add(1) })
+		}
+		return port, calls, srvs
+	}
+}
+
+func counts(calls []*atomic.Int32) []int32 {
+	out := make([]int32, len(calls))
+	for i, c := range calls {
+		out[i] = c.Load()
+	}
+	return out
+}
+
+// leanPoolOf is the connection pool of the proxy's lean exporters.
+func leanPoolOf(t *testing.T, tp *testProxy) *leanPool {
+	t.Helper()
+	e, ok := tp.up.bySignal[enrich.Traces].(*leanExporter)
+	if !ok {
+		t.Fatalf("the traces exporter is %T, want the lean one", tp.up.bySignal[enrich.Traces])
+	}
+	return e.pool
+}
+
+// TestLeanRoundRobin: an upstream name that resolves to several addresses
+// (a headless Service) gets its calls round-robin, one address after the
+// other, as grpc-go's round_robin policy sends them, even when calls come
+// one at a time; each address keeps one connection.
+func TestLeanRoundRobin(t *testing.T) {
+	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+	port, calls, _ := loopbackUpstreams(t, ips...)
+	dns := &fakeDNS{}
+	dns.set(nil, "127.0.0.4", "127.0.0.2", "127.0.0.3", "127.0.0.2")
+	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
+		Timeout: time.Minute, Transport: TransportLean}))
+	pool := leanPoolOf(t, tp)
+	pool.setResolver(dns.lookup, time.Hour, time.Hour)
+	body, _ := payload(t, enrich.Traces, 5)
+	for i := range 30 {
+		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+			t.Fatalf("export %d: %v", i, err)
+		}
+	}
+	if got := counts(calls); !slices.Equal(got, []int32{10, 10, 10}) {
+		t.Errorf("30 sequential calls per address: %v, want 10 each", got)
+	}
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for range 10 {
+				if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, n := range counts(calls) {
+		if n < 25 || n > 35 {
+			t.Errorf("%s got %d of 90 calls, want about 30", ips[i], n)
+		}
+	}
+	if n := dns.calls.Load(); n != 1 {
+		t.Errorf("resolved %d times, want once", n)
+	}
+}
+
+// TestLeanReresolves: the name is resolved again while calls go on; an
+// address that appears gets calls, one that disappears gets none and its
+// idle connections are closed.
+func TestLeanReresolves(t *testing.T) {
+	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+	port, calls, _ := loopbackUpstreams(t, ips...)
+	dns := &fakeDNS{}
+	dns.set(nil, "127.0.0.2", "127.0.0.3")
+	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
+		Timeout: time.Minute, Transport: TransportLean}))
+	pool := leanPoolOf(t, tp)
+	pool.setResolver(dns.lookup, 100*time.Millisecond, 100*time.Millisecond)
+	body, _ := payload(t, enrich.Traces, 5)
+	export := func() {
+		t.Helper()
+		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		export()
+	}
+	if got := counts(calls); !slices.Equal(got, []int32{2, 2, 0}) {
+		t.Fatalf("calls before the change: %v, want [2 2 0]", got)
+	}
+	dns.set(nil, "127.0.0.3", "127.0.0.4")
+	deadline := time.Now().Add(10 * time.Second)
+	for calls[2].Load() == 0 { // the next resolution comes within a tending round
+		if time.Now().After(deadline) {
+			t.Fatalf("no call reached the new address in 10s (calls %v)", counts(calls))
+		}
+		export()
+	}
+	before := counts(calls)
+	for range 10 {
+		export()
+	}
+	after := counts(calls)
+	if after[0] != before[0] || after[1]-before[1] != 5 || after[2]-before[2] != 5 {
+		t.Errorf("10 calls after the change went %v -> %v, want none to the address gone and 5 to each other", before, after)
+	}
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	for _, a := range pool.addrs {
+		if strings.HasPrefix(a.addr, "127.0.0.2:") {
+			t.Errorf("the address gone is still in the pool")
+		}
+	}
+}
+
+// TestLeanSkipsUnreachableAddress: an address that refuses connections is
+// skipped (the call goes to the next one) and then left alone during its
+// backoff; with none reachable, calls fail UNAVAILABLE naming the failure.
+// A name that does not resolve fails the call the same way, and is not
+// looked up again until its backoff has passed.
+func TestLeanSkipsUnreachableAddress(t *testing.T) {
+	port, calls, srvs := loopbackUpstreams(t, "127.0.0.2", "127.0.0.3")
+	srvs[0].Stop()
+	dns := &fakeDNS{}
+	dns.set(nil, "127.0.0.2", "127.0.0.3")
+	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
+		Timeout: time.Minute, Transport: TransportLean}))
+	pool := leanPoolOf(t, tp)
+	pool.setResolver(dns.lookup, time.Hour, time.Hour)
+	body, _ := payload(t, enrich.Traces, 5)
+	for i := range 10 {
+		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+			t.Fatalf("export %d with one address down: %v", i, err)
+		}
+	}
+	if n := calls[1].Load(); n != 10 {
+		t.Errorf("the reachable address got %d of 10 calls", n)
+	}
+	pool.dialMu.Lock()
+	failures := pool.addrs[0].retry.failures
+	pool.dialMu.Unlock()
+	if failures != 1 {
+		t.Errorf("the unreachable address failed %d dials, want 1 (then skipped during its backoff)", failures)
+	}
+	srvs[1].Stop()
+	_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "none of 2 addresses") {
+		t.Errorf("every address down: %v, want UNAVAILABLE naming both", err)
+	}
+
+	dns2 := &fakeDNS{}
+	dns2.set(&net.DNSError{Err: "server misbehaving", Name: "collectors.test", IsTemporary: true})
+	tp2 := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
+		Timeout: time.Minute, Transport: TransportLean}))
+	leanPoolOf(t, tp2).setResolver(dns2.lookup, time.Hour, time.Hour)
+	for i, want := range []string{"server misbehaving", "next attempt in"} {
+		_, err := tp2.exportGRPC(context.Background(), enrich.Traces, body)
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) {
+			t.Errorf("call %d, name not resolved: %v, want UNAVAILABLE with %q", i, err, want)
+		}
+	}
+	if n := dns2.calls.Load(); n != 1 {
+		t.Errorf("looked up %d times within the backoff, want once", n)
 	}
 }
