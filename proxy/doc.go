@@ -45,7 +45,10 @@
 //     with every address waiting, calls are UNAVAILABLE at once. It retries
 //     once a call the upstream refused unprocessed (GOAWAY, REFUSED_STREAM),
 //     and checks an idle connection before reusing it; idle ones are tended
-//     every second.
+//     every second. At most 512 calls per upstream are in progress, each on
+//     a connection of its own; more wait for one within their deadline
+//     (DEADLINE_EXCEEDED when it passes), so the connections, and the
+//     buffers each holds, are bounded whatever the requests.
 //   - Config.GRPCTransport TransportLean (leanserver.go) serves the gRPC
 //     listener on an HTTP/2 of the proxy's own instead of grpc-go's server:
 //     one goroutine per connection reads its frames and never blocks on a

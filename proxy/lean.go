@@ -70,6 +70,10 @@ type leanPool struct {
 	dialer     net.Dialer
 	next       atomic.Uint32 // round robin over addrs, per call
 
+	// active bounds the calls in progress, each on a connection of its
+	// own: more wait for one to finish, within their deadline.
+	active chan struct{}
+
 	// A failed dial makes the next ones to that address wait out a capped
 	// backoff, during which calls skip it; when every address is waiting,
 	// calls fail at once (UNAVAILABLE), as grpc-go's do. A failed first
@@ -113,6 +117,12 @@ type leanRetry struct {
 
 const (
 	leanMaxIdle     = 64 // per address
+	// leanMaxActive bounds the connections carrying a call at once (per
+	// upstream): the upstream's connections from one podstamp, and the
+	// 20-25 KiB of buffers and tables each holds. Calls in flight are
+	// otherwise bounded only by the peers' request limits and the budget,
+	// whose charge for a small request is far less than a connection.
+	leanMaxActive = 512
 	leanIdleTimeout = 60 * time.Second
 	leanMaxHeader   = 16 << 10
 	// leanResolveEvery is how often a host name is resolved again, so
@@ -137,7 +147,7 @@ func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect back
 		literal: net.ParseIP(host) != nil, lookup: net.DefaultResolver.LookupHost,
 		resolveEvery: leanResolveEvery, resolveSoon: leanResolveSoon,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
-		done:   make(chan struct{})}
+		done:   make(chan struct{}), active: make(chan struct{}, leanMaxActive)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.tend()
 	if tc != nil {
@@ -858,6 +868,17 @@ func (e *leanExporter) export(ctx context.Context, body mem.BufferSlice, hdr []s
 	if e.gzip {
 		body = gzipBuffers(body)
 	}
+	select {
+	case e.pool.active <- struct{}{}:
+	default:
+		select {
+		case e.pool.active <- struct{}{}:
+		case <-ctx.Done():
+			return nil, status.Errorf(status.FromContextError(ctx.Err()).Code(),
+				"%v while waiting for one of the %d upstream connections in use", ctx.Err(), cap(e.pool.active))
+		}
+	}
+	defer func() { <-e.pool.active }()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, status.FromContextError(err).Err()

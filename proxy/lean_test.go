@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/podstamp/podstamp/enrich"
@@ -589,5 +590,58 @@ func TestLeanSkipsUnreachableAddress(t *testing.T) {
 	}
 	if n := dns2.calls.Load(); n != 1 {
 		t.Errorf("looked up %d times within the backoff, want once", n)
+	}
+}
+
+// TestLeanActiveConnectionsBounded: the calls in progress on one upstream,
+// each on a connection of its own, are bounded; a call beyond waits for one
+// to finish and, when its deadline comes first, fails DEADLINE_EXCEEDED
+// (which exporters retry) without opening a connection.
+func TestLeanActiveConnectionsBounded(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	_, ln := echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	})
+	p, err := newLeanPool("dns:///"+ln.Addr().String(), nil, "ua", defaultUpstreamBackoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	p.active = make(chan struct{}, 3)
+	e := &leanExporter{pool: p, method: signals[enrich.Traces].method, timeout: time.Minute, maxSend: 1 << 20}
+	body, _ := payload(t, enrich.Traces, 5)
+	call := func(ctx context.Context) error {
+		_, err := e.export(ctx, mem.BufferSlice{mem.SliceBuffer(bytes.Clone(body))}, nil)
+		return err
+	}
+	errs := make(chan error, 5)
+	for range 3 {
+		go func() { errs <- call(context.Background()) }()
+	}
+	for range 3 {
+		<-arrived
+	}
+	for range 2 {
+		go func() { errs <- call(context.Background()) }()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err = call(ctx)
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "one of the 3 upstream connections") {
+		t.Errorf("a call beyond the bound: %v, want DEADLINE_EXCEEDED while waiting for a connection", err)
+	}
+	close(release)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := ln.n.Load(); n != 3 {
+		t.Errorf("the upstream accepted %d connections, want 3", n)
 	}
 }
