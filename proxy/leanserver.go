@@ -414,16 +414,7 @@ func (c *lsConn) serve() {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) { // the frame was read; only its stream fails
-				c.resetStream(se.StreamID, se.Code)
-				c.mu.Lock()
-				st := c.streams[se.StreamID]
-				if se.StreamID > c.lastID {
-					c.lastID = se.StreamID // the client may not reuse it
-				}
-				c.mu.Unlock()
-				if st != nil {
-					c.endStream(st)
-				}
+				c.failStream(se.StreamID, se.Code)
 				continue
 			}
 			var ce http2.ConnectionError
@@ -518,16 +509,32 @@ func (c *lsConn) frame(f http2.Frame) error {
 		return err
 	case *http2.WindowUpdateFrame:
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		inc := int64(f.Increment)
-		if f.StreamID == 0 {
+		var over *lsStream
+		switch st := c.streams[f.StreamID]; {
+		case f.StreamID == 0:
 			if c.sendWin += inc; c.sendWin > 1<<31-1 {
+				c.mu.Unlock()
 				return connError{http2.ErrCodeFlowControl, "connection window over 2^31-1"}
 			}
-		} else if st := c.streams[f.StreamID]; st != nil {
-			st.sendWin += inc // a stream's overflow only hurts the client itself
+		case st != nil:
+			if st.sendWin += inc; st.sendWin > 1<<31-1 {
+				over = st
+			}
+		case f.StreamID > c.lastID:
+			c.mu.Unlock()
+			return connError{http2.ErrCodeProtocol, "WINDOW_UPDATE on an idle stream"}
 		}
 		c.window.Broadcast()
+		c.mu.Unlock()
+		if over != nil {
+			c.resetStream(over.id, http2.ErrCodeFlowControl)
+			c.endStream(over)
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			c.failStream(f.StreamID, http2.ErrCodeProtocol)
+		}
 	case *http2.GoAwayFrame:
 		// The client opens no more streams; those it has are answered.
 		c.mu.Lock()
@@ -540,7 +547,22 @@ func (c *lsConn) frame(f http2.Frame) error {
 	case *http2.PushPromiseFrame:
 		return connError{http2.ErrCodeProtocol, "PUSH_PROMISE from a client"}
 	}
-	return nil // PRIORITY and unknown frames are ignored
+	return nil // other PRIORITY frames and unknown frames are ignored
+}
+
+// failStream ends stream id with a stream error: RST_STREAM with code, and
+// the stream forgotten if it was open. An idle id counts as used.
+func (c *lsConn) failStream(id uint32, code http2.ErrCode) {
+	c.resetStream(id, code)
+	c.mu.Lock()
+	st := c.streams[id]
+	if id > c.lastID {
+		c.lastID = id // the client may not reuse it
+	}
+	c.mu.Unlock()
+	if st != nil {
+		c.endStream(st)
+	}
 }
 
 func (c *lsConn) onSettings(f *http2.SettingsFrame) error {
@@ -554,7 +576,9 @@ func (c *lsConn) onSettings(f *http2.SettingsFrame) error {
 			d := int64(s.Val) - c.initWin
 			c.initWin = int64(s.Val)
 			for _, st := range c.streams {
-				st.sendWin += d
+				if st.sendWin += d; st.sendWin > 1<<31-1 {
+					return connError{http2.ErrCodeFlowControl, "a stream window over 2^31-1"}
+				}
 			}
 			c.window.Broadcast()
 		case http2.SettingMaxFrameSize:
@@ -616,14 +640,25 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 
-	var method, path, ctype, enc, timeout string
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		c.failStream(id, http2.ErrCodeProtocol) // depends on itself
+		return nil
+	}
+	var method, scheme, path, ctype, enc, timeout string
+	malformed := false
 	var hdr []string
 	for _, hf := range f.Fields {
 		switch hf.Name {
 		case ":method":
 			method = hf.Value
+		case ":scheme":
+			scheme = hf.Value
 		case ":path":
 			path = hf.Value
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			malformed = true // connection-specific: not in HTTP/2
+		case "te":
+			malformed = malformed || hf.Value != "trailers"
 		case "content-type":
 			ctype = hf.Value
 		case "grpc-encoding":
@@ -646,6 +681,12 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 				}
 			}
 		}
+	}
+	if malformed || method == "" || scheme == "" || path == "" {
+		// A malformed HTTP/2 request (RFC 9113 8.1.1): a stream error,
+		// as Go's HTTP/2 server answers it.
+		c.failStream(id, http2.ErrCodeProtocol)
+		return nil
 	}
 	if method != "POST" {
 		c.answerEarly(id, nil, status.Newf(codes.Internal, "gRPC requires POST, not %q", method), 405, ended)

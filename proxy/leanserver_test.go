@@ -126,6 +126,8 @@ func (c *lsRawClient) read() {
 
 // headers sends a request's HEADERS: the Export call of sig unless fields
 // replace them, then extra fields.
+//
+// A field whose value is lsOmit leaves that field of the call out.
 func (c *lsRawClient) headers(id uint32, end bool, fields ...[2]string) {
 	c.t.Helper()
 	c.mu.Lock()
@@ -139,7 +141,9 @@ func (c *lsRawClient) headers(id uint32, end bool, fields ...[2]string) {
 		}
 	}
 	for _, k := range []string{":method", ":scheme", ":authority", ":path", "content-type", "te"} {
-		c.enc.WriteField(hpack.HeaderField{Name: k, Value: base[k]})
+		if base[k] != lsOmit {
+			c.enc.WriteField(hpack.HeaderField{Name: k, Value: base[k]})
+		}
 	}
 	for _, kv := range fields {
 		if _, ok := base[kv[0]]; !ok {
@@ -162,6 +166,8 @@ func (c *lsRawClient) headers(id uint32, end bool, fields ...[2]string) {
 		block, first = block[n:], false
 	}
 }
+
+const lsOmit = "\x00omit"
 
 func (c *lsRawClient) data(id uint32, b []byte, end bool) {
 	c.t.Helper()
@@ -433,6 +439,64 @@ func TestLeanServerBadCalls(t *testing.T) {
 	waitBudgetZero(t, tp)
 }
 
+// TestLeanServerMalformedRequests: requests that are not well-formed
+// HTTP/2 (RFC 9113 8.1.1: a pseudo-header missing or empty, a
+// connection-specific field, TE other than "trailers"), a stream depending
+// on itself, and a stream's send window pushed over 2^31-1 end that stream
+// with RST_STREAM and the error's code; nothing reaches the upstream, the
+// connection keeps serving, and every reservation comes back.
+func TestLeanServerMalformedRequests(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), leanIngress(nil))
+	body, _ := payload(t, enrich.Traces, 2)
+	c := dialLean(t, tp.GRPCAddr().String(), false)
+	id := uint32(1)
+	for _, tc := range []struct {
+		name string
+		send func(id uint32)
+		code http2.ErrCode
+	}{
+		{"no :method", func(id uint32) { c.message(id, body, [2]string{":method", lsOmit}) }, http2.ErrCodeProtocol},
+		{"no :scheme", func(id uint32) { c.message(id, body, [2]string{":scheme", lsOmit}) }, http2.ErrCodeProtocol},
+		{"no :path", func(id uint32) { c.message(id, body, [2]string{":path", lsOmit}) }, http2.ErrCodeProtocol},
+		{"empty :path", func(id uint32) { c.message(id, body, [2]string{":path", ""}) }, http2.ErrCodeProtocol},
+		{"connection", func(id uint32) { c.message(id, body, [2]string{"connection", "keep-alive"}) }, http2.ErrCodeProtocol},
+		{"upgrade", func(id uint32) { c.message(id, body, [2]string{"upgrade", "h2c"}) }, http2.ErrCodeProtocol},
+		{"te", func(id uint32) { c.message(id, body, [2]string{"te", "gzip"}) }, http2.ErrCodeProtocol},
+		{"HEADERS depending on itself", func(id uint32) {
+			c.do(func(fr *http2.Framer) error {
+				c.hbuf.Reset()
+				for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", signals[enrich.Traces].method}, {"content-type", "application/grpc"}} {
+					c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+				}
+				return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true,
+					Priority: http2.PriorityParam{StreamDep: id, Weight: 15}})
+			})
+		}, http2.ErrCodeProtocol},
+		{"PRIORITY depending on itself", func(id uint32) {
+			c.headers(id, false)
+			c.do(func(fr *http2.Framer) error { return fr.WritePriority(id, http2.PriorityParam{StreamDep: id, Weight: 15}) })
+		}, http2.ErrCodeProtocol},
+		{"stream window over 2^31-1", func(id uint32) {
+			c.headers(id, false)
+			c.do(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(id, 1<<31-1) })
+		}, http2.ErrCodeFlowControl},
+	} {
+		tc.send(id)
+		e := c.expect("RST_STREAM", func(e lsEvent) bool { return e.typ == http2.FrameRSTStream && e.stream == id })
+		if e.code != tc.code {
+			t.Errorf("%s: RST_STREAM %v, want %v", tc.name, e.code, tc.code)
+		}
+		id += 2
+	}
+	up.none(t)
+	// The next stream's reservation sweeps those of the streams ended.
+	c.message(id, body)
+	wantStatus(t, c.status(id), codes.OK)
+	up.next(t)
+	waitBudgetZero(t, tp)
+}
+
 // TestLeanServerProtocolErrors: frames no client may send end the
 // connection with GOAWAY and the error's code.
 func TestLeanServerProtocolErrors(t *testing.T) {
@@ -459,6 +523,16 @@ func TestLeanServerProtocolErrors(t *testing.T) {
 		}, http2.ErrCodeProtocol},
 		{"window over 2^31-1", false, func(c *lsRawClient) {
 			c.do(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(0, 1<<31-1) })
+		}, http2.ErrCodeFlowControl},
+		{"WINDOW_UPDATE on an idle stream", false, func(c *lsRawClient) {
+			c.do(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(9, 1) })
+		}, http2.ErrCodeProtocol},
+		{"SETTINGS pushing a stream's window over 2^31-1", false, func(c *lsRawClient) {
+			c.headers(1, false) // open: its message never comes
+			c.do(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(1, 1<<31-1-65535) })
+			c.do(func(fr *http2.Framer) error {
+				return fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65536})
+			})
 		}, http2.ErrCodeFlowControl},
 		{"header value over the list limit", false, func(c *lsRawClient) {
 			c.message(1, body, [2]string{"x-big", strings.Repeat("a", lsMaxHeaderList+1)})

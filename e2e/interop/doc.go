@@ -8,4 +8,8 @@
 // the upstream byte for byte and come back with its status and message.
 // The tools are required, not optional: a missing one fails the tests with
 // how to install it.
+//
+// TestH2Spec runs h2spec, the HTTP/2 conformance suite (its Go packages),
+// against both of podstamp's gRPC servers: podstamp's own must fail no case
+// grpc-go's passes, and only the cases listed with their reasons.
 package interop
