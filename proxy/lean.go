@@ -116,13 +116,13 @@ type leanRetry struct {
 }
 
 const (
-	leanMaxIdle     = 64 // per address
+	leanMaxIdle = 64 // per address
 	// leanMaxActive bounds the connections carrying a call at once (per
 	// upstream): the upstream's connections from one podstamp, and the
 	// 20-25 KiB of buffers and tables each holds. Calls in flight are
 	// otherwise bounded only by the peers' request limits and the budget,
 	// whose charge for a small request is far less than a connection.
-	leanMaxActive = 512
+	leanMaxActive   = 512
 	leanIdleTimeout = 60 * time.Second
 	leanMaxHeader   = 16 << 10
 	// leanResolveEvery is how often a host name is resolved again, so

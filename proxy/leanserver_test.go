@@ -475,7 +475,9 @@ func TestLeanServerMalformedRequests(t *testing.T) {
 		}, http2.ErrCodeProtocol},
 		{"PRIORITY depending on itself", func(id uint32) {
 			c.headers(id, false)
-			c.do(func(fr *http2.Framer) error { return fr.WritePriority(id, http2.PriorityParam{StreamDep: id, Weight: 15}) })
+			c.do(func(fr *http2.Framer) error {
+				return fr.WritePriority(id, http2.PriorityParam{StreamDep: id, Weight: 15})
+			})
 		}, http2.ErrCodeProtocol},
 		{"stream window over 2^31-1", func(id uint32) {
 			c.headers(id, false)
