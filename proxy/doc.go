@@ -48,7 +48,10 @@
 //     every second. At most 512 calls per upstream are in progress, each on
 //     a connection of its own; more wait for one within their deadline
 //     (DEADLINE_EXCEEDED when it passes), so the connections, and the
-//     buffers each holds, are bounded whatever the requests.
+//     buffers each holds, are bounded whatever the requests. With
+//     HTTPS_PROXY set (and the host not in NO_PROXY, nor loopback), it
+//     tunnels through that http:// proxy with CONNECT, as grpc-go's client
+//     does, and leaves the name to the proxy.
 //   - Config.GRPCTransport TransportLean (leanserver.go) serves the gRPC
 //     listener on an HTTP/2 of the proxy's own instead of grpc-go's server:
 //     one goroutine per connection reads its frames and never blocks on a

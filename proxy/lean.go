@@ -9,8 +9,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -63,7 +67,8 @@ type leanExporter struct {
 // as grpc-go's round_robin policy sends them.
 type leanPool struct {
 	host, port string
-	literal    bool // host is an IP address: nothing to resolve
+	literal    bool     // host is an IP address, or a proxy resolves it: nothing to resolve
+	proxy      *url.URL // an HTTP proxy that connections tunnel through (CONNECT), or nil
 	authority  string
 	tls        *tls.Config // nil: plaintext
 	userAgent  string
@@ -143,8 +148,17 @@ func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect back
 	if err != nil || strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
 		return nil, fmt.Errorf("the lean transport needs a host:port endpoint, not %q", target)
 	}
-	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent, backoff: reconnect,
-		literal: net.ParseIP(host) != nil, lookup: net.DefaultResolver.LookupHost,
+	// HTTPS_PROXY and NO_PROXY, as grpc-go's client reads them (the https
+	// scheme whatever the upstream's TLS).
+	proxyURL, err := httpproxy.FromEnvironment().ProxyFunc()(&url.URL{Scheme: "https", Host: addr})
+	if err != nil {
+		return nil, fmt.Errorf("HTTPS_PROXY: %w", err)
+	}
+	if proxyURL != nil && proxyURL.Scheme != "http" {
+		return nil, fmt.Errorf("HTTPS_PROXY %s: the lean transport tunnels through http:// proxies only", proxyURL.Redacted())
+	}
+	p := &leanPool{host: host, port: port, authority: addr, userAgent: userAgent, backoff: reconnect, proxy: proxyURL,
+		literal: net.ParseIP(host) != nil || proxyURL != nil, lookup: net.DefaultResolver.LookupHost,
 		resolveEvery: leanResolveEvery, resolveSoon: leanResolveSoon,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		done:   make(chan struct{}), active: make(chan struct{}, leanMaxActive)}
@@ -455,7 +469,13 @@ func backoffDelay(b backoff.Config, n int) time.Duration {
 }
 
 func (p *leanPool) dialOnce(ctx context.Context, a *leanAddr) (*leanConn, error) {
-	nc, err := p.dialer.DialContext(ctx, "tcp", a.addr)
+	var nc net.Conn
+	var err error
+	if p.proxy != nil {
+		nc, err = p.tunnel(ctx, a.addr)
+	} else {
+		nc, err = p.dialer.DialContext(ctx, "tcp", a.addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -500,6 +520,63 @@ func (p *leanPool) dialOnce(ctx context.Context, a *leanAddr) (*leanConn, error)
 		return nil, err
 	}
 	return c, nil
+}
+
+// tunnel connects to addr through the HTTP proxy (CONNECT), as grpc-go's
+// client does: credentials of the proxy's URL go as Basic
+// Proxy-Authorization, and the proxy resolves the name.
+func (p *leanPool) tunnel(ctx context.Context, addr string) (net.Conn, error) {
+	proxyAddr := p.proxy.Host
+	if p.proxy.Port() == "" {
+		proxyAddr = net.JoinHostPort(p.proxy.Hostname(), "80")
+	}
+	nc, err := p.dialer.DialContext(ctx, "tcp", proxyAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: %w", p.proxy.Redacted(), err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	} else {
+		_ = nc.SetDeadline(time.Now().Add(p.dialer.Timeout))
+	}
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Host: addr}, Host: addr, Header: http.Header{}}
+	if p.userAgent != "" {
+		req.Header.Set("User-Agent", p.userAgent)
+	}
+	if u := p.proxy.User; u != nil {
+		pw, _ := u.Password()
+		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw)))
+	}
+	fail := func(err error) (net.Conn, error) {
+		_ = nc.Close()
+		return nil, fmt.Errorf("proxy %s: CONNECT %s: %w", p.proxy.Redacted(), addr, err)
+	}
+	if err := req.Write(nc); err != nil {
+		return fail(err)
+	}
+	// The answer's head is read a byte at a time: what follows it is the
+	// upstream's (an HTTP/2 server speaks first), and stays in the socket.
+	head := make([]byte, 0, 256)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if len(head) == 8<<10 {
+			return fail(errors.New("answer head over 8 KiB"))
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(nc, b[:]); err != nil {
+			return fail(err)
+		}
+		head = append(head, b[0])
+	}
+	line, _, _ := bytes.Cut(head, []byte("\r\n"))
+	proto, st, _ := strings.Cut(string(line), " ")
+	if !strings.HasPrefix(proto, "HTTP/1.") {
+		return fail(fmt.Errorf("not an HTTP answer: %q", line))
+	}
+	if code, _, _ := strings.Cut(st, " "); code != "200" {
+		return fail(fmt.Errorf("%s", st))
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return nc, nil
 }
 
 // leanConn is one HTTP/2 connection, used by one call at a time.

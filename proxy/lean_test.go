@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -401,6 +405,7 @@ func (d *fakeDNS) lookup(_ context.Context, host string) ([]string, error) {
 // count.
 func loopbackUpstreams(t *testing.T, ips ...string) (string, []*atomic.Int32, []*grpc.Server) {
 	t.Helper()
+	noProxyEnv(t) // the upstreams' name is the tests' own
 	for attempt := 0; ; attempt++ {
 		probe, err := net.Listen("tcp", ips[0]+":0")
 		if err != nil {
@@ -643,5 +648,132 @@ func TestLeanActiveConnectionsBounded(t *testing.T) {
 	}
 	if n := ln.n.Load(); n != 3 {
 		t.Errorf("the upstream accepted %d connections, want 3", n)
+	}
+}
+
+// noProxyEnv clears the proxy settings of the environment for the test.
+func noProxyEnv(t *testing.T) {
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
+		t.Setenv(k, "")
+	}
+}
+
+// connectProxy is an HTTP proxy that serves CONNECT only: it checks the
+// credentials, dials what the tunnel names (with name mapped through
+// names), and copies bytes both ways. It records the authorities asked
+// for.
+type connectProxy struct {
+	ln    net.Listener
+	auth  string // the Proxy-Authorization it requires
+	names map[string]string
+	mu    sync.Mutex
+	asked []string
+}
+
+func newConnectProxy(t *testing.T, auth string, names map[string]string) *connectProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &connectProxy{ln: ln, auth: auth, names: names}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { cp.serve(c) })
+		}
+	})
+	return cp
+}
+
+func (cp *connectProxy) serve(c net.Conn) {
+	defer c.Close()
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	if err != nil {
+		return
+	}
+	cp.mu.Lock()
+	cp.asked = append(cp.asked, req.Host)
+	cp.mu.Unlock()
+	if req.Method != http.MethodConnect || req.Header.Get("Proxy-Authorization") != cp.auth {
+		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
+	host, port, _ := net.SplitHostPort(req.Host)
+	if ip, ok := cp.names[host]; ok {
+		host = ip
+	}
+	up, err := net.Dial("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+		return
+	}
+	defer up.Close()
+	io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+	done := make(chan struct{})
+	go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); close(done) }()
+	io.Copy(c, up)
+	c.(*net.TCPConn).CloseWrite()
+	<-done
+}
+
+// TestLeanThroughProxy: with HTTPS_PROXY set, as grpc-go's client does,
+// the lean client tunnels through the proxy (CONNECT naming the upstream's
+// host, credentials as Basic Proxy-Authorization) and leaves the name to
+// it; NO_PROXY and loopback upstreams go direct; a proxy that refuses the
+// tunnel fails the call UNAVAILABLE naming its answer; a proxy URL of
+// another scheme is refused at start.
+func TestLeanThroughProxy(t *testing.T) {
+	_, ln := echoServer(t, "127.0.0.1:0", nil)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	cp := newConnectProxy(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("otel:s3cret")),
+		map[string]string{"collectors.test": "127.0.0.1"})
+	target := func() [numSignals]Target {
+		return SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port, Timeout: time.Minute, Transport: TransportLean})
+	}
+	body, _ := payload(t, enrich.Traces, 5)
+
+	noProxyEnv(t)
+	t.Setenv("HTTPS_PROXY", "http://otel:s3cret@"+cp.ln.Addr().String())
+	tp := newTestProxy(t, target())
+	for i := range 3 {
+		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
+			t.Fatalf("export %d through the proxy: %v", i, err)
+		}
+	}
+	cp.mu.Lock()
+	asked := slices.Clone(cp.asked)
+	cp.mu.Unlock()
+	if !slices.Equal(asked, []string{"collectors.test:" + port}) {
+		t.Errorf("the proxy was asked for %v, want one tunnel to collectors.test:%s", asked, port)
+	}
+
+	t.Setenv("HTTPS_PROXY", "http://otel:wrong@"+cp.ln.Addr().String())
+	tp = newTestProxy(t, target())
+	_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "407") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("proxy refusing the tunnel: %v, want UNAVAILABLE naming its 407, without the password", err)
+	}
+
+	t.Setenv("NO_PROXY", "collectors.test")
+	if p, err := newLeanPool("dns:///collectors.test:"+port, nil, "ua", defaultUpstreamBackoff); err != nil || p.proxy != nil {
+		t.Errorf("NO_PROXY naming the host: proxy %v, %v; want direct", p.proxy, err)
+	} else {
+		p.close()
+	}
+	t.Setenv("NO_PROXY", "")
+	if p, err := newLeanPool("dns:///127.0.0.1:"+port, nil, "ua", defaultUpstreamBackoff); err != nil || p.proxy != nil {
+		t.Errorf("loopback upstream: proxy %v, %v; want direct", p.proxy, err)
+	} else {
+		p.close()
+	}
+	t.Setenv("HTTPS_PROXY", "socks5://"+cp.ln.Addr().String())
+	if _, err := newLeanPool("dns:///collectors.test:"+port, nil, "ua", defaultUpstreamBackoff); err == nil || !strings.Contains(err.Error(), "http:// proxies only") {
+		t.Errorf("a socks5 proxy: %v, want refused", err)
 	}
 }
