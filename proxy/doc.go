@@ -176,7 +176,8 @@
 //     any of its message is read, and gives the charge back when it ends,
 //     reset or not; a message announced past MaxGRPCRequestBytes is refused
 //     before it is read, and one within it is read into a buffer that
-//     starts at 64 KiB and grows as its bytes arrive. A frame
+//     starts at 64 KiB and grows as its bytes arrive (DATA payloads go
+//     from the connection's read buffer straight into it). A frame
 //     over 16 KiB (SETTINGS_MAX_FRAME_SIZE, kept at its default) ends the
 //     connection with FRAME_SIZE_ERROR, so the framer's read buffer stays
 //     within 16 KiB per connection. An idle

@@ -355,6 +355,39 @@ func (r *lsReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readFull fills p from the connection.
+func (r *lsReader) readFull(p []byte) error {
+	for len(p) > 0 {
+		n, err := r.Read(p)
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// discard reads and drops the next n bytes of the connection.
+func (r *lsReader) discard(n int) error {
+	for n > 0 {
+		if len(r.b) == 0 {
+			var one [1]byte
+			if _, err := r.Read(one[:]); err != nil { // fills the buffer
+				return err
+			}
+			n--
+			continue
+		}
+		k := min(n, len(r.b))
+		r.b = r.b[k:]
+		n -= k
+		if len(r.b) == 0 {
+			r.release()
+		}
+	}
+	return nil
+}
+
 func (r *lsReader) release() {
 	if r.buf != nil {
 		bufPool.Put(r.buf)
@@ -410,7 +443,19 @@ func (c *lsConn) serve() {
 	c.mu.Unlock()
 	first := true
 	for {
-		f, err := c.fr.ReadFrame()
+		fh, err := c.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			if fh.Type == http2.FrameData && !first && !fh.Flags.Has(http2.FlagDataPadded) && fh.StreamID != 0 {
+				// The payload goes straight into its stream's message.
+				if err := c.onData(fh.StreamID, int64(fh.Length), fh.Flags.Has(http2.FlagDataEndStream), nil, true); err != nil {
+					c.connFailed(err)
+					return
+				}
+				continue
+			}
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) { // the frame was read; only its stream fails
@@ -442,13 +487,20 @@ func (c *lsConn) serve() {
 			c.mu.Unlock()
 		}
 		if err := c.frame(f); err != nil {
-			var ce connError
-			if errors.As(err, &ce) {
-				p.log.Debug("lean gRPC connection error", "peer", c.peer.Addr.String(), "err", err)
-				c.goAway(ce.code, true)
-			}
+			c.connFailed(err)
 			return
 		}
+	}
+}
+
+// connFailed ends the connection after a frame's error: with GOAWAY and
+// its code when it is a connection error, at once otherwise (the
+// connection's own read or write failed, or it ended).
+func (c *lsConn) connFailed(err error) {
+	var ce connError
+	if errors.As(err, &ce) {
+		c.s.p.log.Debug("lean gRPC connection error", "peer", c.peer.Addr.String(), "err", err)
+		c.goAway(ce.code, true)
 	}
 }
 
@@ -468,7 +520,7 @@ func (c *lsConn) frame(f http2.Frame) error {
 	case *http2.MetaHeadersFrame:
 		return c.onHeaders(f)
 	case *http2.DataFrame:
-		return c.onData(f)
+		return c.onData(f.StreamID, int64(f.Length), f.StreamEnded(), f.Data(), false)
 	case *http2.RSTStreamFrame:
 		c.mu.Lock()
 		st := c.streams[f.StreamID]
@@ -761,10 +813,13 @@ func (c *lsConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// onData takes a DATA frame into its stream's message.
-func (c *lsConn) onData(f *http2.DataFrame) error {
+// onData takes a DATA frame of stream id with n payload bytes (padding
+// included, as the windows count it) into its stream's message. The payload
+// is data or, when direct, the next n bytes of the connection, read
+// straight into the message (readData) instead of through the framer's
+// frame buffer: one copy of every request byte fewer.
+func (c *lsConn) onData(id uint32, n int64, end bool, data []byte, direct bool) error {
 	p := c.s.p
-	n := int64(f.Length) // padding included: it counts against the windows
 	c.mu.Lock()
 	if c.recvWin -= n; c.recvWin < 0 {
 		c.mu.Unlock()
@@ -776,14 +831,13 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 		giveBack, c.recvUnacked = c.recvUnacked, 0
 		c.recvWin += giveBack
 	}
-	st := c.streams[f.StreamID]
-	if st == nil && f.StreamID > c.lastID {
+	st := c.streams[id]
+	if st == nil && id > c.lastID {
 		c.mu.Unlock()
 		return connError{http2.ErrCodeProtocol, "DATA on an idle stream"}
 	}
-	var bad *status.Status
 	var code http2.ErrCode
-	var streamBack int64
+	take := false
 	if st != nil {
 		switch {
 		case st.remoteClosed:
@@ -792,16 +846,34 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 			code = http2.ErrCodeFlowControl
 		default:
 			st.recvWin -= n
-			bad = c.takeData(st, f.Data())
-			if bad == nil && !f.StreamEnded() {
-				if st.unacked += n; st.unacked >= grpcStreamWindow/4 {
-					streamBack, st.unacked = st.unacked, 0
-					st.recvWin += streamBack
-				}
-			}
+			take = true
 		}
 	}
+	var bad *status.Status
+	if take && !direct {
+		bad = c.takeData(st, data)
+	}
 	c.mu.Unlock()
+	switch {
+	case take && direct:
+		var err error
+		if bad, err = c.readData(st, int(n)); err != nil {
+			return err
+		}
+	case direct: // a stream that ended or fails: its bytes are dropped
+		if err := c.rd.discard(int(n)); err != nil {
+			return err
+		}
+	}
+	var streamBack int64
+	if take && bad == nil && !end {
+		c.mu.Lock()
+		if st.unacked += n; st.unacked >= grpcStreamWindow/4 {
+			streamBack, st.unacked = st.unacked, 0
+			st.recvWin += streamBack
+		}
+		c.mu.Unlock()
+	}
 	if giveBack > 0 || streamBack > 0 {
 		c.wmu.Lock()
 		if giveBack > 0 {
@@ -825,9 +897,9 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 		c.endStream(st)
 		return nil
 	case bad != nil:
-		c.answerEarly(st.id, st, bad, 0, f.StreamEnded())
+		c.answerEarly(st.id, st, bad, 0, end)
 		return nil
-	case !f.StreamEnded():
+	case !end:
 		return nil
 	}
 	// The message is the call's from here: taken under the lock that close
@@ -855,6 +927,56 @@ func (c *lsConn) onData(f *http2.DataFrame) error {
 	}
 	c.s.dispatch(k)
 	return nil
+}
+
+// readData reads the next n bytes of the connection, a DATA payload of st:
+// its first bytes complete the length prefix (takeData checks it), the rest
+// go straight into the message buffer. While they are read the buffer is
+// the reader's alone (st.buf is nil), so a close meanwhile cannot give it
+// back to the pool under the read; the reader gives it back if the stream
+// is gone when the read ends. A status that fails the stream comes back
+// with the rest of the payload consumed.
+func (c *lsConn) readData(st *lsStream, n int) (*status.Status, error) {
+	p := c.s.p
+	if k := min(5-st.nPrefix, n); k > 0 { // only this goroutine moves nPrefix
+		var b [5]byte
+		if err := c.rd.readFull(b[:k]); err != nil {
+			return nil, err
+		}
+		n -= k
+		c.mu.Lock()
+		bad := c.takeData(st, b[:k])
+		c.mu.Unlock()
+		if bad != nil {
+			return bad, c.rd.discard(n)
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	c.mu.Lock()
+	if st.buf == nil || st.got+n > st.want { // nil: the stream was dropped, or the message is empty
+		gone := c.closed || c.streams[st.id] != st
+		c.mu.Unlock()
+		if gone {
+			return nil, c.rd.discard(n)
+		}
+		p.count(st.sig, protoGRPC, outcomeBadRequest, 0)
+		return status.New(codes.Internal, "grpc: more than one request message on a unary call"), c.rd.discard(n)
+	}
+	st.growLocked(n)
+	buf, got := st.buf, st.got
+	st.buf = nil
+	c.mu.Unlock()
+	err := c.rd.readFull((*buf)[got : got+n])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil || c.closed || c.streams[st.id] != st {
+		bufPool.Put(buf)
+		return nil, err
+	}
+	st.buf, st.got = buf, got+n
+	return nil, nil
 }
 
 // takeData adds b to st's message, or returns the status that fails the
@@ -891,14 +1013,20 @@ func (c *lsConn) takeData(st *lsStream, b []byte) *status.Status {
 		p.count(st.sig, protoGRPC, outcomeBadRequest, 0)
 		return status.New(codes.Internal, "grpc: more than one request message on a unary call")
 	}
-	if need := st.got + len(b); need > len(*st.buf) {
+	st.growLocked(len(b))
+	st.got += copy((*st.buf)[st.got:], b)
+	return nil
+}
+
+// growLocked makes room in st's message buffer for n more bytes: it grows
+// as bytes arrive, by knownGrowth at a time, up to the message's size.
+func (st *lsStream) growLocked(n int) {
+	if need := st.got + n; need > len(*st.buf) {
 		nb := bufPool.Get(min(st.want, max(knownGrowth*len(*st.buf), need)))
 		copy(*nb, (*st.buf)[:st.got])
 		bufPool.Put(st.buf)
 		st.buf = nb
 	}
-	st.got += copy((*st.buf)[st.got:], b)
-	return nil
 }
 
 // endStream forgets st: its message buffer, its reservation if no call took

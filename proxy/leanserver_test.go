@@ -846,3 +846,59 @@ func TestLeanServerSlotFreeOnAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestLeanServerPayloadInPieces: DATA payloads, read from the connection
+// straight into the message, arrive in pieces (a frame's header and its
+// payload apart, a payload cut in the middle, the prefix split over two
+// frames) and the upstream gets the message whole; a client that goes away
+// in the middle of a payload gives back every charge.
+func TestLeanServerPayloadInPieces(t *testing.T) {
+	up := newGRPCUpstream(t)
+	tp := newTestProxy(t, up.targets(), leanIngress(nil))
+	body, _ := payload(t, enrich.Traces, 1000)
+	msg := grpcMessage(body)
+	if len(msg) < 3*16384 {
+		t.Fatalf("message of %d bytes: want several frames", len(msg))
+	}
+	frame := func(id uint32, p []byte, end bool) []byte {
+		h := make([]byte, 9, 9+len(p))
+		h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+		h[3] = byte(http2.FrameData)
+		if end {
+			h[4] = byte(http2.FlagDataEndStream)
+		}
+		binary.BigEndian.PutUint32(h[5:], id)
+		return append(h, p...)
+	}
+	write := func(c *lsRawClient, b []byte) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, err := c.conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialLean(t, tp.GRPCAddr().String(), false)
+	c.headers(1, false)
+	write(c, frame(1, msg[:3], false)) // the prefix over two frames
+	rest := msg[3:]
+	for len(rest) > 0 {
+		n := min(len(rest), 16384)
+		f := frame(1, rest[:n], n == len(rest))
+		write(c, f[:9])      // the header alone
+		write(c, f[9:9+n/2]) // half the payload
+		write(c, f[9+n/2:])
+		rest = rest[n:]
+	}
+	wantStatus(t, c.status(1), codes.OK)
+	if got := up.next(t); !bytes.Equal(got.body, body) {
+		t.Errorf("the upstream got %d bytes, want the %d sent", len(got.body), len(body))
+	}
+
+	gone := dialLean(t, tp.GRPCAddr().String(), false)
+	gone.headers(1, false)
+	f := frame(1, msg[:16384], false)
+	write(gone, f[:9+5000]) // a payload cut short, and the client gone
+	gone.conn.Close()
+	waitBudgetZero(t, tp)
+}
