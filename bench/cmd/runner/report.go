@@ -379,7 +379,9 @@ func (r *runner) reportSetup(w func(string, ...any)) {
 	w("- podstamp, the relay and the raw proxy are built like `make build` (`-trimpath -tags grpcnotrace -ldflags '-s -w'`), the\n")
 	w("  Collector like its own releases (`-trimpath -ldflags '-s -w'`). Each runs with its own defaults: podstamp on one\n")
 	w("  processor (`--max-procs 1`), GC at 40%% (`--gc-percent 40`), 25 ms of timer slack; the others with Go's defaults\n")
-	w("  (GOMAXPROCS = the core count, GOGC 100, the kernel's 50 µs timer slack).\n\n")
+	w("  (GOMAXPROCS = the core count, GOGC 100, the kernel's 50 µs timer slack). A variant (S) of the same build runs a\n")
+	w("  copy of the binary, a file of its own: podstamp pages its binary out after start-up, and the kernel leaves the\n")
+	w("  pages another process maps, so two podstamps on one file would each keep what the other touches.\n\n")
 }
 
 func ingressList(m []*ingressResult) string {
