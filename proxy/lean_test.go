@@ -444,6 +444,22 @@ func counts(calls []*atomic.Int32) []int32 {
 	return out
 }
 
+// collectorsTargets sends every signal to the lean upstream
+// collectors.test on port.
+func collectorsTargets(port string) [numSignals]Target {
+	return SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port, Timeout: time.Minute, Transport: TransportLean})
+}
+
+// namedLeanProxy is a test proxy forwarding to collectors.test on port,
+// whose name dns resolves, again every every (soon after a failure).
+func namedLeanProxy(t *testing.T, port string, dns *fakeDNS, every, soon time.Duration) (*testProxy, *leanPool) {
+	t.Helper()
+	tp := newTestProxy(t, collectorsTargets(port))
+	pool := leanPoolOf(t, tp)
+	pool.setResolver(dns.lookup, every, soon)
+	return tp, pool
+}
+
 // leanPoolOf is the connection pool of the proxy's lean exporters.
 func leanPoolOf(t *testing.T, tp *testProxy) *leanPool {
 	t.Helper()
@@ -463,10 +479,7 @@ func TestLeanRoundRobin(t *testing.T) {
 	port, calls, _ := loopbackUpstreams(t, ips...)
 	dns := &fakeDNS{}
 	dns.set(nil, "127.0.0.4", "127.0.0.2", "127.0.0.3", "127.0.0.2")
-	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
-		Timeout: time.Minute, Transport: TransportLean}))
-	pool := leanPoolOf(t, tp)
-	pool.setResolver(dns.lookup, time.Hour, time.Hour)
+	tp, _ := namedLeanProxy(t, port, dns, time.Hour, time.Hour)
 	body, _ := payload(t, enrich.Traces, 5)
 	for i := range 30 {
 		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
@@ -505,10 +518,7 @@ func TestLeanReresolves(t *testing.T) {
 	port, calls, _ := loopbackUpstreams(t, ips...)
 	dns := &fakeDNS{}
 	dns.set(nil, "127.0.0.2", "127.0.0.3")
-	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
-		Timeout: time.Minute, Transport: TransportLean}))
-	pool := leanPoolOf(t, tp)
-	pool.setResolver(dns.lookup, 100*time.Millisecond, 100*time.Millisecond)
+	tp, pool := namedLeanProxy(t, port, dns, 100*time.Millisecond, 100*time.Millisecond)
 	body, _ := payload(t, enrich.Traces, 5)
 	export := func() {
 		t.Helper()
@@ -557,10 +567,7 @@ func TestLeanSkipsUnreachableAddress(t *testing.T) {
 	srvs[0].Stop()
 	dns := &fakeDNS{}
 	dns.set(nil, "127.0.0.2", "127.0.0.3")
-	tp := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
-		Timeout: time.Minute, Transport: TransportLean}))
-	pool := leanPoolOf(t, tp)
-	pool.setResolver(dns.lookup, time.Hour, time.Hour)
+	tp, pool := namedLeanProxy(t, port, dns, time.Hour, time.Hour)
 	body, _ := payload(t, enrich.Traces, 5)
 	for i := range 10 {
 		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
@@ -584,9 +591,7 @@ func TestLeanSkipsUnreachableAddress(t *testing.T) {
 
 	dns2 := &fakeDNS{}
 	dns2.set(&net.DNSError{Err: "server misbehaving", Name: "collectors.test", IsTemporary: true})
-	tp2 := newTestProxy(t, SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port,
-		Timeout: time.Minute, Transport: TransportLean}))
-	leanPoolOf(t, tp2).setResolver(dns2.lookup, time.Hour, time.Hour)
+	tp2, _ := namedLeanProxy(t, port, dns2, time.Hour, time.Hour)
 	for i, want := range []string{"server misbehaving", "next attempt in"} {
 		_, err := tp2.exportGRPC(context.Background(), enrich.Traces, body)
 		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), want) {
@@ -733,14 +738,11 @@ func TestLeanThroughProxy(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	cp := newConnectProxy(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("otel:s3cret")),
 		map[string]string{"collectors.test": "127.0.0.1"})
-	target := func() [numSignals]Target {
-		return SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: "http://collectors.test:" + port, Timeout: time.Minute, Transport: TransportLean})
-	}
 	body, _ := payload(t, enrich.Traces, 5)
 
 	noProxyEnv(t)
 	t.Setenv("HTTPS_PROXY", "http://otel:s3cret@"+cp.ln.Addr().String())
-	tp := newTestProxy(t, target())
+	tp := newTestProxy(t, collectorsTargets(port))
 	for i := range 3 {
 		if _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); err != nil {
 			t.Fatalf("export %d through the proxy: %v", i, err)
@@ -754,7 +756,7 @@ func TestLeanThroughProxy(t *testing.T) {
 	}
 
 	t.Setenv("HTTPS_PROXY", "http://otel:wrong@"+cp.ln.Addr().String())
-	tp = newTestProxy(t, target())
+	tp = newTestProxy(t, collectorsTargets(port))
 	_, err := tp.exportGRPC(context.Background(), enrich.Traces, body)
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "407") || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("proxy refusing the tunnel: %v, want UNAVAILABLE naming its 407, without the password", err)

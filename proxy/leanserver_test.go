@@ -860,15 +860,12 @@ func TestLeanServerPayloadInPieces(t *testing.T) {
 	if len(msg) < 3*16384 {
 		t.Fatalf("message of %d bytes: want several frames", len(msg))
 	}
-	frame := func(id uint32, p []byte, end bool) []byte {
-		h := make([]byte, 9, 9+len(p))
-		h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
-		h[3] = byte(http2.FrameData)
-		if end {
-			h[4] = byte(http2.FlagDataEndStream)
+	frame := func(id uint32, p []byte, end bool) []byte { // a DATA frame's bytes, to write in pieces
+		var b bytes.Buffer
+		if err := http2.NewFramer(&b, nil).WriteData(id, end, p); err != nil {
+			t.Fatal(err)
 		}
-		binary.BigEndian.PutUint32(h[5:], id)
-		return append(h, p...)
+		return b.Bytes()
 	}
 	write := func(c *lsRawClient, b []byte) {
 		t.Helper()
