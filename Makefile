@@ -23,8 +23,9 @@ MODULES   := . e2e bench e2e/node
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
-	# The proxy suite again on the lean gRPC ingress (--grpc-transport lean).
-	PODSTAMP_TEST_GRPC_TRANSPORT=lean $(GO) test -race -count=1 -timeout 10m ./proxy
+	# The proxy suite again as the binary runs by default: the lean gRPC
+	# ingress and upstream (--grpc-transport lean --upstream-transport auto).
+	PODSTAMP_TEST_GRPC_TRANSPORT=lean PODSTAMP_TEST_UPSTREAM_TRANSPORT=auto $(GO) test -race -count=1 -timeout 10m ./proxy
 	cd e2e && $(GO) test -race -count=1 -timeout 10m ./...
 	cd bench && $(GO) test -race -count=1 -timeout 10m ./...
 

@@ -67,22 +67,22 @@ func TestE2E(t *testing.T) {
 	}{
 		{"1_hostport_nat", scenarioHostPort},
 		{"2_host_network", scenarioHostNetwork},
-		{"2b_host_network_lean", scenarioHostNetworkLean},
+		{"2b_host_network_lean", scenarioHostNetworkGRPCGo},
 		{"3_service_local", scenarioServiceLocal},
 		{"4_startup_race", scenarioStartupRace},
 		{"5_ip_reuse", scenarioIPReuse},
 		{"5b_ip_reuse_early_sender", scenarioIPReuseEarly},
 		{"6_upstream_outage", scenarioUpstreamOutage},
-		{"6b_upstream_outage_lean", scenarioUpstreamOutageLean},
+		{"6b_upstream_outage_lean", scenarioUpstreamOutageGRPCGo},
 		{"7_apiserver_outage", scenarioAPIServerOutage},
 		{"8_least_privilege", scenarioLeastPrivilege},
 		{"9_dual_stack", scenarioDualStack},
 		{"10_hostile_senders", scenarioHostile},
-		{"10b_hostile_senders_lean", scenarioHostileLean},
+		{"10b_hostile_senders_lean", scenarioHostileGRPCGo},
 		{"11_exhaustion_128mib", scenarioExhaustion},
-		{"11b_exhaustion_128mib_lean", scenarioExhaustionLean},
+		{"11b_exhaustion_128mib_lean", scenarioExhaustionGRPCGo},
 		{"12_rollout_reuseport", scenarioRollout},
-		{"12b_rollout_reuseport_lean", scenarioRolloutLean},
+		{"12b_rollout_reuseport_lean", scenarioRolloutGRPCGo},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.fn(t, s) })
 	}
@@ -166,11 +166,11 @@ func scenarioHostNetwork(t *testing.T, s *suite) {
 	runIdentity(t, e, "")
 }
 
-// scenarioHostNetworkLean is scenario 2 on podstamp's own HTTP/2 server
-// and client (--grpc-transport lean --upstream-transport lean).
-func scenarioHostNetworkLean(t *testing.T, s *suite) {
-	e := s.newEnv(t, "2b", "hostNetwork, --grpc-transport lean --upstream-transport lean")
-	runIdentity(t, e, "", "--grpc-transport", "lean", "--upstream-transport", "lean")
+// scenarioHostNetworkGRPCGo is scenario 2 on grpc-go's server and client
+// (--grpc-transport grpc --upstream-transport grpc) instead of podstamp's own.
+func scenarioHostNetworkGRPCGo(t *testing.T, s *suite) {
+	e := s.newEnv(t, "2b", "hostNetwork, --grpc-transport grpc --upstream-transport grpc")
+	runIdentity(t, e, "", "--grpc-transport", "grpc", "--upstream-transport", "grpc")
 }
 
 // runIdentity runs podstamp on the node address and checks that N app pods
@@ -368,10 +368,10 @@ func scenarioUpstreamOutage(t *testing.T, s *suite) {
 	upstreamOutage(t, s.newEnv(t, "6", "upstream outage (sink killed mid-run, restarted)"))
 }
 
-// scenarioUpstreamOutageLean is scenario 6 with podstamp's own gRPC client
-// (--upstream-transport lean) towards the upstream.
-func scenarioUpstreamOutageLean(t *testing.T, s *suite) {
-	upstreamOutage(t, s.newEnv(t, "6b", "upstream outage, --upstream-transport lean"), "--upstream-transport", "lean")
+// scenarioUpstreamOutageGRPCGo is scenario 6 with grpc-go's client
+// (--upstream-transport grpc) towards the upstream.
+func scenarioUpstreamOutageGRPCGo(t *testing.T, s *suite) {
+	upstreamOutage(t, s.newEnv(t, "6b", "upstream outage, --upstream-transport grpc"), "--upstream-transport", "grpc")
 }
 
 func upstreamOutage(t *testing.T, e *env, extra ...string) {

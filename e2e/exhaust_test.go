@@ -44,10 +44,10 @@ func scenarioExhaustion(t *testing.T, s *suite) {
 	exhaustion(t, s, "11", "exhaustion under a 128 MiB memory limit")
 }
 
-// scenarioExhaustionLean is scenario 11 on podstamp's own HTTP/2 server and
-// client (--grpc-transport lean --upstream-transport lean).
-func scenarioExhaustionLean(t *testing.T, s *suite) {
-	exhaustion(t, s, "11b", "exhaustion under a 128 MiB memory limit, --grpc-transport lean", "--grpc-transport", "lean", "--upstream-transport", "lean")
+// scenarioExhaustionGRPCGo is scenario 11 on grpc-go's server and client
+// (--grpc-transport grpc --upstream-transport grpc).
+func scenarioExhaustionGRPCGo(t *testing.T, s *suite) {
+	exhaustion(t, s, "11b", "exhaustion under a 128 MiB memory limit, --grpc-transport grpc", "--grpc-transport", "grpc", "--upstream-transport", "grpc")
 }
 
 func exhaustion(t *testing.T, s *suite, num, title string, extra ...string) {

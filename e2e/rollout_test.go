@@ -20,11 +20,11 @@ func scenarioRollout(t *testing.T, s *suite) {
 	rollout(t, s.newEnv(t, "12", "rollout without a gap (SO_REUSEPORT, SIGTERM the old one)"))
 }
 
-// scenarioRolloutLean is scenario 12 with both podstamps on their own
-// HTTP/2 server and client (--grpc-transport lean --upstream-transport
-// lean): the old one's GOAWAY and drain are leanServer's.
-func scenarioRolloutLean(t *testing.T, s *suite) {
-	rollout(t, s.newEnv(t, "12b", "rollout without a gap, --grpc-transport lean"), "--grpc-transport", "lean", "--upstream-transport", "lean")
+// scenarioRolloutGRPCGo is scenario 12 with both podstamps on grpc-go's
+// server and client (--grpc-transport grpc --upstream-transport grpc): the
+// old one's GOAWAY and drain are grpc-go's.
+func scenarioRolloutGRPCGo(t *testing.T, s *suite) {
+	rollout(t, s.newEnv(t, "12b", "rollout without a gap, --grpc-transport grpc"), "--grpc-transport", "grpc", "--upstream-transport", "grpc")
 }
 
 func rollout(t *testing.T, e *env, lean ...string) {

@@ -45,10 +45,10 @@ func scenarioHostile(t *testing.T, s *suite) {
 	hostile(t, s.newEnv(t, "10", "hostile senders (impersonation, trusted relay, off-node, hold squatting, debug endpoints)"))
 }
 
-// scenarioHostileLean is scenario 10 on podstamp's own HTTP/2 server and
-// client (--grpc-transport lean --upstream-transport lean).
-func scenarioHostileLean(t *testing.T, s *suite) {
-	hostile(t, s.newEnv(t, "10b", "hostile senders, --grpc-transport lean"), "--grpc-transport", "lean", "--upstream-transport", "lean")
+// scenarioHostileGRPCGo is scenario 10 on grpc-go's server and client
+// (--grpc-transport grpc --upstream-transport grpc).
+func scenarioHostileGRPCGo(t *testing.T, s *suite) {
+	hostile(t, s.newEnv(t, "10b", "hostile senders, --grpc-transport grpc"), "--grpc-transport", "grpc", "--upstream-transport", "grpc")
 }
 
 func hostile(t *testing.T, e *env, extra ...string) {

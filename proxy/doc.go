@@ -51,7 +51,10 @@
 //     buffers each holds, are bounded whatever the requests. With
 //     HTTPS_PROXY set (and the host not in NO_PROXY, nor loopback), it
 //     tunnels through that http:// proxy with CONNECT, as grpc-go's client
-//     does, and leaves the name to the proxy.
+//     does, and leaves the name to the proxy. TransportAuto (podstamp's
+//     default) is TransportLean for the targets it serves and grpc-go's
+//     client for the others (unix sockets, other resolvers); Target's zero
+//     value stays grpc-go's client.
 //   - Config.GRPCTransport TransportLean (leanserver.go) serves the gRPC
 //     listener on an HTTP/2 of the proxy's own instead of grpc-go's server:
 //     one goroutine per connection reads its frames and never blocks on a

@@ -46,6 +46,11 @@ func TestMain(m *testing.M) {
 // (make test does both).
 var ingressTransport = os.Getenv("PODSTAMP_TEST_GRPC_TRANSPORT")
 
+// upstreamTransport is the transport of every test's gRPC upstream (but the
+// legs that name theirs): PODSTAMP_TEST_UPSTREAM_TRANSPORT=auto runs the
+// suite as the binary runs by default.
+var upstreamTransport = os.Getenv("PODSTAMP_TEST_UPSTREAM_TRANSPORT")
+
 // bytesCodec is the tests' own raw codec (independent of the proxy's): it
 // moves *[]byte.
 type bytesCodec struct{}
@@ -189,7 +194,7 @@ type upstream struct {
 	t         testing.TB
 	endpoint  string // base URL: http://127.0.0.1:port
 	protocol  string
-	transport string // of a gRPC upstream's targets: "" (grpc-go) or TransportLean
+	transport string // of a gRPC upstream's targets: "" (grpc-go), TransportLean or TransportAuto
 	got       chan received
 
 	mu sync.Mutex
@@ -278,11 +283,19 @@ func newLeanUpstream(t testing.TB) *upstream {
 	return u
 }
 
+// newGRPCGoUpstream is a gRPC upstream that podstamp reaches on grpc-go's
+// client, whatever PODSTAMP_TEST_UPSTREAM_TRANSPORT says.
+func newGRPCGoUpstream(t testing.TB) *upstream {
+	u := newGRPCUpstreamTLS(t, nil)
+	u.transport = TransportGRPC
+	return u
+}
+
 // upstreamLegs are the four upstream legs a request can leave by: gRPC or
 // HTTP, plain or gzip.
 var upstreamLegs = []upstreamLeg{
-	{"grpc-upstream", newGRPCUpstream, ""},
-	{"grpc-upstream-gzip", newGRPCUpstream, "gzip"},
+	{"grpc-upstream", newGRPCGoUpstream, ""},
+	{"grpc-upstream-gzip", newGRPCGoUpstream, "gzip"},
 	{"lean-upstream", newLeanUpstream, ""},
 	{"lean-upstream-gzip", newLeanUpstream, "gzip"},
 	{"http-upstream", newHTTPUpstream, ""},
@@ -309,7 +322,7 @@ func (l upstreamLeg) start(t testing.TB) (*upstream, [numSignals]Target) {
 // newGRPCUpstreamTLS starts a gRPC upstream, serving TLS when tc is set.
 func newGRPCUpstreamTLS(t testing.TB, tc *tls.Config) *upstream {
 	t.Helper()
-	u := &upstream{t: t, protocol: ProtocolGRPC, got: make(chan received, 1024)}
+	u := &upstream{t: t, protocol: ProtocolGRPC, transport: upstreamTransport, got: make(chan received, 1024)}
 	var creds []grpc.ServerOption
 	if tc != nil {
 		creds = append(creds, grpc.Creds(credentials.NewTLS(tc)))

@@ -35,9 +35,27 @@ import (
 
 // Transports of an OTLP/gRPC upstream.
 const (
-	TransportGRPC = "grpc" // grpc-go's client (default)
+	TransportGRPC = "grpc" // grpc-go's client (the default of Target)
 	TransportLean = "lean" // leanExporter
+	// TransportAuto is TransportLean for the targets it serves (host:port,
+	// dns:///host:port, passthrough:///host:port: every OTLP endpoint of the
+	// form http(s)://host[:port] or host:port) and TransportGRPC for the rest
+	// (unix sockets, DNS servers named in the target, other resolvers).
+	TransportAuto = "auto"
 )
+
+// leanHostPort returns the host:port a gRPC target names, if the lean
+// transport can serve it.
+func leanHostPort(target string) (string, bool) {
+	addr := target
+	for _, scheme := range []string{"dns:///", "passthrough:///"} {
+		addr = strings.TrimPrefix(addr, scheme)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil || strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
+		return "", false
+	}
+	return addr, true
+}
 
 // leanExporter forwards OTLP/gRPC calls on HTTP/2 connections of its own
 // (golang.org/x/net/http2's framer), one call at a time per connection: the
@@ -140,14 +158,11 @@ const (
 // newLeanPool serves a gRPC target of the form "dns:///host:port" or
 // "passthrough:///host:port" (what ParseEndpoint makes of OTLP endpoints).
 func newLeanPool(target string, tc *tls.Config, userAgent string, reconnect backoff.Config) (*leanPool, error) {
-	addr := target
-	for _, scheme := range []string{"dns:///", "passthrough:///"} {
-		addr = strings.TrimPrefix(addr, scheme)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || strings.Contains(addr, "://") || strings.HasPrefix(addr, "unix:") {
+	addr, ok := leanHostPort(target)
+	if !ok {
 		return nil, fmt.Errorf("the lean transport needs a host:port endpoint, not %q", target)
 	}
+	host, port, _ := net.SplitHostPort(addr)
 	// HTTPS_PROXY and NO_PROXY, as grpc-go's client reads them (the https
 	// scheme whatever the upstream's TLS).
 	proxyURL, err := httpproxy.FromEnvironment().ProxyFunc()(&url.URL{Scheme: "https", Host: addr})

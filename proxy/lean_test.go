@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -777,5 +778,65 @@ func TestLeanThroughProxy(t *testing.T) {
 	t.Setenv("HTTPS_PROXY", "socks5://"+cp.ln.Addr().String())
 	if _, err := newLeanPool("dns:///collectors.test:"+port, nil, "ua", defaultUpstreamBackoff); err == nil || !strings.Contains(err.Error(), "http:// proxies only") {
 		t.Errorf("a socks5 proxy: %v, want refused", err)
+	}
+}
+
+// TestAutoTransport: TransportAuto forwards on the lean transport to a
+// host:port endpoint and on grpc-go's client to a unix socket, which the
+// lean transport cannot dial; exports through the proxy reach both.
+func TestAutoTransport(t *testing.T) {
+	_, tcp := echoServer(t, "127.0.0.1:0", nil)
+	sock := filepath.Join(t.TempDir(), "upstream.sock")
+	inner, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix := &countingListener{Listener: inner}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(bytesCodec{}),
+		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+			var b []byte
+			if err := stream.RecvMsg(&b); err != nil {
+				return err
+			}
+			resp := []byte{}
+			return stream.SendMsg(&resp)
+		}))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(unix) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+
+	for _, c := range []struct {
+		endpoint string
+		ln       *countingListener
+		lean     bool
+	}{
+		{"http://" + tcp.Addr().String(), tcp, true},
+		{"dns:///" + tcp.Addr().String(), tcp, true},
+		{"unix:" + sock, unix, false},
+	} {
+		t.Run(c.endpoint, func(t *testing.T) {
+			targets := SameTarget(Target{Protocol: ProtocolGRPC, Endpoint: c.endpoint, Insecure: true, Timeout: time.Minute, Transport: TransportAuto})
+			if got := targets[enrich.Traces].GRPCClient(); (got == TransportLean) != c.lean {
+				t.Errorf("GRPCClient() = %q, want lean: %v", got, c.lean)
+			}
+			tp := newTestProxy(t, targets)
+			for _, sig := range enrich.Signals {
+				_, isLean := tp.up.bySignal[sig].(*leanExporter)
+				if isLean != c.lean {
+					t.Fatalf("%s exporter is %T, want lean: %v", sig, tp.up.bySignal[sig], c.lean)
+				}
+			}
+			before := c.ln.n.Load()
+			body, _ := payload(t, enrich.Logs, 10)
+			if _, err := tp.exportGRPC(context.Background(), enrich.Logs, body); err != nil {
+				t.Fatalf("export: %v", err)
+			}
+			if c.ln.n.Load() == before && c.lean {
+				t.Errorf("the lean export opened no connection to the upstream")
+			}
+		})
+	}
+	if unix.n.Load() == 0 {
+		t.Error("the unix socket upstream accepted no connection")
 	}
 }

@@ -86,7 +86,7 @@ type Config struct {
 	LiveTimeout time.Duration // how long /livez waits for each liveness check
 
 	// GRPCTransport serves the gRPC ingress: TransportGRPC (grpc-go's
-	// server, "" too) or TransportLean (leanServer, experimental).
+	// server, "" too) or TransportLean (leanServer, podstamp's default).
 	GRPCTransport string
 
 	// leanServer's bounds on a client that reads no answer and on an idle

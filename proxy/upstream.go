@@ -54,9 +54,38 @@ type Target struct {
 	CAFile      string        // PEM roots to verify the upstream; system roots when empty
 	CertFile    string        // client certificate (PEM), with KeyFile
 	KeyFile     string
-	// Transport is, for gRPC, TransportGRPC ("" too: grpc-go's client) or
-	// TransportLean (leanExporter: host:port endpoints only).
+	// Transport is, for gRPC, TransportGRPC ("" too: grpc-go's client),
+	// TransportLean (leanExporter: host:port endpoints only) or
+	// TransportAuto (lean where it can, grpc-go's client elsewhere).
 	Transport string
+}
+
+// GRPCClient returns the client t is forwarded with: TransportLean or
+// TransportGRPC, with TransportAuto decided; "" when t is not a valid gRPC
+// target.
+func (t Target) GRPCClient() string {
+	if t.Protocol != "" && t.Protocol != ProtocolGRPC {
+		return ""
+	}
+	ep, err := ParseEndpoint(t.Protocol, t.Endpoint, t.Insecure)
+	if err != nil {
+		return ""
+	}
+	return grpcClient(t.Transport, ep.Target)
+}
+
+// grpcClient decides TransportAuto for a gRPC target; "" is TransportGRPC.
+func grpcClient(transport, target string) string {
+	switch transport {
+	case "":
+		return TransportGRPC
+	case TransportAuto:
+		if _, ok := leanHostPort(target); ok {
+			return TransportLean
+		}
+		return TransportGRPC
+	}
+	return transport
 }
 
 // HTTPPath returns the OTLP/HTTP path of a signal ("/v1/traces", ...).
@@ -123,6 +152,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 		switch t.Protocol {
 		case "", ProtocolGRPC:
 			target, useTLS := ep.Target, ep.TLS
+			t.Transport = grpcClient(t.Transport, target)
 			if t.Transport == TransportLean {
 				e, err := u.leanExporter(t, sig, target, useTLS, tlsKey, leanPools, maxSend, userAgent, reconnect)
 				if err != nil {
@@ -134,7 +164,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 			}
 			if t.Transport != "" && t.Transport != TransportGRPC {
 				u.close()
-				return nil, fmt.Errorf("upstream for %s: unsupported transport %q (want grpc or lean)", sig, t.Transport)
+				return nil, fmt.Errorf("upstream for %s: unsupported transport %q (want grpc, lean or auto)", sig, t.Transport)
 			}
 			key := fmt.Sprintf("%s\x00%v\x00%s", target, useTLS, tlsKey)
 			cc := grpcConns[key]

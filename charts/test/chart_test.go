@@ -520,13 +520,17 @@ func TestUpstream(t *testing.T) {
 			t.Errorf("default args name a transport (%s): %v", f, c.Args)
 		}
 	}
-	leanIn := container(t, decode(t, render(t, variant{set: []string{upstreamSet, "grpcTransport=lean"}}).Manifest))
-	if got, ok := argValue(leanIn, "--grpc-transport"); !ok || got != "lean" {
-		t.Errorf("grpcTransport=lean: --grpc-transport=%q (present %v)", got, ok)
-	}
-	lean := container(t, decode(t, render(t, variant{set: []string{upstreamSet, "upstream.transport=lean"}}).Manifest))
-	if got, ok := argValue(lean, "--upstream-transport"); !ok || got != "lean" {
-		t.Errorf("upstream.transport=lean: --upstream-transport=%q (present %v)", got, ok)
+	// The defaults (grpcTransport lean, upstream.transport auto) are the
+	// binary's; any other choice is passed on.
+	for _, v := range []struct{ set, flag, want string }{
+		{"grpcTransport=grpc", "--grpc-transport", "grpc"},
+		{"upstream.transport=lean", "--upstream-transport", "lean"},
+		{"upstream.transport=grpc", "--upstream-transport", "grpc"},
+	} {
+		c := container(t, decode(t, render(t, variant{set: []string{upstreamSet, v.set}}).Manifest))
+		if got, ok := argValue(c, v.flag); !ok || got != v.want {
+			t.Errorf("%s: %s=%q (present %v), want %q", v.set, v.flag, got, ok, v.want)
+		}
 	}
 	for _, a := range c.Args {
 		if strings.Contains(a, "header=") || strings.Contains(a, "UPSTREAM_HEADER") {

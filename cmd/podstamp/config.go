@@ -16,7 +16,7 @@ import (
 // through its PODSTAMP_* environment variable.
 type Config struct {
 	GRPCListen string
-	// GRPCTransport serves the gRPC listener: grpc or lean.
+	// GRPCTransport serves the gRPC listener: lean or grpc.
 	GRPCTransport string
 	HTTPListen    string
 	AdminListen   string
@@ -102,13 +102,13 @@ func DefaultConfig() Config {
 	p := proxy.DefaultConfig()
 	return Config{
 		GRPCListen:          ":4317",
-		GRPCTransport:       proxy.TransportGRPC,
+		GRPCTransport:       proxy.TransportLean,
 		HTTPListen:          ":4318",
 		AdminListen:         ":10291",
 		DebugListen:         "127.0.0.1:10292",
 		UpstreamProtocol:    proxy.ProtocolGRPC,
 		UpstreamCompression: "none",
-		UpstreamTransport:   proxy.TransportGRPC,
+		UpstreamTransport:   proxy.TransportAuto,
 		UpstreamTimeout:     10 * time.Second,
 		ForwardHeaders:      []string{"authorization"},
 		ShutdownTimeout:     p.ShutdownTimeout,

@@ -212,6 +212,17 @@ func TestUpstreams(t *testing.T) {
 		if !ts[enrich.Metrics].Insecure || ts[enrich.Traces].Insecure {
 			t.Error("per-signal INSECURE not applied to metrics only")
 		}
+		// By default the gRPC upstream takes the lean transport where it can
+		// (proxy.TransportAuto); an HTTP upstream has no gRPC transport.
+		if ts[enrich.Metrics].Transport != proxy.TransportAuto || ts[enrich.Traces].Transport != "" {
+			t.Errorf("transports: metrics %q, traces %q", ts[enrich.Metrics].Transport, ts[enrich.Traces].Transport)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("the default transports with an http/protobuf upstream: %v", err)
+		}
+		if cfg.GRPCTransport != proxy.TransportLean {
+			t.Errorf("default --grpc-transport %q, want lean", cfg.GRPCTransport)
+		}
 	})
 
 	t.Run("errors", func(t *testing.T) {

@@ -80,7 +80,7 @@ func (c *Config) flags() []flagDef {
 	boolVar := func(p *bool) flag.Value { return (*boolValue)(p) }
 	return []flagDef{
 		{name: "grpc-listen", usage: "OTLP/gRPC listen address; empty disables", value: strVar(&c.GRPCListen)},
-		{name: "grpc-transport", usage: "gRPC ingress server: grpc (grpc-go's) or lean (experimental: HTTP/2 of podstamp's own; each call's answer is written by the goroutine that handled it, with the same limits as grpc-go's server; with --upstream-transport lean about a quarter less CPU per request in the benchmark)", value: strVar(&c.GRPCTransport)},
+		{name: "grpc-transport", usage: "gRPC ingress server: lean (HTTP/2 of podstamp's own: each call's answer is written by the goroutine that handled it, with the same limits as grpc-go's server; with the lean upstream transport about a quarter less CPU per request in the benchmark) or grpc (grpc-go's server)", value: strVar(&c.GRPCTransport)},
 		{name: "http-listen", usage: "OTLP/HTTP listen address; empty disables", value: strVar(&c.HTTPListen)},
 		{name: "admin-listen", usage: "admin listen address (/livez, /readyz, /metrics); empty disables", value: strVar(&c.AdminListen)},
 		{name: "debug-listen", usage: "debug listen address (/debug/pods lists every pod of the node; /debug/pprof with --enable-pprof): keep it on loopback; empty disables", value: strVar(&c.DebugListen)},
@@ -89,7 +89,7 @@ func (c *Config) flags() []flagDef {
 		{name: "upstream-protocol", usage: "upstream protocol: grpc or http/protobuf (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]PROTOCOL)", value: strVar(&c.UpstreamProtocol)},
 		{name: "upstream-header", usage: "static header k=v added to upstream requests; repeatable or comma-separated (merged over OTEL_EXPORTER_OTLP_[<SIGNAL>_]HEADERS)", value: &kvListValue{listValue{p: &c.UpstreamHeaders}}},
 		{name: "upstream-compression", usage: "upstream compression: gzip or none (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]COMPRESSION)", value: strVar(&c.UpstreamCompression)},
-		{name: "upstream-transport", usage: "gRPC upstream client: grpc (grpc-go's) or lean (experimental: HTTP/2 connections of podstamp's own, one call at a time each, written and read by the goroutine that forwards the request; with --grpc-transport lean about a quarter less CPU per request in the benchmark; host:port endpoints only, round-robin per call over the resolved addresses, resolved again every 30 s)", value: strVar(&c.UpstreamTransport)},
+		{name: "upstream-transport", usage: "gRPC upstream client: auto (lean for host:port endpoints, which http(s)://host[:port] and dns:///host:port are; grpc for unix: and other gRPC targets), lean (HTTP/2 connections of podstamp's own, one call at a time each, written and read by the goroutine that forwards the request; round-robin per call over the resolved addresses, resolved again every 30 s; HTTPS_PROXY through http:// proxies) or grpc (grpc-go's client)", value: strVar(&c.UpstreamTransport)},
 		{name: "upstream-timeout", usage: "upstream request timeout (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]TIMEOUT in ms); the client's own deadline applies too", value: durVar(&c.UpstreamTimeout)},
 		{name: "upstream-insecure", usage: "plaintext gRPC for endpoints without http/https scheme (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]INSECURE)", value: boolVar(&c.UpstreamInsecure)},
 		{name: "upstream-ca-file", usage: "PEM CA bundle to verify the upstream (falls back to OTEL_EXPORTER_OTLP_[<SIGNAL>_]CERTIFICATE)", value: strVar(&c.UpstreamCAFile)},

@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		p.Close()
 		return err
 	}
-	log.Info("starting", "version", version, "upstream", describeUpstream(set.upstreams), "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent(), "timer_slack", slackString())
+	log.Info("starting", "version", version, "upstream", describeUpstream(set.upstreams), "grpc_server", cfg.GRPCTransport, "node", cfg.NodeName, "procs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent(), "timer_slack", slackString())
 
 	// The pod cache outlives the ingress: requests in flight during the
 	// drain may still be held for a pod.
@@ -138,6 +138,9 @@ func describeUpstream(ts [4]proxy.Target) string {
 	var parts []string
 	for _, sig := range enrich.Signals {
 		s := ts[sig].Protocol + " " + ts[sig].Endpoint
+		if c := ts[sig].GRPCClient(); c != "" {
+			s += " (" + c + " client)"
+		}
 		if !seen[s] {
 			seen[s] = true
 			parts = append(parts, s)

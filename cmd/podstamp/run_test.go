@@ -92,13 +92,13 @@ func TestRun(t *testing.T) {
 	}()
 	addrs := map[string]string{}
 	passThrough := false
-	var procs, gcp any
+	var procs, gcp, server, upstream any
 	for len(addrs) < 4 {
 		select {
 		case m := <-lines:
 			msg, _ := m["msg"].(string)
 			if msg == "starting" {
-				procs, gcp = m["procs"], m["gc_percent"]
+				procs, gcp, server, upstream = m["procs"], m["gc_percent"], m["grpc_server"], m["upstream"]
 			}
 			if strings.HasPrefix(msg, "serving ") {
 				addrs[msg] = m["addr"].(string)
@@ -120,6 +120,11 @@ func TestRun(t *testing.T) {
 	}
 	if gcp != float64(DefaultConfig().GCPercent) || gcp != float64(40) {
 		t.Errorf("started with gc_percent %v, want the default of 40", gcp)
+	}
+	// The default transports are podstamp's own HTTP/2 on both sides, and
+	// the log says which client each upstream got.
+	if up, _ := upstream.(string); server != "lean" || !strings.HasSuffix(up, "(lean client)") {
+		t.Errorf("started with grpc_server %v, upstream %v; want lean and the lean client", server, upstream)
 	}
 
 	cc, err := grpc.NewClient("passthrough:///"+addrs["serving OTLP/gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))

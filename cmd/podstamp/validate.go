@@ -110,13 +110,13 @@ func (c Config) check() (settings, problems) {
 		bad("grpc-transport", "%q is not grpc or lean", c.GRPCTransport)
 	}
 	switch c.UpstreamTransport {
-	case proxy.TransportGRPC, "":
+	case proxy.TransportGRPC, proxy.TransportAuto, "":
 	case proxy.TransportLean:
 		if c.UpstreamProtocol != proxy.ProtocolGRPC {
 			bad("upstream-transport", "lean is a gRPC client; --upstream-protocol is %s", c.UpstreamProtocol)
 		}
 	default:
-		bad("upstream-transport", "%q is not grpc or lean", c.UpstreamTransport)
+		bad("upstream-transport", "%q is not auto, grpc or lean", c.UpstreamTransport)
 	}
 	for _, h := range c.UpstreamHeaders {
 		if k, _, ok := strings.Cut(h, "="); !ok || strings.TrimSpace(k) == "" {
