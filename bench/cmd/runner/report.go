@@ -655,8 +655,15 @@ func (r *runner) analysis() []string {
 				t50, t99 := added(t, A)
 				n += fmt.Sprintf(", the TCP relay %+.2f / %+.2f", t50, t99)
 			}
+			if rr := ir.result("R"); rr != nil {
+				r50, r99 := added(rr, A)
+				n += fmt.Sprintf(", the raw pass-through proxy %+.2f / %+.2f", r50, r99)
+			}
 			n += "."
 		}
+		n += " podstamp reads a whole request before it forwards it (it stamps the request's resources first), and its" +
+			" added p50 is about its CPU per request, run on one processor; the raw pass-through proxy streams each request" +
+			" through (on OTLP/HTTP it is net/http's ReverseProxy)."
 		n += " Added latencies are differences of a few tenths of a millisecond between set-ups measured minutes apart on a" +
 			" shared 2-core machine; tail latencies move between runs by more than the margin to this target."
 		notes = append(notes, n)
