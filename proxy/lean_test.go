@@ -840,3 +840,54 @@ func TestAutoTransport(t *testing.T) {
 		t.Error("the unix socket upstream accepted no connection")
 	}
 }
+
+// TestLeanUpstreamBoundThroughIngress: the bound on calls in progress to one
+// upstream, attacked through podstamp's gRPC listener: exports beyond it
+// wait for a connection instead of dialling more, one whose deadline passes
+// meanwhile gets DEADLINE_EXCEEDED (which OTLP clients retry), and the ones
+// that waited are forwarded once connections are free.
+func TestLeanUpstreamBoundThroughIngress(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	_, ln := echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	})
+	tp := newTestProxy(t, leanTargets(ln.Addr().String()))
+	e := tp.up.bySignal[enrich.Traces].(*leanExporter)
+	e.pool.active = make(chan struct{}, 3) // before any export: 512 in podstamp
+	body, _ := payload(t, enrich.Traces, 5)
+	errs := make(chan error, 5)
+	for range 3 {
+		go func() { _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); errs <- err }()
+	}
+	for range 3 {
+		<-arrived
+	}
+	for range 2 {
+		go func() { _, err := tp.exportGRPC(context.Background(), enrich.Traces, body); errs <- err }()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := tp.exportGRPC(ctx, enrich.Traces, body)
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("an export beyond the bound: %v, want DEADLINE_EXCEEDED", err)
+	}
+	select {
+	case <-arrived:
+		t.Error("the upstream got a call beyond the bound")
+	default:
+	}
+	close(release)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Errorf("an export that waited for a connection: %v", err)
+		}
+	}
+	if n := ln.n.Load(); n != 3 {
+		t.Errorf("the upstream accepted %d connections, want 3", n)
+	}
+}
