@@ -46,6 +46,12 @@ func echoServer(t *testing.T, addr string, wait func(ctx context.Context)) (*grp
 	if err != nil {
 		t.Fatal(err)
 	}
+	return echoOn(t, inner, wait)
+}
+
+// echoOn is echoServer on a listener of the caller's.
+func echoOn(t *testing.T, inner net.Listener, wait func(ctx context.Context)) (*grpc.Server, *countingListener) {
+	t.Helper()
 	ln := &countingListener{Listener: inner}
 	srv := grpc.NewServer(grpc.ForceServerCodecV2(bytesCodec{}),
 		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
@@ -791,19 +797,7 @@ func TestAutoTransport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unix := &countingListener{Listener: inner}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(bytesCodec{}),
-		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
-			var b []byte
-			if err := stream.RecvMsg(&b); err != nil {
-				return err
-			}
-			resp := []byte{}
-			return stream.SendMsg(&resp)
-		}))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(unix) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
+	_, unix := echoOn(t, inner, nil)
 
 	for _, c := range []struct {
 		endpoint string
