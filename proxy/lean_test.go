@@ -870,6 +870,16 @@ func TestLeanUpstreamBoundThroughIngress(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("an export beyond the bound: %v, want DEADLINE_EXCEEDED", err)
 	}
+	// The client gives up when its deadline passes; podstamp's side of the
+	// call may still be waiting. Release the upstream once it is done (3
+	// calls upstream, 2 waiting), or that call could take a freed
+	// connection just as its deadline passes and close it mid-call.
+	for until := time.Now().Add(10 * time.Second); counterValue(t, tp, "podstamp_inflight_requests", nil) != 5; {
+		if time.Now().After(until) {
+			t.Fatalf("podstamp has %v exports in flight, want 5", counterValue(t, tp, "podstamp_inflight_requests", nil))
+		}
+		time.Sleep(time.Millisecond)
+	}
 	select {
 	case <-arrived:
 		t.Error("the upstream got a call beyond the bound")

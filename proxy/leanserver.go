@@ -1333,13 +1333,18 @@ func (c *lsConn) writeDataLocked(id uint32, parts *[][]byte, n int) {
 // goAway sends GOAWAY: the client opens no more streams. With now, or when
 // no stream is open, the connection closes; else it closes after the last
 // stream is answered.
+//
+// The GOAWAY is written before any RST_STREAM REFUSED_STREAM that going
+// away causes (wmu is held from the flag to the write): a client that read
+// a refusal first would retry the call on this connection, to be refused
+// again, and a gRPC client retries an unprocessed call only once.
 func (c *lsConn) goAway(code http2.ErrCode, now bool) {
+	c.wmu.Lock()
 	c.mu.Lock()
 	c.goingAway = true
 	last := c.lastID
 	idle := len(c.streams) == 0
 	c.mu.Unlock()
-	c.wmu.Lock()
 	if c.fr.WriteGoAway(last, code, nil) == nil {
 		_ = c.flushLocked()
 	}
