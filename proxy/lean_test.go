@@ -610,20 +610,28 @@ func TestLeanSkipsUnreachableAddress(t *testing.T) {
 	}
 }
 
-// TestLeanActiveConnectionsBounded: the calls in progress on one upstream,
-// each on a connection of its own, are bounded; a call beyond waits for one
-// to finish and, when its deadline comes first, fails DEADLINE_EXCEEDED
-// (which exporters retry) without opening a connection.
-func TestLeanActiveConnectionsBounded(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 16)
-	_, ln := echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
-		arrived <- struct{}{}
+// holdingServer is an echoServer that holds every call until release is
+// closed (or the call ends), telling arrived of each.
+func holdingServer(t *testing.T) (ln *countingListener, arrived <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	release = make(chan struct{})
+	got := make(chan struct{}, 16)
+	_, ln = echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
+		got <- struct{}{}
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
 	})
+	return ln, got, release
+}
+
+// TestLeanActiveConnectionsBounded: the calls in progress on one upstream,
+// each on a connection of its own, are bounded; a call beyond waits for one
+// to finish and, when its deadline comes first, fails DEADLINE_EXCEEDED
+// (which exporters retry) without opening a connection.
+func TestLeanActiveConnectionsBounded(t *testing.T) {
+	ln, arrived, release := holdingServer(t)
 	p, err := newLeanPool("dns:///"+ln.Addr().String(), nil, "ua", defaultUpstreamBackoff)
 	if err != nil {
 		t.Fatal(err)
@@ -841,15 +849,7 @@ func TestAutoTransport(t *testing.T) {
 // meanwhile gets DEADLINE_EXCEEDED (which OTLP clients retry), and the ones
 // that waited are forwarded once connections are free.
 func TestLeanUpstreamBoundThroughIngress(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 16)
-	_, ln := echoServer(t, "127.0.0.1:0", func(ctx context.Context) {
-		arrived <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-	})
+	ln, arrived, release := holdingServer(t)
 	tp := newTestProxy(t, leanTargets(ln.Addr().String()))
 	e := tp.up.bySignal[enrich.Traces].(*leanExporter)
 	e.pool.active = make(chan struct{}, 3) // before any export: 512 in podstamp

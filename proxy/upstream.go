@@ -162,7 +162,7 @@ func newUpstreams(targets [numSignals]Target, maxSend int, userAgent string, rec
 				u.bySignal[sig] = e
 				continue
 			}
-			if t.Transport != "" && t.Transport != TransportGRPC {
+			if t.Transport != TransportGRPC {
 				u.close()
 				return nil, fmt.Errorf("upstream for %s: unsupported transport %q (want grpc, lean or auto)", sig, t.Transport)
 			}
